@@ -1,0 +1,55 @@
+"""Server configuration from the environment (prefix ``SWAPLORA_``) and the CLI.
+
+Every field has a safe default; ``swaplora serve --host --port --model`` override the matching
+fields. Read once at start-up into a frozen :class:`Settings`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """All knobs of a running server."""
+
+    model_config = SettingsConfigDict(env_prefix="SWAPLORA_", frozen=True, extra="ignore")
+
+    data: Path = Field(Path("./data"), description="Data directory: adapters, tenants, converted base model.")
+    admin_key: str | None = Field(
+        None, description="Admin API key (manages tenants, sees every adapter). Unset: no admin access."
+    )
+    model: str | None = Field(
+        None, description="A Hugging Face causal-LM directory; unset: the embedded SmolLM2-135M-Instruct."
+    )
+    host: str = Field("127.0.0.1", description="Interface to bind.")
+    port: int = Field(8000, description="TCP port to bind.")
+    device: str | None = Field(None, description="torch device; unset: cuda when present, else cpu.")
+    max_rank: int = Field(64, ge=1, description="Largest LoRA rank an uploaded adapter may have.")
+    max_upload_bytes: int = Field(
+        512 * 1024 * 1024, ge=1024, description="Largest accepted adapter upload (all files together)."
+    )
+    max_batch_size: int = Field(16, ge=1, description="Most sequences decoded together in one step.")
+    max_waiting: int = Field(256, ge=1, description="Most requests queued before new ones get 429.")
+    max_context: int = Field(
+        4096, ge=64, description="Cap on prompt + completion tokens (also capped by the model's own limit)."
+    )
+    default_max_tokens: int = Field(
+        512, ge=1, description="Completion length when a request sets no max_tokens."
+    )
+    max_loaded_adapters: int = Field(32, ge=1, description="Adapters kept loaded next to the base (LRU).")
+    log_level: str = Field("info", description="Python logging level.")
+
+    @property
+    def adapters_dir(self) -> Path:
+        return self.data / "adapters"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data / "models"
+
+    @property
+    def db_path(self) -> Path:
+        return self.data / "swaplora.db"
