@@ -108,15 +108,15 @@ class AdapterCache:
             raise AdapterLoadError(f"Could not load adapter {handle.key}: {exc}") from exc
         self._loaded[handle.key] = name
         self._on_load(time.perf_counter() - started)
-        self._evict_over_capacity()
+        self._evict_over_capacity(keep=handle.key)
         return name
 
-    def _evict_over_capacity(self) -> None:
-        # Never delete the last adapter: PEFT cannot hold zero adapters. Pinned ones stay.
+    def _evict_over_capacity(self, keep: str) -> None:
+        # Pinned adapters and the one just loaded stay, so PEFT never holds zero adapters.
         for key in list(self._loaded):
-            if len(self._loaded) <= max(self.capacity, 1):
+            if len(self._loaded) <= self.capacity:
                 return
-            if self._pins.get(key) or len(self._loaded) == 1:
+            if key == keep or self._pins.get(key):
                 continue
             self._peft.delete_adapter(self._loaded.pop(key))
             self._on_evict()
