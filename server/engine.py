@@ -1,0 +1,314 @@
+"""The model engine: one worker thread owns the model and decodes every request in one batch.
+
+Contract:
+- :meth:`Engine.submit` is thread-safe and never blocks; it returns a :class:`RequestHandle`.
+  The engine calls the request's ``emit`` callback from its worker thread with
+  :class:`TextDelta` pieces and exactly one final :class:`Finished`.
+- Continuous batching: a request is prefilled alone (a few per step, so running rows keep
+  decoding), then joins the running batch at the next decode step; it leaves when it hits EOS, a
+  stop string or ``max_tokens``, or at the first step after :meth:`RequestHandle.cancel`.
+- Rows with different adapters (or none) share every forward pass.
+- Nothing here imports starlette; an exception in a step fails the affected rows, never the thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from transformers import DynamicCache
+
+from adapters.base_model import LoadedBase
+from server.adapter_cache import AdapterCache, AdapterHandle
+from server.detokenizer import IncrementalText
+from server.kv_batch import KVBatch
+from server.metrics import Metrics
+from server.sampling import SamplingParams, make_generator, sample_rows
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """New text for the client."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The last event of a request."""
+
+    reason: str
+    """``stop`` (EOS or stop string), ``length``, ``cancelled`` or ``error``."""
+    prompt_tokens: int
+    completion_tokens: int
+    error: str | None = None
+
+
+Event = TextDelta | Finished
+
+
+@dataclass
+class GenerationRequest:
+    """A tokenized prompt plus how to continue it."""
+
+    prompt_ids: list[int]
+    params: SamplingParams
+    adapter: AdapterHandle | None = None
+    emit: Callable[[Event], None] = lambda event: None
+    submitted_at: float = field(default_factory=time.monotonic)
+
+
+class RequestHandle:
+    """Lets the submitter stop a request; safe to call from any thread, any number of times."""
+
+    def __init__(self) -> None:
+        self._cancelled = threading.Event()
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+
+@dataclass
+class _Row:
+    request: GenerationRequest
+    handle: RequestHandle
+    text: IncrementalText
+    generator: torch.Generator
+    adapter_row: str = ""
+    generated: int = 0
+    last_token: int = -1
+    finished: bool = False
+
+
+class Engine:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        base: LoadedBase,
+        *,
+        max_batch_size: int = 16,
+        max_loaded_adapters: int = 32,
+        max_prefills_per_step: int = 2,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.base = base
+        self.max_batch_size = max_batch_size
+        self.max_prefills_per_step = max_prefills_per_step
+        self.metrics = metrics or Metrics()
+        self.adapters = AdapterCache(
+            base.model,
+            max_loaded_adapters,
+            on_load=self._on_adapter_load,
+            on_evict=self.metrics.adapter_evictions.inc,
+        )
+        self._queue: queue.Queue[tuple[GenerationRequest, RequestHandle]] = queue.Queue()
+        self._rows: list[_Row] = []
+        self._kv = KVBatch()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="swaplora-engine", daemon=True)
+
+    # -- submitter side -------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the worker; every unfinished request ends with an ``error`` event."""
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def submit(self, request: GenerationRequest) -> RequestHandle:
+        handle = RequestHandle()
+        if self._stopping.is_set():
+            request.emit(Finished("error", len(request.prompt_ids), 0, "The engine is shutting down."))
+            return handle
+        self._queue.put((request, handle))
+        self.metrics.waiting.set(self._queue.qsize())
+        return handle
+
+    @property
+    def waiting(self) -> int:
+        return self._queue.qsize()
+
+    @property
+    def running(self) -> int:
+        return len(self._rows)
+
+    # -- worker side ------------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._admit()
+                if self._rows:
+                    self._decode_step()
+            except Exception:  # a bug must not kill the only thread that serves
+                log.exception("engine step failed; failing the running batch")
+                self._fail_all("Internal error while generating.")
+        self._fail_all("The engine is shutting down.")
+        while not self._queue.empty():
+            request, _ = self._queue.get_nowait()
+            request.emit(Finished("error", len(request.prompt_ids), 0, "The engine is shutting down."))
+
+    def _admit(self) -> None:
+        """Prefill up to ``max_prefills_per_step`` queued requests; wait briefly when idle."""
+        for admitted in range(self.max_prefills_per_step):
+            if len(self._rows) >= self.max_batch_size:
+                return
+            idle = not self._rows and admitted == 0
+            try:
+                request, handle = self._queue.get(timeout=0.05) if idle else self._queue.get_nowait()
+            except queue.Empty:
+                return
+            self.metrics.waiting.set(self._queue.qsize())
+            self.metrics.queue_time.observe(time.monotonic() - request.submitted_at)
+            self._prefill(request, handle)
+
+    def _prefill(self, request: GenerationRequest, handle: RequestHandle) -> None:
+        row = _Row(
+            request,
+            handle,
+            IncrementalText(self.base.tokenizer, request.params.stop),
+            make_generator(request.params.seed),
+        )
+        if handle.cancelled:
+            self._finish(row, "cancelled")
+            return
+        try:
+            hit = request.adapter is None or request.adapter.key in self.adapters.loaded_keys
+            row.adapter_row = self.adapters.acquire(request.adapter)
+            if request.adapter is not None and hit:
+                self.metrics.adapter_hits.inc()
+        except Exception as exc:
+            log.warning("adapter load failed: %s", exc)
+            row.adapter_row = ""
+            self._finish(row, "error", str(exc))
+            return
+        length = len(request.prompt_ids)
+        cache = DynamicCache()
+        ids = torch.tensor([request.prompt_ids], dtype=torch.long, device=self.base.device)
+        try:
+            logits = self._forward(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                position_ids=torch.arange(length, device=self.base.device).unsqueeze(0),
+                cache=cache,
+                adapter_rows=[row.adapter_row],
+            )
+        except Exception as exc:
+            log.exception("prefill failed")
+            self._finish(row, "error", f"Prefill failed: {exc}")
+            return
+        self.metrics.prompt_tokens.inc(length)
+        token = sample_rows(logits, [request.params], [row.generator])[0]
+        if self._accept(row, token):
+            return
+        self._kv.append_row(cache, length)
+        self._rows.append(row)
+        self.metrics.running.set(len(self._rows))
+
+    def _decode_step(self) -> None:
+        self._drop(lambda row: row.handle.cancelled, "cancelled")
+        if not self._rows:
+            return
+        mask, positions = self._kv.step_inputs()
+        ids = torch.tensor([[row.last_token] for row in self._rows], dtype=torch.long, device=self.base.device)
+        logits = self._forward(
+            ids,
+            attention_mask=mask,
+            position_ids=positions,
+            cache=self._kv.cache,
+            adapter_rows=[row.adapter_row for row in self._rows],
+        )
+        self.metrics.batch_size.observe(len(self._rows))
+        tokens = sample_rows(logits, [r.request.params for r in self._rows], [r.generator for r in self._rows])
+        for row, token in zip(self._rows, tokens):
+            self._accept(row, token)
+        self._drop(lambda row: row.finished, None)
+
+    @torch.inference_mode()
+    def _forward(
+        self,
+        ids: torch.Tensor,
+        *,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor,
+        cache: DynamicCache,
+        adapter_rows: list[str],
+    ) -> torch.Tensor:
+        """Logits of the last position of every row."""
+        model = self.adapters.model
+        extra = {} if model is self.base.model else {"adapter_names": adapter_rows}
+        out = model(
+            input_ids=ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+            **extra,
+        )
+        return out.logits[:, -1, :]
+
+    def _accept(self, row: _Row, token: int) -> bool:
+        """Record a sampled token; emit text; finish the row when done. True if finished."""
+        row.generated += 1
+        row.last_token = token
+        self.metrics.generated_tokens.inc()
+        if token in self.base.eos_token_ids:
+            self._finish(row, "stop")
+            return True
+        piece = row.text.push(token)
+        if piece:
+            row.request.emit(TextDelta(piece))
+        if row.text.stopped:
+            self._finish(row, "stop")
+        elif row.generated >= row.request.params.max_tokens:
+            self._finish(row, "length")
+        return row.finished
+
+    def _finish(self, row: _Row, reason: str, error: str | None = None) -> None:
+        if row.finished:
+            return
+        row.finished = True
+        if reason in ("stop", "length"):
+            tail = row.text.flush()
+            if tail:
+                row.request.emit(TextDelta(tail))
+        if row.adapter_row:
+            self.adapters.release(row.request.adapter)
+        row.request.emit(Finished(reason, len(row.request.prompt_ids), row.generated, error))
+
+    def _drop(self, predicate: Callable[[_Row], bool], reason: str | None) -> None:
+        keep = [i for i, row in enumerate(self._rows) if not predicate(row)]
+        if len(keep) == len(self._rows):
+            return
+        for i, row in enumerate(self._rows):
+            if i not in keep and reason is not None:
+                self._finish(row, reason)
+        self._rows = [self._rows[i] for i in keep]
+        self._kv.keep_rows(keep)
+        self.metrics.running.set(len(self._rows))
+
+    def _fail_all(self, message: str) -> None:
+        for row in self._rows:
+            self._finish(row, "error", message)
+        self._rows = []
+        self._kv = KVBatch()
+        self.metrics.running.set(0)
+
+    def _on_adapter_load(self, seconds: float) -> None:
+        self.metrics.adapter_loads.inc()
+        self.metrics.adapter_load_seconds.observe(seconds)
+        self.metrics.loaded_adapters.set(len(self.adapters.loaded_keys) + 1)
