@@ -71,7 +71,7 @@ model: setup
 run: setup model
 	@mkdir -p "$(SWAPLORA_DATA)"; \
 	if [ -n "$${SWAPLORA_ADMIN_KEY:-}" ]; then \
-	  key_hint='admin key: $$SWAPLORA_ADMIN_KEY from your environment'; \
+	  key_hint='admin key: $$SWAPLORA_ADMIN_KEY from your environment'; shown_key='$$SWAPLORA_ADMIN_KEY'; \
 	else \
 	  keyfile="$(SWAPLORA_DATA)/admin_key"; \
 	  if [ ! -s "$$keyfile" ]; then \
@@ -79,14 +79,14 @@ run: setup model
 	  fi; \
 	  chmod 600 "$$keyfile"; \
 	  SWAPLORA_ADMIN_KEY="$$(cat "$$keyfile")"; export SWAPLORA_ADMIN_KEY; \
-	  key_hint="admin key, kept in $$keyfile: $$SWAPLORA_ADMIN_KEY"; \
+	  key_hint="admin key, kept in $$keyfile: $$SWAPLORA_ADMIN_KEY"; shown_key="$$SWAPLORA_ADMIN_KEY"; \
 	fi; \
 	echo; \
 	echo "swaplora on http://$(HOST):$(PORT) ($$key_hint)"; \
 	echo; \
 	echo "1. Create a tenant with the admin key; the response shows its api_key once:"; \
-	echo "   curl -s http://$(HOST):$(PORT)/v1/tenants -H \"Authorization: Bearer $$SWAPLORA_ADMIN_KEY\" -H 'Content-Type: application/json' -d '{\"name\": \"acme\"}'"; \
-	echo "2. Chat with the base model using that tenant key:"; \
+	echo "   curl -s http://$(HOST):$(PORT)/v1/tenants -H \"Authorization: Bearer $$shown_key\" -H 'Content-Type: application/json' -d '{\"name\": \"acme\"}'"; \
+	echo "2. Chat with the base model, TENANT_KEY being the api_key from step 1:"; \
 	echo "   curl -s http://$(HOST):$(PORT)/v1/chat/completions -H \"Authorization: Bearer \$$TENANT_KEY\" -H 'Content-Type: application/json' -d '{\"model\": \"base\", \"messages\": [{\"role\": \"user\", \"content\": \"Hello!\"}]}'"; \
 	echo; \
 	exec $(SWAPLORA) serve --host "$(HOST)" --port "$(PORT)"
