@@ -99,7 +99,7 @@ def validate_adapter(
     """Validate a PEFT LoRA adapter against a base's linear layers, or raise the first problem."""
     config = _parse_config(config_json)
     rank, alpha, use_rslora = _check_config(config, max_rank)
-    shapes = _read_weight_shapes(Path(weights_path), max_tensors=2 * len(linear_shapes))
+    shapes = _read_weight_shapes(Path(weights_path), linear_shapes)
     modules = _check_shapes(shapes, rank, linear_shapes)
     _check_targets(config, modules)
     _check_finite(Path(weights_path))
@@ -159,24 +159,47 @@ def _check_config(config: dict[str, Any], max_rank: int) -> tuple[int, float, bo
     return rank, float(alpha), use_rslora
 
 
-def _read_weight_shapes(path: Path, max_tensors: int) -> dict[str, tuple[str, tuple[int, ...]]]:
-    """Key -> (dtype, shape) from the safetensors header, without reading tensor data."""
+def _read_weight_shapes(
+    path: Path, linear_shapes: Mapping[str, tuple[int, int]]
+) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Key -> (dtype, shape) from the safetensors header, without reading tensor data.
+
+    Each key is checked before its entry is read, so a header with a huge number of entries
+    fails at its first bad key; valid keys are at most two per linear layer of the base.
+    """
     try:
         with safe_open(str(path), framework="pt") as f:
-            keys = list(f.keys())
-            if len(keys) > max_tensors:
-                raise AdapterValidationError(
-                    f"adapter_model.safetensors has {len(keys)} tensors; a LoRA for this base has "
-                    f"at most {max_tensors}.",
-                    "adapter_model.safetensors",
-                )
-            return {k: (f.get_slice(k).get_dtype(), tuple(f.get_slice(k).get_shape())) for k in keys}
+            shapes = {}
+            for key in f.keys():
+                _parse_key(key, linear_shapes)
+                entry = f.get_slice(key)
+                shapes[key] = (entry.get_dtype(), tuple(entry.get_shape()))
+            return shapes
     except AdapterValidationError:
         raise
     except Exception:  # safetensors raises its own error types, OSError or ValueError on garbage
         raise AdapterValidationError(
             "adapter_model.safetensors is not a safetensors file.", "adapter_model.safetensors"
         ) from None
+
+
+def _parse_key(key: str, linear_shapes: Mapping[str, tuple[int, int]]) -> tuple[str, str]:
+    """(module, "A" or "B") for a PEFT LoRA key on one of the base's linear layers, else raise."""
+    match = _KEY_RE.match(key)
+    if not match:
+        raise AdapterValidationError(
+            f"Unexpected tensor {key!r}: only 'base_model.model.<module>.lora_A.weight' and "
+            "'.lora_B.weight' (PEFT's saved LoRA form) are accepted.",
+            "adapter_model.safetensors",
+        )
+    module = match.group("module")
+    if module not in linear_shapes:
+        raise AdapterValidationError(
+            f"Tensor {key!r} targets {module!r}, which is not a linear layer of the base model "
+            "(was the adapter trained for another model?).",
+            "adapter_model.safetensors",
+        )
+    return module, match.group("part")
 
 
 def _check_shapes(
@@ -187,20 +210,7 @@ def _check_shapes(
     """Check every key, dtype and shape; return the sorted module names that carry weights."""
     parts: dict[str, set[str]] = {}
     for key, (dtype, shape) in shapes.items():
-        match = _KEY_RE.match(key)
-        if not match:
-            raise AdapterValidationError(
-                f"Unexpected tensor {key!r}: only 'base_model.model.<module>.lora_A.weight' and "
-                "'.lora_B.weight' (PEFT's saved LoRA form) are accepted.",
-                "adapter_model.safetensors",
-            )
-        module, part = match.group("module"), match.group("part")
-        if module not in linear_shapes:
-            raise AdapterValidationError(
-                f"Tensor {key!r} targets {module!r}, which is not a linear layer of the base model "
-                "(was the adapter trained for another model?).",
-                "adapter_model.safetensors",
-            )
+        module, part = _parse_key(key, linear_shapes)
         if dtype not in FLOAT_DTYPES:
             raise AdapterValidationError(
                 f"Tensor {key!r} has dtype {dtype}; expected one of {sorted(FLOAT_DTYPES)}.",
@@ -217,7 +227,9 @@ def _check_shapes(
             )
         parts.setdefault(module, set()).add(part)
     if not parts:
-        raise AdapterValidationError("adapter_model.safetensors holds no LoRA tensors.", "adapter_model.safetensors")
+        raise AdapterValidationError(
+            "adapter_model.safetensors holds no LoRA tensors.", "adapter_model.safetensors"
+        )
     for module, found in sorted(parts.items()):
         if found != {"A", "B"}:
             missing = "lora_B" if "A" in found else "lora_A"

@@ -1,0 +1,243 @@
+"""validate_adapter on real PEFT adapters saved from a tiny Llama, and on hand-broken ones.
+
+The module-level helpers (``TINY_LINEAR_SHAPES``, :func:`save_peft_adapter`) are reused by the
+route tests so both exercise the exact files ``peft`` writes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from adapters.base_model import linear_shapes
+from adapters.validation import AdapterValidationError, validate_adapter
+
+_LAYER_SHAPES = {
+    "self_attn.q_proj": (64, 64),
+    "self_attn.k_proj": (64, 32),
+    "self_attn.v_proj": (64, 32),
+    "self_attn.o_proj": (64, 64),
+    "mlp.gate_proj": (64, 128),
+    "mlp.up_proj": (64, 128),
+    "mlp.down_proj": (128, 64),
+}
+TINY_LINEAR_SHAPES: dict[str, tuple[int, int]] = {
+    f"model.layers.{i}.{suffix}": shape for i in range(2) for suffix, shape in _LAYER_SHAPES.items()
+}
+"""Hand-written (in, out) table of a 2-layer Llama: hidden 64, intermediate 128, 4 heads, 2 KV heads."""
+ALL_SHORT_NAMES = ("down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj")
+
+
+def tiny_llama(hidden_size: int = 64, intermediate_size: int = 128) -> torch.nn.Module:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=128,
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+    )
+    return LlamaForCausalLM(config)
+
+
+def save_peft_adapter(
+    directory: Path, *, hidden_size: int = 64, r: int = 4, target_modules: Any = "all-linear", **lora: Any
+) -> Path:
+    """Save a real PEFT LoRA (non-zero B, so it changes outputs) for a tiny Llama into ``directory``."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=r, lora_alpha=lora.pop("lora_alpha", 8), target_modules=target_modules,
+                        init_lora_weights=False, **lora)
+    get_peft_model(tiny_llama(hidden_size), config).save_pretrained(str(directory))
+    return directory
+
+
+@pytest.fixture(scope="module")
+def adapter_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_peft_adapter(tmp_path_factory.mktemp("adapter"))
+
+
+def config_bytes(adapter_dir: Path, **changes: Any) -> bytes:
+    config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    config.update(changes)
+    return json.dumps(config).encode()
+
+
+def validate(config: bytes, weights: Path, max_rank: int = 64):  # noqa: ANN201 - test shorthand
+    return validate_adapter(config, weights, TINY_LINEAR_SHAPES, max_rank)
+
+
+def test_hand_written_shapes_match_the_real_model() -> None:
+    assert linear_shapes(tiny_llama()) == TINY_LINEAR_SHAPES
+
+
+def test_accepts_peft_all_linear(adapter_dir: Path) -> None:
+    result = validate(config_bytes(adapter_dir), adapter_dir / "adapter_model.safetensors")
+    assert (result.rank, result.alpha, result.use_rslora) == (4, 8.0, False)
+    assert result.target_modules == ALL_SHORT_NAMES
+    assert result.modules == tuple(sorted(TINY_LINEAR_SHAPES))
+    assert result.config["target_modules"] == sorted(TINY_LINEAR_SHAPES)
+    assert result.config["peft_type"] == "LORA" and result.config["inference_mode"] is True
+    assert result.scaling == 2.0
+
+
+def test_accepts_explicit_list_and_rslora(tmp_path: Path) -> None:
+    directory = save_peft_adapter(tmp_path, r=2, target_modules=["q_proj", "v_proj"], use_rslora=True, lora_alpha=4)
+    result = validate((directory / "adapter_config.json").read_bytes(), directory / "adapter_model.safetensors")
+    assert result.target_modules == ("q_proj", "v_proj")
+    assert len(result.modules) == 4
+    assert result.scaling == pytest.approx(4 / math.sqrt(2))
+
+
+def test_regex_target_modules_checked_against_weights(adapter_dir: Path) -> None:
+    weights = adapter_dir / "adapter_model.safetensors"
+    validate(config_bytes(adapter_dir, target_modules=r"model\.layers\.\d+\.(self_attn|mlp)\.\w+_proj"), weights)
+    with pytest.raises(AdapterValidationError, match="does not select") as info:
+        validate(config_bytes(adapter_dir, target_modules=r".*\.q_proj"), weights)
+    assert info.value.param == "target_modules"
+    with pytest.raises(AdapterValidationError, match="regular expression"):
+        validate(config_bytes(adapter_dir, target_modules="(("), weights)
+    with pytest.raises(AdapterValidationError, match="does not select"):
+        validate(config_bytes(adapter_dir, target_modules=["q_proj"]), weights)
+    with pytest.raises(AdapterValidationError, match="exclude_modules"):
+        validate(config_bytes(adapter_dir, exclude_modules=["down_proj"]), weights)
+
+
+@pytest.mark.parametrize(
+    ("changes", "param"),
+    [
+        ({"peft_type": "IA3"}, "peft_type"),
+        ({"r": 65}, "r"),
+        ({"r": 0}, "r"),
+        ({"r": True}, "r"),
+        ({"r": 4.0}, "r"),
+        ({"lora_alpha": 0}, "lora_alpha"),
+        ({"lora_alpha": "8"}, "lora_alpha"),
+        ({"use_dora": True}, "use_dora"),
+        ({"modules_to_save": ["lm_head"]}, "modules_to_save"),
+        ({"bias": "all"}, "bias"),
+        ({"bias": "lora_only"}, "bias"),
+        ({"layers_to_transform": [0]}, "layers_to_transform"),
+        ({"rank_pattern": {"q_proj": 8}}, "rank_pattern"),
+        ({"alpha_pattern": {"q_proj": 8}}, "alpha_pattern"),
+        ({"lora_bias": True}, "lora_bias"),
+        ({"use_rslora": "yes"}, "use_rslora"),
+        ({"fan_in_fan_out": True}, "fan_in_fan_out"),
+        ({"some_future_option": {"on": True}}, "some_future_option"),
+    ],
+)
+def test_refuses_config(adapter_dir: Path, changes: dict[str, Any], param: str) -> None:
+    with pytest.raises(AdapterValidationError) as info:
+        validate(config_bytes(adapter_dir, **changes), adapter_dir / "adapter_model.safetensors")
+    assert info.value.param == param
+    assert info.value.message
+
+
+def test_unknown_option_left_unset_is_fine(adapter_dir: Path) -> None:
+    validate(config_bytes(adapter_dir, some_future_option=None), adapter_dir / "adapter_model.safetensors")
+
+
+@pytest.mark.parametrize("raw", [b"[1, 2]", b"{not json", b"\xff\xfe", b'"LORA"'])
+def test_refuses_non_object_config(adapter_dir: Path, raw: bytes) -> None:
+    with pytest.raises(AdapterValidationError, match="adapter_config.json"):
+        validate(raw, adapter_dir / "adapter_model.safetensors")
+
+
+def test_refuses_pickle_and_garbage(adapter_dir: Path, tmp_path: Path) -> None:
+    pickled = tmp_path / "adapter_model.safetensors"
+    torch.save(load_file(adapter_dir / "adapter_model.safetensors"), pickled)
+    with pytest.raises(AdapterValidationError, match="not a safetensors file"):
+        validate(config_bytes(adapter_dir), pickled)
+    pickled.write_bytes(b"\x00" * 7 + b"garbage" * 100)
+    with pytest.raises(AdapterValidationError, match="not a safetensors file"):
+        validate(config_bytes(adapter_dir), pickled)
+    pickled.write_bytes(b"")
+    with pytest.raises(AdapterValidationError, match="not a safetensors file"):
+        validate(config_bytes(adapter_dir), pickled)
+
+
+def test_refuses_adapter_for_another_architecture(tmp_path: Path) -> None:
+    directory = save_peft_adapter(tmp_path, hidden_size=128)
+    with pytest.raises(AdapterValidationError, match="another model"):
+        validate((directory / "adapter_config.json").read_bytes(), directory / "adapter_model.safetensors")
+
+
+def test_refuses_rank_mismatch_between_config_and_weights(adapter_dir: Path) -> None:
+    with pytest.raises(AdapterValidationError, match="shape"):
+        validate(config_bytes(adapter_dir, r=8), adapter_dir / "adapter_model.safetensors")
+
+
+def test_rank_limit_is_the_callers(adapter_dir: Path) -> None:
+    with pytest.raises(AdapterValidationError, match="from 1 to 2") as info:
+        validate(config_bytes(adapter_dir), adapter_dir / "adapter_model.safetensors", max_rank=2)
+    assert info.value.param == "r"
+
+
+def test_refuses_peft_output_that_saves_base_layers(tmp_path: Path) -> None:
+    # Targeting lm_head makes PEFT save the full head weights too; those are never accepted.
+    directory = save_peft_adapter(tmp_path, target_modules=["q_proj", "lm_head"])
+    with pytest.raises(AdapterValidationError, match="Unexpected tensor 'base_model.model.lm_head.base_layer"):
+        validate((directory / "adapter_config.json").read_bytes(), directory / "adapter_model.safetensors")
+
+
+def test_refuses_dora_weights_even_if_config_hides_it(tmp_path: Path) -> None:
+    directory = save_peft_adapter(tmp_path, use_dora=True)
+    with pytest.raises(AdapterValidationError, match="Unexpected tensor"):
+        validate(config_bytes(directory, use_dora=False), directory / "adapter_model.safetensors")
+
+
+def _rewrite(adapter_dir: Path, target: Path, edit: Any) -> Path:
+    tensors = load_file(adapter_dir / "adapter_model.safetensors")
+    edit(tensors)
+    save_file(tensors, target)
+    return target
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda t: t.pop("base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight"), "no lora_B"),
+        (lambda t: t.pop("base_model.model.model.layers.1.mlp.up_proj.lora_A.weight"), "no lora_A"),
+        (lambda t: t.update({"base_model.model.model.layers.0.self_attn.q_proj.lora_A.default.weight":
+                             torch.zeros(4, 64)}), "Unexpected tensor"),
+        (lambda t: t.update({"base_model.model.model.embed_tokens.lora_embedding_A": torch.zeros(4, 128)}),
+         "Unexpected tensor"),
+        (lambda t: t.update({"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight":
+                             torch.zeros(4, 64, dtype=torch.int32)}), "dtype"),
+        (lambda t: t.update({"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight":
+                             torch.zeros(64, 4)}), "shape"),
+        (lambda t: t["base_model.model.model.layers.1.mlp.down_proj.lora_B.weight"].__setitem__((0, 0), math.nan),
+         "NaN"),
+        (lambda t: t.update({"base_model.model.lm_head.lora_A.weight": torch.zeros(4, 64)}), "not a linear layer"),
+        (lambda t: t.clear(), "no LoRA tensors"),
+    ],
+)
+def test_refuses_broken_weights(adapter_dir: Path, tmp_path: Path, edit: Any, message: str) -> None:
+    weights = _rewrite(adapter_dir, tmp_path / "adapter_model.safetensors", edit)
+    with pytest.raises(AdapterValidationError, match=message) as info:
+        validate(config_bytes(adapter_dir), weights)
+    assert info.value.param == "adapter_model.safetensors"
+
+
+def test_accepts_half_precision_weights(adapter_dir: Path, tmp_path: Path) -> None:
+    def to_bf16(tensors: dict[str, torch.Tensor]) -> None:
+        tensors.update({k: v.to(torch.bfloat16) for k, v in tensors.items()})
+
+    weights = _rewrite(adapter_dir, tmp_path / "adapter_model.safetensors", to_bf16)
+    assert validate(config_bytes(adapter_dir), weights).rank == 4
+
+
+def test_refuses_weights_for_layers_the_base_lacks(adapter_dir: Path) -> None:
+    one_layer = {"model.layers.0.self_attn.q_proj": (64, 64)}
+    with pytest.raises(AdapterValidationError, match="not a linear layer of the base"):
+        validate_adapter(config_bytes(adapter_dir), adapter_dir / "adapter_model.safetensors", one_layer, 64)
