@@ -13,6 +13,7 @@ Contract:
 
 from __future__ import annotations
 
+import inspect
 import logging
 import queue
 import threading
@@ -117,6 +118,9 @@ class Engine:
         self._rows: list[_Row] = []
         self._kv = KVBatch()
         self._stopping = threading.Event()
+        # transformers 5.x renamed ``past_key_values`` to ``cache``; accept either release line.
+        params = inspect.signature(type(base.model).forward).parameters
+        self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
         self._thread = threading.Thread(target=self._run, name="swaplora-engine", daemon=True)
 
     # -- submitter side -------------------------------------------------------------------
@@ -190,6 +194,7 @@ class Engine:
             row.adapter_row = self.adapters.acquire(request.adapter)
             if request.adapter is not None and hit:
                 self.metrics.adapter_hits.inc()
+            self.metrics.loaded_adapters.set(len(self.adapters.loaded_keys))
         except Exception as exc:
             log.warning("adapter load failed: %s", exc)
             row.adapter_row = ""
@@ -254,9 +259,9 @@ class Engine:
             input_ids=ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=cache,
             use_cache=True,
             logits_to_keep=1,
+            **{self._cache_kwarg: cache},
             **extra,
         )
         return out.logits[:, -1, :]
@@ -311,4 +316,3 @@ class Engine:
     def _on_adapter_load(self, seconds: float) -> None:
         self.metrics.adapter_loads.inc()
         self.metrics.adapter_load_seconds.observe(seconds)
-        self.metrics.loaded_adapters.set(len(self.adapters.loaded_keys) + 1)
