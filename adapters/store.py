@@ -91,6 +91,7 @@ class AdapterStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / ".lock").touch(exist_ok=True)
         self._thread_lock = threading.Lock()
 
     # ----------------------------------------------------------------------------- reads
@@ -183,6 +184,7 @@ class AdapterStore:
                 shutil.rmtree(tmp, ignore_errors=True)
                 if not (adapter_dir / _CURRENT).exists():
                     _remove_if_empty(adapter_dir)
+                    _remove_if_empty(adapter_dir.parent)
                 raise
             return manifest
 
