@@ -1,0 +1,85 @@
+"""The async side of generation: submit to the engine, read its events without blocking the loop.
+
+:meth:`Scheduler.generate` returns a :class:`Generation`, an async iterator of engine events.
+The engine calls back from its worker thread; the callback only hands the event to the event
+loop (``call_soon_threadsafe``), so the loop never waits on the model. Leaving the iteration
+early (a client disconnect cancels the streaming task) cancels the request in the engine, which
+drops the row at its next step. Latency metrics (TTFT, inter-token, end-to-end) are taken here,
+where the client's view of time is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+from server.adapter_cache import AdapterHandle
+from server.engine import Engine, Event, Finished, GenerationRequest
+from server.errors import APIError
+from server.metrics import Metrics
+from server.sampling import SamplingParams
+
+
+class Generation:
+    """One request's events; iterate once. Cancels the engine request if abandoned."""
+
+    def __init__(self, engine: Engine, request: GenerationRequest, metrics: Metrics) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._events: asyncio.Queue[Event] = asyncio.Queue()
+        self._metrics = metrics
+        self._started = time.monotonic()
+        self.finished: Finished | None = None
+        request.emit = self._from_engine
+        self._handle = engine.submit(request)
+
+    def _from_engine(self, event: Event) -> None:
+        self._loop.call_soon_threadsafe(self._events.put_nowait, event)
+
+    def cancel(self) -> None:
+        self._handle.cancel()
+
+    async def __aiter__(self) -> AsyncIterator[Event]:
+        last = None
+        try:
+            while True:
+                event = await self._events.get()
+                now = time.monotonic()
+                if isinstance(event, Finished):
+                    self.finished = event
+                    self._metrics.e2e.observe(now - self._started)
+                    self._metrics.requests.labels(outcome=event.reason).inc()
+                    yield event
+                    return
+                if last is None:
+                    self._metrics.ttft.observe(now - self._started)
+                else:
+                    self._metrics.inter_token.observe(now - last)
+                last = now
+                yield event
+        finally:
+            if self.finished is None:
+                self.cancel()
+                self._metrics.requests.labels(outcome="disconnected").inc()
+
+
+class Scheduler:
+    """Admission control in front of the engine."""
+
+    def __init__(self, engine: Engine, metrics: Metrics, max_waiting: int) -> None:
+        self.engine = engine
+        self.metrics = metrics
+        self.max_waiting = max_waiting
+
+    def generate(
+        self, prompt_ids: list[int], params: SamplingParams, adapter: AdapterHandle | None
+    ) -> Generation:
+        if self.engine.waiting >= self.max_waiting:
+            self.metrics.requests.labels(outcome="rejected").inc()
+            raise APIError(
+                429,
+                "The server is at capacity; retry shortly.",
+                code="server_busy",
+                headers={"Retry-After": "1"},
+            )
+        return Generation(self.engine, GenerationRequest(prompt_ids, params, adapter), self.metrics)
