@@ -1,0 +1,196 @@
+"""``POST /v1/chat/completions``: OpenAI-compatible chat, streamed over SSE or returned whole.
+
+Flow: authenticate -> validate the body -> resolve ``model`` inside the caller's tenant (another
+tenant's id, or one that does not exist, is the same 404 ``model_not_found``) -> render the
+prompt with the base's chat template -> check the context budget -> generate. The adapter version
+is fixed when the request starts, so publishing a new version never changes a reply in flight.
+Streaming ends with ``data: [DONE]``; a client that goes away cancels its row in the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+from sse_starlette import EventSourceResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from adapters.ids import InvalidId, parse_model_id
+from adapters.store import AdapterNotFound
+from server.adapter_cache import AdapterHandle
+from server.auth import Principal, authenticate, can_use_tenant
+from server.engine import Finished, TextDelta
+from server.errors import APIError, bad_request, model_not_found
+from server.prompt import render_prompt
+from server.sampling import SamplingParams
+from server.scheduler import Generation
+from server.schemas import ChatCompletionRequest, parse_json
+
+
+def _ready_services(request: Request):
+    services = request.app.state.services
+    if services.engine is None:
+        raise APIError(503, "The model is still loading; retry shortly.", code="model_loading", headers={"Retry-After": "5"})
+    return services
+
+
+def resolve_adapter(services, principal: Principal, model: str) -> tuple[str, AdapterHandle | None]:
+    """The served model id (``base`` or ``tenant/name@version``) and the adapter to use."""
+    try:
+        ref = parse_model_id(model)
+    except InvalidId as exc:
+        raise bad_request(str(exc), param="model", code="invalid_model_id") from None
+    if ref is None:
+        return "base", None
+    if not can_use_tenant(principal, ref.tenant):
+        raise model_not_found(model)
+    try:
+        resolved = services.store.resolve(ref)
+    except AdapterNotFound:
+        raise model_not_found(model) from None
+    manifest = resolved.manifest
+    if manifest.base_spec_hash != services.base.spec.hash:
+        raise APIError(
+            409,
+            f"Adapter {manifest.model_id} was built for a different base model; retrain or re-upload it.",
+            code="adapter_base_mismatch",
+            param="model",
+        )
+    return manifest.model_id, AdapterHandle(manifest.model_id, resolved.path)
+
+
+def _sampling(services, body: ChatCompletionRequest, prompt_len: int) -> SamplingParams:
+    limit = min(services.base.context_length, services.settings.max_context)
+    if prompt_len >= limit:
+        raise bad_request(
+            f"The prompt is {prompt_len} tokens; this model's context is {limit} tokens.",
+            param="messages",
+            code="context_length_exceeded",
+        )
+    requested = body.requested_max_tokens()
+    if requested is not None and prompt_len + requested > limit:
+        raise bad_request(
+            f"max_tokens={requested} plus the prompt's {prompt_len} tokens exceeds the context of {limit} tokens.",
+            param="max_completion_tokens" if body.max_completion_tokens else "max_tokens",
+            code="context_length_exceeded",
+        )
+    max_tokens = requested or min(services.settings.default_max_tokens, limit - prompt_len)
+    return SamplingParams(
+        max_tokens=max_tokens,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        seed=body.seed,
+        stop=body.stop_strings(),
+    )
+
+
+def _usage(finished: Finished) -> dict:
+    return {
+        "prompt_tokens": finished.prompt_tokens,
+        "completion_tokens": finished.completion_tokens,
+        "total_tokens": finished.prompt_tokens + finished.completion_tokens,
+    }
+
+
+def _engine_error(finished: Finished) -> APIError:
+    return APIError(500, finished.error or "Generation failed.", type="api_error", code="generation_failed")
+
+
+async def chat_completions(request: Request) -> Response:
+    principal = authenticate(request)
+    body = parse_json(ChatCompletionRequest, await request.body())
+    services = _ready_services(request)
+    served_model, adapter = await run_in_threadpool(resolve_adapter, services, principal, body.model)
+    prompt_ids = await run_in_threadpool(render_prompt, services.base.tokenizer, list(body.messages))
+    params = _sampling(services, body, len(prompt_ids))
+    generation = services.scheduler.generate(prompt_ids, params, adapter)
+    completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+    created = int(time.time())
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        events = _stream(generation, completion_id, created, served_model, include_usage)
+        return EventSourceResponse(events, ping=15)
+    return await _complete(request, generation, completion_id, created, served_model)
+
+
+async def _complete(request: Request, generation: Generation, cid: str, created: int, model: str) -> Response:
+    pieces: list[str] = []
+    events = generation.__aiter__()
+    next_event = asyncio.ensure_future(anext(events))
+    try:
+        while True:
+            done, _ = await asyncio.wait({next_event}, timeout=0.5)
+            if not done:
+                if await request.is_disconnected():
+                    generation.cancel()
+                continue
+            event = next_event.result()
+            if isinstance(event, TextDelta):
+                pieces.append(event.text)
+                next_event = asyncio.ensure_future(anext(events))
+                continue
+            assert isinstance(event, Finished)
+            if event.reason == "error":
+                raise _engine_error(event)
+            return JSONResponse(
+                {
+                    "id": cid,
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": "".join(pieces)},
+                            "logprobs": None,
+                            "finish_reason": event.reason,
+                        }
+                    ],
+                    "usage": _usage(event),
+                }
+            )
+    finally:
+        next_event.cancel()
+        await events.aclose()
+
+
+def _chunk(cid: str, created: int, model: str, delta: dict, finish_reason: str | None) -> dict:
+    return {
+        "data": json.dumps(
+            {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+            }
+        )
+    }
+
+
+async def _stream(
+    generation: Generation, cid: str, created: int, model: str, include_usage: bool
+) -> AsyncIterator[dict]:
+    yield _chunk(cid, created, model, {"role": "assistant", "content": ""}, None)
+    async for event in generation:
+        if isinstance(event, TextDelta):
+            yield _chunk(cid, created, model, {"content": event.text}, None)
+            continue
+        if event.reason == "error":
+            yield {"data": json.dumps(_engine_error(event).body())}
+            return
+        yield _chunk(cid, created, model, {}, event.reason)
+        if include_usage:
+            usage = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                     "choices": [], "usage": _usage(event)}
+            yield {"data": json.dumps(usage)}
+    yield {"data": "[DONE]"}
+
+
+routes = [Route("/v1/chat/completions", chat_completions, methods=["POST"])]
