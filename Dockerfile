@@ -3,8 +3,8 @@
 # swaplora on an NVIDIA GPU.
 #
 #   docker build -t swaplora .
-#   docker run --gpus all -p 8000:8000 -v swaplora-data:/data \
-#       -e SWAPLORA_ADMIN_KEY="$(openssl rand -hex 32)" swaplora
+#   export SWAPLORA_ADMIN_KEY="$(openssl rand -hex 32)"    # keep it: it manages tenants
+#   docker run --gpus all -p 8000:8000 -v swaplora-data:/data -e SWAPLORA_ADMIN_KEY swaplora
 #
 # The base is the official PyTorch runtime image, which already holds a CUDA build of torch
 # (>= 2.6, which transformers 5 requires). A constraints file pins exactly that torch, so pip can
@@ -48,6 +48,7 @@ RUN --mount=type=bind,source=.,target=/src,rw \
     pip install --no-deps /src \
  && swaplora --version
 
+# Runs as uid 10001: a host directory bind-mounted at /data must be writable by it.
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin swaplora \
  && mkdir -p /data \
  && chown swaplora:swaplora /data

