@@ -86,7 +86,7 @@ run: setup model
 	echo "swaplora on http://$(HOST):$(PORT) ($$key_hint)"; \
 	echo; \
 	echo "1. Create a tenant with the admin key; the response shows its api_key once:"; \
-	echo "   curl -s http://$(HOST):$(PORT)/v1/tenants -H \"Authorization: Bearer $$shown_key\" -H 'Content-Type: application/json' -d '{\"name\": \"acme\"}'"; \
+	echo "   curl -s http://$(HOST):$(PORT)/v1/tenants -H \"Authorization: Bearer $$shown_key\" -H 'Content-Type: application/json' -d '{\"id\": \"acme\"}'"; \
 	echo "2. Chat with the base model, TENANT_KEY being the api_key from step 1:"; \
 	echo "   curl -s http://$(HOST):$(PORT)/v1/chat/completions -H \"Authorization: Bearer \$$TENANT_KEY\" -H 'Content-Type: application/json' -d '{\"model\": \"base\", \"messages\": [{\"role\": \"user\", \"content\": \"Hello!\"}]}'"; \
 	echo; \
