@@ -1,0 +1,100 @@
+"""The Starlette application: :func:`create_app` wires routes to services; :func:`serve` runs it.
+
+Start-up never blocks on the model: the base loads on a background thread (converting the
+embedded model first if needed) while ``/health`` already answers; chat answers 503
+``model_loading`` until ``/ready`` says ready. Shutdown stops the engine, which ends every open
+request with an error event.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from starlette.applications import Starlette
+
+from adapters.base_model import load_base
+from adapters.embedded import prepare_embedded_model
+from adapters.store import AdapterStore
+from server.engine import Engine
+from server.errors import install_error_handlers
+from server.metrics import Metrics
+from server.routes import adapters as adapter_routes
+from server.routes import chat, health, models, tenants
+from server.scheduler import Scheduler
+from server.services import Services
+from server.settings import Settings
+from server.tenants import TenantRegistry
+
+log = logging.getLogger(__name__)
+
+
+def load_model(services: Services) -> None:
+    """Load the base and start the engine; record the error instead of raising."""
+    settings = services.settings
+    try:
+        started = time.perf_counter()
+        model_dir = Path(settings.model) if settings.model else prepare_embedded_model(settings.models_dir)
+        base = load_base(model_dir, settings.device)
+        engine = Engine(
+            base,
+            max_batch_size=settings.max_batch_size,
+            max_loaded_adapters=settings.max_loaded_adapters,
+            metrics=services.metrics,
+        )
+        engine.start()
+        services.base = base
+        services.scheduler = Scheduler(engine, services.metrics, settings.max_waiting)
+        services.engine = engine
+        log.info("model %s ready on %s in %.1fs (spec %s)", base.spec.name, base.device,
+                 time.perf_counter() - started, base.spec.hash[:12])
+    except Exception as exc:
+        log.exception("loading the base model failed")
+        services.load_error = f"{type(exc).__name__}: {exc}"
+
+
+def create_app(settings: Settings) -> Starlette:
+    settings.data.mkdir(parents=True, exist_ok=True)
+    services = Services(
+        settings=settings,
+        store=AdapterStore(settings.adapters_dir),
+        tenants=TenantRegistry(settings.db_path),
+        metrics=Metrics(),
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        loader = threading.Thread(target=load_model, args=(services,), name="swaplora-loader", daemon=True)
+        loader.start()
+        yield
+        if services.engine is not None:
+            services.engine.stop()
+
+    app = Starlette(
+        routes=[*health.routes, *models.routes, *chat.routes, *tenants.routes, *adapter_routes.routes],
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    app.state.started_at = int(time.time())
+    install_error_handlers(app)
+    return app
+
+
+def serve(settings: Settings) -> None:
+    """Run the server in the foreground until interrupted."""
+    import uvicorn
+
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not settings.admin_key:
+        log.warning("SWAPLORA_ADMIN_KEY is not set: nobody can create tenants.")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=5,
+    )

@@ -1,0 +1,68 @@
+"""Who is calling: ``Authorization: Bearer <key>`` turned into a :class:`Principal`.
+
+Contract: :func:`authenticate` returns a principal or raises :class:`~server.errors.APIError`
+401 (``missing_api_key`` when no bearer key was sent, ``invalid_api_key`` when it matches
+nothing). The admin key comes from settings and is compared in constant time; with no admin key
+configured nobody is admin. Every other key is looked up in the tenant registry. Route code then
+asks :func:`require_admin` or :func:`can_use_tenant`; resources of another tenant are answered
+with 404, never 403, so their existence does not leak.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+
+from starlette.requests import Request
+
+from server.errors import APIError
+
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller: the admin (``tenant_id`` None) or one tenant."""
+
+    tenant_id: str | None
+    is_admin: bool
+
+
+def bearer_key(request: Request) -> str | None:
+    """The key of an ``Authorization: Bearer`` header, or None when there is none."""
+    scheme, _, key = request.headers.get("authorization", "").strip().partition(" ")
+    key = key.strip()
+    if scheme.lower() != "bearer" or not key:
+        return None
+    return key
+
+
+def authenticate(request: Request) -> Principal:
+    """The caller of ``request``, or a 401."""
+    key = bearer_key(request)
+    if key is None:
+        raise APIError(
+            401,
+            "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.",
+            code="missing_api_key",
+            headers=_CHALLENGE,
+        )
+    services = request.app.state.services
+    admin_key = services.settings.admin_key
+    if admin_key is not None and hmac.compare_digest(key.encode("utf-8"), admin_key.encode("utf-8")):
+        return Principal(tenant_id=None, is_admin=True)
+    tenant = services.tenants.authenticate(key)
+    if tenant is None:
+        raise APIError(401, "Incorrect API key provided.", code="invalid_api_key", headers=_CHALLENGE)
+    return Principal(tenant_id=tenant.id, is_admin=False)
+
+
+def require_admin(principal: Principal) -> None:
+    """Raise 403 unless the caller is the admin."""
+    if not principal.is_admin:
+        raise APIError(403, "This endpoint needs the admin key.", code="admin_required")
+
+
+def can_use_tenant(principal: Principal, tenant_id: str) -> bool:
+    """Whether the caller may see and use ``tenant_id``'s resources."""
+    return principal.is_admin or principal.tenant_id == tenant_id

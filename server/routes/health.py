@@ -1,0 +1,43 @@
+"""Operational endpoints: ``/health`` (the process is up), ``/ready`` (the model is loaded and
+serving), ``/metrics`` (Prometheus text format). None needs a key; none reveals tenant data.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+
+async def health(request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+async def ready(request: Request) -> JSONResponse:
+    services = request.app.state.services
+    if services.load_error:
+        return JSONResponse({"status": "failed", "error": services.load_error}, status_code=503)
+    if services.engine is None:
+        return JSONResponse({"status": "loading"}, status_code=503, headers={"Retry-After": "5"})
+    spec = services.base.spec
+    return JSONResponse(
+        {
+            "status": "ready",
+            "model": spec.name,
+            "base_spec_hash": spec.hash,
+            "device": str(services.base.device),
+            "context_length": services.base.context_length,
+        }
+    )
+
+
+async def metrics(request: Request) -> Response:
+    services = request.app.state.services
+    return Response(services.metrics.render(), media_type=services.metrics.content_type)
+
+
+routes = [
+    Route("/health", health, methods=["GET"]),
+    Route("/ready", ready, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
+]

@@ -1,0 +1,84 @@
+"""``GET /v1/models`` and ``GET /v1/models/{model}``: ``base`` plus the adapters the caller may use.
+
+A tenant sees its own adapters (as ``tenant/name``, served at their current version); the admin
+sees every tenant's. Another tenant's id answers 404 ``model_not_found``, exactly like an id that
+does not exist.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from adapters.ids import BASE_MODEL_ID, InvalidId, parse_model_id
+from adapters.store import AdapterNotFound
+from server.auth import authenticate, can_use_tenant
+from server.errors import model_not_found
+
+
+def _created(iso: str) -> int:
+    try:
+        return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp())
+    except ValueError:
+        return 0
+
+
+def _base_entry(request: Request) -> dict:
+    return {"id": BASE_MODEL_ID, "object": "model", "created": request.app.state.started_at, "owned_by": "swaplora"}
+
+
+def _adapter_entry(manifest) -> dict:
+    return {
+        "id": manifest.adapter_id,
+        "object": "model",
+        "created": _created(manifest.created_at),
+        "owned_by": manifest.tenant,
+        "version": manifest.version,
+    }
+
+
+def _list(store, tenant: str | None) -> list[dict]:
+    entries = []
+    for summary in store.list_adapters(tenant):
+        try:
+            entries.append(_adapter_entry(store.manifest(summary.tenant, summary.name, summary.current_version)))
+        except AdapterNotFound:  # deleted between listing and reading
+            continue
+    return entries
+
+
+async def list_models(request: Request) -> JSONResponse:
+    principal = authenticate(request)
+    services = request.app.state.services
+    adapters = await run_in_threadpool(_list, services.store, None if principal.is_admin else principal.tenant_id)
+    return JSONResponse({"object": "list", "data": [_base_entry(request), *adapters]})
+
+
+async def retrieve_model(request: Request) -> JSONResponse:
+    principal = authenticate(request)
+    model = request.path_params["model"]
+    if model == BASE_MODEL_ID:
+        return JSONResponse(_base_entry(request))
+    try:
+        ref = parse_model_id(model)
+    except InvalidId:
+        raise model_not_found(model) from None
+    if ref is None or not can_use_tenant(principal, ref.tenant):
+        raise model_not_found(model)
+    try:
+        resolved = await run_in_threadpool(request.app.state.services.store.resolve, ref)
+    except AdapterNotFound:
+        raise model_not_found(model) from None
+    entry = _adapter_entry(resolved.manifest)
+    entry["id"] = model
+    return JSONResponse(entry)
+
+
+routes = [
+    Route("/v1/models", list_models, methods=["GET"]),
+    Route("/v1/models/{model:path}", retrieve_model, methods=["GET"]),
+]

@@ -1,0 +1,173 @@
+"""Tenants and their API keys, in SQLite.
+
+Contract:
+
+- A tenant id follows :mod:`adapters.ids`; creating one returns its first secret key in plain
+  text, the only time it exists outside the caller's hands.
+- Keys (``sk-swl-`` + 32 random bytes, URL-safe) are stored only as a sha256 hex digest. The
+  keys carry 256 bits of entropy, so a fast hash loses nothing against guessing and keeps
+  :meth:`TenantRegistry.authenticate` cheap enough to run on every request; the digest found by
+  the indexed lookup is still compared with :func:`hmac.compare_digest`.
+- A revoked key never authenticates again. Each key is identified in listings and revocation by
+  its prefix (the first characters, which carry 72 random bits), never by its secret part.
+- Every call opens its own connection (WAL mode), so threads and other processes may share the
+  database file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from adapters.ids import validate_tenant_id
+from adapters.manifest import utc_now_iso
+
+KEY_PREFIX = "sk-swl-"
+KEY_KINDS = ("secret",)
+_SHOWN_PREFIX_LEN = len(KEY_PREFIX) + 12
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tenants (
+    id TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_hash TEXT PRIMARY KEY,
+    key_prefix TEXT NOT NULL,
+    tenant_id TEXT NOT NULL REFERENCES tenants(id),
+    kind TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+);
+CREATE INDEX IF NOT EXISTS api_keys_tenant ON api_keys(tenant_id);
+"""
+_KEY_INFO_SQL = "SELECT key_prefix, tenant_id, kind, created_at, revoked_at FROM api_keys"
+
+
+class TenantExists(ValueError):
+    """A tenant with that id already exists."""
+
+
+class TenantNotFound(KeyError):
+    """No tenant with that id."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "Tenant not found."
+
+
+@dataclass(frozen=True)
+class Tenant:
+    id: str
+    created_at: str
+    """ISO-8601 UTC."""
+
+
+@dataclass(frozen=True)
+class ApiKeyInfo:
+    """What may be shown about a key: never the key itself."""
+
+    key_prefix: str
+    tenant_id: str
+    kind: str
+    created_at: str
+    revoked_at: str | None
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+class TenantRegistry:
+    """Tenants and API keys in one SQLite file."""
+
+    def __init__(self, db_path: Path) -> None:
+        self.db_path = Path(db_path)
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(_SCHEMA)
+
+    def create_tenant(self, tenant_id: str) -> tuple[Tenant, str]:
+        """Create a tenant and its first secret key; return both (the key in plain text)."""
+        tenant = Tenant(validate_tenant_id(tenant_id), utc_now_iso())
+        with self._connect() as db:
+            try:
+                db.execute("INSERT INTO tenants (id, created_at) VALUES (?, ?)", (tenant.id, tenant.created_at))
+            except sqlite3.IntegrityError:
+                raise TenantExists(f"Tenant {tenant.id!r} already exists.") from None
+            key = self._insert_key(db, tenant.id, "secret")
+        return tenant, key
+
+    def get_tenant(self, tenant_id: str) -> Tenant | None:
+        with self._connect() as db:
+            row = db.execute("SELECT id, created_at FROM tenants WHERE id = ?", (tenant_id,)).fetchone()
+        return Tenant(*row) if row else None
+
+    def list_tenants(self) -> list[Tenant]:
+        with self._connect() as db:
+            rows = db.execute("SELECT id, created_at FROM tenants ORDER BY id").fetchall()
+        return [Tenant(*row) for row in rows]
+
+    def authenticate(self, key: str) -> Tenant | None:
+        """The tenant owning an unrevoked ``key``, else None."""
+        if not isinstance(key, str) or not key.startswith(KEY_PREFIX) or len(key) > 256:
+            return None
+        digest = hash_key(key)
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT k.key_hash, t.id, t.created_at FROM api_keys k JOIN tenants t ON t.id = k.tenant_id "
+                "WHERE k.key_hash = ? AND k.revoked_at IS NULL",
+                (digest,),
+            ).fetchone()
+        if row is None or not hmac.compare_digest(row[0], digest):
+            return None
+        return Tenant(row[1], row[2])
+
+    def create_key(self, tenant_id: str, kind: str = "secret") -> tuple[ApiKeyInfo, str]:
+        """Add a key to an existing tenant; return its info and the plain-text key."""
+        if kind not in KEY_KINDS:
+            raise ValueError(f"Unknown key kind {kind!r}; expected one of {KEY_KINDS}.")
+        with self._connect() as db:
+            if db.execute("SELECT 1 FROM tenants WHERE id = ?", (tenant_id,)).fetchone() is None:
+                raise TenantNotFound(f"Tenant {tenant_id!r} not found.")
+            key = self._insert_key(db, tenant_id, kind)
+            row = db.execute(_KEY_INFO_SQL + " WHERE key_hash = ?", (hash_key(key),)).fetchone()
+        return ApiKeyInfo(*row), key
+
+    def list_keys(self, tenant_id: str) -> list[ApiKeyInfo]:
+        with self._connect() as db:
+            rows = db.execute(_KEY_INFO_SQL + " WHERE tenant_id = ? ORDER BY created_at, key_prefix",
+                              (tenant_id,)).fetchall()
+        return [ApiKeyInfo(*row) for row in rows]
+
+    def revoke_key(self, tenant_id: str, key_prefix: str) -> bool:
+        """Revoke the tenant's key with that prefix; False if there is no such unrevoked key."""
+        with self._connect() as db:
+            cursor = db.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE tenant_id = ? AND key_prefix = ? AND revoked_at IS NULL",
+                (utc_now_iso(), tenant_id, key_prefix),
+            )
+        return cursor.rowcount > 0
+
+    @staticmethod
+    def _insert_key(db: sqlite3.Connection, tenant_id: str, kind: str) -> str:
+        key = KEY_PREFIX + secrets.token_urlsafe(32)
+        db.execute(
+            "INSERT INTO api_keys (key_hash, key_prefix, tenant_id, kind, created_at) VALUES (?, ?, ?, ?, ?)",
+            (hash_key(key), key[:_SHOWN_PREFIX_LEN], tenant_id, kind, utc_now_iso()),
+        )
+        return key
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        """A fresh connection committed on success, rolled back on error, always closed."""
+        with closing(sqlite3.connect(self.db_path, timeout=30)) as db:
+            db.execute("PRAGMA foreign_keys=ON")
+            with db:
+                yield db
