@@ -1,0 +1,338 @@
+"""Adapter upload, listing, versions, rollback and deletion under ``/v1/adapters``.
+
+Contract:
+
+- ``POST /v1/adapters`` (multipart): field ``name``, files (field ``files``, repeated)
+  ``adapter_config.json`` and ``adapter_model.safetensors``; the admin also sends ``tenant``.
+  The upload is size-capped while it streams (``settings.max_upload_bytes``, 413), spooled to
+  a private temp dir under ``<data>/tmp``, validated against the loaded base off the event loop,
+  then published as the adapter's next version, which becomes current at once. Any refusal is
+  a 4xx in OpenAI's error shape and leaves the store untouched; the temp dir always goes.
+  While the base is still loading the answer is 503 with ``Retry-After``.
+- A tenant sees only its own adapters; another tenant's adapter answers 404 exactly like a
+  missing one. The admin sees all of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import uuid
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData, UploadFile
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.types import Message
+
+from adapters.ids import InvalidId, validate_adapter_name, validate_tenant_id
+from adapters.manifest import AdapterManifest, utc_now_iso
+from adapters.store import CONFIG_FILE, WEIGHTS_FILE, AdapterNotFound, AdapterStore
+from adapters.validation import AdapterValidationError, ValidatedAdapter, validate_adapter
+from server.auth import Principal, authenticate, can_use_tenant
+from server.errors import APIError, bad_request, not_found
+from server.routes.tenants import read_json_object
+
+UPLOAD_FILES = (CONFIG_FILE, WEIGHTS_FILE)
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+_MULTIPART_SLACK = 64 * 1024
+"""Room for boundaries, part headers and the small text fields on top of the file bytes."""
+_RETRY_AFTER_S = "10"
+
+
+def _too_large(limit: int) -> APIError:
+    return APIError(413, f"Upload is larger than the limit of {limit} bytes.", code="upload_too_large")
+
+
+def _size_capped(request: Request, limit: int) -> Request:
+    """The same request, but reading past ``limit`` body bytes raises 413 mid-stream.
+
+    Content-Length alone is not enough: a chunked upload has none, and a client may lie.
+    """
+    received = 0
+
+    async def receive() -> Message:
+        nonlocal received
+        message = await request.receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise _too_large(limit)
+        return message
+
+    return Request(request.scope, receive)
+
+
+def _adapter_not_found(tenant: str, name: str) -> APIError:
+    return not_found(f"Adapter '{tenant}/{name}' not found.", code="adapter_not_found")
+
+
+def _owned_adapter(principal: Principal, tenant: str, name: str) -> tuple[str, str]:
+    """Path parameters the caller may touch, else the same 404 a missing adapter gets."""
+    try:
+        validate_tenant_id(tenant)
+        validate_adapter_name(name)
+    except InvalidId:
+        raise _adapter_not_found(tenant, name) from None
+    if not can_use_tenant(principal, tenant):
+        raise _adapter_not_found(tenant, name)
+    return tenant, name
+
+
+def _store(request: Request) -> AdapterStore:
+    return request.app.state.services.store
+
+
+def version_object(manifest: AdapterManifest) -> dict[str, Any]:
+    """One immutable version, as listed under an adapter."""
+    return {"object": "adapter.version", "id": manifest.model_id, "model": manifest.model_id, **manifest.to_dict()}
+
+
+def adapter_object(manifest: AdapterManifest, current_version: int) -> dict[str, Any]:
+    """An adapter seen through one of its versions (the one just published or made current)."""
+    return {
+        "id": manifest.adapter_id,
+        "object": "adapter",
+        "tenant": manifest.tenant,
+        "name": manifest.name,
+        "version": manifest.version,
+        "model": manifest.model_id,
+        "rank": manifest.rank,
+        "alpha": manifest.alpha,
+        "target_modules": list(manifest.target_modules),
+        "created_at": manifest.created_at,
+        "current_version": current_version,
+    }
+
+
+def _adapter_detail(store: AdapterStore, tenant: str, name: str) -> dict[str, Any]:
+    """The adapter at its current version plus every version's manifest (runs in a thread)."""
+    versions = store.versions(tenant, name)
+    current = store.current_version(tenant, name)
+    current_manifest = next(m for m in versions if m.version == current)
+    return {**adapter_object(current_manifest, current), "versions": [version_object(m) for m in versions]}
+
+
+# ----------------------------------------------------------------------------------- upload
+
+
+async def upload_adapter(request: Request) -> JSONResponse:
+    principal = authenticate(request)
+    services = request.app.state.services
+    base = services.base
+    if base is None:
+        raise APIError(
+            503, "The base model is still loading; retry shortly.", code="model_loading",
+            headers={"Retry-After": _RETRY_AFTER_S},
+        )
+    limit = services.settings.max_upload_bytes
+    content_length = request.headers.get("content-length")
+    if content_length is not None and content_length.isdigit() and int(content_length) > limit + _MULTIPART_SLACK:
+        raise _too_large(limit)
+    if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
+        raise APIError(415, "Upload the adapter as multipart/form-data.", code="unsupported_media_type")
+
+    capped = _size_capped(request, limit + _MULTIPART_SLACK)
+    async with capped.form(max_files=len(UPLOAD_FILES), max_fields=4, max_part_size=64 * 1024) as form:
+        tenant, name = await _upload_target(request, principal, form)
+        uploads = _upload_files(form, limit)
+        tmp_root = services.settings.data / "tmp"
+        work = tmp_root / f"upload-{uuid.uuid4().hex}"
+        try:
+            await run_in_threadpool(_spool, uploads, work)
+            manifest = await run_in_threadpool(
+                _validate_and_publish, services.store, work, tenant, name, base, services.settings.max_rank
+            )
+        finally:
+            await run_in_threadpool(shutil.rmtree, work, True)
+    return JSONResponse(adapter_object(manifest, manifest.version), status_code=201)
+
+
+async def _upload_target(request: Request, principal: Principal, form: FormData) -> tuple[str, str]:
+    """(tenant, name) the upload goes to, from the caller and the text fields."""
+    unknown = sorted(set(form.keys()) - {"name", "tenant", "files"})
+    if unknown:
+        raise bad_request(f"Unknown form field {unknown[0]!r}.", param=unknown[0])
+    name = form.get("name")
+    if not isinstance(name, str):
+        raise bad_request("Form field 'name' (the adapter name) is required.", param="name")
+    try:
+        validate_adapter_name(name)
+    except InvalidId as exc:
+        raise bad_request(str(exc), param="name", code="invalid_id") from None
+    tenant = form.get("tenant")
+    if tenant is not None and not isinstance(tenant, str):
+        raise bad_request("Form field 'tenant' must be text.", param="tenant")
+    if principal.is_admin:
+        if not tenant:
+            raise bad_request("The admin must name the tenant in form field 'tenant'.", param="tenant")
+        known = await run_in_threadpool(request.app.state.services.tenants.get_tenant, tenant)
+        if known is None:
+            raise not_found(f"Tenant {tenant!r} not found.", param="tenant")
+        return known.id, name
+    if tenant and tenant != principal.tenant_id:
+        raise not_found(f"Tenant {tenant!r} not found.", param="tenant")
+    assert principal.tenant_id is not None
+    return principal.tenant_id, name
+
+
+def _upload_files(form: FormData, limit: int) -> dict[str, UploadFile]:
+    """The two expected files by name, or a 400/413 naming what is wrong."""
+    files: dict[str, UploadFile] = {}
+    for item in form.getlist("files"):
+        if not isinstance(item, UploadFile):
+            raise bad_request("Form field 'files' must carry files.", param="files")
+        # Only the base name is used, and only to pick a slot; it never becomes a path.
+        file_name = PurePosixPath((item.filename or "").replace("\\", "/")).name
+        if file_name.endswith(_PICKLE_SUFFIXES):
+            raise bad_request(
+                f"{file_name!r} refused: only safetensors weights are accepted "
+                "(save with safe_serialization=True to get adapter_model.safetensors).",
+                param="files", code="only_safetensors",
+            )
+        if file_name not in UPLOAD_FILES:
+            raise bad_request(
+                f"Unexpected file {file_name!r}: upload exactly {' and '.join(UPLOAD_FILES)}.", param="files"
+            )
+        if file_name in files:
+            raise bad_request(f"{file_name!r} was uploaded twice.", param="files")
+        files[file_name] = item
+    missing = [f for f in UPLOAD_FILES if f not in files]
+    if missing:
+        raise bad_request(f"Missing file {missing[0]!r}.", param="files")
+    if sum(f.size or 0 for f in files.values()) > limit:
+        raise _too_large(limit)
+    return files
+
+
+def _spool(uploads: dict[str, UploadFile], work: Path) -> None:
+    """Copy the uploads into a fresh private directory (runs in a thread)."""
+    work.mkdir(parents=True)
+    for file_name, upload in uploads.items():
+        upload.file.seek(0)
+        with open(work / file_name, "xb") as out:
+            shutil.copyfileobj(upload.file, out, 1024 * 1024)
+
+
+def _validate_and_publish(
+    store: AdapterStore, work: Path, tenant: str, name: str, base: Any, max_rank: int
+) -> AdapterManifest:
+    """Validate the spooled files against the base and publish them (runs in a thread)."""
+    weights = work / WEIGHTS_FILE
+    try:
+        validated = validate_adapter((work / CONFIG_FILE).read_bytes(), weights, base.linear_shapes, max_rank)
+    except AdapterValidationError as exc:
+        raise bad_request(exc.message, param=exc.param, code="invalid_adapter") from None
+    weights_sha256 = _sha256_file(weights)
+
+    def make_manifest(version: int) -> AdapterManifest:
+        return _upload_manifest(tenant, name, version, validated, weights_sha256, base)
+
+    config_bytes = _config_json(validated)
+    return store.publish(tenant, name, {CONFIG_FILE: config_bytes, WEIGHTS_FILE: weights}, make_manifest)
+
+
+def _upload_manifest(
+    tenant: str, name: str, version: int, validated: ValidatedAdapter, weights_sha256: str, base: Any
+) -> AdapterManifest:
+    return AdapterManifest(
+        tenant=tenant,
+        name=name,
+        version=version,
+        base_spec_hash=base.spec.hash,
+        chat_template_hash=base.spec.chat_template_hash,
+        rank=validated.rank,
+        alpha=validated.alpha,
+        target_modules=validated.target_modules,
+        weights_sha256=weights_sha256,
+        created_at=utc_now_iso(),
+        source="upload",
+    )
+
+
+def _config_json(validated: ValidatedAdapter) -> bytes:
+    return (json.dumps(validated.config, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1024 * 1024), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# ----------------------------------------------------------------------------------- read / manage
+
+
+async def list_adapters(request: Request) -> JSONResponse:
+    principal = authenticate(request)
+    store = _store(request)
+
+    def collect() -> list[dict[str, Any]]:
+        tenant = None if principal.is_admin else principal.tenant_id
+        details = []
+        for summary in store.list_adapters(tenant):
+            try:
+                details.append(_adapter_detail(store, summary.tenant, summary.name))
+            except AdapterNotFound:
+                continue  # deleted between listing and reading
+        return details
+
+    return JSONResponse({"object": "list", "data": await run_in_threadpool(collect)})
+
+
+async def get_adapter(request: Request) -> JSONResponse:
+    tenant, name = _owned_adapter(authenticate(request), request.path_params["tenant"], request.path_params["name"])
+    try:
+        detail = await run_in_threadpool(_adapter_detail, _store(request), tenant, name)
+    except AdapterNotFound:
+        raise _adapter_not_found(tenant, name) from None
+    return JSONResponse(detail)
+
+
+async def rollback_adapter(request: Request) -> JSONResponse:
+    tenant, name = _owned_adapter(authenticate(request), request.path_params["tenant"], request.path_params["name"])
+    data = await read_json_object(request, frozenset({"version"}))
+    version = data.get("version")
+    if type(version) is not int or version < 1:  # type(): JSON true must not mean version 1
+        raise bad_request("Field 'version' must be an integer >= 1.", param="version")
+    store = _store(request)
+    try:
+        manifest = await run_in_threadpool(store.rollback, tenant, name, version)
+    except AdapterNotFound as exc:
+        raise not_found(str(exc), code="adapter_not_found", param="version") from None
+    return JSONResponse(adapter_object(manifest, manifest.version))
+
+
+async def delete_adapter(request: Request) -> JSONResponse:
+    tenant, name = _owned_adapter(authenticate(request), request.path_params["tenant"], request.path_params["name"])
+    try:
+        await run_in_threadpool(_store(request).delete, tenant, name, None)
+    except AdapterNotFound:
+        raise _adapter_not_found(tenant, name) from None
+    return JSONResponse({"id": f"{tenant}/{name}", "object": "adapter", "deleted": True})
+
+
+async def delete_adapter_version(request: Request) -> JSONResponse:
+    tenant, name = _owned_adapter(authenticate(request), request.path_params["tenant"], request.path_params["name"])
+    version: int = request.path_params["version"]
+    try:
+        await run_in_threadpool(_store(request).delete, tenant, name, version)
+    except AdapterNotFound as exc:
+        raise not_found(str(exc), code="adapter_not_found") from None
+    return JSONResponse({"id": f"{tenant}/{name}@{version}", "object": "adapter.version", "deleted": True})
+
+
+routes: list[Route] = [
+    Route("/v1/adapters", upload_adapter, methods=["POST"]),
+    Route("/v1/adapters", list_adapters, methods=["GET"]),
+    Route("/v1/adapters/{tenant}/{name}", get_adapter, methods=["GET"]),
+    Route("/v1/adapters/{tenant}/{name}", delete_adapter, methods=["DELETE"]),
+    Route("/v1/adapters/{tenant}/{name}/rollback", rollback_adapter, methods=["POST"]),
+    Route("/v1/adapters/{tenant}/{name}/versions/{version:int}", delete_adapter_version, methods=["DELETE"]),
+]
