@@ -1,0 +1,60 @@
+"""Shared fixtures: the embedded model (converted once per data directory) and a tiny random
+Llama (2 layers, hidden 64) with the real tokenizer, for tests that only need shapes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def embedded_model_dir() -> Path:
+    """The converted SmolLM2-135M-Instruct (``make model`` prepares it; converted here if not)."""
+    from adapters.embedded import prepare_embedded_model
+
+    data = Path(os.environ.get("SWAPLORA_DATA", ROOT / "data"))
+    return prepare_embedded_model(data / "models")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(embedded_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised 2-layer Llama saved as safetensors, with the real tokenizer."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    target = tmp_path_factory.mktemp("tiny-llama")
+    model.save_pretrained(target, safe_serialization=True)
+    tokenizer.save_pretrained(target)
+    return target
+
+
+def make_lora(model_dir: Path, target: Path, rank: int, seed: int, modules: str | list[str] = "all-linear") -> Path:
+    """Save a PEFT LoRA with random non-zero A and B for the model in ``model_dir``."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=modules, init_lora_weights=False)
+    get_peft_model(model, config).save_pretrained(target)
+    return target

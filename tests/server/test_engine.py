@@ -1,0 +1,175 @@
+"""The engine on a tiny random Llama: mixed-adapter continuous batching equals plain PEFT, row by
+row; cancellation, stop strings, max_tokens and seeds behave; the NF4 path runs."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM
+
+from adapters.base_model import LoadedBase, load_base, load_tokenizer, spec_for, linear_shapes
+from server.adapter_cache import AdapterHandle
+from server.engine import Engine, Finished, GenerationRequest, TextDelta
+from server.sampling import SamplingParams
+from tests.conftest import make_lora
+
+
+class Collector:
+    """Gathers one request's events."""
+
+    def __init__(self) -> None:
+        self.pieces: list[str] = []
+        self.finished: Finished | None = None
+        self.done = threading.Event()
+
+    def __call__(self, event) -> None:
+        if isinstance(event, TextDelta):
+            self.pieces.append(event.text)
+        else:
+            self.finished = event
+            self.done.set()
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+    def wait(self) -> Finished:
+        assert self.done.wait(60), "request did not finish"
+        return self.finished
+
+
+def fp32_base(model_dir: Path) -> LoadedBase:
+    """The tiny model unquantized in fp32, where batching must be exact."""
+    tokenizer = load_tokenizer(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    return LoadedBase(model, tokenizer, spec_for(model_dir, tokenizer), linear_shapes(model),
+                      torch.device("cpu"), 512, frozenset())
+
+
+def prompt_ids(tokenizer, text: str) -> list[int]:
+    rendered = tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False)
+    return tokenizer(rendered, add_special_tokens=False).input_ids
+
+
+@pytest.fixture(scope="module")
+def loras(tiny_model_dir: Path, tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("loras")
+    return {
+        "r4": make_lora(tiny_model_dir, root / "r4", rank=4, seed=1),
+        "r8": make_lora(tiny_model_dir, root / "r8", rank=8, seed=2, modules=["q_proj", "v_proj", "down_proj"]),
+    }
+
+
+def reference(model_dir: Path, adapter: Path | None, ids: list[int], max_tokens: int) -> list[int]:
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    if adapter is not None:
+        model = PeftModel.from_pretrained(model, adapter).eval()
+    inputs = torch.tensor([ids])
+    out = model.generate(input_ids=inputs, attention_mask=torch.ones_like(inputs), max_new_tokens=max_tokens,
+                         min_new_tokens=max_tokens, do_sample=False)
+    return out[0, len(ids):].tolist()
+
+
+def test_mixed_batch_with_joins_and_leaves_equals_plain_peft(tiny_model_dir, loras):
+    base = fp32_base(tiny_model_dir)
+    tok = base.tokenizer
+    cases = [
+        ("Hello there", None, 12),
+        ("Tell me about the sea", loras["r4"], 20),
+        ("Three colours?", loras["r8"], 6),
+        ("A longer question that makes this prompt longer than the others", loras["r4"], 16),
+        ("Base again", None, 9),
+    ]
+    engine = Engine(base, max_batch_size=8, max_prefills_per_step=1)
+    engine.start()
+    try:
+        collectors = []
+        for i, (text, adapter, max_tokens) in enumerate(cases):
+            c = Collector()
+            handle = AdapterHandle(f"t/{adapter.name}@1", adapter) if adapter else None
+            engine.submit(GenerationRequest(prompt_ids(tok, text), SamplingParams(max_tokens, temperature=0), handle, c))
+            collectors.append(c)
+            time.sleep(0.02 * i)  # staggered: later rows join a batch already decoding
+        results = [c.wait() for c in collectors]
+    finally:
+        engine.stop()
+    assert max(engine.metrics.batch_size.collect()[0].samples, key=lambda s: s.value)  # steps ran
+    for (text, adapter, max_tokens), c, fin in zip(cases, collectors, results):
+        expected = tok.decode(reference(tiny_model_dir, adapter, prompt_ids(tok, text), max_tokens), skip_special_tokens=True)
+        assert fin.reason == "length" and fin.completion_tokens == max_tokens
+        assert c.text == expected, (text, adapter)
+
+
+def test_adapter_changes_output(tiny_model_dir, loras):
+    base = fp32_base(tiny_model_dir)
+    ids = prompt_ids(base.tokenizer, "Hi")
+    assert reference(tiny_model_dir, None, ids, 8) != reference(tiny_model_dir, loras["r4"], ids, 8)
+
+
+@pytest.fixture(scope="module")
+def nf4_engine(tiny_model_dir):
+    engine = Engine(load_base(tiny_model_dir), max_batch_size=4, max_loaded_adapters=1)
+    engine.start()
+    yield engine
+    engine.stop()
+
+
+def run(engine: Engine, text: str, params: SamplingParams, adapter: AdapterHandle | None = None) -> Collector:
+    c = Collector()
+    engine.submit(GenerationRequest(prompt_ids(engine.base.tokenizer, text), params, adapter, c))
+    c.wait()
+    return c
+
+
+def test_nf4_greedy_is_deterministic_and_honours_max_tokens(nf4_engine):
+    a = run(nf4_engine, "Hello", SamplingParams(10, temperature=0))
+    b = run(nf4_engine, "Hello", SamplingParams(10, temperature=0))
+    assert a.finished.reason == "length" and a.finished.completion_tokens == 10
+    assert a.text == b.text and a.text
+
+
+def test_seeded_sampling_reproduces_and_seeds_differ(nf4_engine):
+    params = dict(max_tokens=12, temperature=1.0, top_p=0.9)
+    a = run(nf4_engine, "Hello", SamplingParams(**params, seed=7))
+    b = run(nf4_engine, "Hello", SamplingParams(**params, seed=7))
+    c = run(nf4_engine, "Hello", SamplingParams(**params, seed=8))
+    assert a.text == b.text
+    assert a.text != c.text
+
+
+def test_stop_string_ends_generation_and_is_not_included(nf4_engine):
+    full = run(nf4_engine, "Hello", SamplingParams(16, temperature=0)).text
+    starts = [i for i in range(1, len(full) - 1) if len(full[i : i + 2].strip()) == 2]
+    assert starts, full
+    stop = full[starts[len(starts) // 2] : starts[len(starts) // 2] + 2]
+    cut = run(nf4_engine, "Hello", SamplingParams(16, temperature=0, stop=(stop,)))
+    assert cut.finished.reason == "stop"
+    assert cut.text == full[: full.index(stop)]
+
+
+def test_cancel_stops_the_row_at_the_next_step(nf4_engine):
+    c = Collector()
+    handle = nf4_engine.submit(GenerationRequest(prompt_ids(nf4_engine.base.tokenizer, "Hi"), SamplingParams(400, temperature=0), None, c))
+    while not c.pieces and not c.done.is_set():
+        time.sleep(0.005)
+    handle.cancel()
+    fin = c.wait()
+    assert fin.reason == "cancelled"
+    assert fin.completion_tokens < 400
+
+
+def test_adapter_cache_evicts_lru_and_reports_bad_files(nf4_engine, loras, tmp_path):
+    first = run(nf4_engine, "Hi", SamplingParams(6, temperature=0), AdapterHandle("t/a@1", loras["r4"]))
+    second = run(nf4_engine, "Hi", SamplingParams(6, temperature=0), AdapterHandle("t/b@1", loras["r8"]))
+    assert first.finished.reason == second.finished.reason == "length"
+    assert nf4_engine.adapters.loaded_keys == ["t/b@1"]  # capacity 1: "t/a@1" was evicted
+    (tmp_path / "adapter_config.json").write_text("{}")
+    broken = run(nf4_engine, "Hi", SamplingParams(6, temperature=0), AdapterHandle("t/broken@1", tmp_path))
+    assert broken.finished.reason == "error" and "t/broken@1" in broken.finished.error
+    again = run(nf4_engine, "Hi", SamplingParams(6, temperature=0))
+    assert again.finished.reason == "length"  # the engine survived
