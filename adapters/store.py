@@ -49,6 +49,14 @@ class StoreError(RuntimeError):
 class AdapterNotFound(KeyError):
     """No such tenant/name (or version). Its message is safe to show the adapter's owner."""
 
+    @classmethod
+    def adapter(cls, tenant: str, name: str) -> AdapterNotFound:
+        return cls(f"Adapter '{tenant}/{name}' not found.")
+
+    @classmethod
+    def version(cls, tenant: str, name: str, version: object) -> AdapterNotFound:
+        return cls(f"Version {version} of adapter '{tenant}/{name}' not found.")
+
     def __str__(self) -> str:
         # KeyError's default str() adds quotes around the message.
         return str(self.args[0]) if self.args else "Adapter not found."
@@ -114,9 +122,9 @@ class AdapterStore:
         try:
             version = int(path.read_text().strip())
         except (FileNotFoundError, NotADirectoryError, ValueError):
-            raise AdapterNotFound(f"Adapter {tenant}/{name} not found.") from None
+            raise AdapterNotFound.adapter(tenant, name) from None
         if not (path.parent / str(version)).is_dir():
-            raise AdapterNotFound(f"Adapter {tenant}/{name} not found.")
+            raise AdapterNotFound.adapter(tenant, name)
         return version
 
     def versions(self, tenant: str, name: str) -> list[AdapterManifest]:
@@ -129,7 +137,7 @@ class AdapterStore:
         try:
             return AdapterManifest.read(path)
         except (FileNotFoundError, NotADirectoryError):
-            raise AdapterNotFound(f"Adapter {tenant}/{name}@{version} not found.") from None
+            raise AdapterNotFound.version(tenant, name, version) from None
         except ManifestError as exc:
             raise StoreError(f"Corrupt manifest {path}: {exc}") from exc
 
@@ -207,7 +215,7 @@ class AdapterStore:
             current = self.current_version(tenant, name)
             stored = self._versions(tenant, name)
             if version is not None and version not in stored:
-                raise AdapterNotFound(f"Adapter {tenant}/{name}@{version} not found.")
+                raise AdapterNotFound.version(tenant, name, version)
             remaining = [v for v in stored if v != version]
             if version is None or not remaining:
                 _remove_dir(adapter_dir)
@@ -223,7 +231,7 @@ class AdapterStore:
 
     def _version_dir(self, tenant: str, name: str, version: int) -> Path:
         if type(version) is not int or version < 1:
-            raise AdapterNotFound(f"Adapter {tenant}/{name}@{version} not found.")
+            raise AdapterNotFound.version(tenant, name, version)
         return self._adapter_dir(tenant, name) / str(version)
 
     def _versions(self, tenant: str, name: str) -> list[int]:

@@ -2,10 +2,10 @@
 
 Contract: :func:`authenticate` returns a principal or raises :class:`~server.errors.APIError`
 401 (``missing_api_key`` when no bearer key was sent, ``invalid_api_key`` when it matches
-nothing). The admin key comes from settings and is compared in constant time; with no admin key
-configured nobody is admin. Every other key is looked up in the tenant registry. Route code then
-asks :func:`require_admin` or :func:`can_use_tenant`; resources of another tenant are answered
-with 404, never 403, so their existence does not leak.
+nothing). The admin key comes from settings and is compared in constant time; with no admin
+key configured (unset or empty) nobody is admin. Every other key is looked up in the tenant
+registry. Route code then asks :func:`require_admin` or :func:`can_use_tenant`; resources of
+another tenant are answered with 404, never 403, so their existence does not leak.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def authenticate(request: Request) -> Principal:
         )
     services = request.app.state.services
     admin_key = services.settings.admin_key
-    if admin_key is not None and hmac.compare_digest(key.encode("utf-8"), admin_key.encode("utf-8")):
+    if admin_key and hmac.compare_digest(key.encode("utf-8"), admin_key.encode("utf-8")):
         return Principal(tenant_id=None, is_admin=True)
     tenant = services.tenants.authenticate(key)
     if tenant is None:

@@ -67,8 +67,13 @@ def _size_capped(request: Request, limit: int) -> Request:
     return Request(request.scope, receive)
 
 
+def _not_found(exc: AdapterNotFound) -> APIError:
+    """The 404 for a store miss; its text is the store's, so a foreign adapter reads the same."""
+    return not_found(str(exc), code="adapter_not_found")
+
+
 def _adapter_not_found(tenant: str, name: str) -> APIError:
-    return not_found(f"Adapter '{tenant}/{name}' not found.", code="adapter_not_found")
+    return _not_found(AdapterNotFound.adapter(tenant, name))
 
 
 def _owned_adapter(principal: Principal, tenant: str, name: str) -> tuple[str, str]:
@@ -290,8 +295,8 @@ async def get_adapter(request: Request) -> JSONResponse:
     tenant, name = _owned_adapter(authenticate(request), request.path_params["tenant"], request.path_params["name"])
     try:
         detail = await run_in_threadpool(_adapter_detail, _store(request), tenant, name)
-    except AdapterNotFound:
-        raise _adapter_not_found(tenant, name) from None
+    except AdapterNotFound as exc:
+        raise _not_found(exc) from None
     return JSONResponse(detail)
 
 
@@ -305,7 +310,7 @@ async def rollback_adapter(request: Request) -> JSONResponse:
     try:
         manifest = await run_in_threadpool(store.rollback, tenant, name, version)
     except AdapterNotFound as exc:
-        raise not_found(str(exc), code="adapter_not_found", param="version") from None
+        raise _not_found(exc) from None
     return JSONResponse(adapter_object(manifest, manifest.version))
 
 
@@ -313,8 +318,8 @@ async def delete_adapter(request: Request) -> JSONResponse:
     tenant, name = _owned_adapter(authenticate(request), request.path_params["tenant"], request.path_params["name"])
     try:
         await run_in_threadpool(_store(request).delete, tenant, name, None)
-    except AdapterNotFound:
-        raise _adapter_not_found(tenant, name) from None
+    except AdapterNotFound as exc:
+        raise _not_found(exc) from None
     return JSONResponse({"id": f"{tenant}/{name}", "object": "adapter", "deleted": True})
 
 
@@ -324,7 +329,7 @@ async def delete_adapter_version(request: Request) -> JSONResponse:
     try:
         await run_in_threadpool(_store(request).delete, tenant, name, version)
     except AdapterNotFound as exc:
-        raise not_found(str(exc), code="adapter_not_found") from None
+        raise _not_found(exc) from None
     return JSONResponse({"id": f"{tenant}/{name}@{version}", "object": "adapter.version", "deleted": True})
 
 
