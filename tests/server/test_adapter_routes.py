@@ -6,6 +6,7 @@ upload temp dir holds anything afterwards.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import json
@@ -229,17 +230,48 @@ def test_uploads_over_the_limit_get_413(tmp_path: Path, peft_dirs: dict[str, Pat
     env = Env(client=client, data=tmp_path, acme=bearer(key), globex={})
     huge = adapter_files(peft_dirs["good"], **{WEIGHTS: b"x" * 200_000})  # past the multipart slack too
     assert_error(upload(env, peft_dirs["good"], files=huge), 413, "upload_too_large")
-    # Chunked, without Content-Length: the cap must trip while the body streams.
-    request = client.build_request("POST", "/v1/adapters", data={"name": "support"}, files=huge)
-    body = request.read()
-    chunks = iter([body[i:i + 8192] for i in range(0, len(body), 8192)])
-    response = client.post("/v1/adapters", content=chunks,
-                           headers={**env.acme, "content-type": request.headers["content-type"]})
-    assert "content-length" not in response.request.headers
-    assert_error(response, 413, "upload_too_large")
     # The real adapter (~36 KB) fits the multipart slack but not the 4 KB file limit.
     assert_error(upload(env, peft_dirs["good"]), 413, "upload_too_large")
     assert_nothing_stored(env)
+
+
+def test_chunked_upload_stops_reading_at_the_cap(tmp_path: Path, peft_dirs: dict[str, Path]) -> None:
+    """Without Content-Length the body must not be read (and spooled) past the cap.
+
+    TestClient hands the app the whole body in one message, so this drives the ASGI app directly
+    with a receive() that streams 8 KB chunks and counts how many were pulled.
+    """
+    client = make_client(tmp_path, base=BASE, max_upload_bytes=4096)
+    key = client.post("/v1/tenants", json={"id": "acme"}, headers=ADMIN).json()["api_key"]
+    huge = adapter_files(peft_dirs["good"], **{WEIGHTS: b"x" * 1_000_000})
+    request = client.build_request("POST", "/v1/adapters", data={"name": "support"}, files=huge)
+    body = request.read()
+    chunks = [body[i:i + 8192] for i in range(0, len(body), 8192)]
+    pulled = 0
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal pulled
+        pulled += 1
+        if pulled > len(chunks):
+            return {"type": "http.disconnect"}
+        return {"type": "http.request", "body": chunks[pulled - 1], "more_body": pulled < len(chunks)}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": "/v1/adapters", "raw_path": b"/v1/adapters", "query_string": b"", "root_path": "",
+        "headers": [(b"authorization", f"Bearer {key}".encode()),
+                    (b"content-type", request.headers["content-type"].encode())],
+        "client": ("test", 1), "server": ("test", 80),
+    }
+    asyncio.run(client.app(scope, receive, send))
+    assert sent[0]["status"] == 413
+    assert json.loads(sent[1]["body"])["error"]["code"] == "upload_too_large"
+    assert pulled * 8192 <= 4096 + 64 * 1024 + 8192 < len(body) / 10
+    assert visible_tree(tmp_path / "adapters") == [".lock"]
 
 
 def test_auth_and_loading_base(env: Env, peft_dirs: dict[str, Path]) -> None:
