@@ -43,7 +43,7 @@ def load_model(services: Services) -> None:
         engine = Engine(
             base,
             max_batch_size=settings.max_batch_size,
-            max_loaded_adapters=settings.max_loaded_adapters,
+            adapter_cache_bytes=settings.adapter_cache_mb * 1024 * 1024,
             metrics=services.metrics,
         )
         engine.start()

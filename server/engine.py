@@ -28,6 +28,7 @@ from adapters.base_model import LoadedBase
 from server.adapter_cache import AdapterCache, AdapterHandle
 from server.detokenizer import IncrementalText
 from server.kv_batch import KVBatch
+from server.lora_batch import inject, load_lora
 from server.metrics import Metrics
 from server.sampling import SamplingParams, make_generator, sample_rows
 
@@ -86,7 +87,8 @@ class _Row:
     handle: RequestHandle
     text: IncrementalText
     generator: torch.Generator
-    adapter_row: str = ""
+    adapter_row: str | None = None
+    pinned: bool = False
     generated: int = 0
     last_token: int = -1
     finished: bool = False
@@ -100,7 +102,7 @@ class Engine:
         base: LoadedBase,
         *,
         max_batch_size: int = 16,
-        max_loaded_adapters: int = 32,
+        adapter_cache_bytes: int = 1 << 30,
         max_prefills_per_step: int = 2,
         metrics: Metrics | None = None,
     ) -> None:
@@ -108,9 +110,12 @@ class Engine:
         self.max_batch_size = max_batch_size
         self.max_prefills_per_step = max_prefills_per_step
         self.metrics = metrics or Metrics()
+        # LoRA math in fp32 on the CPU (no fast bf16 matmul there), in bf16 on accelerators.
+        self._lora_dtype = torch.float32 if base.device.type == "cpu" else torch.bfloat16
+        self._lora = inject(base.model, base.linear_shapes)
         self.adapters = AdapterCache(
-            base.model,
-            max_loaded_adapters,
+            lambda path: load_lora(path, self._lora_dtype, base.device),
+            adapter_cache_bytes,
             on_load=self._on_adapter_load,
             on_evict=self.metrics.adapter_evictions.inc,
         )
@@ -192,12 +197,12 @@ class Engine:
         try:
             hit = request.adapter is None or request.adapter.key in self.adapters.loaded_keys
             row.adapter_row = self.adapters.acquire(request.adapter)
+            row.pinned = True
             if request.adapter is not None and hit:
                 self.metrics.adapter_hits.inc()
             self.metrics.loaded_adapters.set(len(self.adapters.loaded_keys))
         except Exception as exc:
             log.warning("adapter load failed: %s", exc)
-            row.adapter_row = ""
             self._finish(row, "error", str(exc))
             return
         length = len(request.prompt_ids)
@@ -250,19 +255,19 @@ class Engine:
         attention_mask: torch.Tensor,
         position_ids: torch.Tensor,
         cache: DynamicCache,
-        adapter_rows: list[str],
+        adapter_rows: list[str | None],
     ) -> torch.Tensor:
         """Logits of the last position of every row."""
-        model = self.adapters.model
-        extra = {} if model is self.base.model else {"adapter_names": adapter_rows}
-        out = model(
+        self._lora.set_rows(
+            adapter_rows, self.adapters.weights, self.base.linear_shapes, self.base.device, self._lora_dtype
+        )
+        out = self.base.model(
             input_ids=ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
             use_cache=True,
             logits_to_keep=1,
             **{self._cache_kwarg: cache},
-            **extra,
         )
         return out.logits[:, -1, :]
 
@@ -291,7 +296,7 @@ class Engine:
             tail = row.text.flush()
             if tail:
                 row.request.emit(TextDelta(tail))
-        if row.adapter_row:
+        if row.pinned:
             self.adapters.release(row.request.adapter)
         row.request.emit(Finished(reason, len(row.request.prompt_ids), row.generated, error))
 

@@ -39,7 +39,9 @@ class Settings(BaseSettings):
     default_max_tokens: int = Field(
         512, ge=1, description="Completion length when a request sets no max_tokens."
     )
-    max_loaded_adapters: int = Field(32, ge=1, description="Adapters kept loaded next to the base (LRU).")
+    adapter_cache_mb: int = Field(
+        1024, ge=1, description="Memory for resident adapters next to the base, in MiB (LRU beyond it)."
+    )
     log_level: str = Field("info", description="Python logging level.")
 
     @property

@@ -113,7 +113,8 @@ def test_adapter_changes_output(tiny_model_dir, loras):
 
 @pytest.fixture(scope="module")
 def nf4_engine(tiny_model_dir):
-    engine = Engine(load_base(tiny_model_dir), max_batch_size=4, max_loaded_adapters=1)
+    # A budget below two small adapters: loading a second one evicts the first.
+    engine = Engine(load_base(tiny_model_dir), max_batch_size=4, adapter_cache_bytes=40_000)
     engine.start()
     yield engine
     engine.stop()
@@ -169,7 +170,8 @@ def test_adapter_cache_evicts_lru_and_reports_bad_files(nf4_engine, loras, tmp_p
     first = run(nf4_engine, "Hi", SamplingParams(6, temperature=0), AdapterHandle("t/a@1", loras["r4"]))
     second = run(nf4_engine, "Hi", SamplingParams(6, temperature=0), AdapterHandle("t/b@1", loras["r8"]))
     assert first.finished.reason == second.finished.reason == "length"
-    assert nf4_engine.adapters.loaded_keys == ["t/b@1"]  # capacity 1: "t/a@1" was evicted
+    assert nf4_engine.adapters.loaded_keys == ["t/b@1"]  # over budget: "t/a@1" was evicted
+    assert nf4_engine.metrics.adapter_evictions._value.get() >= 1
     (tmp_path / "adapter_config.json").write_text("{}")
     broken = run(nf4_engine, "Hi", SamplingParams(6, temperature=0), AdapterHandle("t/broken@1", tmp_path))
     assert broken.finished.reason == "error" and "t/broken@1" in broken.finished.error
