@@ -18,7 +18,7 @@ import math
 import os
 import re
 from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,7 +36,7 @@ class ManifestError(ValueError):
 
 def utc_now_iso() -> str:
     """Now as ISO-8601 UTC with a ``Z`` suffix and second precision, the form manifests use."""
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)

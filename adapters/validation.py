@@ -42,6 +42,8 @@ _HARMLESS_OPTIONS = frozenset(
         "fan_in_fan_out",
     }
 )
+# Initialisations that leave the base weights alone (the others rewrite them).
+_PLAIN_INITS: tuple[object, ...] = (True, False, "gaussian", "eva", "orthogonal")
 # Options that change the forward math when set; each is refused unless empty/false/null.
 _MATH_OPTIONS = {
     "use_dora": "DoRA (use_dora) is not supported",
@@ -146,6 +148,15 @@ def _check_config(config: dict[str, Any], max_rank: int) -> tuple[int, float, bo
     if config.get("fan_in_fan_out"):
         # Only meaningful for GPT-2 style Conv1D layers, which a LoRA for this base cannot target.
         raise AdapterValidationError("fan_in_fan_out is not supported.", "fan_in_fan_out")
+    init = config.get("init_lora_weights", True)
+    if init not in _PLAIN_INITS:
+        # PiSSA, OLoRA, LoftQ, CorDA and LoRA-GA rewrite the base weights when they initialise;
+        # such an adapter is only right on that rewritten base until PEFT converts it.
+        raise AdapterValidationError(
+            f"init_lora_weights={init!r} changes the base weights; convert the adapter to plain LoRA "
+            "(save_pretrained(..., path_initial_model_for_weight_conversion=...)) before uploading.",
+            "init_lora_weights",
+        )
     use_rslora = config.get("use_rslora", False)
     if not isinstance(use_rslora, bool):
         raise AdapterValidationError("use_rslora must be true or false.", "use_rslora")

@@ -134,6 +134,9 @@ def test_regex_target_modules_checked_against_weights(adapter_dir: Path) -> None
         ({"use_rslora": "yes"}, "use_rslora"),
         ({"fan_in_fan_out": True}, "fan_in_fan_out"),
         ({"some_future_option": {"on": True}}, "some_future_option"),
+        ({"init_lora_weights": "pissa"}, "init_lora_weights"),
+        ({"init_lora_weights": "olora"}, "init_lora_weights"),
+        ({"init_lora_weights": "loftq"}, "init_lora_weights"),
     ],
 )
 def test_refuses_config(adapter_dir: Path, changes: dict[str, Any], param: str) -> None:
