@@ -118,7 +118,10 @@ def _adapter_detail(store: AdapterStore, tenant: str, name: str) -> dict[str, An
     """The adapter at its current version plus every version's manifest (runs in a thread)."""
     versions = store.versions(tenant, name)
     current = store.current_version(tenant, name)
-    current_manifest = next(m for m in versions if m.version == current)
+    # A version published or deleted between the two reads must not turn into a 500.
+    current_manifest = next((m for m in versions if m.version == current), None) or store.manifest(
+        tenant, name, current
+    )
     return {**adapter_object(current_manifest, current), "versions": [version_object(m) for m in versions]}
 
 
@@ -145,8 +148,7 @@ async def upload_adapter(request: Request) -> JSONResponse:
     async with capped.form(max_files=len(UPLOAD_FILES), max_fields=4, max_part_size=64 * 1024) as form:
         tenant, name = await _upload_target(request, principal, form)
         uploads = _upload_files(form, limit)
-        tmp_root = services.settings.data / "tmp"
-        work = tmp_root / f"upload-{uuid.uuid4().hex}"
+        work = services.settings.data / "tmp" / f"upload-{uuid.uuid4().hex}"
         try:
             await run_in_threadpool(_spool, uploads, work)
             manifest = await run_in_threadpool(
