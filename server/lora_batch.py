@@ -1,13 +1,15 @@
-"""Batched multi-adapter LoRA in plain torch (the gather + batched-matmul form of Punica's BGMV).
+"""Batched multi-adapter LoRA in plain torch: every adapter of the batch in two matmuls per layer.
 
 :func:`inject` wraps every linear layer a LoRA may target in a :class:`BatchedLoRALinear`.
 Before each forward pass the engine calls :meth:`LoRABatch.set_rows` with one adapter (or None,
-for ``base``) per row. For every wrapped layer the batch then holds stacked tensors
-``A[s] (r_max x in)`` and ``B[s] (out x r_max)`` over the distinct adapters in the batch (slot 0
-is all zeros, for base rows; smaller ranks are zero-padded), and the delta for the whole batch is
-one gather and two batched matmuls, ``(x @ A[slot]^T) @ B[slot]^T``, whatever the mix. The
-scale ``alpha / r`` (or ``alpha / sqrt(r)`` for rsLoRA) is folded into B at load time.
-Stacks are rebuilt only when the batch's set of adapters changes, not at every step.
+for ``base``) per row. For every wrapped layer the batch then holds the distinct adapters'
+matrices concatenated along the rank axis, ``A_cat (sum r x in)`` and ``B_cat (out x sum r)``,
+plus a 0/1 row mask that keeps, for each row, only its own adapter's rank block (nothing for a
+``base`` row). The delta for the whole batch is ``((x @ A_cat^T) * mask) @ B_cat^T`` whatever
+the mix: two dense matmuls instead of a loop over adapters (PEFT's mixed batch) and without the
+per-row weight copies of a gather (Punica's BGMV), which dominate on CPUs. Ranks may differ. The
+scale ``alpha / r`` (or ``alpha / sqrt(r)`` for rsLoRA) is folded into B at load time. Stacks are
+rebuilt only when the batch's set of adapters changes, not at every step.
 
 Nothing is merged into the 4-bit weights; the base layer runs untouched.
 """
@@ -61,9 +63,10 @@ class LoRABatch:
     """The adapters of the rows in the current forward pass, stacked per module."""
 
     def __init__(self) -> None:
-        self.row_slots: torch.Tensor | None = None
-        """Slot per row ([batch] long); None when every row is ``base``."""
-        self.stacks: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.row_mask: torch.Tensor | None = None
+        """[batch, 1, sum r]: 1 on each row's own rank block; None when every row is ``base``."""
+        self.stacks: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        """module -> (A_cat, B_cat, rank-block mask per adapter [adapters, sum r])."""
         self._key: tuple[str, ...] = ()
 
     def set_rows(
@@ -74,33 +77,35 @@ class LoRABatch:
         device: torch.device,
         dtype: torch.dtype,
     ) -> None:
-        """Point every row at its adapter's slot; restack if the set of adapters changed."""
+        """Point every row at its adapter's rank block; restack if the set of adapters changed."""
         distinct = tuple(sorted({key for key in rows if key is not None}))
         if not distinct:
-            self.row_slots, self.stacks, self._key = None, {}, ()
+            self.row_mask, self.stacks, self._key = None, {}, ()
             return
         if distinct != self._key:
-            self.stacks = _stack([adapters[k] for k in distinct], shapes, device, dtype)
+            self._adapters = [adapters[k] for k in distinct]
+            self.stacks = _stack(self._adapters, shapes, device, dtype)
             self._key = distinct
-        slot = {key: i + 1 for i, key in enumerate(distinct)}
-        self.row_slots = torch.tensor([slot.get(k, 0) if k else 0 for k in rows], dtype=torch.long, device=device)
+        index = {key: i for i, key in enumerate(distinct)}
+        self.row_index = torch.tensor([index.get(k, -1) if k else -1 for k in rows], dtype=torch.long)
+        self.row_mask = None if all(k is None for k in rows) else self.row_index
 
 
 def _stack(
     adapters: list[LoRAWeights], shapes: dict[str, tuple[int, int]], device: torch.device, dtype: torch.dtype
-) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    rank = max(a.rank for a in adapters)
-    stacks: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    stacks: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
     for module in sorted({m for a in adapters for m in a.modules}):
         fan_in, fan_out = shapes[module]
-        a_stack = torch.zeros((len(adapters) + 1, rank, fan_in), dtype=dtype, device=device)
-        b_stack = torch.zeros((len(adapters) + 1, fan_out, rank), dtype=dtype, device=device)
-        for slot, adapter in enumerate(adapters, start=1):
-            if module in adapter.modules:
-                a, b = adapter.modules[module]
-                a_stack[slot, : a.shape[0]] = a
-                b_stack[slot, :, : b.shape[1]] = b
-        stacks[module] = (a_stack, b_stack)
+        present = [(i, a.modules[module]) for i, a in enumerate(adapters) if module in a.modules]
+        a_cat = torch.cat([a for _, (a, _) in present]).to(device=device, dtype=dtype)
+        b_cat = torch.cat([b for _, (_, b) in present], dim=1).to(device=device, dtype=dtype)
+        blocks = torch.zeros((len(adapters) + 1, a_cat.shape[0]), dtype=dtype, device=device)
+        start = 0
+        for i, (a, _) in present:
+            blocks[i, start : start + a.shape[0]] = 1
+            start += a.shape[0]
+        stacks[module] = (a_cat, b_cat, blocks)  # row -1 of blocks (all zeros) serves base rows
     return stacks
 
 
@@ -115,15 +120,14 @@ class BatchedLoRALinear(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.base_layer(x)
-        slots = self.batch.row_slots
-        stack = self.batch.stacks.get(self.name) if slots is not None else None
+        rows = self.batch.row_mask
+        stack = self.batch.stacks.get(self.name) if rows is not None else None
         if stack is None:
             return out
-        a_stack, b_stack = stack
-        a = a_stack.index_select(0, slots)  # [batch, r, in]
-        b = b_stack.index_select(0, slots)  # [batch, out, r]
-        hidden = torch.bmm(x.to(a.dtype), a.transpose(1, 2))  # [batch, tokens, r]
-        return out + torch.bmm(hidden, b.transpose(1, 2)).to(out.dtype)
+        a_cat, b_cat, blocks = stack
+        hidden = x.to(a_cat.dtype) @ a_cat.t()  # [batch, tokens, sum r]
+        hidden = hidden * blocks.index_select(0, rows.to(blocks.device) % blocks.shape[0]).unsqueeze(1)
+        return out + (hidden @ b_cat.t()).to(out.dtype)
 
 
 def inject(model: torch.nn.Module, shapes: dict[str, tuple[int, int]]) -> LoRABatch:
