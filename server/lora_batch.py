@@ -63,8 +63,8 @@ class LoRABatch:
     """The adapters of the rows in the current forward pass, stacked per module."""
 
     def __init__(self) -> None:
-        self.row_mask: torch.Tensor | None = None
-        """[batch, 1, sum r]: 1 on each row's own rank block; None when every row is ``base``."""
+        self.row_index: torch.Tensor | None = None
+        """[batch] long: each row's adapter index in the stacks, -1 for ``base``; None when all are base."""
         self.stacks: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         """module -> (A_cat, B_cat, rank-block mask per adapter [adapters, sum r])."""
         self._key: tuple[str, ...] = ()
@@ -80,15 +80,14 @@ class LoRABatch:
         """Point every row at its adapter's rank block; restack if the set of adapters changed."""
         distinct = tuple(sorted({key for key in rows if key is not None}))
         if not distinct:
-            self.row_mask, self.stacks, self._key = None, {}, ()
+            self.row_index, self.stacks, self._key = None, {}, ()
             return
         if distinct != self._key:
-            self._adapters = [adapters[k] for k in distinct]
-            self.stacks = _stack(self._adapters, shapes, device, dtype)
+            self.stacks = _stack([adapters[k] for k in distinct], shapes, device, dtype)
             self._key = distinct
         index = {key: i for i, key in enumerate(distinct)}
-        self.row_index = torch.tensor([index.get(k, -1) if k else -1 for k in rows], dtype=torch.long)
-        self.row_mask = None if all(k is None for k in rows) else self.row_index
+        # -1 (base) picks the last, all-zero row of each module's block mask.
+        self.row_index = torch.tensor([index[k] if k else -1 for k in rows], dtype=torch.long, device=device)
 
 
 def _stack(
@@ -120,13 +119,13 @@ class BatchedLoRALinear(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.base_layer(x)
-        rows = self.batch.row_mask
+        rows = self.batch.row_index
         stack = self.batch.stacks.get(self.name) if rows is not None else None
         if stack is None:
             return out
         a_cat, b_cat, blocks = stack
         hidden = x.to(a_cat.dtype) @ a_cat.t()  # [batch, tokens, sum r]
-        hidden = hidden * blocks.index_select(0, rows.to(blocks.device) % blocks.shape[0]).unsqueeze(1)
+        hidden = hidden * blocks[rows].unsqueeze(1)
         return out + (hidden @ b_cat.t()).to(out.dtype)
 
 
