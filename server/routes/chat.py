@@ -123,12 +123,16 @@ async def _complete(request: Request, generation: Generation, cid: str, created:
     pieces: list[str] = []
     events = generation.__aiter__()
     next_event = asyncio.ensure_future(anext(events))
+    checked_at = time.monotonic()
     try:
         while True:
             done, _ = await asyncio.wait({next_event}, timeout=0.5)
-            if not done:
+            # Check on a clock, not only when idle: while tokens keep coming, `done` is never empty.
+            if time.monotonic() - checked_at >= 0.5:
+                checked_at = time.monotonic()
                 if await request.is_disconnected():
                     generation.cancel()
+            if not done:
                 continue
             event = next_event.result()
             if isinstance(event, TextDelta):
