@@ -138,18 +138,30 @@ def _poll(condition, timeout: float, what: str) -> None:
         time.sleep(0.2)
 
 
-def test_client_disconnect_drops_the_row(server: Server, http: httpx.Client, tenant_keys: dict[str, str]) -> None:
+LONG_ANSWER = {
+    "model": "base",
+    "messages": [{"role": "user", "content": "Write a long story about a dragon."}],
+    "temperature": 0,
+    "max_tokens": 2000,
+}
+"""A request whose greedy answer runs to hundreds of tokens (it does not stop within 250)."""
+
+
+def _assert_row_dropped(http: httpx.Client, before: str) -> None:
+    """The engine dropped the abandoned row long before its answer could have finished."""
+    _poll(lambda: _running(http) == 0, 30, "swaplora_running_requests to drop to 0 after the disconnect")
+    after = metrics(http)
+    assert _abandoned(after) >= _abandoned(before) + 1
+    generated = metric(after, "swaplora_generated_tokens_total") - metric(before, "swaplora_generated_tokens_total")
+    assert generated < 200, f"the engine kept generating after the client left ({generated:.0f} tokens)"
+
+
+def test_client_disconnect_mid_stream_drops_the_row(server: Server, http: httpx.Client,
+                                                     tenant_keys: dict[str, str]) -> None:
     before = metrics(http)
-    body = {
-        "model": "base",
-        "messages": [{"role": "user", "content": "Write a long story about a dragon."}],
-        "temperature": 0,
-        "max_tokens": 2000,
-        "stream": True,
-    }
     chunks = []
     with httpx.Client(base_url=server.url, timeout=120) as own, own.stream(
-        "POST", "/v1/chat/completions", json=body, headers=auth(tenant_keys["acme"])
+        "POST", "/v1/chat/completions", json={**LONG_ANSWER, "stream": True}, headers=auth(tenant_keys["acme"])
     ) as response:
         assert response.status_code == 200, response.read()
         for line in response.iter_lines():
@@ -159,12 +171,20 @@ def test_client_disconnect_drops_the_row(server: Server, http: httpx.Client, ten
                     break
         _poll(lambda: _running(http) >= 1, 30, "the streaming row to run")
     # Both the response and its connection are closed here, mid-answer.
+    assert len(chunks) == 3
     assert all(c["choices"][0]["finish_reason"] is None for c in chunks)
-    _poll(lambda: _running(http) == 0, 30, "swaplora_running_requests to drop to 0 after the disconnect")
-    after = metrics(http)
-    assert _abandoned(after) >= _abandoned(before) + 1
-    generated = metric(after, "swaplora_generated_tokens_total") - metric(before, "swaplora_generated_tokens_total")
-    assert generated < 200, f"the engine kept generating after the client left ({generated:.0f} tokens)"
+    _assert_row_dropped(http, before)
+
+
+def test_client_disconnect_while_waiting_for_a_whole_answer_drops_the_row(
+    server: Server, http: httpx.Client, tenant_keys: dict[str, str]
+) -> None:
+    before = metrics(http)
+    # The client gives up (and closes its connection) once the row is generating.
+    with httpx.Client(base_url=server.url, timeout=httpx.Timeout(120, read=1.0)) as own:
+        with pytest.raises(httpx.ReadTimeout):
+            own.post("/v1/chat/completions", json=LONG_ANSWER, headers=auth(tenant_keys["acme"]))
+    _assert_row_dropped(http, before)
 
 
 # --------------------------------------------------------------------------------- concurrency
