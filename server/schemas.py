@@ -55,7 +55,7 @@ class ChatCompletionRequest(_Strict):
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=-(2**63), lt=2**64)
     n: Literal[1] = 1
     user: str | None = Field(None, max_length=256)
     """Accepted for compatibility; not used for anything."""
@@ -79,11 +79,22 @@ class ChatCompletionRequest(_Strict):
         return self.max_completion_tokens or self.max_tokens
 
 
+_UNION_TAGS = {"str", "int", "float", "bool", "list", "dict"}
+
+
+def _is_field(part: object) -> bool:
+    """Pydantic puts union member names (``str``, ``list[TextPart]``) in error locations."""
+    text = str(part)
+    return text not in _UNION_TAGS and "[" not in text and not text.startswith("function-")
+
+
 def _describe(error: dict) -> tuple[str, str | None]:
-    loc = ".".join(str(part) for part in error.get("loc", ()) if not str(part).startswith("function-"))
+    loc = ".".join(str(part) for part in error.get("loc", ()) if _is_field(part))
     kind = error.get("type", "")
     if kind == "json_invalid":
         return "The request body is not valid JSON.", None
+    if kind == "model_type" and not loc:
+        return "The request body must be a JSON object.", None
     if kind == "extra_forbidden":
         return f"Unsupported parameter: '{loc}' is not supported by this server.", loc
     if kind == "missing":

@@ -58,4 +58,7 @@ def test_missing_and_malformed_bodies() -> None:
     assert refused({"messages": OK["messages"]}).param == "model"
     assert "not valid JSON" in refused(b'{"model": ').message
     assert "empty" in refused(b"  ").message
-    assert refused(b"[1, 2]").status == 400
+    assert "JSON object" in refused(b"[1, 2]").message
+    image = {**OK, "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]}
+    assert ".str" not in refused(image).param
+    assert refused({**OK, "seed": 2**70}).param == "seed"
