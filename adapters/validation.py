@@ -89,7 +89,12 @@ class ValidatedAdapter:
     @property
     def scaling(self) -> float:
         """The factor PEFT multiplies ``B(Ax)`` by."""
-        return self.alpha / (math.sqrt(self.rank) if self.use_rslora else self.rank)
+        return lora_scaling(self.alpha, self.rank, self.use_rslora)
+
+
+def lora_scaling(alpha: float, rank: int, use_rslora: bool) -> float:
+    """PEFT's LoRA scale: ``alpha / r``, or ``alpha / sqrt(r)`` for rsLoRA."""
+    return alpha / (math.sqrt(rank) if use_rslora else rank)
 
 
 def validate_adapter(

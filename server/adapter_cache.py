@@ -39,6 +39,7 @@ class AdapterCache:
         loader: Callable[[Path], LoRAWeights],
         budget_bytes: int,
         on_load: Callable[[float], None] | None = None,
+        on_hit: Callable[[], None] | None = None,
         on_evict: Callable[[], None] | None = None,
     ) -> None:
         self._loader = loader
@@ -46,6 +47,7 @@ class AdapterCache:
         self.weights: OrderedDict[str, LoRAWeights] = OrderedDict()
         self._pins: dict[str, int] = {}
         self._on_load = on_load or (lambda seconds: None)
+        self._on_hit = on_hit or (lambda: None)
         self._on_evict = on_evict or (lambda: None)
 
     @property
@@ -68,6 +70,8 @@ class AdapterCache:
                 raise AdapterLoadError(f"Could not load adapter {handle.key}: {exc}") from exc
             self.weights[handle.key] = weights
             self._on_load(time.perf_counter() - started)
+        else:
+            self._on_hit()
         self.weights.move_to_end(handle.key)
         self._pins[handle.key] = self._pins.get(handle.key, 0) + 1
         self._evict_over_budget()

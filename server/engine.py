@@ -117,6 +117,7 @@ class Engine:
             lambda path: load_lora(path, self._lora_dtype, base.device),
             adapter_cache_bytes,
             on_load=self._on_adapter_load,
+            on_hit=self.metrics.adapter_hits.inc,
             on_evict=self.metrics.adapter_evictions.inc,
         )
         self._queue: queue.Queue[tuple[GenerationRequest, RequestHandle]] = queue.Queue()
@@ -195,11 +196,8 @@ class Engine:
             self._finish(row, "cancelled")
             return
         try:
-            hit = request.adapter is None or request.adapter.key in self.adapters.loaded_keys
             row.adapter_row = self.adapters.acquire(request.adapter)
             row.pinned = True
-            if request.adapter is not None and hit:
-                self.metrics.adapter_hits.inc()
             self.metrics.loaded_adapters.set(len(self.adapters.loaded_keys))
         except Exception as exc:
             log.warning("adapter load failed: %s", exc)
@@ -258,9 +256,7 @@ class Engine:
         adapter_rows: list[str | None],
     ) -> torch.Tensor:
         """Logits of the last position of every row."""
-        self._lora.set_rows(
-            adapter_rows, self.adapters.weights, self.base.linear_shapes, self.base.device, self._lora_dtype
-        )
+        self._lora.set_rows(adapter_rows, self.adapters.weights, self.base.device)
         out = self.base.model(
             input_ids=ids,
             attention_mask=attention_mask,
@@ -301,12 +297,14 @@ class Engine:
         row.request.emit(Finished(reason, len(row.request.prompt_ids), row.generated, error))
 
     def _drop(self, predicate: Callable[[_Row], bool], reason: str | None) -> None:
-        keep = [i for i, row in enumerate(self._rows) if not predicate(row)]
+        keep = []
+        for i, row in enumerate(self._rows):
+            if not predicate(row):
+                keep.append(i)
+            elif reason is not None:
+                self._finish(row, reason)
         if len(keep) == len(self._rows):
             return
-        for i, row in enumerate(self._rows):
-            if i not in keep and reason is not None:
-                self._finish(row, reason)
         self._rows = [self._rows[i] for i in keep]
         self._kv.keep_rows(keep)
         self.metrics.running.set(len(self._rows))

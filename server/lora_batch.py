@@ -17,12 +17,13 @@ Nothing is merged into the 4-bit weights; the base layer runs untouched.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
+
+from adapters.validation import lora_scaling
 
 _PREFIX = "base_model.model."
 
@@ -31,7 +32,6 @@ _PREFIX = "base_model.model."
 class LoRAWeights:
     """One adapter, ready to stack: per module ``(A [r, in], B*scale [out, r])``."""
 
-    rank: int
     modules: dict[str, tuple[torch.Tensor, torch.Tensor]]
 
     @property
@@ -42,9 +42,7 @@ class LoRAWeights:
 def load_lora(path: Path, dtype: torch.dtype, device: torch.device) -> LoRAWeights:
     """Read a validated PEFT LoRA directory (safetensors only) into :class:`LoRAWeights`."""
     config = json.loads((path / "adapter_config.json").read_text())
-    rank = int(config["r"])
-    alpha = float(config["lora_alpha"])
-    scale = alpha / math.sqrt(rank) if config.get("use_rslora") else alpha / rank
+    scale = lora_scaling(float(config["lora_alpha"]), int(config["r"]), bool(config.get("use_rslora")))
     tensors = load_file(str(path / "adapter_model.safetensors"), device="cpu")
     modules: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     for key, a in tensors.items():
@@ -56,7 +54,7 @@ def load_lora(path: Path, dtype: torch.dtype, device: torch.device) -> LoRAWeigh
             a.to(device=device, dtype=dtype).contiguous(),
             (b.float() * scale).to(device=device, dtype=dtype).contiguous(),
         )
-    return LoRAWeights(rank, modules)
+    return LoRAWeights(modules)
 
 
 class LoRABatch:
@@ -73,9 +71,7 @@ class LoRABatch:
         self,
         rows: list[str | None],
         adapters: dict[str, LoRAWeights],
-        shapes: dict[str, tuple[int, int]],
         device: torch.device,
-        dtype: torch.dtype,
     ) -> None:
         """Point every row at its adapter's rank block; restack if the set of adapters changed."""
         distinct = tuple(sorted({key for key in rows if key is not None}))
@@ -83,23 +79,21 @@ class LoRABatch:
             self.row_index, self.stacks, self._key = None, {}, ()
             return
         if distinct != self._key:
-            self.stacks = _stack([adapters[k] for k in distinct], shapes, device, dtype)
+            self.stacks = _stack([adapters[k] for k in distinct])
             self._key = distinct
         index = {key: i for i, key in enumerate(distinct)}
         # -1 (base) picks the last, all-zero row of each module's block mask.
         self.row_index = torch.tensor([index[k] if k else -1 for k in rows], dtype=torch.long, device=device)
 
 
-def _stack(
-    adapters: list[LoRAWeights], shapes: dict[str, tuple[int, int]], device: torch.device, dtype: torch.dtype
-) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+def _stack(adapters: list[LoRAWeights]) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Concatenate the adapters per module (their tensors already have the serving device and dtype)."""
     stacks: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
     for module in sorted({m for a in adapters for m in a.modules}):
-        fan_in, fan_out = shapes[module]
         present = [(i, a.modules[module]) for i, a in enumerate(adapters) if module in a.modules]
-        a_cat = torch.cat([a for _, (a, _) in present]).to(device=device, dtype=dtype)
-        b_cat = torch.cat([b for _, (_, b) in present], dim=1).to(device=device, dtype=dtype)
-        blocks = torch.zeros((len(adapters) + 1, a_cat.shape[0]), dtype=dtype, device=device)
+        a_cat = torch.cat([a for _, (a, _) in present])
+        b_cat = torch.cat([b for _, (_, b) in present], dim=1)
+        blocks = a_cat.new_zeros((len(adapters) + 1, a_cat.shape[0]))
         start = 0
         for i, (a, _) in present:
             blocks[i, start : start + a.shape[0]] = 1
