@@ -87,6 +87,13 @@ def model_not_found(model: str) -> APIError:
     )
 
 
+def model_loading() -> APIError:
+    """503 while the base model loads in the background (``/ready`` says when it is done)."""
+    return APIError(
+        503, "The base model is still loading; retry shortly.", code="model_loading", headers={"Retry-After": "5"}
+    )
+
+
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, APIError)
     return exc.response()

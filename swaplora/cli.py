@@ -4,8 +4,8 @@ Contract:
 
 - ``swaplora serve [--host H] [--port P] [--model PATH] [--data DIR]`` builds
   :class:`server.settings.Settings` from the ``SWAPLORA_*`` environment, with each given flag
-  overriding its field, makes sure the embedded base model is converted when no ``--model`` is
-  set, then blocks in :func:`server.app.serve` until the server stops.
+  overriding its field, then blocks in :func:`server.app.serve` until the server stops (with no
+  ``--model`` the server converts the embedded base model itself, in the background).
 - ``swaplora prepare-model [--data DIR]`` converts the embedded SmolLM2 GGUF to safetensors under
   ``<data>/models`` once (a no-op when already done) and prints the converted directory.
 - ``swaplora --version`` prints the installed version.
@@ -46,19 +46,10 @@ def _settings(args: argparse.Namespace, fields: Sequence[str]) -> Settings:
         raise SystemExit(f"swaplora: invalid settings:\n{exc}") from None
 
 
-def _prepare_embedded(settings: Settings) -> Path:
-    from adapters.embedded import prepare_embedded_model
-
-    return prepare_embedded_model(settings.models_dir)
-
-
 def _cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args, ("host", "port", "model", "data"))
-    if settings.model is None:
-        # Converting is idempotent and cheap once done; doing it here means a bare
-        # `swaplora serve` (Docker, a fresh data volume) works without a separate step.
-        _prepare_embedded(settings)
-
+    # With no --model the app converts the embedded model itself, in the background, so /health
+    # answers during a first conversion (Docker, a fresh data volume) and /ready says when it is done.
     from server.app import serve
 
     serve(settings)
@@ -67,7 +58,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def _cmd_prepare_model(args: argparse.Namespace) -> int:
     settings = _settings(args, ("data",))
-    print(_prepare_embedded(settings))
+    from adapters.embedded import prepare_embedded_model
+
+    print(prepare_embedded_model(settings.models_dir))
     return 0
 
 

@@ -34,14 +34,13 @@ from adapters.manifest import AdapterManifest, utc_now_iso
 from adapters.store import CONFIG_FILE, WEIGHTS_FILE, AdapterNotFound, AdapterStore
 from adapters.validation import AdapterValidationError, ValidatedAdapter, validate_adapter
 from server.auth import Principal, authenticate, can_use_tenant
-from server.errors import APIError, bad_request, not_found
+from server.errors import APIError, bad_request, model_loading, not_found
 from server.routes.tenants import read_json_object
 
 UPLOAD_FILES = (CONFIG_FILE, WEIGHTS_FILE)
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 _MULTIPART_SLACK = 64 * 1024
 """Room for boundaries, part headers and the small text fields on top of the file bytes."""
-_RETRY_AFTER_S = "10"
 
 
 def _too_large(limit: int) -> APIError:
@@ -133,10 +132,7 @@ async def upload_adapter(request: Request) -> JSONResponse:
     services = request.app.state.services
     base = services.base
     if base is None:
-        raise APIError(
-            503, "The base model is still loading; retry shortly.", code="model_loading",
-            headers={"Retry-After": _RETRY_AFTER_S},
-        )
+        raise model_loading()
     limit = services.settings.max_upload_bytes
     content_length = request.headers.get("content-length")
     if content_length is not None and content_length.isdigit() and int(content_length) > limit + _MULTIPART_SLACK:

@@ -26,7 +26,7 @@ from adapters.store import AdapterNotFound
 from server.adapter_cache import AdapterHandle
 from server.auth import Principal, authenticate, can_use_tenant
 from server.engine import Finished, TextDelta
-from server.errors import APIError, bad_request, model_not_found
+from server.errors import APIError, bad_request, model_loading, model_not_found
 from server.prompt import render_prompt
 from server.sampling import SamplingParams
 from server.scheduler import Generation
@@ -36,7 +36,7 @@ from server.schemas import ChatCompletionRequest, parse_json
 def _ready_services(request: Request):
     services = request.app.state.services
     if services.engine is None:
-        raise APIError(503, "The model is still loading; retry shortly.", code="model_loading", headers={"Retry-After": "5"})
+        raise model_loading()
     return services
 
 
