@@ -1,0 +1,33 @@
+"""How a conversation becomes model text: the one rule the server and the trainer share.
+
+An adapter is trained on exactly the text the server will feed it, so both sides build the
+prompt here:
+
+- :func:`conversation` normalises roles (OpenAI's ``developer`` is rendered as ``system``) and
+  prepends the tenant's system prompt when the messages bring no system message of their own.
+  With no tenant system prompt either, the chat template's own default applies (SmolLM2's
+  template adds one), on both sides alike.
+- :func:`render` applies the tokenizer's own chat template (its sha256 is in every manifest).
+
+A template may reject a conversation (some demand alternating roles); that surfaces as
+``jinja2.TemplateError`` for the caller to turn into its own error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+
+def conversation(messages: Iterable[Mapping[str, str]], system_prompt: str | None = None) -> list[dict[str, str]]:
+    """``messages`` as ``{"role", "content"}`` dicts, with ``system_prompt`` first if none is given."""
+    turns = [
+        {"role": "system" if m["role"] == "developer" else m["role"], "content": m["content"]} for m in messages
+    ]
+    if system_prompt and not any(t["role"] == "system" for t in turns):
+        turns.insert(0, {"role": "system", "content": system_prompt})
+    return turns
+
+
+def render(tokenizer, turns: list[dict[str, str]], add_generation_prompt: bool) -> str:
+    """The template's text for ``turns``; with ``add_generation_prompt`` it ends at the assistant header."""
+    return tokenizer.apply_chat_template(turns, add_generation_prompt=add_generation_prompt, tokenize=False)
