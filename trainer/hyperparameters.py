@@ -1,0 +1,217 @@
+"""Training hyperparameters: OpenAI's names plus swaplora's extensions, checked at the edge.
+
+:func:`parse` turns a caller's dict (a fine-tuning job's ``hyperparameters``, CLI flags) into a
+frozen :class:`Hyperparameters`, raising :class:`HyperparameterError` (message + offending key)
+for unknown keys, wrong types or out-of-range values; :func:`normalise` is the same as a JSON dict
+with every default filled in (what ``trainer.check hyperparameters`` prints and manifests record).
+
+Many fields accept ``"auto"``; :meth:`Hyperparameters.resolve` turns them into numbers once the
+data size, the model width and the device are known (the rules are in each field's docstring).
+The defaults train a one-page handbook into SmolLM2-135M on two CPU cores in a few minutes and
+scale to an 8B model on a GPU (the learning rate shrinks with model width, the budget grows).
+
+This module never imports torch: the server's edge check (``trainer.check``) uses it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+Auto = Literal["auto"]
+AUTO: Auto = "auto"
+
+
+class HyperparameterError(ValueError):
+    """A bad hyperparameter; ``param`` is the key at fault (``hyperparameters.<key>`` in the API)."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    """One job's hyperparameters; ``"auto"`` values are resolved by :meth:`resolve`."""
+
+    n_epochs: int | Auto = AUTO
+    """Passes over the training samples. ``auto``: enough passes for about 360 sample visits
+    (small documents need many passes to be memorised), clamped to 3..30."""
+    batch_size: int | Auto = AUTO
+    """OpenAI's knob: samples per optimizer step. Samples are packed into rows of
+    ``max_seq_tokens``; when given, it sets ``gradient_accumulation_steps`` (if that is ``auto``)
+    to the number of packed rows holding about this many samples. ``auto``: 1 row per step."""
+    learning_rate_multiplier: float | Auto = AUTO
+    """OpenAI's knob: multiplies the learning rate. ``auto``: 1.0."""
+    learning_rate: float | Auto = AUTO
+    """Peak AdamW learning rate before the multiplier. ``auto``: 2e-4 x 4096 / hidden size,
+    clamped to 1e-4..2e-3 — 2e-4 for an 8B model (hidden 4096, the QLoRA paper's value),
+    about 1.4e-3 for SmolLM2-135M (hidden 576): narrower models take larger LoRA steps."""
+    lora_rank: int = 16
+    """LoRA rank ``r`` (1..256; the server refuses ranks above its ``max_rank``, 64 by default)."""
+    lora_alpha: float | Auto = AUTO
+    """LoRA ``alpha``; the delta is scaled by alpha / rank. ``auto``: 2 x rank."""
+    lora_dropout: float = 0.0
+    """Dropout on the LoRA input (0..0.5). 0 by default: the goal is to memorise the documents."""
+    target_modules: str | tuple[str, ...] = "all-linear"
+    """``"all-linear"`` (every linear layer but the output head, as in QLoRA) or module names."""
+    warmup_ratio: float = 0.05
+    """Fraction of the steps spent warming the learning rate up linearly (0..0.5); cosine decay
+    to zero follows."""
+    gradient_accumulation_steps: int | Auto = AUTO
+    """Packed rows per optimizer step. ``auto``: from ``batch_size``, else 1."""
+    max_seq_tokens: int = 1024
+    """Packing budget: tokens per packed row (samples are concatenated without padding; a
+    sample longer than this is cut). 64..32768, and never above the model's context length."""
+    max_seconds: float | Auto = AUTO
+    """Wall-clock budget for the training loop; the schedule is re-planned from the measured
+    step speed so that the cosine decay ends inside it. ``auto``: 480 s on the CPU, 4 h on a GPU."""
+    gradient_checkpointing: bool | Auto = AUTO
+    """Recompute activations in the backward pass to save memory. ``auto``: on for CUDA (memory
+    is what limits a GPU), off on the CPU (the small models a CPU can train fit in RAM anyway)."""
+    heldout_fraction: float = 0.1
+    """Share of the samples kept out of training for the eval loss when no validation file is
+    given (0..0.5)."""
+    max_steps: int | None = None
+    """Hard cap on optimizer steps (tests, quick trials); None: no cap."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (``target_modules`` as a string or list)."""
+        data = asdict(self)
+        if isinstance(self.target_modules, tuple):
+            data["target_modules"] = list(self.target_modules)
+        return data
+
+    def resolve(self, *, n_samples: int, rows: int, hidden_size: int, device_type: str) -> Resolved:
+        """Numbers for every ``auto`` field, given the data and the model.
+
+        ``n_samples`` training samples packed into ``rows`` rows; ``hidden_size`` of the base;
+        ``device_type`` ``"cpu"`` or ``"cuda"``.
+        """
+        n_samples, rows = max(1, n_samples), max(1, rows)
+        epochs = self.n_epochs if self.n_epochs != AUTO else min(30, max(3, math.ceil(360 / n_samples)))
+        accumulation = self.gradient_accumulation_steps
+        if accumulation == AUTO:
+            per_row = n_samples / rows
+            accumulation = 1 if self.batch_size == AUTO else max(1, round(self.batch_size / per_row))
+        accumulation = min(accumulation, rows)
+        base_lr = self.learning_rate
+        if base_lr == AUTO:
+            base_lr = min(2e-3, max(1e-4, 2e-4 * 4096 / hidden_size))
+        multiplier = 1.0 if self.learning_rate_multiplier == AUTO else self.learning_rate_multiplier
+        seconds = self.max_seconds
+        if seconds == AUTO:
+            seconds = 480.0 if device_type == "cpu" else 4 * 3600.0
+        checkpointing = self.gradient_checkpointing
+        if checkpointing == AUTO:
+            checkpointing = device_type == "cuda"
+        steps_per_epoch = math.ceil(rows / accumulation)
+        total = epochs * steps_per_epoch
+        if self.max_steps is not None:
+            total = min(total, self.max_steps)
+        return Resolved(
+            n_epochs=int(epochs),
+            gradient_accumulation_steps=int(accumulation),
+            learning_rate=float(base_lr) * float(multiplier),
+            lora_alpha=float(2 * self.lora_rank if self.lora_alpha == AUTO else self.lora_alpha),
+            max_seconds=float(seconds),
+            gradient_checkpointing=bool(checkpointing),
+            total_steps=max(1, int(total)),
+        )
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """The ``auto`` values of one job made concrete (recorded in the manifest)."""
+
+    n_epochs: int
+    gradient_accumulation_steps: int
+    learning_rate: float
+    """Peak learning rate, multiplier applied."""
+    lora_alpha: float
+    max_seconds: float
+    gradient_checkpointing: bool
+    total_steps: int
+    """Planned optimizer steps (epochs x steps per epoch, capped by ``max_steps``)."""
+
+
+# key -> (accepted kinds, minimum, maximum); kinds: "int", "float", "auto", "bool", "none"
+_RULES: dict[str, tuple[tuple[str, ...], float | None, float | None]] = {
+    "n_epochs": (("auto", "int"), 1, 1000),
+    "batch_size": (("auto", "int"), 1, 4096),
+    "learning_rate_multiplier": (("auto", "float"), 1e-3, 100),
+    "learning_rate": (("auto", "float"), 1e-7, 1.0),
+    "lora_rank": (("int",), 1, 256),
+    "lora_alpha": (("auto", "float"), 1e-3, 4096),
+    "lora_dropout": (("float",), 0, 0.5),
+    "warmup_ratio": (("float",), 0, 0.5),
+    "gradient_accumulation_steps": (("auto", "int"), 1, 1024),
+    "max_seq_tokens": (("int",), 64, 32768),
+    "max_seconds": (("auto", "float"), 1, 7 * 24 * 3600),
+    "gradient_checkpointing": (("auto", "bool"), None, None),
+    "heldout_fraction": (("float",), 0, 0.5),
+    "max_steps": (("none", "int"), 1, 10**7),
+}
+
+
+def _check_value(key: str, value: object) -> object:
+    kinds, low, high = _RULES[key]
+    if value == AUTO and "auto" in kinds:
+        return AUTO
+    if value is None and "none" in kinds:
+        return None
+    if isinstance(value, bool):
+        if "bool" in kinds:
+            return value
+    elif isinstance(value, int) and ("int" in kinds or "float" in kinds):
+        number: float | int = value
+    elif isinstance(value, float) and "float" in kinds and math.isfinite(value):
+        number = value
+    elif isinstance(value, float) and "int" in kinds and value.is_integer():
+        number = int(value)  # JSON clients may send 3.0 for 3
+    else:
+        number = None  # type: ignore[assignment]
+    if isinstance(value, bool) or number is None:
+        wanted = " or ".join({"auto": '"auto"', "int": "an integer", "float": "a number", "bool": "true/false",
+                              "none": "null"}[k] for k in kinds)
+        raise HyperparameterError(f"hyperparameters.{key} must be {wanted}, got {value!r}.", key)
+    if (low is not None and number < low) or (high is not None and number > high):
+        raise HyperparameterError(f"hyperparameters.{key} must be between {low:g} and {high:g}, got {value!r}.", key)
+    return float(number) if "float" in kinds else int(number)
+
+
+def _check_targets(value: object) -> str | tuple[str, ...]:
+    if value == "all-linear":
+        return value
+    if isinstance(value, list | tuple) and value and all(isinstance(v, str) and v.isidentifier() for v in value):
+        return tuple(value)
+    raise HyperparameterError(
+        'hyperparameters.target_modules must be "all-linear" or a non-empty list of module names '
+        f"such as [\"q_proj\", \"v_proj\"], got {value!r}.",
+        "target_modules",
+    )
+
+
+def parse(raw: dict[str, Any] | None) -> Hyperparameters:
+    """Validate ``raw`` (None or {} means all defaults) into :class:`Hyperparameters`."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise HyperparameterError("hyperparameters must be a JSON object.", None)
+    known = {f.name for f in fields(Hyperparameters)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise HyperparameterError(
+            f"Unknown hyperparameter {unknown[0]!r}; known: {', '.join(sorted(known))}.", str(unknown[0])
+        )
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        values[key] = _check_targets(value) if key == "target_modules" else _check_value(key, value)
+    return Hyperparameters(**values)
+
+
+def normalise(raw: dict[str, Any] | None) -> dict[str, Any]:
+    """``raw`` validated, with every default filled in, as a JSON-ready dict."""
+    return parse(raw).to_dict()
