@@ -20,11 +20,12 @@ from starlette.applications import Starlette
 from adapters.base_model import load_base
 from adapters.embedded import prepare_embedded_model
 from adapters.store import AdapterStore
+from server.comparisons import ComparisonStore
 from server.engine import Engine
 from server.errors import install_error_handlers
 from server.metrics import Metrics
 from server.routes import adapters as adapter_routes
-from server.routes import chat, health, models, tenants
+from server.routes import chat, comparisons, health, models, tenants
 from server.scheduler import Scheduler
 from server.services import Services
 from server.settings import Settings
@@ -64,6 +65,7 @@ def create_app(settings: Settings) -> Starlette:
         store=AdapterStore(settings.adapters_dir),
         tenants=TenantRegistry(settings.db_path),
         metrics=Metrics(),
+        comparisons=ComparisonStore(settings.db_path),
     )
 
     @contextlib.asynccontextmanager
@@ -75,7 +77,8 @@ def create_app(settings: Settings) -> Starlette:
             services.engine.stop()
 
     app = Starlette(
-        routes=[*health.routes, *models.routes, *chat.routes, *tenants.routes, *adapter_routes.routes],
+        routes=[*health.routes, *models.routes, *chat.routes, *tenants.routes, *adapter_routes.routes,
+                *comparisons.routes],
         lifespan=lifespan,
     )
     app.state.services = services

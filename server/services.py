@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from adapters.base_model import LoadedBase
 from adapters.store import AdapterStore
+from server.comparisons import ComparisonStore
 from server.engine import Engine
 from server.metrics import Metrics
 from server.scheduler import Scheduler
@@ -24,6 +25,7 @@ class Services:
     store: AdapterStore
     tenants: TenantRegistry
     metrics: Metrics
+    comparisons: ComparisonStore
     base: LoadedBase | None = None
     engine: Engine | None = None
     scheduler: Scheduler | None = None

@@ -1,0 +1,169 @@
+"""A/B comparison votes in SQLite: which of two models' answers to one prompt a person preferred.
+
+Contract:
+
+- A vote names the tenant it belongs to (None for the admin's own votes), the left and right
+  model ids as served (``base`` or ``tenant/name@version``), the sha256 of the prompt (the prompt
+  itself is never stored), the verdict (:data:`VOTES`), whether the sides were hidden (blind)
+  and when it was cast. Votes are append-only.
+- :meth:`ComparisonStore.list` and :meth:`ComparisonStore.stats` read one tenant's votes, or
+  every vote when ``tenant`` is :data:`ALL`.
+- Stats are per unordered pair: ``a`` vs ``b`` and ``b`` vs ``a`` count together, reported with
+  the pair's models in sorted order and each model's wins, ties, both-bad and win rates
+  (wins / votes).
+- Every call opens its own connection (WAL mode), so threads and processes may share the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from adapters.manifest import utc_now_iso
+
+VOTES: Final = ("left", "right", "tie", "both_bad")
+"""``left``/``right``: that side's answer was better; ``tie``: equally good; ``both_bad``: neither."""
+ALL: Final = object()
+"""Pass as ``tenant`` to read every tenant's votes (the admin's view)."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS comparisons (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    tenant TEXT,
+    left_model TEXT NOT NULL,
+    right_model TEXT NOT NULL,
+    prompt_sha256 TEXT NOT NULL,
+    vote TEXT NOT NULL CHECK (vote IN ('left', 'right', 'tie', 'both_bad')),
+    blind INTEGER NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS comparisons_tenant ON comparisons(tenant, seq);
+"""
+_COLUMNS = "id, tenant, left_model, right_model, prompt_sha256, vote, blind, created_at"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One recorded vote."""
+
+    id: str
+    tenant: str | None
+    left_model: str
+    right_model: str
+    prompt_sha256: str
+    vote: str
+    blind: bool
+    created_at: str
+    """ISO-8601 UTC."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"object": "comparison", **self.__dict__}
+
+
+@dataclass(frozen=True)
+class PairStats:
+    """Votes on one unordered pair of models, ``model_a`` < ``model_b``."""
+
+    model_a: str
+    model_b: str
+    votes: int
+    model_a_wins: int
+    model_b_wins: int
+    ties: int
+    both_bad: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "object": "comparison.pair_stats",
+            **self.__dict__,
+            "model_a_win_rate": self.model_a_wins / self.votes,
+            "model_b_win_rate": self.model_b_wins / self.votes,
+        }
+
+
+def prompt_hash(prompt: str) -> str:
+    return hashlib.sha256(prompt.encode("utf-8")).hexdigest()
+
+
+class ComparisonStore:
+    """Votes in one SQLite file (the server's database)."""
+
+    def __init__(self, db_path: Path) -> None:
+        self.db_path = Path(db_path)
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(_SCHEMA)
+
+    def record(
+        self, tenant: str | None, left_model: str, right_model: str, prompt: str, vote: str, blind: bool
+    ) -> Comparison:
+        """Store a vote (arguments already validated by the caller) and return it."""
+        if vote not in VOTES:
+            raise ValueError(f"vote must be one of {VOTES}, not {vote!r}")
+        comparison = Comparison(
+            id=f"cmp-{uuid.uuid4().hex}",
+            tenant=tenant,
+            left_model=left_model,
+            right_model=right_model,
+            prompt_sha256=prompt_hash(prompt),
+            vote=vote,
+            blind=bool(blind),
+            created_at=utc_now_iso(),
+        )
+        with self._connect() as db:
+            db.execute(
+                f"INSERT INTO comparisons ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (comparison.id, tenant, left_model, right_model, comparison.prompt_sha256, vote,
+                 int(comparison.blind), comparison.created_at),
+            )
+        return comparison
+
+    def list(self, tenant: str | None | object, limit: int = 100) -> list[Comparison]:
+        """The newest ``limit`` votes of ``tenant`` (or of everyone with :data:`ALL`), newest first."""
+        where, params = self._scope(tenant)
+        with self._connect() as db:
+            rows = db.execute(
+                f"SELECT {_COLUMNS} FROM comparisons {where} ORDER BY seq DESC LIMIT ?", (*params, limit)
+            ).fetchall()
+        return [Comparison(*row[:6], bool(row[6]), row[7]) for row in rows]
+
+    def stats(self, tenant: str | None | object) -> list[PairStats]:
+        """Per-pair tallies, the most-voted pairs first."""
+        where, params = self._scope(tenant)
+        with self._connect() as db:
+            rows = db.execute(f"SELECT left_model, right_model, vote FROM comparisons {where}", params).fetchall()
+        tallies: dict[tuple[str, str], dict[str, int]] = {}
+        for left, right, vote in rows:
+            pair = (left, right) if left <= right else (right, left)
+            tally = tallies.setdefault(pair, {"a": 0, "b": 0, "tie": 0, "both_bad": 0})
+            if vote in ("tie", "both_bad"):
+                tally[vote] += 1
+            else:
+                winner = left if vote == "left" else right
+                tally["a" if winner == pair[0] else "b"] += 1
+        stats = [
+            PairStats(a, b, sum(t.values()), t["a"], t["b"], t["tie"], t["both_bad"])
+            for (a, b), t in tallies.items()
+        ]
+        return sorted(stats, key=lambda s: (-s.votes, s.model_a, s.model_b))
+
+    @staticmethod
+    def _scope(tenant: str | None | object) -> tuple[str, tuple[Any, ...]]:
+        if tenant is ALL:
+            return "", ()
+        if tenant is None:
+            return "WHERE tenant IS NULL", ()
+        return "WHERE tenant = ?", (tenant,)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        with closing(sqlite3.connect(self.db_path, timeout=30)) as db, db:
+            yield db

@@ -1,0 +1,127 @@
+"""A/B votes under ``/v1/comparisons``, scoped to the caller's tenant.
+
+Contract:
+
+- ``POST /v1/comparisons`` with ``{"left_model", "right_model", "prompt", "vote", "blind"?}``
+  records a vote (``vote`` in ``left|right|tie|both_bad``; ``blind`` defaults to false) and
+  answers 201 with the stored comparison. Model ids are checked as chat checks them (bad syntax
+  400 ``invalid_model_id``; missing or another tenant's 404 ``model_not_found``) and stored
+  resolved to the version served now (``acme/support`` -> ``acme/support@3``), so a vote
+  always says which version won. The two models must differ. Only the prompt's sha256 is kept.
+- ``GET /v1/comparisons[?limit=N]`` lists the caller's votes, newest first (default 100, max 1000).
+- ``GET /v1/comparisons/stats`` gives win rates per pair of models with their counts.
+- A tenant's votes belong to that tenant. The admin may name a ``tenant`` (in the body for a
+  vote, as a query parameter for the reads); the admin's reads without one cover every tenant,
+  the admin's votes without one belong to no tenant. Adapters in a tenant's vote must be that
+  tenant's own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from adapters.ids import BASE_MODEL_ID, InvalidId, parse_model_id
+from adapters.store import AdapterNotFound, AdapterStore
+from server.auth import Principal, authenticate
+from server.comparisons import ALL, VOTES, ComparisonStore
+from server.errors import bad_request, model_not_found, not_found
+from server.routes.tenants import read_json_object
+
+MAX_PROMPT_CHARS = 100_000
+MAX_LIST = 1000
+_FIELDS = frozenset({"left_model", "right_model", "prompt", "vote", "blind", "tenant"})
+
+
+def _comparisons(request: Request) -> ComparisonStore:
+    return request.app.state.services.comparisons
+
+
+def _served_model(store: AdapterStore, tenant: str | None, model: Any, param: str) -> str:
+    """``model`` as served now (``base`` or ``tenant/name@version``), or the error chat would give."""
+    if not isinstance(model, str):
+        raise bad_request(f"Field '{param}' must be a model id string.", param=param)
+    try:
+        ref = parse_model_id(model)
+    except InvalidId as exc:
+        raise bad_request(str(exc), param=param, code="invalid_model_id") from None
+    if ref is None:
+        return BASE_MODEL_ID
+    if tenant is not None and ref.tenant != tenant:
+        raise model_not_found(model)
+    try:
+        return store.resolve(ref).manifest.model_id
+    except AdapterNotFound:
+        raise model_not_found(model) from None
+
+
+async def _tenant_scope(request: Request, principal: Principal, tenant: Any) -> str | None:
+    """The tenant a vote or read belongs to; the admin may name one, a tenant only itself."""
+    if tenant is None:
+        return principal.tenant_id
+    if not isinstance(tenant, str):
+        raise bad_request("Field 'tenant' must be a tenant id.", param="tenant")
+    if principal.is_admin:
+        if await run_in_threadpool(request.app.state.services.tenants.get_tenant, tenant) is not None:
+            return tenant
+    elif tenant == principal.tenant_id:
+        return tenant
+    raise not_found(f"Tenant {tenant!r} not found.", param="tenant")
+
+
+async def _read_scope(request: Request) -> str | None | object:
+    principal = authenticate(request)
+    tenant = request.query_params.get("tenant")
+    if principal.is_admin and tenant is None:
+        return ALL
+    return await _tenant_scope(request, principal, tenant)
+
+
+async def create_comparison(request: Request) -> JSONResponse:
+    principal = authenticate(request)
+    data = await read_json_object(request, _FIELDS)
+    for field in ("left_model", "right_model", "prompt", "vote"):
+        if field not in data:
+            raise bad_request(f"Missing required field '{field}'.", param=field)
+    vote, prompt, blind = data["vote"], data["prompt"], data.get("blind", False)
+    if vote not in VOTES:
+        raise bad_request(f"Field 'vote' must be one of {', '.join(VOTES)}.", param="vote")
+    if not isinstance(prompt, str) or not prompt.strip() or len(prompt) > MAX_PROMPT_CHARS:
+        raise bad_request(f"Field 'prompt' must be non-empty text of at most {MAX_PROMPT_CHARS} characters.",
+                          param="prompt")
+    if not isinstance(blind, bool):
+        raise bad_request("Field 'blind' must be true or false.", param="blind")
+    tenant = await _tenant_scope(request, principal, data.get("tenant"))
+    store = request.app.state.services.store
+    left = await run_in_threadpool(_served_model, store, tenant, data["left_model"], "left_model")
+    right = await run_in_threadpool(_served_model, store, tenant, data["right_model"], "right_model")
+    if left == right:
+        raise bad_request(f"Both sides are {left}; compare two different models.", param="right_model")
+    comparison = await run_in_threadpool(_comparisons(request).record, tenant, left, right, prompt, vote, blind)
+    return JSONResponse(comparison.to_dict(), status_code=201)
+
+
+async def list_comparisons(request: Request) -> JSONResponse:
+    scope = await _read_scope(request)
+    raw = request.query_params.get("limit", "100")
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIST:
+        raise bad_request(f"Query parameter 'limit' must be an integer from 1 to {MAX_LIST}.", param="limit")
+    votes = await run_in_threadpool(_comparisons(request).list, scope, int(raw))
+    return JSONResponse({"object": "list", "data": [v.to_dict() for v in votes]})
+
+
+async def comparison_stats(request: Request) -> JSONResponse:
+    scope = await _read_scope(request)
+    stats = await run_in_threadpool(_comparisons(request).stats, scope)
+    return JSONResponse({"object": "list", "data": [s.to_dict() for s in stats]})
+
+
+routes: list[Route] = [
+    Route("/v1/comparisons", create_comparison, methods=["POST"]),
+    Route("/v1/comparisons", list_comparisons, methods=["GET"]),
+    Route("/v1/comparisons/stats", comparison_stats, methods=["GET"]),
+]
