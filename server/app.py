@@ -25,7 +25,7 @@ from server.engine import Engine
 from server.errors import install_error_handlers
 from server.metrics import Metrics
 from server.routes import adapters as adapter_routes
-from server.routes import chat, comparisons, health, models, tenants
+from server.routes import chat, comparisons, health, me, models, tenants
 from server.scheduler import Scheduler
 from server.services import Services
 from server.settings import Settings
@@ -78,7 +78,7 @@ def create_app(settings: Settings) -> Starlette:
 
     app = Starlette(
         routes=[*health.routes, *models.routes, *chat.routes, *tenants.routes, *adapter_routes.routes,
-                *comparisons.routes],
+                *comparisons.routes, *me.routes],
         lifespan=lifespan,
     )
     app.state.services = services

@@ -1,0 +1,30 @@
+"""``GET /v1/me`` through Starlette with a real tenant registry: admin, tenant, bad keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
+
+from server.errors import install_error_handlers
+from server.routes import me
+from server.settings import Settings
+from server.tenants import TenantRegistry
+from tests.server.test_tenants import ADMIN, ADMIN_KEY, assert_error, bearer
+
+
+def test_me_names_the_keys_owner(tmp_path: Path) -> None:
+    settings = Settings(data=tmp_path, admin_key=ADMIN_KEY)
+    tenants = TenantRegistry(settings.db_path)
+    app = Starlette(routes=me.routes)
+    install_error_handlers(app)
+    app.state.services = SimpleNamespace(settings=settings, tenants=tenants)
+    client = TestClient(app)
+    _, key = tenants.create_tenant("acme")
+    assert client.get("/v1/me", headers=bearer(key)).json() == {"object": "principal", "is_admin": False,
+                                                                 "tenant": "acme"}
+    assert client.get("/v1/me", headers=ADMIN).json() == {"object": "principal", "is_admin": True, "tenant": None}
+    assert_error(client.get("/v1/me"), 401, "missing_api_key")
+    assert_error(client.get("/v1/me", headers=bearer(key + "x")), 401, "invalid_api_key")
