@@ -23,9 +23,12 @@ from adapters.store import AdapterStore
 from server.comparisons import ComparisonStore
 from server.engine import Engine
 from server.errors import install_error_handlers
+from server.files import FileStore
+from server.job_runner import JobRunner
+from server.jobs import JobStore
 from server.metrics import Metrics
 from server.routes import adapters as adapter_routes
-from server.routes import chat, comparisons, health, me, models, tenants
+from server.routes import chat, comparisons, files, fine_tuning, health, me, models, tenants
 from server.scheduler import Scheduler
 from server.services import Services
 from server.settings import Settings
@@ -40,6 +43,7 @@ def load_model(services: Services) -> None:
     try:
         started = time.perf_counter()
         model_dir = Path(settings.model) if settings.model else prepare_embedded_model(settings.models_dir)
+        services.model_dir = model_dir
         base = load_base(model_dir, settings.device)
         engine = Engine(
             base,
@@ -66,19 +70,24 @@ def create_app(settings: Settings) -> Starlette:
         tenants=TenantRegistry(settings.db_path),
         metrics=Metrics(),
         comparisons=ComparisonStore(settings.db_path),
+        files=FileStore(settings.db_path, settings.files_dir),
+        jobs=JobStore(settings.db_path),
     )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         loader = threading.Thread(target=load_model, args=(services,), name="swaplora-loader", daemon=True)
         loader.start()
+        services.runner = JobRunner(services)
+        await services.runner.start()
         yield
+        await services.runner.stop()
         if services.engine is not None:
             services.engine.stop()
 
     app = Starlette(
         routes=[*health.routes, *models.routes, *chat.routes, *tenants.routes, *adapter_routes.routes,
-                *comparisons.routes, *me.routes],
+                *comparisons.routes, *me.routes, *files.routes, *fine_tuning.routes],
         lifespan=lifespan,
     )
     app.state.services = services

@@ -43,6 +43,21 @@ class Settings(BaseSettings):
         1024, ge=1, description="Memory for resident adapters next to the base, in MiB (LRU beyond it)."
     )
     log_level: str = Field("info", description="Python logging level.")
+    max_file_bytes: int = Field(
+        50 * 1024 * 1024, ge=1, description="Largest accepted training file upload (POST /v1/files)."
+    )
+    file_check_timeout_s: float = Field(
+        120.0, gt=0, description="Time trainer.check may take to validate one upload or hyperparameter set."
+    )
+    file_check_memory_mb: int = Field(
+        4096, ge=256, description="Address-space limit (RLIMIT_AS) of the trainer.check process, in MiB."
+    )
+    max_concurrent_jobs: int = Field(
+        1, ge=1, description="Training workers running at once (one per device by default; the rest queue)."
+    )
+    job_grace_seconds: float = Field(
+        10.0, gt=0, description="Time a cancelled worker gets after SIGTERM before SIGKILL."
+    )
 
     @property
     def adapters_dir(self) -> Path:
@@ -51,6 +66,14 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.data / "models"
+
+    @property
+    def files_dir(self) -> Path:
+        return self.data / "files"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.data / "jobs"
 
     @property
     def db_path(self) -> Path:

@@ -1,0 +1,343 @@
+"""Runs fine-tuning jobs: one ``python -m trainer.worker SPEC.json`` process per job.
+
+Contract:
+
+- :meth:`JobRunner.start` (in the app's lifespan) first fails every job a previous server left
+  ``running`` with code ``server_restarted`` (killing its leftover process group if it still
+  runs), then keeps scheduling: ``validating_files`` jobs whose files exist move to ``queued``;
+  queued jobs start oldest first, at most ``settings.max_concurrent_jobs`` at a time, once the
+  base model's directory is known. A start is a call to :meth:`wake` away; a timer retries too.
+- A worker runs in its own process group with ``PR_SET_PDEATHSIG`` (it dies with the server).
+  Its stdout is read as JSON-lines events (docs/training-jobs.md) into the job store; lines that
+  are not events are logged and skipped; stderr goes to ``<data>/jobs/<id>/worker.log``.
+  The job ends ``succeeded`` after a ``succeeded`` event, ``failed`` with the worker's code after
+  a ``failed`` event, and ``failed`` with ``trainer_crashed`` when the process ends any other way.
+- :meth:`cancel` cancels a job that has not started at once; a running one gets SIGTERM on its
+  process group, SIGKILL after ``settings.job_grace_seconds``, and ends ``cancelled`` (the worker
+  publishes atomically, so nothing half-written is left). :meth:`stop` ends every running job
+  the same way and fails it with ``server_restarted``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import shutil
+import signal
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from server.child_process import child_setup, kill_group, trainer_command, trainer_env
+from server.job_events import describe_event
+from server.jobs import Job, JobError
+from server.services import Services
+
+log = logging.getLogger(__name__)
+_RETRY_S = 2.0
+_MAX_LINE = 1024 * 1024
+RESTARTED = JobError(
+    "server_restarted", "The server stopped while this job was running; the partial training was discarded "
+    "and nothing was published. Create the job again."
+)
+
+
+def tenant_system_prompt(services: Services, tenant: str) -> str | None:
+    """The system prompt the tenant's chats get (and its training samples must get)."""
+    return None
+
+
+@dataclass
+class _Worker:
+    job_id: str
+    process: asyncio.subprocess.Process
+    outcome: dict[str, Any] | None = None
+    """The worker's ``succeeded`` or ``failed`` event, once seen."""
+    stop_reason: str | None = None
+    """``cancel`` or ``shutdown`` once the server asked the worker to stop."""
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class JobRunner:
+    """Schedules and supervises training workers; lives on the server's event loop."""
+
+    def __init__(self, services: Services, *, command: Sequence[str] | None = None) -> None:
+        self.services = services
+        self.jobs = services.jobs
+        self.files = services.files
+        self.settings = services.settings
+        self.command = list(command) if command is not None else trainer_command("trainer.worker")
+        self._workers: dict[str, _Worker] = {}
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    # ----------------------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self._recover)
+        self._task = asyncio.create_task(self._loop(), name="swaplora-job-runner")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        workers = list(self._workers.values())
+        for worker in workers:
+            self._signal(worker, "shutdown")
+        if workers:
+            await asyncio.gather(*(w.done.wait() for w in workers))
+
+    def wake(self) -> None:
+        """Look for work now (a job was created, a worker ended)."""
+        self._wake.set()
+
+    def _recover(self) -> None:
+        for job in self.jobs.with_status("running"):
+            if job.pid is not None and _is_worker_of(job.pid, job.id):
+                log.warning("killing the leftover worker %d of %s", job.pid, job.id)
+                kill_group(job.pid, signal.SIGKILL)
+            self.jobs.transition(job.id, "failed", f"Fine-tuning job failed: {RESTARTED.message}", error=RESTARTED)
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self._schedule()
+            except Exception:
+                log.exception("job scheduling failed; retrying")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), _RETRY_S)
+            self._wake.clear()
+
+    # ----------------------------------------------------------------------------- scheduling
+
+    async def _schedule(self) -> None:
+        async with self._lock:
+            for job in await asyncio.to_thread(self.jobs.with_status, "validating_files"):
+                missing = await asyncio.to_thread(self._missing_file, job)
+                if missing is None:
+                    await asyncio.to_thread(self.jobs.transition, job.id, "queued", "Files validated; job queued.")
+                else:
+                    await asyncio.to_thread(self._fail, job.id, missing)
+            model_dir = self.services.model_dir
+            if model_dir is None:
+                return
+            for job in await asyncio.to_thread(self.jobs.with_status, "queued"):
+                if len(self._workers) >= self.settings.max_concurrent_jobs:
+                    return
+                await self._start(job, model_dir)
+
+    def _missing_file(self, job: Job) -> JobError | None:
+        for param, file_id in (("training_file", job.training_file), ("validation_file", job.validation_file)):
+            if file_id is not None and self.files.get(file_id, job.tenant) is None:
+                return JobError("file_not_found", f"File {file_id!r} was deleted before the job started.", param)
+        return None
+
+    def _fail(self, job_id: str, error: JobError) -> Job | None:
+        return self.jobs.transition(job_id, "failed", f"Fine-tuning job failed: {error.message}", error=error)
+
+    def _spec(self, job: Job, model_dir: Path, work_dir: Path) -> dict[str, Any]:
+        def file_entry(file_id: str) -> dict[str, str]:
+            stored = self.files.get(file_id, job.tenant)
+            assert stored is not None
+            return {"path": str(self.files.path(stored).resolve()), "filename": stored.filename}
+
+        return {
+            "job_id": job.id,
+            "tenant": job.tenant,
+            "suffix": job.suffix,
+            "model": job.model,
+            "base_model_dir": str(Path(model_dir).resolve()),
+            "adapters_dir": str(self.settings.adapters_dir.resolve()),
+            "training_files": [file_entry(job.training_file)],
+            "validation_files": [file_entry(job.validation_file)] if job.validation_file else [],
+            "hyperparameters": job.hyperparameters,
+            "seed": job.seed,
+            "system_prompt": tenant_system_prompt(self.services, job.tenant),
+            "work_dir": str(work_dir.resolve()),
+            "device": self.settings.device,
+        }
+
+    async def _start(self, job: Job, model_dir: Path) -> None:
+        missing = await asyncio.to_thread(self._missing_file, job)
+        if missing is not None:
+            await asyncio.to_thread(self._fail, job.id, missing)
+            return
+        work_dir = self.settings.jobs_dir / job.id
+        work_dir.mkdir(parents=True, exist_ok=True)
+        spec_path = work_dir / "spec.json"
+        spec_path.write_text(json.dumps(self._spec(job, model_dir, work_dir), indent=2))
+        if await asyncio.to_thread(self.jobs.transition, job.id, "running", "Fine-tuning job started.") is None:
+            return
+        try:
+            with open(work_dir / "worker.log", "ab") as stderr:
+                process = await asyncio.create_subprocess_exec(
+                    *self.command, str(spec_path), stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE, stderr=stderr, limit=_MAX_LINE, env=trainer_env(),
+                    preexec_fn=child_setup(), start_new_session=True,
+                )
+        except OSError as exc:
+            await asyncio.to_thread(self._fail, job.id, JobError("trainer_crashed", f"The trainer did not start: {exc}"))
+            return
+        await asyncio.to_thread(self.jobs.update, job.id, pid=process.pid)
+        worker = _Worker(job.id, process)
+        self._workers[job.id] = worker
+        asyncio.create_task(self._supervise(worker, work_dir), name=f"swaplora-{job.id}")
+        log.info("job %s started (pid %d)", job.id, process.pid)
+
+    # ----------------------------------------------------------------------------- one worker
+
+    async def _supervise(self, worker: _Worker, work_dir: Path) -> None:
+        try:
+            await self._read_events(worker)
+            returncode = await worker.process.wait()
+            await asyncio.to_thread(self._finish, worker, returncode, work_dir)
+        except Exception:
+            log.exception("supervising %s failed", worker.job_id)
+            kill_group(worker.process.pid, signal.SIGKILL)
+            await worker.process.wait()
+            await asyncio.to_thread(self._fail, worker.job_id, JobError("trainer_crashed", "Supervising the trainer failed."))
+        finally:
+            self._workers.pop(worker.job_id, None)
+            worker.done.set()
+            self.wake()
+
+    async def _read_events(self, worker: _Worker) -> None:
+        stdout = worker.process.stdout
+        assert stdout is not None
+        while True:
+            try:
+                line = await stdout.readline()
+            except ValueError:  # a line over the limit: skipped, the reader stays usable
+                log.warning("job %s: skipped an over-long stdout line", worker.job_id)
+                continue
+            if not line:
+                return
+            try:
+                event = json.loads(line)
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                event = None
+            if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+                log.warning("job %s: not an event: %r", worker.job_id, line[:200])
+                continue
+            if event["type"] in ("succeeded", "failed"):
+                worker.outcome = event
+            await asyncio.to_thread(self._record, worker.job_id, event)
+
+    def _record(self, job_id: str, event: dict[str, Any]) -> None:
+        described = describe_event(event)
+        if described is None:
+            return
+        if event["type"] == "progress":
+            self.jobs.update(job_id, **_progress_fields(event))
+        self.jobs.add_event(job_id, described.message, level=described.level, type=described.type, data=described.data)
+
+    def _finish(self, worker: _Worker, returncode: int, work_dir: Path) -> None:
+        outcome = worker.outcome or {}
+        if outcome.get("type") == "succeeded" and isinstance(outcome.get("fine_tuned_model"), str):
+            if returncode != 0:
+                log.warning("job %s: worker exited %d after publishing", worker.job_id, returncode)
+            tokens = outcome.get("trained_tokens")
+            metrics = outcome.get("metrics")
+            self.jobs.transition(
+                worker.job_id, "succeeded", "The job has successfully completed.",
+                fine_tuned_model=outcome["fine_tuned_model"], trained_tokens=tokens if type(tokens) is int else None,
+                metrics=metrics if isinstance(metrics, dict) else None,
+            )
+        elif worker.stop_reason == "cancel":
+            self.jobs.transition(worker.job_id, "cancelled", "Fine-tuning job cancelled.")
+        elif worker.stop_reason == "shutdown":
+            self._fail(worker.job_id, RESTARTED)
+        elif outcome.get("type") == "failed":
+            code = outcome.get("code") if isinstance(outcome.get("code"), str) else "training_failed"
+            message = outcome.get("message") if isinstance(outcome.get("message"), str) else "Training failed."
+            self._fail(worker.job_id, JobError(code, message))
+        else:
+            self._fail(worker.job_id, JobError("trainer_crashed", _crash_message(returncode, work_dir)))
+        _clean_work_dir(work_dir)
+
+    # ----------------------------------------------------------------------------- cancel
+
+    async def cancel(self, job_id: str) -> Job | None:
+        """Cancel the job; returns it once it has ended (or as it is, if it already had)."""
+        async with self._lock:
+            job = await asyncio.to_thread(self.jobs.get, job_id)
+            if job is None or job.finished:
+                return job
+            worker = self._workers.get(job_id)
+            if worker is None:
+                cancelled = await asyncio.to_thread(self.jobs.transition, job_id, "cancelled", "Fine-tuning job cancelled.")
+                return cancelled or await asyncio.to_thread(self.jobs.get, job_id)
+            self._signal(worker, "cancel")
+        await worker.done.wait()
+        return await asyncio.to_thread(self.jobs.get, job_id)
+
+    def _signal(self, worker: _Worker, reason: str) -> None:
+        """SIGTERM to the worker's group now, SIGKILL after the grace period."""
+        if worker.stop_reason is None:
+            worker.stop_reason = reason
+        kill_group(worker.process.pid, signal.SIGTERM)
+
+        async def escalate() -> None:
+            try:
+                await asyncio.wait_for(asyncio.shield(worker.done.wait()), self.settings.job_grace_seconds)
+            except TimeoutError:
+                log.warning("job %s: worker ignored SIGTERM; killing it", worker.job_id)
+                kill_group(worker.process.pid, signal.SIGKILL)
+
+        asyncio.create_task(escalate())
+
+
+def _progress_fields(event: dict[str, Any]) -> dict[str, Any]:
+    step, total, elapsed = event.get("step"), event.get("total_steps"), event.get("elapsed_s")
+    fields: dict[str, Any] = {
+        "step": step if type(step) is int else None,
+        "total_steps": total if type(total) is int else None,
+    }
+    if type(step) is int and type(total) is int and isinstance(elapsed, int | float) and 0 < step <= total:
+        fields["estimated_finish"] = int(time.time() + elapsed / step * (total - step))
+    return fields
+
+
+def _crash_message(returncode: int, work_dir: Path) -> str:
+    if returncode < 0:
+        name = signal.Signals(-returncode).name if -returncode in signal.valid_signals() else str(-returncode)
+        how = f"was killed by {name}" + (" (out of memory?)" if -returncode == signal.SIGKILL else "")
+    else:
+        how = f"exited with status {returncode} without reporting a result"
+    tail = _log_tail(work_dir / "worker.log")
+    return f"The trainer {how}." + (f" Last log line: {tail}" if tail else "")
+
+
+def _log_tail(path: Path) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, 2) - 4096))
+            lines = f.read().decode("utf-8", "replace").strip().splitlines()
+    except OSError:
+        return ""
+    return lines[-1][:300] if lines else ""
+
+
+def _clean_work_dir(work_dir: Path) -> None:
+    """Drop checkpoints and scratch; keep the spec and the log for a post-mortem."""
+    for entry in work_dir.iterdir() if work_dir.is_dir() else ():
+        if entry.name not in ("spec.json", "worker.log"):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+
+
+def _is_worker_of(pid: int, job_id: str) -> bool:
+    """Whether ``pid`` still runs and is the worker of ``job_id`` (pids get reused)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return job_id.encode() in cmdline

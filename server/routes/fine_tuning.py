@@ -1,0 +1,239 @@
+"""Fine-tuning jobs under ``/v1/fine_tuning/jobs``, shaped like OpenAI's API.
+
+Contract:
+
+- ``POST /v1/fine_tuning/jobs`` (JSON: ``model``, ``training_file``, optional ``validation_file``,
+  ``suffix``, ``hyperparameters``, ``seed``; the admin adds ``tenant``): ``model`` is ``base`` or an
+  adapter of the acting tenant (else 404 ``model_not_found``); files must be the tenant's (else
+  404 ``file_not_found``, the same for another tenant's file); hyperparameters are checked by
+  ``trainer.check`` (400 ``invalid_hyperparameters`` naming the parameter). ``suffix`` is the
+  adapter name the job publishes to (``<tenant>/<suffix>``, a new version each run); when omitted
+  it is derived: the adapter's own name when continuing from one, else a slug of the training
+  file's name (``Handbook v2.md`` -> ``handbook-v2``). The job starts in ``validating_files``.
+- ``GET /v1/fine_tuning/jobs`` (``after``, ``limit``), ``GET .../{id}``, ``POST .../{id}/cancel``
+  and ``GET .../{id}/events`` (``after``, ``limit``; newest first) see the caller's tenant only.
+  The events route streams live over SSE with ``?stream=true`` or ``Accept: text/event-stream``:
+  every event oldest first, then ``[DONE]`` once the job has ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+from sse_starlette import EventSourceResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from adapters.ids import InvalidId, parse_model_id, validate_adapter_name
+from adapters.store import AdapterNotFound
+from server.auth import authenticate
+from server.errors import APIError, bad_request, model_not_found, not_found
+from server.file_check import FileChecker
+from server.jobs import Job, JobEvent
+from server.routes.files import file_not_found
+from server.routes.paging import list_object, page_query
+from server.routes.tenants import read_json_object
+from server.tenant_scope import acting_tenant, read_scope
+
+_FIELDS = frozenset({"model", "training_file", "validation_file", "suffix", "hyperparameters", "seed", "tenant"})
+_POLL_S = 0.5
+
+
+def job_object(job: Job) -> dict[str, Any]:
+    """OpenAI's fine-tuning job object plus ``metrics``, ``progress`` and ``suffix``."""
+    return {
+        "id": job.id,
+        "object": "fine_tuning.job",
+        "created_at": job.created_at,
+        "finished_at": job.finished_at,
+        "model": job.model,
+        "fine_tuned_model": job.fine_tuned_model,
+        "organization_id": job.tenant,
+        "status": job.status,
+        "trained_tokens": job.trained_tokens,
+        "training_file": job.training_file,
+        "validation_file": job.validation_file,
+        "hyperparameters": job.hyperparameters,
+        "seed": job.seed,
+        "error": {"code": job.error.code, "message": job.error.message, "param": job.error.param} if job.error else None,
+        "result_files": [],
+        "estimated_finish": job.estimated_finish,
+        "integrations": [],
+        "suffix": job.suffix,
+        "user_provided_suffix": job.suffix,
+        "metrics": job.metrics,
+        "progress": {"step": job.step, "total_steps": job.total_steps} if job.total_steps else None,
+    }
+
+
+def event_object(event: JobEvent) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "object": "fine_tuning.job.event",
+        "created_at": event.created_at,
+        "level": event.level,
+        "message": event.message,
+        "data": event.data,
+        "type": event.type,
+    }
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"-+", "-", re.sub(r"[^a-z0-9]+", "-", text.lower())).strip("-")[:63].strip("-") or "assistant"
+
+
+# ----------------------------------------------------------------------------------- create
+
+
+async def create_job(request: Request) -> JSONResponse:
+    principal = authenticate(request)
+    services = request.app.state.services
+    data = await read_json_object(request, _FIELDS)
+    tenant = await acting_tenant(request, principal, data.get("tenant"))
+    model = await run_in_threadpool(_checked_model, services, tenant, data.get("model"))
+    training = await run_in_threadpool(_owned_file, services, tenant, data, "training_file", True)
+    validation = await run_in_threadpool(_owned_file, services, tenant, data, "validation_file", False)
+    suffix = data.get("suffix")
+    if suffix is None:
+        ref = parse_model_id(model)
+        suffix = ref.name if ref is not None else _slug(training.filename.rsplit(".", 1)[0])
+    try:
+        validate_adapter_name(suffix)
+    except InvalidId as exc:
+        raise bad_request(str(exc).replace("adapter name", "suffix"), param="suffix", code="invalid_suffix") from None
+    seed = data.get("seed")
+    if seed is None:
+        seed = secrets.randbelow(2**31)
+    elif type(seed) is not int or not 0 <= seed < 2**31:
+        raise bad_request("'seed' must be an integer from 0 to 2147483647.", param="seed")
+    hyperparameters = await _checked_hyperparameters(services, data.get("hyperparameters"))
+    job = await run_in_threadpool(
+        lambda: services.jobs.create(
+            tenant=tenant, model=model, training_file=training.id, validation_file=validation.id if validation else None,
+            suffix=suffix, hyperparameters=hyperparameters, seed=seed,
+        )
+    )
+    if services.runner is not None:
+        services.runner.wake()
+    return JSONResponse(job_object(job))
+
+
+def _checked_model(services: Any, tenant: str, model: object) -> str:
+    if not isinstance(model, str) or not model:
+        raise bad_request("Field 'model' is required: 'base' or one of your adapters.", param="model")
+    try:
+        ref = parse_model_id(model)
+    except InvalidId:
+        raise model_not_found(model) from None
+    if ref is None:
+        return model
+    if ref.tenant != tenant:
+        raise model_not_found(model)
+    try:
+        services.store.resolve(ref)
+    except AdapterNotFound:
+        raise model_not_found(model) from None
+    return model
+
+
+def _owned_file(services: Any, tenant: str, data: dict[str, Any], param: str, required: bool) -> Any:
+    file_id = data.get(param)
+    if file_id is None and not required:
+        return None
+    if not isinstance(file_id, str) or not file_id:
+        raise bad_request(f"Field {param!r} must be the id of an uploaded file.", param=param)
+    stored = services.files.get(file_id, tenant)
+    if stored is None:
+        raise file_not_found(file_id, param=param)
+    return stored
+
+
+async def _checked_hyperparameters(services: Any, hyperparameters: object) -> dict[str, Any]:
+    if hyperparameters is None:
+        hyperparameters = {}
+    if not isinstance(hyperparameters, dict):
+        raise bad_request("'hyperparameters' must be an object.", param="hyperparameters")
+    verdict = await FileChecker.from_settings(services.settings).check_hyperparameters(hyperparameters)
+    if verdict["ok"] and isinstance(verdict.get("hyperparameters"), dict):
+        return verdict["hyperparameters"]
+    param = verdict.get("param")
+    param = param if isinstance(param, str) and param.startswith("hyperparameters") else (
+        f"hyperparameters.{param}" if isinstance(param, str) else "hyperparameters")
+    message = verdict.get("message") if isinstance(verdict.get("message"), str) else "Invalid hyperparameters."
+    raise bad_request(message, param=param, code="invalid_hyperparameters")
+
+
+# ----------------------------------------------------------------------------------- read / cancel
+
+
+async def _owned_job(request: Request) -> Job:
+    principal = authenticate(request)
+    job_id = request.path_params["job_id"]
+    tenant = None if principal.is_admin else principal.tenant_id
+    job = await run_in_threadpool(request.app.state.services.jobs.get, job_id, tenant)
+    if job is None:
+        raise not_found(f"No fine-tuning job {job_id!r}.", code="job_not_found")
+    return job
+
+
+async def list_jobs(request: Request) -> JSONResponse:
+    principal = authenticate(request)
+    after, limit = page_query(request, default=20, maximum=100)
+    jobs, has_more = await run_in_threadpool(
+        lambda: request.app.state.services.jobs.list_jobs(read_scope(request, principal), after=after, limit=limit)
+    )
+    return JSONResponse(list_object([job_object(j) for j in jobs], has_more))
+
+
+async def get_job(request: Request) -> JSONResponse:
+    return JSONResponse(job_object(await _owned_job(request)))
+
+
+async def cancel_job(request: Request) -> JSONResponse:
+    job = await _owned_job(request)
+    if job.finished:
+        raise APIError(409, f"Job {job.id} has already ended ({job.status}).", code="job_already_ended")
+    runner = request.app.state.services.runner
+    ended = await runner.cancel(job.id)
+    return JSONResponse(job_object(ended or job))
+
+
+async def job_events(request: Request) -> Response:
+    job = await _owned_job(request)
+    jobs = request.app.state.services.jobs
+    stream = request.query_params.get("stream", "").lower() in ("1", "true", "yes")
+    if stream or "text/event-stream" in request.headers.get("accept", ""):
+        return EventSourceResponse(_live_events(jobs, job.id), ping=15)
+    after, limit = page_query(request, default=20, maximum=1000)
+    events, has_more = await run_in_threadpool(lambda: jobs.events(job.id, after=after, limit=limit))
+    return JSONResponse(list_object([event_object(e) for e in events], has_more))
+
+
+async def _live_events(jobs: Any, job_id: str) -> AsyncIterator[dict[str, str]]:
+    seen = 0
+    while True:
+        # Read the state before the events: a job seen ended has written all its events by then.
+        job = await run_in_threadpool(jobs.get, job_id)
+        for event in await run_in_threadpool(jobs.events_since, job_id, seen):
+            seen = event.seq
+            yield {"id": event.id, "data": json.dumps(event_object(event))}
+        if job is None or job.finished:
+            yield {"data": "[DONE]"}
+            return
+        await asyncio.sleep(_POLL_S)
+
+
+routes: list[Route] = [
+    Route("/v1/fine_tuning/jobs", create_job, methods=["POST"]),
+    Route("/v1/fine_tuning/jobs", list_jobs, methods=["GET"]),
+    Route("/v1/fine_tuning/jobs/{job_id}", get_job, methods=["GET"]),
+    Route("/v1/fine_tuning/jobs/{job_id}/cancel", cancel_job, methods=["POST"]),
+    Route("/v1/fine_tuning/jobs/{job_id}/events", job_events, methods=["GET"]),
+]
