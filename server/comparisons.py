@@ -7,7 +7,7 @@ Contract:
   itself is never stored), the verdict (:data:`VOTES`), whether the sides were hidden (blind)
   and when it was cast. Votes are append-only.
 - :meth:`ComparisonStore.list` and :meth:`ComparisonStore.stats` read one tenant's votes, or
-  every vote when ``tenant`` is :data:`ALL`.
+  every vote (the admin's own included) when ``tenant`` is None.
 - Stats are per unordered pair: ``a`` vs ``b`` and ``b`` vs ``a`` count together, reported with
   the pair's models in sorted order and each model's wins, ties, both-bad and win rates
   (wins / votes).
@@ -29,8 +29,6 @@ from adapters.manifest import utc_now_iso
 
 VOTES: Final = ("left", "right", "tie", "both_bad")
 """``left``/``right``: that side's answer was better; ``tie``: equally good; ``both_bad``: neither."""
-ALL: Final = object()
-"""Pass as ``tenant`` to read every tenant's votes (the admin's view)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS comparisons (
@@ -126,8 +124,8 @@ class ComparisonStore:
             )
         return comparison
 
-    def list(self, tenant: str | None | object, limit: int = 100) -> list[Comparison]:
-        """The newest ``limit`` votes of ``tenant`` (or of everyone with :data:`ALL`), newest first."""
+    def list(self, tenant: str | None, limit: int = 100) -> list[Comparison]:
+        """The newest ``limit`` votes of ``tenant`` (of everyone with None), newest first."""
         where, params = self._scope(tenant)
         with self._connect() as db:
             rows = db.execute(
@@ -135,7 +133,7 @@ class ComparisonStore:
             ).fetchall()
         return [Comparison(*row[:6], bool(row[6]), row[7]) for row in rows]
 
-    def stats(self, tenant: str | None | object) -> list[PairStats]:
+    def stats(self, tenant: str | None) -> list[PairStats]:
         """Per-pair tallies, the most-voted pairs first."""
         where, params = self._scope(tenant)
         with self._connect() as db:
@@ -156,11 +154,9 @@ class ComparisonStore:
         return sorted(stats, key=lambda s: (-s.votes, s.model_a, s.model_b))
 
     @staticmethod
-    def _scope(tenant: str | None | object) -> tuple[str, tuple[Any, ...]]:
-        if tenant is ALL:
-            return "", ()
+    def _scope(tenant: str | None) -> tuple[str, tuple[Any, ...]]:
         if tenant is None:
-            return "WHERE tenant IS NULL", ()
+            return "", ()
         return "WHERE tenant = ?", (tenant,)
 
     @contextmanager

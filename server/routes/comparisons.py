@@ -8,12 +8,13 @@ Contract:
   400 ``invalid_model_id``; missing or another tenant's 404 ``model_not_found``) and stored
   resolved to the version served now (``acme/support`` -> ``acme/support@3``), so a vote
   always says which version won. The two models must differ. Only the prompt's sha256 is kept.
-- ``GET /v1/comparisons[?limit=N]`` lists the caller's votes, newest first (default 100, max 1000).
+- ``GET /v1/comparisons[?limit=N]`` lists the caller's votes, newest first (default 100, max 1000),
+  in OpenAI's list shape (``has_more`` says whether older votes exist).
 - ``GET /v1/comparisons/stats`` gives win rates per pair of models with their counts.
-- A tenant's votes belong to that tenant. The admin may name a ``tenant`` (in the body for a
-  vote, as a query parameter for the reads); the admin's reads without one cover every tenant,
-  the admin's votes without one belong to no tenant. Adapters in a tenant's vote must be that
-  tenant's own.
+- Scoping as in :mod:`server.tenant_scope`: a tenant's votes belong to that tenant and its reads
+  see only them. The admin may name a ``tenant`` (in the body for a vote, ``?tenant=`` for the
+  reads); the admin's reads without one cover every vote, the admin's votes without one belong
+  to no tenant. Adapters in a tenant's vote must be that tenant's own.
 """
 
 from __future__ import annotations
@@ -27,10 +28,12 @@ from starlette.routing import Route
 
 from adapters.ids import BASE_MODEL_ID, InvalidId, parse_model_id
 from adapters.store import AdapterNotFound, AdapterStore
-from server.auth import Principal, authenticate
-from server.comparisons import ALL, VOTES, ComparisonStore
-from server.errors import bad_request, model_not_found, not_found
+from server.auth import authenticate
+from server.comparisons import VOTES, ComparisonStore
+from server.errors import bad_request, model_not_found
+from server.routes.paging import list_object, page_query
 from server.routes.tenants import read_json_object
+from server.tenant_scope import acting_tenant, read_scope
 
 MAX_PROMPT_CHARS = 100_000
 MAX_LIST = 1000
@@ -59,28 +62,6 @@ def _served_model(store: AdapterStore, tenant: str | None, model: Any, param: st
         raise model_not_found(model) from None
 
 
-async def _tenant_scope(request: Request, principal: Principal, tenant: Any) -> str | None:
-    """The tenant a vote or read belongs to; the admin may name one, a tenant only itself."""
-    if tenant is None:
-        return principal.tenant_id
-    if not isinstance(tenant, str):
-        raise bad_request("Field 'tenant' must be a tenant id.", param="tenant")
-    if principal.is_admin:
-        if await run_in_threadpool(request.app.state.services.tenants.get_tenant, tenant) is not None:
-            return tenant
-    elif tenant == principal.tenant_id:
-        return tenant
-    raise not_found(f"Tenant {tenant!r} not found.", param="tenant")
-
-
-async def _read_scope(request: Request) -> str | None | object:
-    principal = authenticate(request)
-    tenant = request.query_params.get("tenant")
-    if principal.is_admin and tenant is None:
-        return ALL
-    return await _tenant_scope(request, principal, tenant)
-
-
 async def create_comparison(request: Request) -> JSONResponse:
     principal = authenticate(request)
     data = await read_json_object(request, _FIELDS)
@@ -95,7 +76,9 @@ async def create_comparison(request: Request) -> JSONResponse:
                           param="prompt")
     if not isinstance(blind, bool):
         raise bad_request("Field 'blind' must be true or false.", param="blind")
-    tenant = await _tenant_scope(request, principal, data.get("tenant"))
+    named = data.get("tenant")
+    # The admin may vote for no tenant (its own tally) or name one; a tenant always votes as itself.
+    tenant = None if principal.is_admin and named is None else await acting_tenant(request, principal, named)
     store = request.app.state.services.store
     left = await run_in_threadpool(_served_model, store, tenant, data["left_model"], "left_model")
     right = await run_in_threadpool(_served_model, store, tenant, data["right_model"], "right_model")
@@ -106,16 +89,14 @@ async def create_comparison(request: Request) -> JSONResponse:
 
 
 async def list_comparisons(request: Request) -> JSONResponse:
-    scope = await _read_scope(request)
-    raw = request.query_params.get("limit", "100")
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIST:
-        raise bad_request(f"Query parameter 'limit' must be an integer from 1 to {MAX_LIST}.", param="limit")
-    votes = await run_in_threadpool(_comparisons(request).list, scope, int(raw))
-    return JSONResponse({"object": "list", "data": [v.to_dict() for v in votes]})
+    scope = read_scope(request, authenticate(request))
+    _, limit = page_query(request, default=100, maximum=MAX_LIST)
+    votes = await run_in_threadpool(_comparisons(request).list, scope, limit + 1)
+    return JSONResponse(list_object([v.to_dict() for v in votes[:limit]], has_more=len(votes) > limit))
 
 
 async def comparison_stats(request: Request) -> JSONResponse:
-    scope = await _read_scope(request)
+    scope = read_scope(request, authenticate(request))
     stats = await run_in_threadpool(_comparisons(request).stats, scope)
     return JSONResponse({"object": "list", "data": [s.to_dict() for s in stats]})
 

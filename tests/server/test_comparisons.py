@@ -12,7 +12,7 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from adapters.store import AdapterStore
-from server.comparisons import ALL, ComparisonStore, prompt_hash
+from server.comparisons import ComparisonStore, prompt_hash
 from server.errors import install_error_handlers
 from server.routes import comparisons as comparison_routes
 from server.settings import Settings
@@ -54,7 +54,7 @@ def test_store_records_lists_and_tallies(tmp_path: Path) -> None:
     store.record("globex", "base", "globex/p@1", "x", "right", blind=False)
     assert first.prompt_sha256 == prompt_hash("hello") and first.blind and first.id.startswith("cmp-")
     assert [c.vote for c in store.list("acme")] == ["both_bad", "tie", "left", "left"]
-    assert len(store.list(ALL)) == 5 and store.list(None) == [] and len(store.list("acme", limit=2)) == 2
+    assert len(store.list(None)) == 5 and store.list("initech") == [] and len(store.list("acme", limit=2)) == 2
     # Another connection (a restart, another process) sees the same votes.
     assert ComparisonStore(tmp_path / "db.sqlite").list("acme")[-1] == first
     stats = {(s.model_a, s.model_b): s.to_dict() for s in store.stats("acme")}
@@ -93,7 +93,8 @@ def test_votes_are_tenant_scoped(env: SimpleNamespace) -> None:
     globex = env.client.get("/v1/comparisons/stats", params={"tenant": "globex"}, headers=ADMIN).json()["data"]
     assert [(s["votes"], s["ties"]) for s in globex] == [(2, 1)]
     # A tenant can neither read nor vote into another tenant, nor use its adapters.
-    assert_error(env.client.get("/v1/comparisons", params={"tenant": "globex"}, headers=env.acme), 404)
+    foreign = env.client.get("/v1/comparisons", params={"tenant": "globex"}, headers=env.acme).json()["data"]
+    assert [c["tenant"] for c in foreign] == ["acme"]
     assert_error(vote(env, env.acme, tenant="globex"), 404)
     assert_error(vote(env, env.acme, right_model="globex/private"), 404, "model_not_found")
     # The admin voting for acme may not bring globex's adapter into acme's tally.
@@ -132,4 +133,7 @@ def test_missing_fields_auth_and_limits(env: SimpleNamespace) -> None:
     assert_error(env.client.get("/v1/comparisons/stats", headers=bearer("sk-swl-nope")), 401, "invalid_api_key")
     for limit in ("0", "-1", "x", "1001"):
         assert_error(env.client.get("/v1/comparisons", params={"limit": limit}, headers=env.acme), 400)
-    assert env.client.get("/v1/comparisons", params={"limit": "1000"}, headers=env.acme).status_code == 200
+    assert env.client.get("/v1/comparisons", params={"limit": "1000"}, headers=env.acme).json()["has_more"] is False
+    assert vote(env, env.acme).status_code == 201 and vote(env, env.acme).status_code == 201
+    page = env.client.get("/v1/comparisons", params={"limit": "1"}, headers=env.acme).json()
+    assert len(page["data"]) == 1 and page["has_more"] is True
