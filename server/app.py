@@ -16,11 +16,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 
 from adapters.base_model import load_base
 from adapters.embedded import prepare_embedded_model
 from adapters.store import AdapterStore
 from server.comparisons import ComparisonStore
+from server.cors import TenantCORSMiddleware
 from server.engine import Engine
 from server.errors import install_error_handlers
 from server.files import FileStore
@@ -29,6 +31,7 @@ from server.jobs import JobStore
 from server.metrics import Metrics
 from server.routes import adapters as adapter_routes
 from server.routes import chat, comparisons, files, fine_tuning, health, me, models, tenants
+from server.routes import tenant_keys, widget
 from server.scheduler import Scheduler
 from server.services import Services
 from server.settings import Settings
@@ -89,7 +92,9 @@ def create_app(settings: Settings) -> Starlette:
         routes=[*health.routes, *models.routes, *chat.routes, *tenants.routes, *adapter_routes.routes,
                 *comparisons.routes, *me.routes, *files.routes, *fine_tuning.routes],
         lifespan=lifespan,
+        middleware=[Middleware(TenantCORSMiddleware)],
     )
+    app.router.routes.extend([*tenant_keys.routes, *widget.routes])
     app.state.services = services
     app.state.started_at = int(time.time())
     install_error_handlers(app)

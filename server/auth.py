@@ -6,6 +6,11 @@ nothing). The admin key comes from settings and is compared in constant time; wi
 key configured (unset or empty) nobody is admin. Every other key is looked up in the tenant
 registry. Route code then asks :func:`require_admin` or :func:`can_use_tenant`; resources of
 another tenant are answered with 404, never 403, so their existence does not leak.
+
+Publishable keys (``pk-swl-``, embedded in web pages, so public by design) may only chat: every
+route calls :func:`authenticate` plainly and gets a 403 ``publishable_key_not_allowed`` for
+them; only the chat and widget-config routes pass ``allow_publishable=True`` and then apply the
+rest of the rule (allowed origin, the tenant's default model) themselves.
 """
 
 from __future__ import annotations
@@ -26,6 +31,12 @@ class Principal:
 
     tenant_id: str | None
     is_admin: bool
+    key_kind: str = "secret"
+    """``admin``, ``secret`` or ``publishable``."""
+
+    @property
+    def is_publishable(self) -> bool:
+        return self.key_kind == "publishable"
 
 
 def bearer_key(request: Request) -> str | None:
@@ -37,8 +48,8 @@ def bearer_key(request: Request) -> str | None:
     return key
 
 
-def authenticate(request: Request) -> Principal:
-    """The caller of ``request``, or a 401."""
+def authenticate(request: Request, allow_publishable: bool = False) -> Principal:
+    """The caller of ``request``, or a 401; a publishable key gets 403 unless allowed here."""
     key = bearer_key(request)
     if key is None:
         raise APIError(
@@ -50,11 +61,17 @@ def authenticate(request: Request) -> Principal:
     services = request.app.state.services
     admin_key = services.settings.admin_key
     if admin_key and hmac.compare_digest(key.encode("utf-8"), admin_key.encode("utf-8")):
-        return Principal(tenant_id=None, is_admin=True)
-    tenant = services.tenants.authenticate(key)
-    if tenant is None:
+        return Principal(tenant_id=None, is_admin=True, key_kind="admin")
+    owner = services.tenants.authenticate_key(key)
+    if owner is None:
         raise APIError(401, "Incorrect API key provided.", code="invalid_api_key", headers=_CHALLENGE)
-    return Principal(tenant_id=tenant.id, is_admin=False)
+    if owner.kind == "publishable" and not allow_publishable:
+        raise APIError(
+            403,
+            "A publishable key may only be used for chat from the tenant's website; use a secret key.",
+            code="publishable_key_not_allowed",
+        )
+    return Principal(tenant_id=owner.tenant.id, is_admin=False, key_kind=owner.kind)
 
 
 def require_admin(principal: Principal) -> None:

@@ -7,7 +7,7 @@ why loading failed, if it did.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +18,7 @@ from server.engine import Engine
 from server.files import FileStore
 from server.jobs import JobStore
 from server.metrics import Metrics
+from server.rate_limits import RateLimiter
 from server.scheduler import Scheduler
 from server.settings import Settings
 from server.tenants import TenantRegistry
@@ -39,6 +40,8 @@ class Services:
     engine: Engine | None = None
     scheduler: Scheduler | None = None
     load_error: str | None = None
+    limits: RateLimiter = field(default_factory=RateLimiter)
+    """Per-tenant chat limits (in memory)."""
     model_dir: Path | None = None
     """The base model's directory once known (the job runner hands it to training workers)."""
     runner: JobRunner | None = None

@@ -1,15 +1,20 @@
-"""Tenants and their API keys, in SQLite.
+"""Tenants, their API keys and their settings, in SQLite.
 
 Contract:
 
 - A tenant id follows :mod:`adapters.ids`; creating one returns its first secret key in plain
   text, the only time it exists outside the caller's hands.
-- Keys (``sk-swl-`` + 32 random bytes, URL-safe) are stored only as a sha256 hex digest. The
-  keys carry 256 bits of entropy, so a fast hash loses nothing against guessing and keeps
-  :meth:`TenantRegistry.authenticate` cheap enough to run on every request; the digest found by
-  the indexed lookup is still compared with :func:`hmac.compare_digest`.
-- A revoked key never authenticates again. Each key is identified in listings and revocation by
-  its prefix (the first characters, which carry 72 random bits), never by its secret part.
+- Two kinds of key: ``secret`` (``sk-swl-``, the tenant's full API) and ``publishable``
+  (``pk-swl-``, for a website's widget: chat only, see :mod:`server.auth`). Both are the prefix
+  + 32 random bytes, URL-safe, stored only as a sha256 hex digest. The keys carry 256 bits of
+  entropy, so a fast hash loses nothing against guessing and keeps :meth:`authenticate_key`
+  cheap enough to run on every request; the digest found by the indexed lookup is still
+  compared with :func:`hmac.compare_digest`.
+- A key is listed and revoked by its id (``key_`` + the first 20 hex digits of its digest) and
+  shown by its prefix (the first characters, 72 random bits); never by its secret part. A revoked
+  key never authenticates again, from the next request on.
+- Settings (:class:`~server.tenant_settings.TenantSettings`) are one JSON row per tenant,
+  validated before they are written; a tenant without a row has the defaults.
 - Every call opens its own connection (WAL mode), so threads and other processes may share the
   database file.
 """
@@ -18,19 +23,25 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from adapters.ids import validate_tenant_id
 from adapters.manifest import utc_now_iso
+from server.tenant_settings import TenantSettings
 
-KEY_PREFIX = "sk-swl-"
-KEY_KINDS = ("secret",)
+KEY_PREFIXES = {"secret": "sk-swl-", "publishable": "pk-swl-"}
+"""Key kind -> the prefix its keys start with (both prefixes have the same length)."""
+KEY_PREFIX = KEY_PREFIXES["secret"]
+KEY_KINDS = tuple(KEY_PREFIXES)
 _SHOWN_PREFIX_LEN = len(KEY_PREFIX) + 12
+_KEY_ID_HEX = 20
+_KEY_ID_RE = re.compile(rf"^key_[0-9a-f]{{{_KEY_ID_HEX}}}$")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tenants (
@@ -46,8 +57,16 @@ CREATE TABLE IF NOT EXISTS api_keys (
     revoked_at TEXT
 );
 CREATE INDEX IF NOT EXISTS api_keys_tenant ON api_keys(tenant_id);
+CREATE TABLE IF NOT EXISTS tenant_settings (
+    tenant_id TEXT PRIMARY KEY REFERENCES tenants(id),
+    settings TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
 """
-_KEY_INFO_SQL = "SELECT key_prefix, tenant_id, kind, created_at, revoked_at FROM api_keys"
+_KEY_INFO_SQL = (
+    f"SELECT 'key_' || substr(key_hash, 1, {_KEY_ID_HEX}), key_prefix, tenant_id, kind, created_at, revoked_at "
+    "FROM api_keys"
+)
 
 
 class TenantExists(ValueError):
@@ -72,11 +91,20 @@ class Tenant:
 class ApiKeyInfo:
     """What may be shown about a key: never the key itself."""
 
+    id: str
     key_prefix: str
     tenant_id: str
     kind: str
     created_at: str
     revoked_at: str | None
+
+
+@dataclass(frozen=True)
+class KeyOwner:
+    """Who a valid key belongs to, and what kind of key it is."""
+
+    tenant: Tenant
+    kind: str
 
 
 def hash_key(key: str) -> str:
@@ -115,19 +143,24 @@ class TenantRegistry:
         return [Tenant(*row) for row in rows]
 
     def authenticate(self, key: str) -> Tenant | None:
-        """The tenant owning an unrevoked ``key``, else None."""
-        if not isinstance(key, str) or not key.startswith(KEY_PREFIX) or len(key) > 256:
+        """The tenant owning an unrevoked ``key`` of any kind, else None."""
+        owner = self.authenticate_key(key)
+        return owner.tenant if owner else None
+
+    def authenticate_key(self, key: str) -> KeyOwner | None:
+        """The tenant and kind of an unrevoked ``key``, else None."""
+        if not isinstance(key, str) or len(key) > 256 or not key.startswith(tuple(KEY_PREFIXES.values())):
             return None
         digest = hash_key(key)
         with self._connect() as db:
             row = db.execute(
-                "SELECT k.key_hash, t.id, t.created_at FROM api_keys k JOIN tenants t ON t.id = k.tenant_id "
+                "SELECT k.key_hash, k.kind, t.id, t.created_at FROM api_keys k JOIN tenants t ON t.id = k.tenant_id "
                 "WHERE k.key_hash = ? AND k.revoked_at IS NULL",
                 (digest,),
             ).fetchone()
-        if row is None or not hmac.compare_digest(row[0], digest):
+        if row is None or not hmac.compare_digest(row[0], digest) or not key.startswith(KEY_PREFIXES[row[1]]):
             return None
-        return Tenant(row[1], row[2])
+        return KeyOwner(Tenant(row[2], row[3]), row[1])
 
     def create_key(self, tenant_id: str, kind: str = "secret") -> tuple[ApiKeyInfo, str]:
         """Add a key to an existing tenant; return its info and the plain-text key."""
@@ -146,18 +179,51 @@ class TenantRegistry:
                               (tenant_id,)).fetchall()
         return [ApiKeyInfo(*row) for row in rows]
 
-    def revoke_key(self, tenant_id: str, key_prefix: str) -> bool:
-        """Revoke the tenant's key with that prefix; False if there is no such unrevoked key."""
+    def revoke_key(self, tenant_id: str, key_id: str) -> bool:
+        """Revoke the tenant's key with that id; False if there is no such unrevoked key."""
+        if not isinstance(key_id, str) or not _KEY_ID_RE.match(key_id):
+            return False
         with self._connect() as db:
             cursor = db.execute(
-                "UPDATE api_keys SET revoked_at = ? WHERE tenant_id = ? AND key_prefix = ? AND revoked_at IS NULL",
-                (utc_now_iso(), tenant_id, key_prefix),
+                f"UPDATE api_keys SET revoked_at = ? WHERE tenant_id = ? AND substr(key_hash, 1, {_KEY_ID_HEX}) = ? "
+                "AND revoked_at IS NULL",
+                (utc_now_iso(), tenant_id, key_id.removeprefix("key_")),
             )
         return cursor.rowcount > 0
 
+    def get_settings(self, tenant_id: str) -> TenantSettings:
+        """The tenant's settings (the defaults until it changes any)."""
+        with self._connect() as db:
+            row = db.execute("SELECT settings FROM tenant_settings WHERE tenant_id = ?", (tenant_id,)).fetchone()
+        return TenantSettings.model_validate_json(row[0]) if row else TenantSettings()
+
+    def update_settings(self, tenant_id: str, change: Callable[[TenantSettings], TenantSettings]) -> TenantSettings:
+        """Apply ``change`` to the tenant's settings in one write transaction and store the result.
+
+        Concurrent updates serialise, so none is lost; if ``change`` raises, nothing is written.
+        """
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            if db.execute("SELECT 1 FROM tenants WHERE id = ?", (tenant_id,)).fetchone() is None:
+                raise TenantNotFound(f"Tenant {tenant_id!r} not found.")
+            row = db.execute("SELECT settings FROM tenant_settings WHERE tenant_id = ?", (tenant_id,)).fetchone()
+            settings = change(TenantSettings.model_validate_json(row[0]) if row else TenantSettings())
+            db.execute(
+                "INSERT INTO tenant_settings (tenant_id, settings, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(tenant_id) DO UPDATE SET settings = excluded.settings, updated_at = excluded.updated_at",
+                (tenant_id, settings.model_dump_json(), utc_now_iso()),
+            )
+        return settings
+
+    def origin_allowed_anywhere(self, origin: str) -> bool:
+        """Whether any tenant lists ``origin`` (a CORS preflight that names no tenant)."""
+        with self._connect() as db:
+            rows = db.execute("SELECT settings FROM tenant_settings").fetchall()
+        return any(TenantSettings.model_validate_json(row[0]).allows_origin(origin) for row in rows)
+
     @staticmethod
     def _insert_key(db: sqlite3.Connection, tenant_id: str, kind: str) -> str:
-        key = KEY_PREFIX + secrets.token_urlsafe(32)
+        key = KEY_PREFIXES[kind] + secrets.token_urlsafe(32)
         db.execute(
             "INSERT INTO api_keys (key_hash, key_prefix, tenant_id, kind, created_at) VALUES (?, ?, ?, ?, ?)",
             (hash_key(key), key[:_SHOWN_PREFIX_LEN], tenant_id, kind, utc_now_iso()),

@@ -5,6 +5,12 @@ tenant's id, or one that does not exist, is the same 404 ``model_not_found``) ->
 prompt with the base's chat template -> check the context budget -> generate. The adapter version
 is fixed when the request starts, so publishing a new version never changes a reply in flight.
 Streaming ends with ``data: [DONE]``; a client that goes away cancels its row in the engine.
+
+Tenancy: the tenant's ``system_prompt`` is applied when the messages bring no system message
+(the tenant is the caller's, or for the admin the adapter's). A publishable key (the website
+widget) may chat only from one of the tenant's ``allowed_origins`` and only with its
+``default_model`` (403 otherwise). A tenant's requests pass its limits (429 + Retry-After,
+:mod:`server.rate_limits`); the admission ends when the response does, however it ends.
 """
 
 from __future__ import annotations
@@ -25,12 +31,15 @@ from adapters.ids import InvalidId, parse_model_id
 from adapters.store import AdapterNotFound
 from server.adapter_cache import AdapterHandle
 from server.auth import Principal, authenticate, can_use_tenant
+from server.cors import require_allowed_origin
 from server.engine import Finished, TextDelta
 from server.errors import APIError, bad_request, model_loading, model_not_found
 from server.prompt import render_prompt
+from server.rate_limits import UNLIMITED, Admission, ReleaseAfter
 from server.sampling import SamplingParams
 from server.scheduler import Generation
 from server.schemas import ChatCompletionRequest, parse_json
+from server.tenant_settings import TenantSettings
 
 
 def _ready_services(request: Request):
@@ -102,21 +111,58 @@ def _engine_error(finished: Finished) -> APIError:
     return APIError(500, finished.error or "Generation failed.", type="api_error", code="generation_failed")
 
 
-async def chat_completions(request: Request) -> Response:
-    principal = authenticate(request)
+def _tenant_settings(request: Request, principal: Principal, body: ChatCompletionRequest) -> TenantSettings | None:
+    """The settings of the request's tenant; enforces the publishable-key rule."""
+    tenant_id = principal.tenant_id
+    if tenant_id is None and body.model != "base":
+        tenant_id = body.model.partition("/")[0]  # the admin using an adapter: that tenant's prompt
+    if tenant_id is None:
+        return None
+    settings = request.app.state.services.tenants.get_settings(tenant_id)
+    if principal.is_publishable:
+        require_allowed_origin(request, principal, settings)
+        if body.model != settings.default_model:
+            raise APIError(403, f"This key may only chat with the model {settings.default_model!r}.",
+                           code="model_not_allowed", param="model")
+    return settings
+
+
+def _admit(request: Request, principal: Principal, settings: TenantSettings | None, prompt_len: int) -> Admission:
+    if principal.tenant_id is None or settings is None:
+        return UNLIMITED
+    return request.app.state.services.limits.admit(principal.tenant_id, settings.limits, prompt_len)
+
+
+def _settle(admission: Admission, generation: Generation, prompt_len: int) -> None:
+    finished = generation.finished
+    admission.done(finished.prompt_tokens + finished.completion_tokens if finished else prompt_len)
+
+
+async def chat_completions(request: Request) -> Response | ReleaseAfter:
+    principal = authenticate(request, allow_publishable=True)
     body = parse_json(ChatCompletionRequest, await request.body())
+    settings = await run_in_threadpool(_tenant_settings, request, principal, body)
     services = _ready_services(request)
     served_model, adapter = await run_in_threadpool(resolve_adapter, services, principal, body.model)
-    prompt_ids = await run_in_threadpool(render_prompt, services.base.tokenizer, list(body.messages))
+    system_prompt = settings.system_prompt if settings else None
+    prompt_ids = await run_in_threadpool(render_prompt, services.base.tokenizer, list(body.messages), system_prompt)
     params = _sampling(services, body, len(prompt_ids))
-    generation = services.scheduler.generate(prompt_ids, params, adapter)
+    admission = _admit(request, principal, settings, len(prompt_ids))
+    try:
+        generation = services.scheduler.generate(prompt_ids, params, adapter)
+    except BaseException:
+        admission.done()
+        raise
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         events = _stream(generation, completion_id, created, served_model, include_usage)
-        return EventSourceResponse(events, ping=15)
-    return await _complete(request, generation, completion_id, created, served_model)
+        return ReleaseAfter(EventSourceResponse(events, ping=15), lambda: _settle(admission, generation, len(prompt_ids)))
+    try:
+        return await _complete(request, generation, completion_id, created, served_model)
+    finally:
+        _settle(admission, generation, len(prompt_ids))
 
 
 async def _complete(request: Request, generation: Generation, cid: str, created: int, model: str) -> Response:

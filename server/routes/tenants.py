@@ -1,8 +1,10 @@
-"""Tenant management: ``POST /v1/tenants``, ``GET /v1/tenants``, ``GET /v1/tenants/{id}``.
+"""Tenant management: ``POST/GET /v1/tenants``, ``GET/PATCH /v1/tenants/{id}``.
 
-Creating and listing tenants needs the admin key; a tenant may read its own record, and any
-other tenant id answers 404 whether or not it exists. A new tenant's API key is in the creation
-response and nowhere else, ever.
+Creating and listing tenants needs the admin key; a tenant may read and change its own record
+(with a secret key), and any other tenant id answers 404 whether or not it exists. A new
+tenant's API key is in the creation response and nowhere else, ever. A tenant object carries
+its settings (:mod:`server.tenant_settings`); PATCH validates the whole result and either stores
+all of it or nothing (400 naming the field).
 
 Also home of :func:`read_json_object`, the one JSON-body reader the management routes share.
 """
@@ -17,10 +19,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from adapters.ids import InvalidId, validate_tenant_id
-from server.auth import authenticate, can_use_tenant, require_admin
+from pydantic import ValidationError
+
+from adapters.ids import InvalidId, parse_model_id, validate_tenant_id
+from adapters.store import AdapterNotFound
+from server.auth import Principal, authenticate, can_use_tenant, require_admin
 from server.errors import APIError, bad_request, not_found
-from server.tenants import Tenant, TenantExists
+from server.tenant_settings import TenantSettings, check_default_model, merge_patch, settings_error
+from server.tenants import Tenant, TenantExists, TenantNotFound
 
 MAX_JSON_BYTES = 64 * 1024
 """Management bodies are a few fields; a bigger one is a mistake or abuse."""
@@ -43,8 +49,20 @@ async def read_json_object(request: Request, allowed: frozenset[str]) -> dict[st
     return data
 
 
-def tenant_object(tenant: Tenant) -> dict[str, Any]:
-    return {"id": tenant.id, "object": "tenant", "created_at": tenant.created_at}
+def tenant_object(tenant: Tenant, settings: TenantSettings | None = None) -> dict[str, Any]:
+    settings = settings or TenantSettings()
+    return {"id": tenant.id, "object": "tenant", "created_at": tenant.created_at, **settings.model_dump(mode="json")}
+
+
+def owned_tenant(request: Request, principal: Principal) -> Tenant:
+    """The path's tenant if the caller may see it, else the 404 a missing one gets."""
+    tenant_id = request.path_params["tenant_id"]
+    tenant = None
+    if can_use_tenant(principal, tenant_id):
+        tenant = request.app.state.services.tenants.get_tenant(tenant_id)
+    if tenant is None:
+        raise not_found(f"Tenant {tenant_id!r} not found.", param="id")
+    return tenant
 
 
 async def create_tenant(request: Request) -> JSONResponse:
@@ -65,23 +83,67 @@ async def create_tenant(request: Request) -> JSONResponse:
 
 async def list_tenants(request: Request) -> JSONResponse:
     require_admin(authenticate(request))
-    tenants = await run_in_threadpool(request.app.state.services.tenants.list_tenants)
-    return JSONResponse({"object": "list", "data": [tenant_object(t) for t in tenants]})
+    registry = request.app.state.services.tenants
+
+    def listing() -> list[dict[str, Any]]:
+        return [tenant_object(t, registry.get_settings(t.id)) for t in registry.list_tenants()]
+
+    return JSONResponse({"object": "list", "data": await run_in_threadpool(listing)})
 
 
 async def get_tenant(request: Request) -> JSONResponse:
     principal = authenticate(request)
-    tenant_id = request.path_params["tenant_id"]
-    tenant = None
-    if can_use_tenant(principal, tenant_id):
-        tenant = await run_in_threadpool(request.app.state.services.tenants.get_tenant, tenant_id)
-    if tenant is None:
-        raise not_found(f"Tenant {tenant_id!r} not found.", param="id")
-    return JSONResponse(tenant_object(tenant))
+    registry = request.app.state.services.tenants
+
+    def read() -> dict[str, Any]:
+        tenant = owned_tenant(request, principal)
+        return tenant_object(tenant, registry.get_settings(tenant.id))
+
+    return JSONResponse(await run_in_threadpool(read))
+
+
+def _check_model_exists(services: Any, settings: TenantSettings) -> None:
+    ref = parse_model_id(settings.default_model)
+    if ref is None:
+        return
+    try:
+        services.store.resolve(ref)
+    except AdapterNotFound:
+        raise bad_request(
+            f"default_model {settings.default_model!r} is not one of this tenant's adapters.",
+            param="default_model",
+            code="model_not_found",
+        ) from None
+
+
+async def update_tenant(request: Request) -> JSONResponse:
+    principal = authenticate(request)
+    patch = await read_json_object(request, frozenset(TenantSettings.model_fields))
+    services = request.app.state.services
+    tenant = await run_in_threadpool(owned_tenant, request, principal)
+
+    def change(current: TenantSettings) -> TenantSettings:
+        try:
+            updated = TenantSettings.model_validate(merge_patch(current, patch))
+        except ValidationError as exc:
+            raise settings_error(exc) from None
+        check_default_model(updated, tenant.id)
+        if updated.default_model != current.default_model:
+            _check_model_exists(services, updated)
+        return updated
+
+    def update() -> dict[str, Any]:
+        try:
+            return tenant_object(tenant, services.tenants.update_settings(tenant.id, change))
+        except TenantNotFound:
+            raise not_found(f"Tenant {tenant.id!r} not found.", param="id") from None
+
+    return JSONResponse(await run_in_threadpool(update))
 
 
 routes: list[Route] = [
     Route("/v1/tenants", create_tenant, methods=["POST"]),
     Route("/v1/tenants", list_tenants, methods=["GET"]),
     Route("/v1/tenants/{tenant_id}", get_tenant, methods=["GET"]),
+    Route("/v1/tenants/{tenant_id}", update_tenant, methods=["PATCH"]),
 ]

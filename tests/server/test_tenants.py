@@ -13,13 +13,19 @@ from typing import Any
 
 import pytest
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.testclient import TestClient
 
 from adapters.ids import InvalidId
 from adapters.store import AdapterStore
 from server.errors import install_error_handlers
+from server.cors import TenantCORSMiddleware
+from server.rate_limits import RateLimiter
 from server.routes import adapters as adapter_routes
+from server.routes import chat as chat_routes
+from server.routes import tenant_keys as key_routes
 from server.routes import tenants as tenant_routes
+from server.routes import widget as widget_routes
 from server.settings import Settings
 from server.tenants import TenantExists, TenantNotFound, TenantRegistry
 
@@ -32,15 +38,22 @@ def bearer(key: str) -> dict[str, str]:
 
 
 def make_client(data: Path, base: Any = None, **settings: Any) -> TestClient:
-    """A TestClient on the tenant and adapter routes with real store and registry under ``data``."""
+    """A TestClient on the management, widget and chat routes (behind the CORS middleware) with a
+    real store and registry under ``data`` and no engine (chat answers 503 after its checks)."""
     config = Settings(data=data, admin_key=settings.pop("admin_key", ADMIN_KEY), **settings)
-    app = Starlette(routes=[*tenant_routes.routes, *adapter_routes.routes])
+    app = Starlette(
+        routes=[*tenant_routes.routes, *key_routes.routes, *adapter_routes.routes, *widget_routes.routes,
+                *chat_routes.routes],
+        middleware=[Middleware(TenantCORSMiddleware)],
+    )
     install_error_handlers(app)
     app.state.services = SimpleNamespace(
         settings=config,
         store=AdapterStore(config.adapters_dir),
         tenants=TenantRegistry(config.db_path),
         base=base,
+        engine=None,
+        limits=RateLimiter(),
     )
     return TestClient(app)
 
@@ -102,11 +115,13 @@ def test_more_keys_and_revocation(tmp_path: Path) -> None:
     assert info.tenant_id == "acme" and info.kind == "secret" and second.startswith(info.key_prefix)
     assert registry.authenticate(second).id == "acme"
     assert len(registry.list_keys("acme")) == 2
-    assert registry.revoke_key("globex", info.key_prefix) is False  # not globex's key
-    assert registry.revoke_key("acme", info.key_prefix) is True
+    assert info.id.startswith("key_") and info.id[4:] == hashlib.sha256(second.encode()).hexdigest()[:20]
+    assert registry.revoke_key("globex", info.id) is False  # not globex's key
+    assert registry.revoke_key("acme", info.key_prefix) is False  # a prefix is not an id
+    assert registry.revoke_key("acme", info.id) is True
     assert registry.authenticate(second) is None
     assert registry.authenticate(first).id == "acme"
-    assert registry.revoke_key("acme", info.key_prefix) is False  # already revoked
+    assert registry.revoke_key("acme", info.id) is False  # already revoked
     assert [k.revoked_at is not None for k in registry.list_keys("acme")].count(True) == 1
     with pytest.raises(TenantNotFound):
         registry.create_key("nobody")
@@ -128,8 +143,10 @@ def test_create_tenant_shows_key_once(client: TestClient) -> None:
     body = response.json()
     assert body["id"] == "acme" and body["object"] == "tenant" and body["created_at"]
     key = body["api_key"]
-    assert client.get("/v1/tenants/acme", headers=bearer(key)).json() == {
+    record = client.get("/v1/tenants/acme", headers=bearer(key)).json()
+    assert {k: record[k] for k in ("id", "object", "created_at")} == {
         "id": "acme", "object": "tenant", "created_at": body["created_at"]}
+    assert "api_key" not in record
     listing = client.get("/v1/tenants", headers=ADMIN).json()
     assert listing["object"] == "list" and [t["id"] for t in listing["data"]] == ["acme"]
     assert "api_key" not in listing["data"][0]

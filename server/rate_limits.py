@@ -1,0 +1,145 @@
+"""Per-tenant chat limits: requests per minute, tokens per day, concurrent requests.
+
+Contract: :meth:`RateLimiter.admit` either admits a request, returning an :class:`Admission`
+whose :meth:`~Admission.done` must be called once the request ends (any number of calls, only
+the first counts), or raises a 429 in OpenAI's shape (``rate_limit_error``,
+``code="rate_limit_exceeded"``) with ``Retry-After`` in whole seconds:
+
+- ``requests_per_minute``: a sliding 60-second window of admitted requests; Retry-After is when
+  the oldest one leaves the window.
+- ``tokens_per_day``: prompt + completion tokens counted per UTC day when a request ends; a
+  request is refused while the day's count plus its prompt would pass the limit, until
+  midnight UTC. A request already running may end past the limit; the next one is refused.
+- ``concurrent_requests``: requests admitted and not yet done; Retry-After is 1.
+
+A refused request counts toward nothing. ``None`` limits are unlimited. The counters live in this
+process's memory: they start from zero when the server restarts, and a deployment that ran
+several server processes would need a shared store (one process owns the GPU, so there is one).
+The clock is injectable so tests can move time instead of waiting for it.
+
+:class:`ReleaseAfter` ends an admission when a streamed response ends, however it ends (done,
+client gone, error), since a streaming route returns before its body is sent.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from server.errors import APIError
+from server.tenant_settings import TenantLimits
+
+WINDOW_S = 60.0
+DAY_S = 86400
+
+
+@dataclass
+class _TenantUsage:
+    admitted: deque[float] = field(default_factory=deque)
+    """Monotonic times of requests admitted in the last window."""
+    in_flight: int = 0
+    day: int = -1
+    """The UTC day (days since the epoch) ``tokens`` counts."""
+    tokens: int = 0
+
+
+def rate_limited(message: str, retry_after_s: float) -> APIError:
+    seconds = max(1, math.ceil(retry_after_s))
+    return APIError(
+        429,
+        f"{message} Retry in {seconds} s.",
+        code="rate_limit_exceeded",
+        headers={"Retry-After": str(seconds)},
+    )
+
+
+class Admission:
+    """An admitted request; call :meth:`done` with the tokens it used when it ends."""
+
+    def __init__(self, limiter: RateLimiter | None, tenant_id: str | None) -> None:
+        self._limiter = limiter
+        self._tenant_id = tenant_id
+        self._done = False
+
+    def done(self, tokens: int = 0) -> None:
+        if self._done:
+            return
+        self._done = True
+        if self._limiter is not None and self._tenant_id is not None:
+            self._limiter._finish(self._tenant_id, tokens)
+
+
+class ReleaseAfter:
+    """An ASGI response that calls ``release`` once ``response`` has been sent or abandoned."""
+
+    def __init__(self, response: ASGIApp, release: Callable[[], None]) -> None:
+        self.response = response
+        self.release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.response(scope, receive, send)
+        finally:
+            self.release()
+
+
+UNLIMITED = Admission(None, None)
+"""The admission of a caller no limit applies to (the admin)."""
+
+
+class RateLimiter:
+    """In-memory usage per tenant, checked against that tenant's :class:`TenantLimits`."""
+
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time):
+        self._monotonic = monotonic
+        self._wall = wall
+        self._lock = threading.Lock()
+        self._usage: dict[str, _TenantUsage] = {}
+
+    def admit(self, tenant_id: str, limits: TenantLimits, prompt_tokens: int = 0) -> Admission:
+        """Admit one request of ``tenant_id`` or raise the 429 of the first limit it would pass."""
+        with self._lock:
+            usage = self._usage.setdefault(tenant_id, _TenantUsage())
+            now = self._monotonic()
+            while usage.admitted and usage.admitted[0] <= now - WINDOW_S:
+                usage.admitted.popleft()
+            self._roll_day(usage)
+            if limits.concurrent_requests is not None and usage.in_flight >= limits.concurrent_requests:
+                raise rate_limited(f"Too many requests at once: the limit is {limits.concurrent_requests}.", 1)
+            rpm = limits.requests_per_minute
+            if rpm is not None and len(usage.admitted) >= rpm:
+                oldest = usage.admitted[-rpm]
+                raise rate_limited(f"Too many requests: the limit is {rpm} per minute.", oldest + WINDOW_S - now)
+            daily = limits.tokens_per_day
+            if daily is not None and usage.tokens + prompt_tokens > daily:
+                until_midnight = DAY_S - self._wall() % DAY_S
+                raise rate_limited(f"The daily limit of {daily} tokens is used up.", until_midnight)
+            usage.admitted.append(now)
+            usage.in_flight += 1
+        return Admission(self, tenant_id)
+
+    def tokens_today(self, tenant_id: str) -> int:
+        with self._lock:
+            usage = self._usage.get(tenant_id)
+            if usage is None:
+                return 0
+            self._roll_day(usage)
+            return usage.tokens
+
+    def _roll_day(self, usage: _TenantUsage) -> None:
+        today = int(self._wall() // DAY_S)
+        if usage.day != today:
+            usage.day, usage.tokens = today, 0
+
+    def _finish(self, tenant_id: str, tokens: int) -> None:
+        with self._lock:
+            usage = self._usage[tenant_id]
+            usage.in_flight -= 1
+            self._roll_day(usage)
+            usage.tokens += max(0, tokens)
