@@ -1,0 +1,90 @@
+"""QLoRA against 16-bit LoRA: held-out loss after training on the same data and seed, one run.
+
+Prints one JSON object. The trainer trains twice with the same hyperparameters, samples
+(``bench/train_data.py``: the example documents through the trainer's pipeline), LoRA
+initialisation seed and data order: once on the NF4 base (QLoRA, what swaplora ships) and once on
+the bf16 base (``prepare_model(..., quantize=False)``). Each side's held-out loss is measured
+before and after training with ``trainer.evaluate.eval_loss``; the QLoRA promise is that the
+quantized base costs almost nothing: ``relative_difference`` = (QLoRA - LoRA) / LoRA, target at
+most +2 % (QLoRA lower than LoRA also meets it).
+
+    .venv/bin/python bench/qlora_vs_lora.py              # the trainer's default epochs
+    .venv/bin/python bench/qlora_vs_lora.py --quick      # < 1 min on the tiny model (tests)
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from adapters.base_model import pick_device  # noqa: E402
+from bench.train_data import (  # noqa: E402
+    BenchData,
+    bench_hyperparameters,
+    bench_samples,
+    common_arguments,
+    default_model_dir,
+    rounded,
+)
+from trainer.evaluate import eval_loss  # noqa: E402
+from trainer.hyperparameters import Hyperparameters  # noqa: E402
+from trainer.packing import pack  # noqa: E402
+from trainer.qlora import prepare_model, train  # noqa: E402
+
+TARGET = 0.02
+
+
+def train_and_eval(model_dir: Path, data: BenchData, hp: Hyperparameters, *, quantize: bool, seed: int,
+                   device: str | None) -> dict:
+    torch.manual_seed(seed)  # the same LoRA initialisation on both sides
+    prepared = prepare_model(model_dir, hp, device=device, quantize=quantize)
+    batches = pack(data.train, hp.max_seq_tokens, seed)
+    heldout = pack(data.heldout, hp.max_seq_tokens, seed)
+    before = eval_loss(prepared, heldout)
+    started = time.perf_counter()
+    result = train(prepared, batches, hp, seed=seed)
+    seconds = time.perf_counter() - started
+    after = eval_loss(prepared, heldout)
+    del prepared
+    gc.collect()
+    return {"eval_loss_before": before, "eval_loss": after, "steps": result.steps,
+            "final_train_loss": result.final_loss, "train_seconds": seconds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=None, help="default: the trainer's (auto)")
+    parser.add_argument("--batch-size", type=int, default=None, help="samples per optimizer step (default: auto)")
+    parser.add_argument("--quick", action="store_true", help="8 samples, 1 epoch (a smoke run)")
+    common_arguments(parser)
+    args = parser.parse_args()
+    if args.quick:
+        args.samples, args.epochs = 8, 1
+    model_dir = args.model_dir or default_model_dir()
+    hp = bench_hyperparameters(args.epochs, args.batch_size)
+    data = bench_samples(model_dir, seed=args.seed, max_seq_tokens=hp.max_seq_tokens, train_limit=args.samples)
+    sides = {name: train_and_eval(model_dir, data, hp, quantize=quantize, seed=args.seed, device=args.device)
+             for name, quantize in (("qlora", True), ("lora", False))}
+    qlora, lora = sides["qlora"]["eval_loss"], sides["lora"]["eval_loss"]
+    difference = (qlora - lora) / lora
+    result = {
+        "model": model_dir.name, "device": str(pick_device(args.device)), "threads": torch.get_num_threads(),
+        "load_average_1m": os.getloadavg()[0], "documents": data.documents, "train_samples": len(data.train),
+        "heldout_samples": len(data.heldout), "hyperparameters": hp.to_dict(),
+        "qlora_eval_loss": qlora, "lora_eval_loss": lora, "relative_difference": difference,
+        "within_target": difference <= TARGET, "qlora": sides["qlora"], "lora": sides["lora"],
+    }
+    print(json.dumps(rounded(result), indent=2))
+
+
+if __name__ == "__main__":
+    main()

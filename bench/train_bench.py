@@ -1,0 +1,205 @@
+"""Training throughput and memory: swaplora's QLoRA trainer against HF ``Trainer`` + PEFT, one run.
+
+Prints one JSON object. Both sides train the same NF4 base (loaded through
+``adapters.base_model``) on the same encoded samples (``bench/train_data.py``: the example
+documents through the trainer's own pipeline) with the same LoRA config, learning rate, schedule,
+epochs, samples per optimizer step, gradient checkpointing setting and seed:
+
+- ``ours``: ``trainer.packing.pack`` (rows of ``max_seq_tokens``, no padding) and
+  ``trainer.qlora.train``;
+- ``hf``: the standard QLoRA recipe (``prepare_model_for_kbit_training`` + ``get_peft_model``)
+  under ``transformers.Trainer`` with padded batches of ``--batch-size`` samples
+  (``DataCollatorForSeq2Seq``).
+
+tokens/s counts real (non-padding) tokens over the training loop only (model loading excluded);
+both sides see the same total. Each side runs in its own fresh subprocess, so its peak RSS
+(``ru_maxrss`` at the end, model load included) is its own; ``--repeats`` alternates the order
+(ours first, then hf first, ...) and the medians are reported, every run listed under ``runs``.
+
+    .venv/bin/python bench/train_bench.py --epochs 1 --repeats 2
+    .venv/bin/python bench/train_bench.py --quick   # < 1 min on the tiny model (tests)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from adapters.base_model import load_base, pick_device  # noqa: E402
+from bench.train_data import (  # noqa: E402
+    BenchData,
+    bench_hyperparameters,
+    bench_samples,
+    common_arguments,
+    default_model_dir,
+    rounded,
+)
+from trainer.hyperparameters import Hyperparameters, Resolved  # noqa: E402
+from trainer.packing import pack  # noqa: E402
+from trainer.tokenize import IGNORE_INDEX  # noqa: E402
+
+SIDES = ("ours", "hf")
+TARGET_RATIO = 1.5
+
+
+def resolved_for(hp: Hyperparameters, data: BenchData, model_dir: Path, device: torch.device, seed: int) -> Resolved:
+    config = json.loads((model_dir / "config.json").read_text())
+    rows = len(pack(data.train, hp.max_seq_tokens, seed))
+    return hp.resolve(n_samples=len(data.train), rows=rows, hidden_size=config["hidden_size"], device_type=device.type)
+
+
+def run_ours(model_dir: Path, data: BenchData, hp: Hyperparameters, seed: int, device: torch.device) -> dict:
+    from trainer.qlora import prepare_model, train
+
+    started = time.perf_counter()
+    prepared = prepare_model(model_dir, hp, device=str(device))
+    batches = pack(data.train, hp.max_seq_tokens, seed)
+    loaded = time.perf_counter()
+    result = train(prepared, batches, hp, seed=seed)
+    seconds = time.perf_counter() - loaded
+    return {
+        "load_seconds": loaded - started,
+        "train_seconds": seconds,
+        "steps": result.steps,
+        "rows_per_epoch": len(batches),
+        "tokens_per_epoch": sum(b.tokens for b in batches),
+        "padding_fraction": 0.0,
+        "final_loss": result.final_loss,
+    }
+
+
+class CountingCollator:
+    """``DataCollatorForSeq2Seq`` that also counts the real and the padded tokens it emits."""
+
+    def __init__(self, tokenizer) -> None:
+        from transformers import DataCollatorForSeq2Seq
+
+        self.inner = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX)
+        self.real = self.total = 0
+
+    def __call__(self, features: list[dict]) -> dict:
+        batch = self.inner(features)
+        self.real += int(batch["attention_mask"].sum())
+        self.total += int(batch["attention_mask"].numel())
+        return batch
+
+
+def run_hf(model_dir: Path, data: BenchData, hp: Hyperparameters, seed: int, device: torch.device) -> dict:
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import Trainer, TrainingArguments
+
+    resolved = resolved_for(hp, data, model_dir, device, seed)
+    started = time.perf_counter()
+    base = load_base(model_dir, str(device))
+    model = prepare_model_for_kbit_training(base.model, use_gradient_checkpointing=resolved.gradient_checkpointing)
+    targets = hp.target_modules if isinstance(hp.target_modules, str) else list(hp.target_modules)
+    lora = LoraConfig(r=hp.lora_rank, lora_alpha=resolved.lora_alpha, lora_dropout=hp.lora_dropout,
+                      target_modules=targets, task_type="CAUSAL_LM")
+    model = get_peft_model(model, lora)
+    rows = [{"input_ids": s.input_ids, "labels": s.labels, "attention_mask": [1] * len(s)} for s in data.train]
+    collator = CountingCollator(base.tokenizer)
+    with tempfile.TemporaryDirectory() as out:
+        args = TrainingArguments(
+            output_dir=out, per_device_train_batch_size=hp.batch_size, gradient_accumulation_steps=1,
+            learning_rate=resolved.learning_rate, num_train_epochs=resolved.n_epochs, lr_scheduler_type="cosine",
+            warmup_steps=hp.warmup_ratio, optim="paged_adamw_32bit", weight_decay=0.0,
+            gradient_checkpointing=resolved.gradient_checkpointing, seed=seed, data_seed=seed,
+            use_cpu=device.type == "cpu", report_to=[], save_strategy="no", logging_steps=1,
+            disable_tqdm=True, remove_unused_columns=False, dataloader_num_workers=0,
+        )
+        trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=collator)
+        loaded = time.perf_counter()
+        output = trainer.train()
+        seconds = time.perf_counter() - loaded
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    return {
+        "load_seconds": loaded - started,
+        "train_seconds": seconds,
+        "steps": output.global_step,
+        "tokens_per_epoch": collator.real // resolved.n_epochs,
+        "padding_fraction": 1 - collator.real / collator.total,
+        "final_loss": losses[-1] if losses else None,
+    }
+
+
+def child(args: argparse.Namespace) -> None:
+    """One side, in this (fresh) process; prints its JSON line."""
+    model_dir = Path(args.model_dir)
+    device = pick_device(args.device)
+    hp = bench_hyperparameters(args.epochs, args.batch_size)
+    data = bench_samples(model_dir, seed=args.seed, max_seq_tokens=hp.max_seq_tokens, train_limit=args.samples)
+    run = (run_ours if args.side == "ours" else run_hf)(model_dir, data, hp, args.seed, device)
+    tokens = data.train_tokens * hp.n_epochs
+    run.update(side=args.side, tokens=tokens, tokens_per_s=tokens / run["train_seconds"],
+               peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+               train_samples=len(data.train), documents=data.documents)
+    print(json.dumps(run))
+
+
+def spawn(side: str, args: argparse.Namespace) -> dict:
+    command = [sys.executable, __file__, "--side", side, "--model-dir", str(args.model_dir), "--epochs",
+               str(args.epochs), "--batch-size", str(args.batch_size), "--seed", str(args.seed)]
+    command += ["--samples", str(args.samples)] if args.samples is not None else []
+    command += ["--device", args.device] if args.device else []
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TRANSFORMERS_VERBOSITY": "error"})
+    if done.returncode != 0:
+        raise SystemExit(f"{side} run failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def compare(args: argparse.Namespace) -> dict:
+    runs = []
+    for repeat in range(args.repeats):
+        for side in SIDES if repeat % 2 == 0 else SIDES[::-1]:
+            runs.append({**spawn(side, args), "repeat": repeat})
+    per = {s: [r for r in runs if r["side"] == s] for s in SIDES}
+    if per["ours"][0]["tokens"] != per["hf"][0]["tokens"] or per["ours"][0]["tokens_per_epoch"] != per["hf"][0]["tokens_per_epoch"]:
+        raise SystemExit(f"the sides trained on different token counts: {runs}")
+    speed = {s: statistics.median(r["tokens_per_s"] for r in per[s]) for s in SIDES}
+    rss = {s: max(r["peak_rss_mb"] for r in per[s]) for s in SIDES}
+    first = per["ours"][0]
+    return {
+        "model": Path(args.model_dir).name, "device": str(pick_device(args.device)), "threads": torch.get_num_threads(),
+        "load_average_1m": os.getloadavg()[0], "documents": first["documents"], "train_samples": first["train_samples"],
+        "epochs": args.epochs, "batch_size": args.batch_size, "tokens": first["tokens"],
+        "ours_tokens_per_s": speed["ours"], "hf_tokens_per_s": speed["hf"],
+        "tokens_per_s_ratio": speed["ours"] / speed["hf"],
+        "ours_peak_rss_mb": rss["ours"], "hf_peak_rss_mb": rss["hf"], "peak_rss_ratio": rss["ours"] / rss["hf"],
+        "hf_padding_fraction": per["hf"][0]["padding_fraction"],
+        "meets_targets": speed["ours"] / speed["hf"] >= TARGET_RATIO and rss["ours"] <= rss["hf"],
+        "runs": runs,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=8, help="samples per optimizer step (both sides)")
+    parser.add_argument("--repeats", type=int, default=2, help="runs per side, alternating which goes first")
+    common_arguments(parser)
+    parser.add_argument("--quick", action="store_true", help="8 samples, 1 epoch, 1 repeat (a smoke run)")
+    parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.quick:
+        args.samples, args.epochs, args.repeats, args.batch_size = 8, 1, 1, 4
+    args.model_dir = args.model_dir or default_model_dir()
+    if args.side:
+        child(args)
+        return
+    print(json.dumps(rounded(compare(args)), indent=2))
+
+
+if __name__ == "__main__":
+    main()

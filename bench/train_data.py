@@ -1,0 +1,112 @@
+"""What both training benchmarks share: the example documents as encoded samples, the settings.
+
+:func:`bench_samples` runs the trainer's own pipeline on ``examples/`` (the handbook plus any
+``*.csv`` / ``*.jsonl`` there): documents -> records -> chat samples (seeded split) -> token ids
+with assistant-only labels, each cut to ``max_seq_tokens`` as packing would cut it. Both sides of
+a comparison get exactly these samples, so they train on the same tokens.
+
+:func:`bench_hyperparameters` is the trainer's defaults with a fixed epoch count and no
+wall-clock cut (a budget re-plans the schedule from the measured speed, so two runs on a shared
+machine would train different step counts). :func:`common_arguments` adds the options both
+scripts take; :func:`rounded` makes their JSON readable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from adapters.base_model import load_tokenizer
+from adapters.embedded import prepare_embedded_model
+from trainer.hyperparameters import Hyperparameters, parse
+from trainer.tokenize import EncodedSample, encode
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+DOCUMENT_SUFFIXES = (".md", ".csv", ".jsonl")
+
+
+@dataclass(frozen=True)
+class BenchData:
+    """Encoded train and held-out samples; ``documents`` names the files they came from."""
+
+    train: list[EncodedSample]
+    heldout: list[EncodedSample]
+    documents: list[str]
+
+    @property
+    def train_tokens(self) -> int:
+        """Real (non-padding) tokens in one pass over ``train``."""
+        return sum(len(s) for s in self.train)
+
+
+def default_model_dir() -> Path:
+    """The embedded SmolLM2-135M-Instruct, converted under ``data/models`` if not yet."""
+    return prepare_embedded_model(ROOT / "data" / "models")
+
+
+def _documents() -> list[Path]:
+    return sorted(p for p in EXAMPLES.iterdir() if p.suffix in DOCUMENT_SUFFIXES and p.is_file())
+
+
+def _conversations(paths: list[Path], seed: int) -> tuple[list[list[dict]], list[list[dict]]]:
+    """(train, held-out) conversations from the trainer's document pipeline."""
+    from trainer.documents import load_records
+    from trainer.samples import build_samples
+
+    records = [record for path in paths for record in load_records(path, path.name)]
+    sample_set = build_samples(records, None, seed)
+    return [list(s.messages) for s in sample_set.train], [list(s.messages) for s in sample_set.heldout]
+
+
+def _cut(sample: EncodedSample, budget: int) -> EncodedSample:
+    return sample if len(sample) <= budget else EncodedSample(sample.input_ids[:budget], sample.labels[:budget])
+
+
+def bench_samples(
+    model_dir: Path, *, seed: int, max_seq_tokens: int, train_limit: int | None = None
+) -> BenchData:
+    """The example documents' samples, tokenized for ``model_dir``; ``train_limit`` keeps a
+    seeded subset of the training samples (a shorter benchmark), the held-out set stays whole."""
+    tokenizer = load_tokenizer(model_dir)
+    paths = _documents()
+    train, heldout = _conversations(paths, seed)
+    if train_limit is not None and train_limit < len(train):
+        train = random.Random(seed).sample(train, train_limit)
+    return BenchData(
+        train=[_cut(encode(tokenizer, m), max_seq_tokens) for m in train],
+        heldout=[_cut(encode(tokenizer, m), max_seq_tokens) for m in heldout],
+        documents=[p.name for p in paths],
+    )
+
+
+def bench_hyperparameters(epochs: int | None, batch_size: int | None) -> Hyperparameters:
+    """The trainer's defaults with ``epochs`` and ``batch_size`` (None: ``auto``) and no time budget."""
+    raw: dict[str, Any] = {"max_seconds": 7 * 24 * 3600.0}
+    if epochs is not None:
+        raw["n_epochs"] = epochs
+    if batch_size is not None:
+        raw["batch_size"] = batch_size
+    return parse(raw)
+
+
+def common_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options both training benchmarks take."""
+    parser.add_argument("--samples", type=int, default=None, help="train on a seeded subset of this many samples")
+    parser.add_argument("--model-dir", type=Path, default=None, help="default: the converted embedded model")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def rounded(value: Any) -> Any:
+    """Floats rounded to 3 decimals, through dicts and lists."""
+    if isinstance(value, float):
+        return round(value, 3)
+    if isinstance(value, dict):
+        return {k: rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [rounded(v) for v in value]
+    return value
