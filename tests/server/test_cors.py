@@ -1,0 +1,119 @@
+"""CORS and the publishable-key rule through the real middleware, routes and registry.
+
+No model is loaded here: chat answers 503 ``model_loading`` once a request has passed every
+tenancy check, so a 503 means "allowed" and a 403 names the rule that refused it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.server.test_tenant_settings import SITE
+from tests.server.test_tenants import ADMIN, assert_error, bearer, make_client
+
+OTHER_SITE = "https://evil.example"
+CHAT = {"model": "base", "messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, Any]:
+    client = make_client(tmp_path)
+    secret = {}
+    for tenant, origin in (("acme", SITE), ("globex", "https://globex.example")):
+        secret[tenant] = client.post("/v1/tenants", json={"id": tenant}, headers=ADMIN).json()["api_key"]
+        client.patch(f"/v1/tenants/{tenant}", json={"allowed_origins": [origin], "brand_color": "#ff6600",
+                                                    "display_name": tenant.title(), "system_prompt": "secret"},
+                     headers=ADMIN)
+    pk = client.post("/v1/tenants/acme/keys", json={"kind": "publishable"}, headers=ADMIN).json()["api_key"]
+    return {"client": client, "pk": pk, "secret": secret}
+
+
+def preflight(env: dict[str, Any], path: str, origin: str) -> Any:
+    return env["client"].options(path, headers={
+        "Origin": origin, "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization, content-type"})
+
+
+def test_preflight_allows_only_the_tenants_origins(env: dict[str, Any]) -> None:
+    allowed = preflight(env, "/v1/chat/completions?tenant=acme", SITE)
+    assert allowed.status_code == 204
+    assert allowed.headers["access-control-allow-origin"] == SITE
+    assert "authorization" in allowed.headers["access-control-allow-headers"]
+    assert "access-control-allow-credentials" not in allowed.headers
+    for path, origin in [("/v1/chat/completions?tenant=acme", OTHER_SITE),
+                         ("/v1/chat/completions?tenant=acme", "https://globex.example"),  # globex's, not acme's
+                         ("/v1/chat/completions?tenant=nobody", SITE),
+                         ("/v1/chat/completions?tenant=../x", SITE),
+                         ("/v1/chat/completions", OTHER_SITE)]:
+        refused = preflight(env, path, origin)
+        assert_error(refused, 403, "origin_not_allowed")
+        assert "access-control-allow-origin" not in refused.headers
+    # without a tenant in the URL, an origin some tenant lists passes the preflight
+    assert preflight(env, "/v1/widget/config", SITE).status_code == 204
+
+
+def test_management_api_never_answers_cross_origin(env: dict[str, Any]) -> None:
+    response = env["client"].get("/v1/tenants/acme", headers={"Origin": SITE, **bearer(env["secret"]["acme"])})
+    assert response.status_code == 200 and "access-control-allow-origin" not in response.headers
+    assert preflight(env, "/v1/tenants/acme", SITE).status_code in (404, 405)
+
+
+def test_widget_config_for_an_allowed_origin(env: dict[str, Any]) -> None:
+    response = env["client"].get("/v1/widget/config?tenant=acme", headers={"Origin": SITE, **bearer(env["pk"])})
+    assert response.status_code == 200, response.text
+    assert response.headers["access-control-allow-origin"] == SITE and response.headers["vary"] == "Origin"
+    assert response.headers["access-control-expose-headers"] == "Retry-After"
+    assert response.json() == {"object": "widget.config", "tenant": "acme", "display_name": "Acme",
+                               "brand_color": "#ff6600", "logo_url": None, "greeting": None, "model": "base"}
+    assert "secret" not in response.text  # never the system prompt
+
+
+@pytest.mark.parametrize("origin", [OTHER_SITE, "https://globex.example", None, "null"])
+def test_publishable_key_from_another_origin_is_refused(env: dict[str, Any], origin: str | None) -> None:
+    headers = bearer(env["pk"]) | ({"Origin": origin} if origin else {})
+    config = env["client"].get("/v1/widget/config?tenant=acme", headers=headers)
+    assert_error(config, 403, "origin_not_allowed")
+    assert "access-control-allow-origin" not in config.headers
+    assert_error(env["client"].post("/v1/chat/completions", json=CHAT, headers=headers), 403, "origin_not_allowed")
+
+
+def test_publishable_key_chats_only_with_the_default_model(env: dict[str, Any]) -> None:
+    headers = {"Origin": SITE, **bearer(env["pk"])}
+    allowed = env["client"].post("/v1/chat/completions", json=CHAT, headers=headers)
+    assert_error(allowed, 503, "model_loading")  # passed every tenancy check
+    assert allowed.headers["access-control-allow-origin"] == SITE
+    for model in ("acme/support", "globex/private", "acme/support@1"):
+        refused = env["client"].post("/v1/chat/completions", json={**CHAT, "model": model}, headers=headers)
+        assert_error(refused, 403, "model_not_allowed")
+
+
+def test_widget_config_of_another_tenant_is_not_found(env: dict[str, Any]) -> None:
+    headers = {"Origin": SITE, **bearer(env["pk"])}
+    assert_error(env["client"].get("/v1/widget/config?tenant=globex", headers=headers), 404)
+    assert_error(env["client"].get("/v1/widget/config", headers=headers), 400)
+    # the tenant's secret key (a preview, say) reads its config without any origin
+    own = env["client"].get("/v1/widget/config?tenant=acme", headers=bearer(env["secret"]["acme"]))
+    assert own.status_code == 200 and "access-control-allow-origin" not in own.headers
+
+
+def test_secret_keys_get_no_cors_headers(env: dict[str, Any]) -> None:
+    response = env["client"].post("/v1/chat/completions", json=CHAT,
+                                  headers={"Origin": SITE, **bearer(env["secret"]["acme"])})
+    assert_error(response, 503, "model_loading")
+    assert "access-control-allow-origin" not in response.headers
+
+
+def test_widget_script_is_served_with_caching(env: dict[str, Any]) -> None:
+    response = env["client"].get("/widget.js")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/javascript; charset=utf-8"
+    assert "max-age=" in response.headers["cache-control"] and response.headers["etag"]
+    assert "attachShadow" in response.text
+    # nothing external: the only URL is the embedding example in the header comment
+    assert re.findall(r"https?://[^\s\"'<>]+", response.text) == ["https://HOST/widget.js"]
+    again = env["client"].get("/widget.js", headers={"If-None-Match": response.headers["etag"]})
+    assert again.status_code == 304 and again.content == b""

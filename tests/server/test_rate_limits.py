@@ -1,0 +1,111 @@
+"""RateLimiter with a clock the test moves: refusals, Retry-After values, and recovery.
+
+The live server's 429s (and their recovery) are in tests/integration/test_tenancy_http.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from server.errors import APIError
+from server.rate_limits import DAY_S, ReleaseAfter, RateLimiter
+from server.tenant_settings import TenantLimits
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.wall = 20_000 * DAY_S + 3600.0  # 01:00 UTC
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        self.wall += seconds
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def limiter(clock: Clock) -> RateLimiter:
+    return RateLimiter(monotonic=lambda: clock.now, wall=lambda: clock.wall)
+
+
+def refused(limiter: RateLimiter, tenant: str, limits: TenantLimits, prompt: int = 0) -> int:
+    """The Retry-After of the 429 ``admit`` must raise."""
+    with pytest.raises(APIError) as info:
+        limiter.admit(tenant, limits, prompt)
+    error = info.value
+    assert error.status == 429 and error.type == "rate_limit_error" and error.code == "rate_limit_exceeded"
+    assert f"Retry in {error.headers['Retry-After']} s" in error.message
+    return int(error.headers["Retry-After"])
+
+
+def test_requests_per_minute_slide(limiter: RateLimiter, clock: Clock) -> None:
+    limits = TenantLimits(requests_per_minute=3)
+    for _ in range(3):
+        limiter.admit("acme", limits).done()
+        clock.advance(10)
+    assert refused(limiter, "acme", limits) == 30  # the first one leaves the window at t=60
+    limiter.admit("globex", limits).done()  # other tenants are not affected
+    clock.advance(29)
+    assert refused(limiter, "acme", limits) == 1
+    clock.advance(1)
+    limiter.admit("acme", limits).done()
+    assert refused(limiter, "acme", limits) == 10
+
+
+def test_concurrent_requests_free_a_slot_when_done(limiter: RateLimiter) -> None:
+    limits = TenantLimits(concurrent_requests=2)
+    first, second = limiter.admit("acme", limits), limiter.admit("acme", limits)
+    assert refused(limiter, "acme", limits) == 1
+    first.done()
+    first.done()  # a second call changes nothing
+    third = limiter.admit("acme", limits)
+    assert refused(limiter, "acme", limits) == 1
+    second.done()
+    third.done()
+    limiter.admit("acme", limits).done()
+
+
+def test_tokens_per_day_until_midnight(limiter: RateLimiter, clock: Clock) -> None:
+    limits = TenantLimits(tokens_per_day=100)
+    limiter.admit("acme", limits, prompt_tokens=40).done(tokens=70)
+    assert limiter.tokens_today("acme") == 70
+    assert refused(limiter, "acme", limits, prompt=31) == DAY_S - 3600  # until 00:00 UTC
+    limiter.admit("acme", limits, prompt_tokens=30).done(tokens=45)  # may end past the limit
+    assert refused(limiter, "acme", limits, prompt=1) > 0
+    clock.advance(DAY_S - 3600)
+    assert limiter.tokens_today("acme") == 0
+    limiter.admit("acme", limits, prompt_tokens=99).done(tokens=100)
+
+
+def test_a_refused_request_counts_toward_nothing(limiter: RateLimiter) -> None:
+    limits = TenantLimits(requests_per_minute=2, concurrent_requests=1)
+    held = limiter.admit("acme", limits)
+    for _ in range(5):
+        refused(limiter, "acme", limits)
+    held.done()
+    limiter.admit("acme", limits).done()  # the second of two per minute
+    refused(limiter, "acme", limits)
+
+
+def test_unlimited_by_default(limiter: RateLimiter) -> None:
+    admissions = [limiter.admit("acme", TenantLimits(), prompt_tokens=10**9) for _ in range(500)]
+    for admission in admissions:
+        admission.done(10**9)
+
+
+def test_release_after_runs_whatever_the_response_does(limiter: RateLimiter) -> None:
+    limits = TenantLimits(concurrent_requests=1)
+
+    async def failing(scope, receive, send) -> None:
+        raise ConnectionResetError("client went away")
+
+    admission = limiter.admit("acme", limits)
+    with pytest.raises(ConnectionResetError):
+        asyncio.run(ReleaseAfter(failing, admission.done)({}, None, None))
+    limiter.admit("acme", limits).done()  # the slot came back
