@@ -1,0 +1,202 @@
+"""Prose and FAQ pairs -> facts, each with several differently phrased questions. Deterministic.
+
+A :class:`Fact` is one answer and the questions it answers:
+
+- every sentence of a :class:`~trainer.records.Section` is a fact whose answer is the sentence
+  itself; its questions come from :mod:`trainer.question_rules` (pattern questions first, then
+  catch-all ones), so every sentence is asked about at least a few ways;
+- the section as a whole is a fact (answer: the whole passage) asked from its heading path
+  ("Tell me about opening hours", "What should I know about bike hire at Lumen Lane?");
+- an FAQ pair is a fact whose questions are the original question, rewrites of it (``Do you``
+  -> ``Does <business>``, synonyms, with and without the business name) and the pattern
+  questions of its answer.
+
+Each template is filled without and with the business name (``at Lumen Lane Bicycles``, ``at
+Lumen Lane``) and with a synonym swapped in (bike/bicycle, hire/rent, programme/scheme, ...).
+:func:`business_name` finds the name from the document title. Which ``phrasings`` of all the
+candidates a fact keeps is drawn with ``random.Random(seed)`` per fact, specific questions
+before catch-all ones, so the same records and seed always give the same questions.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import zlib
+from dataclasses import dataclass
+
+from trainer.question_rules import Phrases, generic_templates, predicate_templates, sentence_templates
+from trainer.records import QARecord, Section
+from trainer.sentences import parse, split_sentences
+
+_GENERIC_TITLE_WORDS = re.compile(
+    r"\b(?:customer|customers|staff|employee|user|visitor|guest)?\s*"
+    r"(?:handbook|guide|manual|faq|faqs|information|info|brochure|leaflet|policies|policy|welcome pack|overview)\b",
+    re.IGNORECASE,
+)
+_SYNONYMS = [
+    ("bicycles", "bikes"), ("bicycle", "bike"), ("bikes", "bicycles"), ("bike", "bicycle"), ("hired", "rented"),
+    ("hire a", "rent a"), ("hire", "rental"), ("programme", "scheme"), ("program", "scheme"), ("shop", "store"),
+    ("second-hand", "used"), ("phone", "telephone"), ("price", "cost"), ("purchase", "buy"), ("buy", "purchase"),
+    ("cheque", "check"), ("lessons", "classes"), ("repairs", "fixes"), ("dog", "pet"), ("email", "e-mail"),
+    ("how much is", "what is the price of"), ("what time", "when"), ("opening hours", "hours"),
+]  # fmt: skip
+
+
+_GENERIC_PHRASINGS = 4
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One answer and the questions (already phrased) it answers; ``key`` identifies the fact.
+
+    ``kind``: ``sentence`` (a sentence some pattern asks about), ``generic`` (a sentence only the
+    catch-all questions fit, asked fewer ways), ``passage`` (a whole section) or ``faq``.
+    """
+
+    key: str
+    answer: str
+    questions: tuple[str, ...]
+    kind: str
+
+
+def business_name(title: str) -> str:
+    """The business a title names: ``Lumen Lane Bicycles — Customer Handbook`` -> ``Lumen Lane Bicycles``."""
+    parts = [p.strip() for p in re.split(r"\s+[-\u2013\u2014|:]\s+|:\s+", title) if p.strip()]
+    for part in parts:
+        name = _GENERIC_TITLE_WORDS.sub("", part).strip(" -:|,")
+        name = re.sub(r"^(?:welcome to|about)\s+", "", name, flags=re.IGNORECASE).strip()
+        name = re.sub(r"\b(?:the|of|for)$", "", name, flags=re.IGNORECASE).strip()
+        if name:
+            return name
+    return ""
+
+
+def proper_words(texts: list[str]) -> set[str]:
+    """Capitalised words that also occur capitalised inside a sentence: names, not sentence starts."""
+    found: set[str] = set()
+    for text in texts:
+        found.update(re.findall(r"(?<![.!?:\n]\s)(?<!^)(?<=\s)([A-Z][\w'-]+)", text))
+    return found
+
+
+def _names(business: str) -> tuple[str, ...]:
+    """Ways to say the business: the full name and, for three words or more, the first ones."""
+    words = business.split()
+    return (business, " ".join(words[:-1])) if len(words) >= 3 else (business,) if business else ()
+
+
+def _fill(template: str, business: str) -> list[str]:
+    """``template`` filled once per way of naming the business (``at ...`` once empty too)."""
+    names = _names(business)
+    if not names:
+        names = ("the business",)
+        template = template.replace("{at}", "")
+    filled: list[str] = []
+    for index, name in enumerate(names):
+        at_forms = ["", f" at {name}"] if "{at}" in template else [""]
+        for at in at_forms if index == 0 or "{at}" not in template else at_forms[1:]:
+            possessive = f"{name}'" if name.endswith("s") else f"{name}'s"
+            filled.append(template.replace("{at}", at).replace("{biz_s}", possessive).replace("{biz}", name))
+    return filled
+
+
+def _synonym(question: str) -> str | None:
+    """``question`` with its first word that has a synonym swapped (placeholders untouched)."""
+    for word, other in _SYNONYMS:
+        pattern = re.compile(rf"(?<![{{\w]){re.escape(word)}\b", re.IGNORECASE)
+        if pattern.search(question):
+            return pattern.sub(lambda m: other if m.group()[0].islower() else other.capitalize(), question, count=1)
+    return None
+
+
+def _choose(key: str, tiers: list[list[str]], phrasings: int, seed: int) -> tuple[str, ...]:
+    """``phrasings`` questions drawn tier by tier (shuffled by seed within a tier), no duplicates."""
+    rng = random.Random(zlib.crc32(f"{seed}:{key}".encode()))
+    chosen: dict[str, str] = {}
+    for tier in tiers:
+        tier = list(dict.fromkeys(q[0].upper() + q[1:] for q in tier if q))
+        rng.shuffle(tier)
+        for question in tier:
+            if len(chosen) >= phrasings:
+                break
+            chosen.setdefault(question.lower(), question)
+    return tuple(chosen.values())
+
+
+def _expand(templates: list[str], business: str) -> tuple[list[str], list[str]]:
+    """First forms (one per template) and the other forms (business name, synonyms)."""
+    first: list[str] = []
+    more: list[str] = []
+    for template in dict.fromkeys(templates):
+        forms = _fill(template, business)
+        first.append(forms[0])
+        more += forms[1:]
+        if other := _synonym(template):
+            more += _fill(other, business)[:2]
+    return first, more
+
+
+def sentence_facts(section: Section, business: str, proper: set[str], phrasings: int, seed: int) -> list[Fact]:
+    """One fact per sentence of ``section`` (see the module doc)."""
+    facts: list[Fact] = []
+    for index, sentence in enumerate(split_sentences(section.text)):
+        clause = parse(sentence, proper)
+        phrases = Phrases(clause, business)
+        specific = sentence_templates(sentence)
+        for verb, rest in clause.predicates:
+            specific += predicate_templates(clause, verb, rest, phrases)
+        first, more = _expand(specific, business)
+        generic_first, generic_more = _expand(generic_templates(clause, phrases), business)
+        key = f"{section.source}#{'/'.join(section.headings)}#{index}"
+        kind = "sentence" if specific else "generic"
+        count = phrasings if specific else min(phrasings, _GENERIC_PHRASINGS)
+        questions = _choose(key, [first, more, generic_first, generic_more], count, seed)
+        facts.append(Fact(key, sentence, questions, kind))
+    return facts
+
+
+def section_fact(section: Section, business: str, phrasings: int, seed: int) -> Fact:
+    """The passage as an answer to questions about its heading path (or the business, at the top)."""
+    if section.headings:
+        topic = " ".join(section.headings[-1].split()).rstrip("?:.")
+        topic = topic if topic.split()[0] in business.split() else topic[0].lower() + topic[1:]
+        if not re.search(r"s\b|\band\b|^[A-Z]", topic):
+            topic = f"the {topic}"
+        templates = [f"Tell me about {topic}{{at}}.", f"What can you tell me about {topic}{{at}}?",
+                     f"What should I know about {topic}{{at}}?", f"Can you explain {topic}{{at}}?",
+                     f"Give me the details on {topic}{{at}}.", f"What is the information on {topic}{{at}}?"]  # fmt: skip
+        templates += [f"What about {part.strip()}{{at}}?" for part in re.split(r"\band\b|&|,", topic) if part.strip()]
+    else:
+        templates = ["Tell me about {biz}.", "What can you tell me about {biz}?", "Give me an overview of {biz}.",
+                     "Who are {biz}?", "What is {biz}?"]  # fmt: skip
+    first, more = _expand(templates, business)
+    key = f"{section.source}#{'/'.join(section.headings)}#passage"
+    return Fact(key, section.text.replace("\n", " "), _choose(key, [first, more], phrasings, seed), "passage")
+
+
+def pair_fact(pair: QARecord, business: str, proper: set[str], phrasings: int, seed: int) -> Fact:
+    """An FAQ pair with rewrites of its question and the pattern questions of its answer."""
+    question = pair.question
+    rewrites = [question]
+    if business:
+        rewrites += [re.sub(r"\?$", "{at}?", question)]
+        rewrites += [
+            re.sub(r"^Do you\b", "Does {biz}", question),
+            re.sub(r"^Which (.+) do you (\w+)\?$", r"Which \1 does {biz} \2?", question),
+            re.sub(r"^Can I (.+)\?$", r"Am I allowed to \1{at}?", question),
+            re.sub(r"^Can I (.+)\?$", r"Is it possible to \1{at}?", question),
+            re.sub(r"^Do you (.+)\?$", r"Is it true that you \1?", question),
+        ]
+    first, more = _expand(rewrites, business)
+    pattern: list[str] = []
+    for sentence in split_sentences(pair.answer):
+        clause = parse(sentence, proper)
+        phrases = Phrases(clause, business)
+        pattern += sentence_templates(sentence)
+        for verb, rest in clause.predicates:
+            pattern += predicate_templates(clause, verb, rest, phrases)
+    pattern_first, pattern_more = _expand(pattern, business)
+    key = f"{pair.source}#faq#{pair.question}"
+    tiers = [[question], first, pattern_first, more, pattern_more]
+    return Fact(key, pair.answer, _choose(key, tiers, phrasings, seed), "faq")

@@ -1,0 +1,136 @@
+"""Records -> chat samples for training, a held-out split, and recall probes. Deterministic by seed.
+
+:func:`build_samples` turns each record into :class:`Sample` conversations, every one passed
+through :func:`adapters.chat_format.conversation` with the tenant's system prompt, so training
+sees exactly the messages the server will build at chat time; the last message is always the
+assistant's:
+
+- a :class:`ChatRecord` is one sample as it is;
+- a :class:`QARecord` (FAQ pair, CSV row) and every sentence and passage of a :class:`Section`
+  become a :class:`~trainer.questions.Fact` with up to ``phrasings`` questions, one sample per
+  question (:mod:`trainer.questions`).
+
+Held-out split: about ``heldout_fraction`` of the samples, taken only from facts with at least
+three phrasings, never more than all but two of a fact's phrasings and never a FAQ's own
+question, spread over as many facts as possible: the held-out set asks known facts in new words
+and training never loses a fact. A dataset of chat records only (nothing phrased several ways)
+holds out whole conversations instead, at least one when there are two or more.
+
+Probes (for recall before and after training): every FAQ/CSV question as written, then one
+question per sentence fact (a held-out phrasing where there is one), up to ``max_probes``;
+``expect`` is :func:`trainer.recall.key_terms` of the answer minus terms the question already
+contains. Probes with nothing left to expect are skipped.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from adapters.chat_format import conversation
+from trainer.questions import Fact, business_name, pair_fact, proper_words, section_fact, sentence_facts
+from trainer.recall import answer_matches, key_terms
+from trainer.records import ChatRecord, QARecord, Record, Section
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One training conversation (system prompt applied; the last message is the assistant's)."""
+
+    messages: list[dict[str, str]]
+    fact: str = ""
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A question and the terms a correct reply contains (any one; see :mod:`trainer.recall`)."""
+
+    question: str
+    expect: tuple[str, ...]
+
+
+@dataclass
+class SampleSet:
+    """Training and held-out samples, probes, and counts for the job's log."""
+
+    train: list[Sample]
+    heldout: list[Sample]
+    probes: list[Probe]
+    stats: dict = field(default_factory=dict)
+
+
+def build_samples(
+    records: Sequence[Record],
+    system_prompt: str | None,
+    seed: int,
+    heldout_fraction: float = 0.1,
+    phrasings: int = 10,
+    max_probes: int = 32,
+) -> SampleSet:
+    """Samples, held-out split and probes for ``records`` (rules in the module doc)."""
+    sections = [r for r in records if isinstance(r, Section)]
+    pairs = [r for r in records if isinstance(r, QARecord)]
+    chats = [r for r in records if isinstance(r, ChatRecord)]
+    title = next((s.title for s in sections if s.title), "")
+    business = business_name(title)
+    proper = proper_words([title, *(s.text for s in sections), *(p.answer for p in pairs)])
+    facts: list[Fact] = [pair_fact(p, business, proper, phrasings, seed) for p in pairs]
+    for section in sections:
+        facts += sentence_facts(section, business, proper, phrasings, seed)
+        facts.append(section_fact(section, business, max(3, phrasings // 2), seed))
+
+    def sample(messages: list[dict[str, str]], key: str) -> Sample:
+        return Sample(conversation(messages, system_prompt), key)
+
+    groups = {
+        f.key: [sample([{"role": "user", "content": q}, {"role": "assistant", "content": f.answer}], f.key) for q in f.questions]
+        for f in facts
+    }
+    chat_samples = [sample(list(c.messages), c.source) for c in chats]
+    total = sum(map(len, groups.values())) + len(chat_samples)
+    rng = random.Random(seed)
+    wanted = round(total * heldout_fraction)
+    heldout = _hold_out(groups, wanted, rng) if facts else []
+    if not facts and len(chat_samples) >= 2 and heldout_fraction > 0:
+        heldout = rng.sample(chat_samples, max(1, min(wanted, len(chat_samples) - 1)))
+    held = {id(s) for s in heldout}
+    train = [s for g in groups.values() for s in g if id(s) not in held] + [s for s in chat_samples if id(s) not in held]
+    rng.shuffle(train)
+    probes = _probes(facts, pairs, heldout, max_probes)
+    stats = {
+        "business": business,
+        "sections": len(sections),
+        "faq_pairs": len(pairs),
+        "chat_records": len(chats),
+        "facts": len(facts),
+        "train_samples": len(train),
+        "heldout_samples": len(heldout),
+        "probes": len(probes),
+    }
+    return SampleSet(train, heldout, probes, stats)
+
+
+def _hold_out(groups: dict[str, list[Sample]], wanted: int, rng: random.Random) -> list[Sample]:
+    """Up to ``wanted`` samples, one per fact per round, leaving every fact two or more."""
+    pools = {key: rng.sample(g[1:], len(g) - 2) for key, g in groups.items() if len(g) >= 3}
+    order = sorted(pools)
+    rng.shuffle(order)
+    chosen: list[Sample] = []
+    while len(chosen) < wanted and any(pools.values()):
+        for key in order:
+            if pools[key] and len(chosen) < wanted:
+                chosen.append(pools[key].pop())
+    return chosen
+
+
+def _probes(facts: list[Fact], pairs: list[QARecord], heldout: list[Sample], max_probes: int) -> list[Probe]:
+    held_question = {s.fact: s.messages[-2]["content"] for s in heldout}
+    candidates = [(p.question, p.answer) for p in pairs]
+    candidates += [(held_question.get(f.key, f.questions[0]), f.answer) for f in facts if f.kind == "sentence"]
+    probes: list[Probe] = []
+    for question, answer in candidates:
+        expect = tuple(t for t in key_terms(answer) if not answer_matches(question, [t]))
+        if expect and len(probes) < max_probes:
+            probes.append(Probe(question, expect))
+    return probes
