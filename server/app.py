@@ -101,15 +101,15 @@ def create_app(settings: Settings) -> Starlette:
     return app
 
 
-def serve(settings: Settings) -> None:
-    """Run the server in the foreground until interrupted."""
+def serve(settings: Settings, app: Starlette | None = None) -> None:
+    """Run ``app`` (default: ``create_app(settings)``) in the foreground until interrupted."""
     import uvicorn
 
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not settings.admin_key:
         log.warning("SWAPLORA_ADMIN_KEY is not set: nobody can create tenants.")
     uvicorn.run(
-        create_app(settings),
+        app or create_app(settings),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),

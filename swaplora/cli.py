@@ -1,4 +1,4 @@
-"""The ``swaplora`` console script: ``serve`` and ``prepare-model`` (``train`` and ``ui`` come later).
+"""The ``swaplora`` console script: ``serve``, ``ui`` and ``prepare-model`` (``train`` comes later).
 
 Contract:
 
@@ -8,6 +8,9 @@ Contract:
   ``--model`` the server converts the embedded base model itself, in the background).
 - ``swaplora prepare-model [--data DIR]`` converts the embedded SmolLM2 GGUF to safetensors under
   ``<data>/models`` once (a no-op when already done) and prints the converted directory.
+- ``serve`` also mounts the Gradio UI at ``/ui``, talking to the server's own URL over HTTP
+  (``--no-ui`` leaves it out); ``swaplora ui --api-url URL [--host H] [--port P]`` runs the UI
+  alone against any running server.
 - ``swaplora --version`` prints the installed version.
 
 :func:`main` returns a process exit status: 0 on success, 2 on bad arguments or settings.
@@ -46,13 +49,36 @@ def _settings(args: argparse.Namespace, fields: Sequence[str]) -> Settings:
         raise SystemExit(f"swaplora: invalid settings:\n{exc}") from None
 
 
+def own_url(host: str, port: int) -> str:
+    """The URL this machine reaches a server bound to ``host:port`` at (wildcards become loopback)."""
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args, ("host", "port", "model", "data"))
     # With no --model the app converts the embedded model itself, in the background, so /health
     # answers during a first conversion (Docker, a fresh data volume) and /ready says when it is done.
-    from server.app import serve
+    from server.app import create_app, serve
 
-    serve(settings)
+    app = create_app(settings)
+    if not args.no_ui:
+        # The composition root joins the two: the UI calls this server's own HTTP API, as any client.
+        from ui.app import mount_ui
+
+        mount_ui(app, own_url(settings.host, settings.port), "/ui", max_file_size=settings.max_upload_bytes,
+                 blocked_paths=[settings.data])
+    serve(settings, app)
+    return 0
+
+
+def _cmd_ui(args: argparse.Namespace) -> int:
+    from ui.app import run_ui
+
+    run_ui(args.api_url, host=args.host, port=args.port, max_file_size=args.max_file_size)
     return 0
 
 
@@ -91,8 +117,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="a Hugging Face causal-LM directory to use as the base "
         "(env SWAPLORA_MODEL; default: the embedded SmolLM2-135M-Instruct)",
     )
+    serve.add_argument("--no-ui", action="store_true", help="do not mount the Gradio UI at /ui")
     _add_data_flag(serve)
     serve.set_defaults(handler=_cmd_serve)
+
+    ui = sub.add_parser("ui", help="run the Gradio UI alone, against a running server's HTTP API")
+    ui.add_argument("--api-url", required=True, metavar="URL", help="the server's root URL, e.g. http://host:8000")
+    ui.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    ui.add_argument("--port", type=int, default=7860, help="TCP port (default 7860)")
+    ui.add_argument("--max-file-size", type=int, default=512 * 1024 * 1024, metavar="BYTES",
+                    help="largest accepted upload (default 512 MiB)")
+    ui.set_defaults(handler=_cmd_ui)
 
     prepare = sub.add_parser(
         "prepare-model", help="convert the embedded base model to safetensors once and print its path"
@@ -102,7 +137,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Later subcommands register here, each importing its package lazily in its handler:
     #   train -> trainer/ (QLoRA on documents, publishes through adapters/)
-    #   ui    -> ui/      (Gradio, talks to a running server over HTTP)
 
     return parser
 

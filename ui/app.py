@@ -1,0 +1,87 @@
+"""The Gradio Blocks of swaplora's UI and the two ways to serve them.
+
+Contract:
+
+- :func:`build_ui` makes the Blocks for a server at ``api_url``: a sign-in row, then exactly
+  four tabs, **Chat**, **Train**, **Compare**, **Adapters**. The UI reaches the server only over
+  HTTP (:mod:`ui.api_client`), so it runs in the server's process or anywhere else alike.
+- :func:`mount_ui` mounts it on an ASGI (Starlette/FastAPI) app at ``path`` (``swaplora serve``
+  mounts it at ``/ui``, pointing it at the server's own URL); :func:`run_ui` serves it alone
+  (``swaplora ui --api-url URL``).
+- Settings for a server on the internet: analytics off (also see :mod:`ui`), no share link, no flagging (Blocks have
+  none; the chatbot's like/dislike is off), no run history kept in the browser (it would hold the
+  API key typed into the sign-in box), no MCP server, client-side rendering only, uploads capped
+  at ``max_file_size`` bytes and to the file types each upload box names, and no file from disk
+  served but the uploads Gradio itself stored (``allowed_paths`` empty, ``blocked_paths`` for
+  whatever the caller names, e.g. the data directory). System fonts only: no request leaves for a
+  font CDN.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from ui.adapters_tab import build_adapters_tab
+from ui.chat_tab import build_chat_tab
+from ui.compare_tab import build_compare_tab
+from ui.session import build_sign_in
+from ui.train_tab import build_train_tab
+
+TITLE = "swaplora"
+DEFAULT_MAX_FILE_SIZE = 512 * 1024 * 1024
+CACHE_SECONDS = 3600
+"""Uploaded files are deleted from Gradio's cache after an hour (checked hourly)."""
+
+
+def theme() -> gr.themes.Base:
+    system = [gr.themes.Font("system-ui"), gr.themes.Font("sans-serif")]
+    mono = [gr.themes.Font("ui-monospace"), gr.themes.Font("monospace")]
+    return gr.themes.Default(font=system, font_mono=mono)
+
+
+def build_ui(api_url: str) -> gr.Blocks:
+    """The Blocks for the server at ``api_url`` (its root, e.g. ``http://127.0.0.1:8000``)."""
+    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(CACHE_SECONDS, CACHE_SECONDS)) as blocks:
+        gr.Markdown(f"## {TITLE} — chat, train and compare LoRA adapters")
+        session, acting = build_sign_in(api_url)
+        catalog = gr.State(None)  # the /v1/adapters listing the model pickers follow
+        build_chat_tab(session, catalog)
+        build_train_tab(session, catalog, acting)
+        build_compare_tab(session, catalog)
+        build_adapters_tab(session, catalog, acting)
+    # Every handler awaits the API; the server applies its own limits, so the UI queues nothing.
+    blocks.queue(default_concurrency_limit=None)
+    return blocks
+
+
+def mount_ui(app: Any, api_url: str, path: str = "/ui", max_file_size: int = DEFAULT_MAX_FILE_SIZE,
+             blocked_paths: list[Path] | None = None) -> Any:
+    """Mount the UI on ``app`` at ``path``; returns ``app``."""
+    return gr.mount_gradio_app(
+        app,
+        build_ui(api_url),
+        path=path,
+        footer_links=["api", "settings"],
+        run_history=False,
+        allowed_paths=[],
+        blocked_paths=[str(Path(p).resolve()) for p in blocked_paths or []],
+        show_error=True,
+        max_file_size=max_file_size,
+        ssr_mode=False,
+        mcp_server=False,
+        pwa=False,
+        theme=theme(),
+    )
+
+
+def run_ui(api_url: str, host: str = "127.0.0.1", port: int = 7860,
+           max_file_size: int = DEFAULT_MAX_FILE_SIZE) -> None:
+    """Serve the UI alone at ``http://host:port/`` until interrupted, talking to ``api_url``."""
+    import uvicorn
+    from starlette.applications import Starlette
+
+    app = mount_ui(Starlette(), api_url, path="/", max_file_size=max_file_size)
+    uvicorn.run(app, host=host, port=port, timeout_graceful_shutdown=5)

@@ -1,0 +1,180 @@
+"""The **Train** tab: documents in, a new adapter version out, watched live.
+
+Contract:
+
+- Upload a training file in any format the trainer reads (and optionally a validation file);
+  each goes to ``POST /v1/files`` (the server checks it and refuses bad ones with a readable
+  message), then ``POST /v1/fine_tuning/jobs`` starts the job with the adapter name (``suffix``),
+  the model to start from (``base`` or an adapter) and the hyperparameters.
+- Hyperparameters are prefilled with the trainer's defaults ("auto" where it decides from the
+  data); only the ones the user changed are sent, so the trainer's own defaults stay in charge.
+- While the job runs the tab polls the job and its events once a second: a progress bar, a loss
+  curve that grows with every step, then eval loss and probe recall before/after. Cancel asks
+  the server to stop the job; a cancelled or failed job is reported in words. The history lists
+  the tenant's jobs with their outcome; any of them can be watched again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from ui.api_client import ApiClient
+from ui.job_view import EVAL_HEADERS, HISTORY_HEADERS, TERMINAL, eval_rows, history_rows, loss_frame, progress_html
+from ui.session import Session, load_catalog, model_dropdown, require
+
+TRAIN_TYPES = [".txt", ".text", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx", ".jsonl", ".csv"]
+POLL_S = 1.0
+JOB_ID = re.compile(r"^ftjob-[A-Za-z0-9_-]{1,100}$")
+BASIC = {"n_epochs": "auto", "learning_rate_multiplier": "auto", "batch_size": "auto"}
+ADVANCED = {"lora_rank": "16", "lora_alpha": "auto", "lora_dropout": "0.0", "learning_rate": "auto",
+            "max_seq_tokens": "1024", "warmup_ratio": "0.05", "max_seconds": "auto", "max_steps": "",
+            "heldout_fraction": "0.1"}
+DEFAULTS = {**BASIC, **ADVANCED}
+View = tuple[str, Any, list[list[str]], str | None]
+
+
+def hyperparameters(values: dict[str, str]) -> dict[str, Any]:
+    """The fields the user changed from the prefilled defaults, as JSON values ("auto" stays text)."""
+    chosen: dict[str, Any] = {}
+    for key, raw in values.items():
+        text = (raw or "").strip()
+        if text == DEFAULTS[key].strip() or not text:
+            continue
+        if text == "auto":
+            chosen[key] = text
+            continue
+        try:
+            number = float(text)
+        except ValueError:
+            raise gr.Error(f"Hyperparameter {key}: enter a number or 'auto', not {text!r}.",
+                           print_exception=False) from None
+        chosen[key] = int(number) if number.is_integer() and "." not in text else number
+    return chosen
+
+
+async def _poll(api: ApiClient, job_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    job = await api.job(job_id)
+    events = await api.job_events(job_id)
+    return job, list(reversed(events))  # the API lists newest first
+
+
+def _view(job: dict[str, Any], events: list[dict[str, Any]]) -> View:
+    return progress_html(job), loss_frame(events), eval_rows(job, events), job["id"]
+
+
+async def watch(session: Session, job_id: str) -> AsyncIterator[View]:
+    """Yield the job's view once per poll until it ends; report a cancel or failure in words."""
+    async with session.client() as api:
+        while True:
+            job, events = await _poll(api, job_id)
+            yield _view(job, events)
+            if job["status"] in TERMINAL:
+                break
+            await asyncio.sleep(POLL_S)
+    if job["status"] == "cancelled":
+        gr.Warning(f"Job {job_id} was cancelled; nothing was published.")
+    elif job["status"] == "failed":
+        message = (job.get("error") or {}).get("message") or "unknown error"
+        raise gr.Error(f"Job {job_id} failed: {message}", print_exception=False)
+    else:
+        gr.Info(f"Job {job_id} succeeded: {job.get('fine_tuned_model')} is served now.")
+
+
+async def start(
+    session: Session | None, acting: str | None, training: str | None, validation: str | None, name: str,
+    model: str | None, *values: str,
+) -> AsyncIterator[View]:
+    session = require(session)
+    if not training:
+        raise gr.Error("Add a training file (a document, chat JSONL or question,answer CSV).", print_exception=False)
+    if not (name or "").strip():
+        raise gr.Error("Name the adapter (a-z, 0-9 and '-').", print_exception=False)
+    tenant = acting if session.is_admin else None
+    chosen = hyperparameters(dict(zip(DEFAULTS, values, strict=True)))
+    async with session.client() as api:
+        body: dict[str, Any] = {"model": model or "base", "suffix": name.strip(), "hyperparameters": chosen,
+                                "training_file": (await api.upload_file(Path(training), tenant))["id"]}
+        if validation:
+            body["validation_file"] = (await api.upload_file(Path(validation), tenant))["id"]
+        if tenant:
+            body["tenant"] = tenant
+        job = await api.create_job(body)
+    gr.Info(f"Started {job['id']}.")
+    async for view in watch(session, job["id"]):
+        yield view
+
+
+async def rewatch(session: Session | None, job_id: str | None) -> AsyncIterator[View]:
+    session = require(session)
+    if not job_id or not JOB_ID.match(job_id):
+        raise gr.Error("Pick a job from the history first.", print_exception=False)
+    async for view in watch(session, job_id):
+        yield view
+
+
+async def cancel(session: Session | None, job_id: str | None) -> str:
+    session = require(session)
+    if not job_id or not JOB_ID.match(job_id):
+        raise gr.Error("There is no job to cancel.", print_exception=False)
+    async with session.client() as api:
+        job = await api.cancel_job(job_id)
+    return progress_html(job)
+
+
+async def history(session: Session | None) -> tuple[list[list[str]], Any]:
+    if session is None:
+        return [], gr.Dropdown(choices=[])
+    async with session.client() as api:
+        jobs = await api.jobs()
+    return history_rows(jobs), gr.Dropdown(choices=[j["id"] for j in jobs])
+
+
+def _fields(defaults: dict[str, str]) -> list[gr.Textbox]:
+    return [gr.Textbox(label=key, value=value, min_width=120) for key, value in defaults.items()]
+
+
+def build_train_tab(session: gr.State, catalog: gr.State, acting: gr.Dropdown) -> None:
+    with gr.Tab("Train"):
+        with gr.Row():
+            training = gr.File(label="Training file", file_types=TRAIN_TYPES, type="filepath")
+            validation = gr.File(label="Validation file (optional)", file_types=TRAIN_TYPES, type="filepath")
+        with gr.Row():
+            name = gr.Textbox(label="Adapter name", placeholder="handbook")
+            model = gr.Dropdown(label="Start from", choices=[], interactive=True, allow_custom_value=True)
+        with gr.Row():
+            basic = _fields(BASIC)
+        with gr.Accordion("Advanced hyperparameters", open=False), gr.Row():
+            advanced = _fields(ADVANCED)
+        with gr.Row():
+            start_button = gr.Button("Start training", variant="primary")
+            cancel_button = gr.Button("Cancel job", variant="stop")
+        job_id = gr.State(None)
+        progress = gr.HTML(progress_html(None), label="Progress")
+        with gr.Row():
+            loss = gr.LinePlot(x="step", y="train_loss", title="Training loss", label="Training loss",
+                               value=loss_frame([]), height=260)
+            evaluation = gr.Dataframe(headers=EVAL_HEADERS, label="Evaluation", interactive=False, value=[])
+        with gr.Accordion("History", open=True):
+            with gr.Row():
+                refresh = gr.Button("Refresh history")
+                picked = gr.Dropdown(label="Job", choices=[], interactive=True, allow_custom_value=True)
+                watch_button = gr.Button("Watch this job")
+            jobs = gr.Dataframe(headers=HISTORY_HEADERS, interactive=False, value=[], wrap=True)
+
+    view = [progress, loss, evaluation, job_id]
+    catalog.change(model_dropdown, [catalog, model], model, api_visibility="private")
+    started = start_button.click(start, [session, acting, training, validation, name, model, *basic, *advanced],
+                                 view, api_name="train")
+    watched = watch_button.click(rewatch, [session, picked], view, api_name="watch_job")
+    cancel_button.click(cancel, [session, job_id], progress, api_name="cancel_job")
+    for event in (started, watched):
+        event.then(history, session, [jobs, picked], api_visibility="private").then(
+            load_catalog, session, catalog, api_visibility="private")
+    gr.on([session.change, refresh.click], history, session, [jobs, picked], api_name="job_history")
+
