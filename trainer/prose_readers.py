@@ -4,9 +4,11 @@ One reader per format, each built on a well-kept parser; each returns ``(blocks,
 ``title`` is the format's own metadata title (``""`` when it has none):
 
 - :func:`text_blocks`: plain text (also what PDFs yield). Paragraphs are separated by blank lines;
-  ``#`` lines and underlined (``===``/``---``) lines are headings, and so is a short line on its
-  own (at most 10 words, no closing ``.,;:!``, starting with a capital or digit) that begins a
-  paragraph with more text after it or stands alone. A first such line is the title (level 1).
+  ``#`` lines and underlined (``===``/``---``) lines are headings, and so is a short line (at
+  most 8 words and 60 characters, no closing ``.,;:!``, starting with a capital or digit, not a
+  list item or ``Q:``/``A:`` line, not followed by a line in lower case) that begins a paragraph
+  or follows a line ending a sentence (PDF text has no blank lines). A first such line is the
+  title (level 1).
 - :func:`markdown_blocks`: markdown-it-py tokens (CommonMark plus tables).
 - :func:`html_blocks`: BeautifulSoup with lxml; ``script``, ``style``, ``nav``, ``noscript``,
   ``template``, ``svg`` and ``form`` are dropped; ``h1``-``h6`` are headings; block elements end
@@ -41,8 +43,8 @@ _BLOCK_TAGS = {
 def _looks_like_heading(line: str) -> bool:
     words = line.split()
     return (
-        0 < len(words) <= 10
-        and len(line) <= 80
+        0 < len(words) <= 8
+        and len(line) <= 60
         and line[-1] not in ".,;:!"
         and (line[0].isupper() or line[0].isdigit())
         and not _LIST_OR_QA.match(line)
@@ -73,7 +75,11 @@ def text_blocks(text: str) -> tuple[list[Block], str]:
             continue  # the underline of the heading just read
         elif not line:
             flush()
-        elif not paragraph and _looks_like_heading(line):
+        elif (
+            _looks_like_heading(line)
+            and not following[:1].islower()
+            and (not paragraph or paragraph[-1].endswith((".", "!", "?")) and following)
+        ):
             flush()
             blocks.append(Block(2, line))
         else:

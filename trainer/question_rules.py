@@ -101,7 +101,7 @@ def predicate_templates(clause: Clause, verb: str, rest: str, p: Phrases) -> lis
         out += [f"When {is_} {np} open?", "What are {biz_s} opening hours?", f"What time does {np} open?",
                 f"What time does {np} close?", f"Which days {is_} {np} open?", "What are the opening hours{at}?",
                 "When can I visit {biz}?"]  # fmt: skip
-        out += [f"Is {np} open on {day}s?" for day in day_names(rest)[:3]]
+        out += [f"Is {np} open on {day}s?" for day in day_names(rest)]
     if re.match(r"^closed\b", rest):
         out += [f"When {is_} {np} closed?", f"Which days {is_} {np} closed?", f"{'Are' if p.plural else 'Is'} {np} open every day?"]
         out += [f"Is {np} open on {day}{s}?" for day in day_names(clause.sentence) for s in ("", "s")]

@@ -23,6 +23,7 @@ from __future__ import annotations
 import random
 import re
 import zlib
+from itertools import zip_longest
 from dataclasses import dataclass
 
 from trainer.question_rules import Phrases, generic_templates, predicate_templates, sentence_templates
@@ -110,14 +111,18 @@ def _synonym(question: str) -> str | None:
     return None
 
 
-def _choose(key: str, tiers: list[list[str]], phrasings: int, seed: int) -> tuple[str, ...]:
-    """``phrasings`` questions drawn tier by tier (shuffled by seed within a tier), no duplicates."""
+def _choose(key: str, tiers: list[tuple[list[str], ...]], phrasings: int, seed: int) -> tuple[str, ...]:
+    """``phrasings`` questions, tier by tier; within a tier its lanes (e.g. plain forms and forms
+    with the business name) take turns, each lane shuffled by seed. No duplicates."""
     rng = random.Random(zlib.crc32(f"{seed}:{key}".encode()))
     chosen: dict[str, str] = {}
     for tier in tiers:
-        tier = list(dict.fromkeys(q[0].upper() + q[1:] for q in tier if q))
-        rng.shuffle(tier)
-        for question in tier:
+        lanes = []
+        for lane in tier:
+            lane = list(dict.fromkeys(q[0].upper() + q[1:] for q in lane if q))
+            rng.shuffle(lane)
+            lanes.append(lane)
+        for question in (q for turn in zip_longest(*lanes) for q in turn if q is not None):
             if len(chosen) >= phrasings:
                 break
             chosen.setdefault(question.lower(), question)
@@ -151,7 +156,7 @@ def sentence_facts(section: Section, business: str, proper: set[str], phrasings:
         key = f"{section.source}#{'/'.join(section.headings)}#{index}"
         kind = "sentence" if specific else "generic"
         count = phrasings if specific else min(phrasings, _GENERIC_PHRASINGS)
-        questions = _choose(key, [first, more, generic_first, generic_more], count, seed)
+        questions = _choose(key, [(first, more), (generic_first, generic_more)], count, seed)
         facts.append(Fact(key, sentence, questions, kind))
     return facts
 
@@ -172,7 +177,7 @@ def section_fact(section: Section, business: str, phrasings: int, seed: int) -> 
                      "Who are {biz}?", "What is {biz}?"]  # fmt: skip
     first, more = _expand(templates, business)
     key = f"{section.source}#{'/'.join(section.headings)}#passage"
-    return Fact(key, section.text.replace("\n", " "), _choose(key, [first, more], phrasings, seed), "passage")
+    return Fact(key, section.text.replace("\n", " "), _choose(key, [(first, more)], phrasings, seed), "passage")
 
 
 def pair_fact(pair: QARecord, business: str, proper: set[str], phrasings: int, seed: int) -> Fact:
@@ -198,5 +203,5 @@ def pair_fact(pair: QARecord, business: str, proper: set[str], phrasings: int, s
             pattern += predicate_templates(clause, verb, rest, phrases)
     pattern_first, pattern_more = _expand(pattern, business)
     key = f"{pair.source}#faq#{pair.question}"
-    tiers = [[question], first, pattern_first, more, pattern_more]
+    tiers = [([question],), (first, pattern_first, more, pattern_more)]
     return Fact(key, pair.answer, _choose(key, tiers, phrasings, seed), "faq")
