@@ -206,7 +206,7 @@
       send.disabled = true;
       say("");
       turns.push({ role: "user", content: question });
-      addMessage("user", question);
+      var asked = addMessage("user", question);
       var answer = addMessage("assistant", "");
       answer.setAttribute("aria-busy", "true");
       var response = null;
@@ -223,6 +223,8 @@
       } catch (e) {
         turns.pop();
         answer.remove();
+        asked.remove();
+        if (!input.value) input.value = question; /* ready to send again */
         say(response && response.ok ? "Sorry, the answer was interrupted. Please try again."
                                     : await explain(response));
       } finally {
