@@ -28,6 +28,7 @@ from pathlib import Path
 
 from trainer.outline import Block, squash
 
+_MAX_HEADING = 300  # longer lines are never headings (and never reach a backtracking pattern)
 _ATX = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
 _UNDERLINE = re.compile(r"^\s*(=+|-+)\s*$")
 _LIST_OR_QA = re.compile(r"^\s*(?:[-*+\u2022]|\d+[.)]|(?:Q|A|Question|Answer)\s*[:.)])", re.IGNORECASE)
@@ -65,7 +66,7 @@ def text_blocks(text: str) -> tuple[list[Block], str]:
     for number, raw in enumerate(lines):
         line = raw.strip()
         following = lines[number + 1].strip() if number + 1 < len(lines) else ""
-        if match := _ATX.match(raw):
+        if len(raw) <= _MAX_HEADING and (match := _ATX.match(raw)):
             flush()
             blocks.append(Block(len(match.group(1)), match.group(2)))
         elif line and _UNDERLINE.match(following) and not paragraph and not _UNDERLINE.match(line):
@@ -146,30 +147,32 @@ def html_blocks(text: str) -> tuple[list[Block], str]:
             blocks.append(Block(0, paragraph))
         buffer.clear()
 
-    def walk(node: Tag) -> None:
-        for child in node.children:
-            if isinstance(child, NavigableString):
-                if type(child) is NavigableString:  # not a comment, CDATA or doctype
-                    buffer.append(str(child))
-            elif not isinstance(child, Tag):
-                continue
-            elif child.name in _HEADING_TAGS:
-                flush()
-                blocks.append(Block(_HEADING_TAGS[child.name], child.get_text(" ")))
-            elif child.name == "br":
-                buffer.append("\n")
-            elif child.name in ("td", "th"):
+    end_block, end_cell = object(), object()
+    stack: list[object] = [soup]  # explicit stack: deeply nested pages cannot exhaust recursion
+    while stack:
+        item = stack.pop()
+        if item is end_block:
+            flush()
+        elif item is end_cell:
+            buffer.append(";")
+        elif isinstance(item, NavigableString):
+            if type(item) is NavigableString:  # not a comment, CDATA or doctype
+                buffer.append(str(item))
+        elif not isinstance(item, Tag):
+            continue
+        elif item.name in _HEADING_TAGS:
+            flush()
+            blocks.append(Block(_HEADING_TAGS[item.name], item.get_text(" ")))
+        elif item.name == "br":
+            buffer.append("\n")
+        else:
+            if item.name in ("td", "th"):
                 buffer.append(" ")
-                walk(child)
-                buffer.append(";")
-            elif child.name in _BLOCK_TAGS:
+                stack.append(end_cell)
+            elif item.name in _BLOCK_TAGS:
                 flush()
-                walk(child)
-                flush()
-            else:
-                walk(child)
-
-    walk(soup)
+                stack.append(end_block)
+            stack.extend(reversed(list(item.children)))
     flush()
     blocks = [Block(b.level, b.text.rstrip(";").replace(" ;", ";")) for b in blocks]
     return blocks, title

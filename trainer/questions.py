@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from trainer.question_rules import Phrases, generic_templates, predicate_templates, sentence_templates
 from trainer.records import QARecord, Section
-from trainer.sentences import parse, split_sentences
+from trainer.sentences import MAX_SENTENCE, parse, split_sentences
 
 _GENERIC_TITLE_WORDS = re.compile(
     r"\b(?:customer|customers|staff|employee|user|visitor|guest)?\s*"
@@ -184,7 +184,7 @@ def pair_fact(pair: QARecord, business: str, proper: set[str], phrasings: int, s
     """An FAQ pair with rewrites of its question and the pattern questions of its answer."""
     question = pair.question
     rewrites = [question]
-    if business:
+    if business and len(question) <= MAX_SENTENCE:
         rewrites += [re.sub(r"\?$", "{at}?", question)]
         rewrites += [
             re.sub(r"^Do you\b", "Does {biz}", question),

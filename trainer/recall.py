@@ -5,7 +5,7 @@ addresses, phone numbers, times (``9:30``, ``18:00``, ``5pm``), other numbers (w
 glued on by a hyphen kept whole, e.g. ``5-year``, reduced to the number), runs of capitalised
 words that are not at the start of a sentence (names: ``Tomasz Wierzbicki``, ``Pedal Points``),
 and, only when there is none of those, rare words (eight letters or more, not common English),
-else the three longest content words. A leading ``Yes``/``No`` is never a term: a reply could
+else the three longest content words; only the first 2,000 characters are looked at. A leading ``Yes``/``No`` is never a term: a reply could
 match it by chance.
 
 :func:`answer_matches` is the recall rule: a reply matches when it contains ANY of the expected
@@ -29,6 +29,7 @@ _WORD = r"\b[a-z][a-z-]{7,}\b"
 _TERMS = re.compile(
     f"(?P<email>{_EMAIL})|(?P<phone>{_PHONE})|(?P<time>{_TIME})|(?P<number>{_NUMBER})|(?P<name>{_NAME})|(?P<word>{_WORD})"
 )
+_MAX_ANSWER = 2000  # terms come from the start of a long answer; this bounds the work too
 _SENTENCE_START = re.compile(r"(?:^|[.!?:;]\s+|\n)$")
 _COMMON = frozenset(
     """
@@ -56,6 +57,7 @@ _STOPWORDS = frozenset(
 def key_terms(answer: str) -> tuple[str, ...]:
     """Checkable terms of ``answer``, most specific first, without duplicates (see module doc)."""
     found: list[tuple[int, str]] = []
+    answer = answer[:_MAX_ANSWER]
     for match in _TERMS.finditer(answer):
         kind, term = match.lastgroup, match.group().strip()
         if kind == "name":

@@ -10,7 +10,7 @@ assistant's:
   become a :class:`~trainer.questions.Fact` with up to ``phrasings`` questions, one sample per
   question (:mod:`trainer.questions`).
 
-Held-out split: about ``heldout_fraction`` of the samples, taken only from facts with at least
+Held-out split: about ``heldout_fraction`` of the samples (at most ``max_heldout``), taken only from facts with at least
 three phrasings, never more than all but two of a fact's phrasings and never a FAQ's own
 question, spread over as many facts as possible: the held-out set asks known facts in new words
 and training never loses a fact. A dataset of chat records only (nothing phrased several ways)
@@ -20,17 +20,21 @@ Probes (for recall before and after training): every FAQ/CSV question as written
 question per sentence fact (a held-out phrasing where there is one), up to ``max_probes``;
 ``expect`` is :func:`trainer.recall.key_terms` of the answer minus terms the question already
 contains. Probes with nothing left to expect are skipped.
+
+A long document would give more than ``max_samples`` samples: then every fact keeps fewer
+phrasings (never fewer than two), and ``stats["phrasings"]`` says how many.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from adapters.chat_format import conversation
 from trainer.questions import Fact, business_name, pair_fact, proper_words, section_fact, sentence_facts
 from trainer.recall import answer_matches, key_terms
+from trainer.sentences import split_sentences
 from trainer.records import ChatRecord, QARecord, Record, Section
 
 
@@ -67,6 +71,8 @@ def build_samples(
     heldout_fraction: float = 0.1,
     phrasings: int = 10,
     max_probes: int = 32,
+    max_samples: int = 20_000,
+    max_heldout: int = 256,
 ) -> SampleSet:
     """Samples, held-out split and probes for ``records`` (rules in the module doc)."""
     sections = [r for r in records if isinstance(r, Section)]
@@ -75,7 +81,10 @@ def build_samples(
     title = next((s.title for s in sections if s.title), "")
     business = business_name(title)
     proper = proper_words([title, *(s.text for s in sections), *(p.answer for p in pairs)])
-    facts: list[Fact] = [pair_fact(p, business, proper, phrasings, seed) for p in pairs]
+    fact_count = len(pairs) + sum(len(split_sentences(s.text)) + 1 for s in sections)
+    if fact_count * phrasings + len(chats) > max_samples:  # a long document: fewer phrasings per fact
+        phrasings = max(2, (max_samples - len(chats)) // max(fact_count, 1))
+    facts = [pair_fact(p, business, proper, phrasings, seed) for p in pairs]
     for section in sections:
         facts += sentence_facts(section, business, proper, phrasings, seed)
         facts.append(section_fact(section, business, max(3, phrasings // 2), seed))
@@ -83,6 +92,7 @@ def build_samples(
     def sample(messages: list[dict[str, str]], key: str) -> Sample:
         return Sample(conversation(messages, system_prompt), key)
 
+    facts = _unique_keys(facts)
     groups = {
         f.key: [sample([{"role": "user", "content": q}, {"role": "assistant", "content": f.answer}], f.key) for q in f.questions]
         for f in facts
@@ -90,7 +100,7 @@ def build_samples(
     chat_samples = [sample(list(c.messages), c.source) for c in chats]
     total = sum(map(len, groups.values())) + len(chat_samples)
     rng = random.Random(seed)
-    wanted = round(total * heldout_fraction)
+    wanted = min(round(total * heldout_fraction), max_heldout)
     heldout = _hold_out(groups, wanted, rng) if facts else []
     if not facts and len(chat_samples) >= 2 and heldout_fraction > 0:
         heldout = rng.sample(chat_samples, max(1, min(wanted, len(chat_samples) - 1)))
@@ -107,8 +117,19 @@ def build_samples(
         "train_samples": len(train),
         "heldout_samples": len(heldout),
         "probes": len(probes),
+        "phrasings": phrasings,
     }
     return SampleSet(train, heldout, probes, stats)
+
+
+def _unique_keys(facts: list[Fact]) -> list[Fact]:
+    """Facts with distinct keys (two sections may share a heading, two files a name)."""
+    seen: dict[str, int] = {}
+    unique = []
+    for fact in facts:
+        seen[fact.key] = seen.get(fact.key, 0) + 1
+        unique.append(fact if seen[fact.key] == 1 else replace(fact, key=f"{fact.key}~{seen[fact.key]}"))
+    return unique
 
 
 def _hold_out(groups: dict[str, list[Sample]], wanted: int, rng: random.Random) -> list[Sample]:

@@ -7,7 +7,8 @@ aside); what follows is split into predicates at ``and``/``, and`` before anothe
 (a table row, a list item) becomes a clause with verb ``is`` whose subject is the text before
 its first ``:``, ``;`` or dash.
 
-Also the small grammar helpers question templates need: :func:`base_form` (``takes`` -> ``take``,
+Sentences longer than :data:`MAX_SENTENCE` characters are cut at spaces, so no pattern ever
+runs on unbounded text. Also the small grammar helpers question templates need: :func:`base_form` (``takes`` -> ``take``,
 ``hired`` -> ``hire``, ``sold`` -> ``sell``), :func:`singular` and :func:`split_sentences`.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+MAX_SENTENCE = 500
 _ABBREVIATIONS = ("e.g.", "i.e.", "etc.", "Mr.", "Mrs.", "Ms.", "Dr.", "St.", "No.", "approx.", "incl.", "vs.")
 _SPLIT = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[A-Z0-9\"'(])")
 _AUX = {"is", "are", "was", "were", "can", "will", "may", "must", "should", "could", "might", "has", "have"}
@@ -67,8 +69,20 @@ def split_sentences(text: str) -> list[str]:
         for part in _SPLIT.split(protected):
             part = part.replace("\x00", ".").strip()
             if len(part.split()) >= 2:
-                sentences.append(part)
+                sentences += _chunks(part)
     return sentences
+
+
+def _chunks(sentence: str) -> list[str]:
+    """A run-on "sentence" cut into pieces of at most :data:`MAX_SENTENCE` characters at spaces
+    (hard cuts inside an overlong word), which also bounds the work of every pattern on it."""
+    pieces: list[str] = []
+    while len(sentence) > MAX_SENTENCE:
+        cut = sentence.rfind(" ", 0, MAX_SENTENCE)
+        cut = cut if cut > 0 else MAX_SENTENCE
+        pieces.append(sentence[:cut].strip())
+        sentence = sentence[cut:].strip()
+    return [*pieces, sentence] if sentence else pieces
 
 
 def parse(sentence: str, proper: set[str]) -> Clause:

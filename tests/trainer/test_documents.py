@@ -192,3 +192,14 @@ def test_oversized_text_and_docx_bomb(tmp_path: Path) -> None:
     with pytest.raises(DocumentError, match="unpacks to too much data") as caught:
         load_records(bomb, "bomb.docx")
     assert caught.value.code == "file_too_large"
+
+
+def test_hostile_structure_is_read_without_blowing_up(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.html"
+    deep.write_text("<div>" * 20_000 + "Deep text stays readable." + "</div>" * 20_000)
+    (section,) = load_records(deep, "deep.html")
+    assert section.text == "Deep text stays readable."
+    run_on = tmp_path / "run-on.txt"
+    run_on.write_text("Prices\n\n" + "1 " * 200_000 + "pounds.\n")
+    (section,) = load_records(run_on, "run-on.txt")
+    assert section.headings == () and section.title == "Prices"

@@ -131,3 +131,12 @@ def test_samples_render_with_the_real_chat_template(handbook, embedded_model_dir
         prompt = render(tokenizer, sample.messages[:-1], add_generation_prompt=True)
         assert text.startswith(prompt) and SYSTEM in prompt
         assert sample.messages[-1]["content"] in text[len(prompt) :]
+
+
+def test_long_documents_get_fewer_phrasings_and_a_bounded_heldout(records) -> None:
+    many = records * 20  # the handbook twenty times over: 620 facts
+    capped = build_samples(many, None, seed=0, max_samples=2000, max_heldout=40)
+    assert capped.stats["phrasings"] == 3 and len(capped.heldout) == 40
+    assert len(capped.train) + len(capped.heldout) <= 2000
+    answers = {s.messages[-1]["content"] for s in capped.train}
+    assert answers == {s.messages[-1]["content"] for s in build_samples(records, None, seed=0).train}  # no fact lost
