@@ -115,7 +115,7 @@ def build_adapters_tab(session: gr.State, catalog: gr.State, acting: gr.Dropdown
         versions = gr.Dataframe(headers=VERSION_HEADERS, label="Versions (manifest metrics)", interactive=False,
                                 value=[], wrap=True)
         with gr.Row(equal_height=True):
-            version = gr.Number(label="Version", precision=0, minimum=1)
+            version = gr.Number(label="Version", value=1, precision=0, minimum=1)
             rollback_button = gr.Button("Make this version current")
             confirm = gr.Checkbox(label="Yes, delete", value=False)
             delete_version = gr.Button("Delete this version", variant="stop")
@@ -128,7 +128,7 @@ def build_adapters_tab(session: gr.State, catalog: gr.State, acting: gr.Dropdown
 
     def pickers(adapters: list[dict[str, Any]] | None, current: str | None) -> tuple[Any, Any]:
         ids = [a["id"] for a in adapters or []]
-        return overview(adapters), gr.Dropdown(choices=ids, value=current if current in ids else None)
+        return overview(adapters), gr.Dropdown(choices=ids, value=current if current in ids else next(iter(ids), None))
 
     session.change(load_catalog, session, catalog, api_name="list_adapters")
     refresh.click(load_catalog, session, catalog, api_visibility="private")

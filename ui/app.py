@@ -32,6 +32,7 @@ from ui.train_tab import build_train_tab
 
 TITLE = "swaplora"
 DEFAULT_MAX_FILE_SIZE = 512 * 1024 * 1024
+ROOT_ASSETS = ("manifest.json", "favicon.ico")
 CACHE_SECONDS = 3600
 """Uploaded files are deleted from Gradio's cache after an hour (checked hourly)."""
 
@@ -60,6 +61,8 @@ def build_ui(api_url: str) -> gr.Blocks:
 def mount_ui(app: Any, api_url: str, path: str = "/ui", max_file_size: int = DEFAULT_MAX_FILE_SIZE,
              blocked_paths: list[Path] | None = None) -> Any:
     """Mount the UI on ``app`` at ``path``; returns ``app``."""
+    if path.rstrip("/"):
+        _redirect_root_assets(app, path.rstrip("/"))
     return gr.mount_gradio_app(
         app,
         build_ui(api_url),
@@ -75,6 +78,21 @@ def mount_ui(app: Any, api_url: str, path: str = "/ui", max_file_size: int = DEF
         pwa=False,
         theme=theme(),
     )
+
+
+def _redirect_root_assets(app: Any, prefix: str) -> None:
+    """Gradio's page links ``/manifest.json`` and ``/favicon.ico`` from the site root even when
+    mounted under a prefix; send the browser to the mounted copies instead of a 404."""
+    from starlette.responses import RedirectResponse
+    from starlette.routing import Route
+
+    for name in ROOT_ASSETS:
+        target = f"{prefix}/{name}"
+
+        async def redirect(request: Any, target: str = target) -> RedirectResponse:
+            return RedirectResponse(target, status_code=308)
+
+        app.router.routes.append(Route(f"/{name}", redirect, methods=["GET", "HEAD"]))
 
 
 def run_ui(api_url: str, host: str = "127.0.0.1", port: int = 7860,

@@ -136,6 +136,14 @@ async def load_stats(session: Session | None) -> list[list[Any]]:
         return stats_table(await api.comparison_stats())
 
 
+def other_model(adapters: list[dict[str, Any]] | None, current: str | None) -> Any:
+    """The right-hand picker: like the left one, but starting on the first adapter rather than base."""
+    dropdown = model_dropdown(adapters, current)
+    if current is None and adapters:
+        dropdown = model_dropdown(adapters, sorted(a["id"] for a in adapters)[0])
+    return dropdown
+
+
 def build_compare_tab(session: gr.State, catalog: gr.State) -> None:
     with gr.Tab("Compare"):
         with gr.Row():
@@ -160,7 +168,7 @@ def build_compare_tab(session: gr.State, catalog: gr.State) -> None:
         stats = gr.Dataframe(headers=STATS_HEADERS, label="Win rates per pair", interactive=False, value=[])
 
     catalog.change(model_dropdown, [catalog, left_model], left_model, api_visibility="private")
-    catalog.change(model_dropdown, [catalog, right_model], right_model, api_visibility="private")
+    catalog.change(other_model, [catalog, right_model], right_model, api_visibility="private")
     gr.on([run.click, prompt.submit], compare,
           inputs=[session, left_model, right_model, blind, prompt, temperature, max_tokens],
           outputs=[left_label, left_text, right_label, right_text, round_state], api_name="compare")

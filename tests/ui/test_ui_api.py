@@ -1,0 +1,145 @@
+"""The UI's handlers through ``gradio_client`` against the live server: sign-in, a streamed chat,
+a blind compare round with its vote and win-rate table, adapter management, and API errors shown
+as the server's own readable messages. What the UI did is checked again over the HTTP API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+from tests.integration.conftest import PROMPT, Server, auth, greedy
+from tests.ui.conftest import ui_client
+
+pytestmark = pytest.mark.integration
+
+TOKENS = 8
+
+
+def assistant_text(chat: list[dict[str, Any]]) -> str:
+    """The text of the last message of a Chatbot value, when it is the assistant's."""
+    last = chat[-1]
+    if last["role"] != "assistant":
+        return ""
+    return "".join(part.get("text", "") for part in last["content"])
+
+
+def outputs(job: Any) -> list[Any]:
+    """Every intermediate output of a streaming endpoint, then its result (raising its error)."""
+    seen = [out for out in job]
+    job.result()
+    return seen
+
+
+def test_sign_in_names_the_caller_or_says_why_not(server: Server, tenant_keys: dict[str, str]) -> None:
+    client = Client(f"{server.url}/ui/", verbose=False, download_files=False, analytics_enabled=False)
+    with pytest.raises(AppError, match="Incorrect API key provided"):
+        client.predict("sk-swl-not-a-key", api_name="/sign_in")
+    with pytest.raises(AppError, match="Enter an API key"):
+        client.predict("  ", api_name="/sign_in")
+    with pytest.raises(AppError, match="Sign in with your API key first"):
+        client.predict("base", 0.0, TOKENS, "hello", api_name="/chat")
+    status, acting, key_box = client.predict(server.admin_key, api_name="/sign_in")
+    assert "admin" in status and acting["visible"] is True and "acme" in acting["choices"][0] and key_box == ""
+    status, acting, _ = client.predict(tenant_keys["acme"], api_name="/sign_in")
+    assert "tenant **acme**" in status and acting["visible"] is False
+    client.close()
+
+
+def test_chat_answer_streams(ui: Client, server: Server, tenant_keys: dict[str, str]) -> None:
+    seen = outputs(ui.submit("base", 0.0, TOKENS, PROMPT, api_name="/chat"))
+    texts = [assistant_text(chat) for _, chat in seen]
+    growing = [t for i, t in enumerate(texts) if t and t != texts[i - 1]]
+    assert len(growing) >= 3, f"the answer should arrive in several pieces: {texts}"
+    assert all(later.startswith(earlier) for earlier, later in zip(growing, growing[1:]))
+    # The UI shows exactly what the API answers (greedy, same prompt and length).
+    expected = greedy(server.openai(tenant_keys["acme"]), "base", max_tokens=TOKENS).choices[0].message.content
+    assert growing[-1] == expected
+    assert seen[-1][1][0]["content"][0]["text"] == PROMPT and seen[-1][0] == ""
+
+
+def test_chat_with_unknown_adapter_shows_the_servers_message(ui: Client) -> None:
+    with pytest.raises(AppError, match="The model 'acme/nope' does not exist or you do not have access to it"):
+        ui.predict("acme/nope", 0.0, TOKENS, "hello", api_name="/chat")
+
+
+def test_compare_round_vote_and_win_rate(ui: Client, http: httpx.Client, tenant_keys: dict[str, str]) -> None:
+    seen = outputs(ui.submit("base", "acme/support", True, PROMPT, 0.0, 6, api_name="/compare"))
+    left_label, left, right_label, right = seen[-1]
+    assert left.strip() and right.strip() and left != right, (left, right)
+    assert "hidden" in left_label and "hidden" in right_label  # blind: nobody knows which is which yet
+    assert len(seen) > 3, "both answers should stream in"
+
+    left_label, right_label, table = ui.predict(api_name="/vote_right")
+    revealed = {left_label, right_label}
+    assert revealed == {"**Left: base**", "**Right: acme/support@1**"} or revealed == {
+        "**Left: acme/support@1**", "**Right: base**"}
+    winner = "acme/support@1" if "acme/support@1" in right_label else "base"
+    with pytest.raises(AppError, match="already has your vote"):
+        ui.predict(api_name="/vote_left")
+
+    votes = http.get("/v1/comparisons", headers=auth(tenant_keys["acme"])).json()["data"]
+    assert [(v["vote"], v["blind"], v["tenant"]) for v in votes] == [("right", True, "acme")]
+    assert {votes[0]["left_model"], votes[0]["right_model"]} == {"base", "acme/support@1"}
+    row = next(r for r in table["data"] if {r[0], r[1]} == {"base", "acme/support@1"})
+    model_a, model_b, count, a_wins, b_wins = row[:5]
+    assert count == 1 and (a_wins, b_wins) == ((1, 0) if winner == model_a else (0, 1))
+    assert ui.predict(api_name="/comparison_stats")["data"] == table["data"]
+
+
+def test_adapter_versions_rollback_delete_and_upload(
+    ui: Client, http: httpx.Client, tenant_keys: dict[str, str], lora_v2: Path
+) -> None:
+    acme = auth(tenant_keys["acme"])
+    files = [handle_file(str(lora_v2 / "adapter_config.json")), handle_file(str(lora_v2 / "adapter_model.safetensors"))]
+    ui.predict(None, "support", files, api_name="/upload_adapter")
+    assert http.get("/v1/adapters/acme/support", headers=acme).json()["current_version"] == 2
+    ui.predict("acme/support", 1, api_name="/rollback")
+    assert http.get("/v1/adapters/acme/support", headers=acme).json()["current_version"] == 1
+    with pytest.raises(AppError, match="Tick 'Yes, delete'"):
+        ui.predict("acme/support", 2, False, api_name="/delete_version")
+    assert ui.predict("acme/support", 2, True, api_name="/delete_version") is False  # the box unticks itself
+    detail = http.get("/v1/adapters/acme/support", headers=acme).json()
+    assert [v["version"] for v in detail["versions"]] == [1] and detail["current_version"] == 1
+
+
+@pytest.mark.parametrize(
+    ("api_name", "args", "message"),
+    [
+        ("/rollback", ("acme/support", 9), "Version 9 of adapter"),
+        ("/rollback", ("acme/nope", 1), "acme/nope"),
+        ("/delete_adapter", ("globex/private", 1, True), "globex/private"),
+        ("/upload_adapter", (None, "x", ["adapter_config.json"]), "Missing file 'adapter_model.safetensors'"),
+        ("/upload_adapter", (None, "x", ["adapter_model.bin"]), "Invalid file type"),
+        ("/upload_adapter", (None, "Bad Name", ["adapter_config.json", "adapter_model.safetensors"]),
+         "Invalid adapter name"),
+        ("/train", (None, "empty.txt", None, "x", "base", *[""] * 12), "empty.txt"),
+    ],
+)
+def test_api_errors_reach_the_user_readably(
+    ui: Client, lora_v1: Path, tmp_path: Path, api_name: str, args: tuple, message: str
+) -> None:
+    (tmp_path / "empty.txt").write_bytes(b"")
+    (tmp_path / "adapter_model.bin").write_bytes(b"pickle")
+
+    def as_file(name: Any) -> Any:
+        source = lora_v1 / name if (lora_v1 / name).exists() else tmp_path / name
+        return handle_file(str(source))
+
+    args = tuple([as_file(f) for f in a] if isinstance(a, list) else as_file(a) if str(a).endswith(".txt") else a
+                 for a in args)
+    with pytest.raises(AppError) as caught:
+        ui.predict(*args, api_name=api_name)
+    text = str(caught.value)
+    assert message in text and "Traceback" not in text, text
+
+
+def test_ui_serves_no_file_it_did_not_create(server: Server, http: httpx.Client) -> None:
+    for path in (server.data / "swaplora.db", Path("/etc/passwd"), Path(__file__)):
+        response = http.get(f"/ui/gradio_api/file={path}")
+        assert response.status_code in (403, 404), (path, response.status_code)
+        assert b"root:" not in response.content and b"SQLite" not in response.content
