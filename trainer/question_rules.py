@@ -6,25 +6,31 @@ filled by :mod:`trainer.questions`: ``{at}`` (``""`` or `` at <business>``), ``{
 business's name) and ``{biz_s}`` (its possessive). The answer to every question a rule makes is
 the sentence itself, so a rule only has to ask something the sentence answers.
 
-Rules: prices (``costs``, ``for 25 pounds per day``), names (``is called``), places (``is at``,
-``in the town of``), opening hours and closing days, times of day, phone and email, parking,
-what something includes or comes with, durations, warranties, deadlines (``within 30 days``),
-founding year and founder, deposits, what is accepted (``Can I pay by ...?``), when something
-happens (weekdays), what someone gets or gives, and yes/no questions for ``can be``/``welcome``.
-:func:`generic_templates` adds catch-all questions so that every sentence is asked about.
+Rules (:data:`RULES`): prices, names (``is called``), places, opening hours and closing days,
+times of day, points and vouchers, what something includes, durations, warranties, deadlines
+(``within 30 days``), deposits, payment methods, weekdays, availability and permission, and
+parking; where those find little, :data:`FALLBACK_RULES` ask about passives (``are
+delivered``, ``must be ordered``) and objects (``What do the breads contain?``).
+:func:`sentence_templates` asks about contact details, founding and the town from the whole
+sentence; :func:`generic_templates` adds catch-all questions so every sentence is asked about.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from trainer.sentences import Clause, article, base_form, singular
 
 DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 BUSINESS_WORDS = {"shop", "store", "business", "company", "we", "us", "you", "office", "restaurant", "cafe",
                   "salon", "studio", "clinic", "hotel", "bakery", "workshop", "practice", "firm", "team"}  # fmt: skip
-_PERSON_WORDS = ("mechanic", "manager", "owner", "founder", "chef", "director", "head", "boss", "staff",
-                 "doctor", "teacher", "coach", "instructor", "assistant", "receptionist", "ceo")  # fmt: skip
+_PERSON_WORDS = ("mechanic", "manager", "owner", "founder", "chef", "director", "head", "boss", "staff", "doctor",
+                 "teacher", "coach", "instructor", "assistant", "receptionist", "ceo", "driver", "baker", "cook",
+                 "waiter", "guide", "agent", "officer", "advisor", "adviser", "consultant", "engineer", "technician",
+                 "nurse", "vet", "dentist", "lawyer", "accountant", "secretary", "captain", "leader", "president",
+                 "chair", "trainer", "host", "contact", "person", "partner", "expert", "specialist")  # fmt: skip
 _MONEY = re.compile(r"(?:[£$€]\s?\d[\d,.]*|\b\d[\d,.]*\s?(?:pounds?|euros?|dollars?|gbp|eur|usd|pence|cents?)\b)", re.I)
 _TIME = re.compile(r"\b\d{1,2}(?::\d{2})?\s?(?:[ap]\.?m\.?)|\b\d{1,2}:\d{2}\b", re.I)
 _PHONE = re.compile(r"\+?\d[\d ()-]{6,}\d")
@@ -33,8 +39,13 @@ _PER = re.compile(r"\b(?:per|a|an|each)\s+(day|hour|week|month|night|year|person
 _WITHIN = re.compile(r"\bwithin\s+(\S+)\s+(days?|weeks?|months?|hours?|years?)\b", re.I)
 _DURATION = re.compile(r"^(\S+(?:\s+working)?\s+(?:minutes?|hours?|days?|weeks?|months?))\b", re.I)
 _STREET = re.compile(r"\b\d+\s+[A-Z]\w+\s+(?:Street|St|Road|Rd|Lane|Avenue|Ave|Way|Square|Place|Drive)\b")
-_TOWN = re.compile(r"\b(?:in the (?:town|city|village) of|in)\s+([A-Z][\w-]+(?:\s[A-Z][\w-]+)?)")
+_MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December"
+_TOWN = re.compile(
+    rf"\b(?:in the (?:town|city|village) of|in)\s+(?!(?:{_MONTHS}|{'|'.join(DAYS)})\b)([A-Z][\w-]+(?:\s[A-Z][\w-]+)?)"
+)
 _FOUNDED = re.compile(r"\b(?:founded|established|opened|started|set up)\b(?:\s+in\s+(\d{4}))?(?:.*?\bby\s+([A-Z][\w-]+(?:\s[A-Z][\w-]+)*))?")
+_PARTICIPLE = r"(\w+ed|sold|done|taken|given|made|held|kept|paid|run|seen|sent|bought|built|shown|written)"
+_OBJECT_END = r"\s+(?:only|just|also|on|in|at|from|until|till|before|after|between|by|every|for|within|with|to)\b"
 
 
 def day_names(text: str) -> list[str]:
@@ -66,105 +77,232 @@ class Phrases:
         if self.is_business:
             self.np = self.the = self.one = "{biz}"
             self.does, self.is_ = "does", "is"
+        self.Is = self.is_.capitalize()
 
 
-def predicate_templates(clause: Clause, verb: str, rest: str, p: Phrases) -> list[str]:
-    """Questions whose answer is ``clause.sentence``, from its predicate ``verb rest``."""
-    np, the, one, does, is_ = p.np, p.the, p.one, p.does, p.is_
-    at = "" if p.is_business else "{at}"
+@dataclass(frozen=True)
+class Predicate:
+    """One predicate of a clause with what rules ask about: the verb's bare form, its object (the
+    words up to the first preposition), a passive participle and the action it names."""
+
+    clause: Clause
+    verb: str
+    rest: str
+    p: Phrases
+    at: str
+    participle: str | None
+    action: str | None
+    obj: str
+
+
+def _predicate(clause: Clause, verb: str, rest: str, p: Phrases) -> Predicate:
+    passive = re.match(rf"^be\s+{_PARTICIPLE}\b", rest)
+    after_be = re.match(rf"^{_PARTICIPLE}\b", rest) if verb in ("is", "are") else None
+    done = passive or after_be
+    participle = done.group(1) if done else None
+    obj = "" if verb in ("is", "are") else re.split(_OBJECT_END, f" {rest}")[0].strip()
+    obj = obj if len(obj.split()) <= 4 and not re.search(r"\d", obj) else ""
+    return Predicate(clause, verb, rest, p, "" if p.is_business else "{at}", participle,
+                     base_form(participle) if participle else None, obj)  # fmt: skip
+
+
+def _prices(q: Predicate) -> list[str]:
+    np, the, one, does, is_, at = q.p.np, q.p.the, q.p.one, q.p.does, q.p.is_, q.at
+    if not _MONEY.search(q.rest) or not (q.verb in ("cost", "costs", "charge", "charges") or q.action or " for " in q.rest):
+        return []
+    out = [f"How much {does} {np} cost{at}?", f"What is the price of {the}{at}?", f"How much {is_} {np}{at}?",
+           f"What {does} {np} cost{at}?", f"How much do I pay for {one}{at}?", f"How much do you charge for {one}?",
+           f"How expensive {is_} {np}{at}?"]  # fmt: skip
+    if q.action and not q.p.is_business:
+        out += [f"How much does it cost to {q.action} {one}{at}?", f"What does it cost to {q.action} {one}{at}?"]
+    if per := _PER.search(q.rest):
+        unit = per.group(1).lower()
+        out += [f"How much {is_} {np} per {unit}{at}?", f"What does one {unit} of {singular(q.p.head)} cost{at}?"]
+    return out
+
+
+def _names(q: Predicate) -> list[str]:
+    the, at = q.p.the, q.at
+    if q.verb not in ("is", "are") or not re.match(r"^(?:called|named|known as)\b", q.rest):
+        return []
+    out = [f"What is {the} called{at}?", f"What is the name of {the}{at}?", f"What's {the} called?"]
+    if any(word in q.p.head.lower().split() for word in _PERSON_WORDS):
+        return out + [f"Who is {the}{at}?", f"Who is {{biz_s}} {singular(q.p.head)}?", f"Who works as {the}{at}?"]
+    return out + [f"What is {{biz_s}} {q.p.head} called?", f"What name does {the} have?"]
+
+
+def _places(q: Predicate) -> list[str]:
+    if q.verb not in ("is", "are") or not re.match(r"^(?:located\s+)?(?:at|on|near|next to|opposite|behind|beside|in)\b", q.rest):
+        return []
+    out = [f"Where {q.p.is_} {q.p.np}{q.at}?", f"Where {q.p.is_} {q.p.np} located?", f"Where can I find {q.p.the}{q.at}?"]
+    if q.p.is_business or _STREET.search(q.rest):
+        out += ["What is the address of {biz}?", "What is {biz_s} street address?", "Where are you located?",
+                "Which street is {biz} on?", "How do I find {biz}?"]  # fmt: skip
+    return out
+
+
+def _hours(q: Predicate) -> list[str]:
+    np, is_ = q.p.np, q.p.is_
     out: list[str] = []
-    passive = re.match(r"^be\s+(\w+ed|sold|done|taken|given|made|held|kept|paid|run|seen)\b", rest)
-    participle = re.match(r"^(\w+ed|sold|done|taken|given|made|held|kept|paid|run|seen)\b", rest) if verb in ("is", "are") else None
-    action = base_form(passive.group(1)) if passive else base_form(participle.group(1)) if participle else None
-    money = _MONEY.search(rest)
-    if money and (verb in ("cost", "costs", "charge", "charges") or action or " for " in f" {rest}"):
-        out += [f"How much {does} {np} cost{at}?", f"What is the price of {the}{at}?", f"How much {is_} {np}{at}?",
-                f"What {does} {np} cost{at}?", f"How much do I pay for {one}{at}?", f"How much do you charge for {one}?",
-                f"How expensive {is_} {np}{at}?"]  # fmt: skip
-        if action and not p.is_business:
-            out += [f"How much does it cost to {action} {one}{at}?", f"What does it cost to {action} {one}{at}?"]
-        if per := _PER.search(rest):
-            unit = per.group(1).lower()
-            out += [f"How much {is_} {np} per {unit}{at}?", f"What does one {unit} of {singular(p.head)} cost{at}?"]
-    if verb in ("is", "are") and re.match(r"^(?:called|named|known as)\b", rest):
-        out += [f"What is {the} called{at}?", f"What is the name of {the}{at}?", f"What's {the} called?"]
-        if any(word in p.head.lower() for word in _PERSON_WORDS):
-            out += [f"Who is {the}{at}?", f"Who is {{biz_s}} {singular(p.head)}?", f"Who works as {the}{at}?"]
-        else:
-            out += [f"What is {{biz_s}} {p.head} called?", f"What name does {the} have?"]
-    if verb in ("is", "are") and re.match(r"^(?:located\s+)?(?:at|on|near|next to|opposite|behind|beside|in)\b", rest):
-        out += [f"Where {is_} {np}{at}?", f"Where {is_} {np} located?", f"Where can I find {the}{at}?"]
-        if p.is_business or _STREET.search(rest):
-            out += ["What is the address of {biz}?", "What is {biz_s} street address?", "Where are you located?",
-                    "Which street is {biz} on?", "How do I find {biz}?"]  # fmt: skip
-    if re.match(r"^open\b", rest) or verb in ("opens", "open"):
+    if re.match(r"^open\b", q.rest) or q.verb in ("opens", "open"):
         out += [f"When {is_} {np} open?", "What are {biz_s} opening hours?", f"What time does {np} open?",
                 f"What time does {np} close?", f"Which days {is_} {np} open?", "What are the opening hours{at}?",
                 "When can I visit {biz}?"]  # fmt: skip
-        out += [f"Is {np} open on {day}s?" for day in day_names(rest)]
-    if re.match(r"^closed\b", rest):
-        out += [f"When {is_} {np} closed?", f"Which days {is_} {np} closed?", f"{'Are' if p.plural else 'Is'} {np} open every day?"]
-        out += [f"Is {np} open on {day}{s}?" for day in day_names(clause.sentence) for s in ("", "s")]
-    if (time := _TIME.search(rest)) and not re.match(r"^(?:open|closed)\b", rest):
-        obj = re.split(r"\s+(?:only|just|also|from|until|till|before|after|at|between|by)\b", rest)[0]
-        verb_phrase = f"{base_form(verb)} {obj}".strip()
-        out += [f"When {does} {np} {verb_phrase}{at}?", f"What time {does} {np} {verb_phrase}?"]
-        if re.search(r"\b(?:before|until|till|by)\s+" + re.escape(time.group()), rest):
-            out += [f"Until what time {does} {np} {verb_phrase}{at}?", f"What is the latest time {np} {verb}{' ' + obj if obj else ''}?"]
-    if re.search(r"\b(?:per|a|each)\s+(?:point|pound|euro|dollar)", rest) or re.search(r"\d+ points?\b", rest):
-        out += ["How many points do I get per pound{at}?", "How do I earn points{at}?", "What do points give me{at}?",
-                "How many points do I need for a voucher{at}?", "What is a voucher worth{at}?"]  # fmt: skip
-    if verb in ("includes", "include") or (verb in ("comes", "come") and rest.startswith("with")):
-        obj = re.sub(r"^with\s+", "", rest)
-        first = re.split(r",|\band\b|\bor\b", obj)[0].strip()
-        out += [f"What {does} {np} include{at}?", f"What comes with {one}{at}?", f"What do I get with {one}?",
-                f"{does.capitalize()} {np} include {first}?"]  # fmt: skip
-    if verb in ("takes", "take", "lasts", "last") and _DURATION.match(rest):
-        out += [f"How long {does} {np} take{at}?", f"How much time {does} {np} take?", f"When will my {singular(p.head)} be ready{at}?"]
-    if "while you wait" in rest or "while-you-wait" in rest:
-        out += [f"How long {does} {np} take{at}?", f"Can I wait while {np} {'are' if p.plural else 'is'} done?",
-                f"{'Are' if p.plural else 'Is'} {np} done while I wait{at}?"]  # fmt: skip
-    if re.search(r"\b(?:warranty|guarantee)\b", rest):
-        word = "guarantee" if "guarantee" in rest else "warranty"
+        out += [f"Is {np} open on {day}s?" for day in day_names(q.rest)]
+    if re.match(r"^closed\b", q.rest):
+        out += [f"When {is_} {np} closed?", f"Which days {is_} {np} closed?", f"{q.p.Is} {np} open every day?"]
+        out += [f"Is {np} open on {day}{s}?" for day in day_names(q.clause.sentence) for s in ("", "s")]
+    return out
+
+
+def _times(q: Predicate) -> list[str]:
+    time = _TIME.search(q.rest)
+    if not time or re.match(r"^(?:open|closed)\b", q.rest):
+        return []
+    np, does, at = q.p.np, q.p.does, q.at
+    phrase = f"{base_form(q.verb)} {q.obj}".strip()
+    out = [f"When {does} {np} {phrase}{at}?", f"What time {does} {np} {phrase}?"]
+    if re.search(r"\b(?:before|until|till|by)\s+" + re.escape(time.group()), q.rest):
+        out += [f"Until what time {does} {np} {phrase}{at}?", f"What is the latest time {np} {q.verb} {q.obj}".strip() + "?"]
+    return out
+
+
+def _points(q: Predicate) -> list[str]:
+    if not (re.search(r"\b(?:per|a|each)\s+(?:point|pound|euro|dollar)", q.rest) or re.search(r"\d+ points?\b", q.rest)):
+        return []
+    return ["How many points do I get per pound{at}?", "How do I earn points{at}?", "What do points give me{at}?",
+            "How many points do I need for a voucher{at}?", "What is a voucher worth{at}?"]  # fmt: skip
+
+
+def _includes(q: Predicate) -> list[str]:
+    if not (q.verb in ("includes", "include") or (q.verb in ("comes", "come") and q.rest.startswith("with"))):
+        return []
+    first = re.split(r",|\band\b|\bor\b", re.sub(r"^with\s+", "", q.rest))[0].strip()
+    np, one, does, at = q.p.np, q.p.one, q.p.does, q.at
+    return [f"What {does} {np} include{at}?", f"What comes with {one}{at}?", f"What do I get with {one}?",
+            f"{does.capitalize()} {np} include {first}?"]  # fmt: skip
+
+
+def _durations(q: Predicate) -> list[str]:
+    np, does, at = q.p.np, q.p.does, q.at
+    out: list[str] = []
+    if q.verb in ("takes", "take", "lasts", "last") and _DURATION.match(q.rest):
+        out += [f"How long {does} {np} take{at}?", f"How much time {does} {np} take?", f"When will my {singular(q.p.head)} be ready{at}?"]
+    if "while you wait" in q.rest:
+        out += [f"How long {does} {np} take{at}?", f"Can I wait while {np} {q.p.is_} done?", f"{q.p.Is} {np} done while I wait{at}?"]
+    if re.search(r"\b(?:warranty|guarantee)\b", q.rest):
+        word = "guarantee" if "guarantee" in q.rest else "warranty"
         out += [f"How long is the {word} on {np}{at}?", f"What {word} {does} {np} come with{at}?",
                 f"{does.capitalize()} {np} have a {word}?", f"How many years of {word} {does} {np} get?"]  # fmt: skip
-    if within := _WITHIN.search(rest):
-        act = action or base_form(verb)
+    if within := _WITHIN.search(q.rest):
+        act, np = q.action or base_form(q.verb), q.p.np
+        policy = act in ("return", "refund", "exchange", "cancel")
         out += [f"How long do I have to {act} {np}{at}?", f"How many {within.group(2).rstrip('s')}s do I have to {act} {np}?",
-                f"Can I {act} {np}{at}?", f"What is the {act} policy{at}?" if act in ("return", "refund", "exchange", "cancel") else f"When can I {act} {np}?"]  # fmt: skip
-        if "receipt" in rest:
+                f"Can I {act} {np}{at}?", f"What is the {act} policy{at}?" if policy else f"When can I {act} {np}?"]  # fmt: skip
+        if "receipt" in q.rest:
             out += [f"Do I need a receipt to {act} {np}{at}?"]
-    if p.head.lower().startswith("deposit") or "deposit" in rest:
-        out += ["How much is the deposit{at}?", "Is there a deposit{at}?", "How big is the deposit{at}?", "What deposit do I pay{at}?"]
-        if m := re.search(r"\bfor (each|every|a|an|the) (\w+)", rest):
-            out += [f"How much is the deposit for {article(m.group(2))}{at}?"]
-    if verb in ("accept", "accepts", "take", "takes") and re.search(r"\b(?:cash|cards?|cheques?|checks?|voucher|paypal)\b", rest, re.I):
-        items = [re.sub(r"^(?:but\s+)?(?:not\s+)?(?:the\s+)?", "", i.strip()) for i in re.split(r",|\band\b|\bor\b", rest)]
-        out += ["How can I pay{at}?", "Which payment methods does {biz} accept?", "What forms of payment are accepted{at}?"]
-        out += [f"Can I pay by {singular(item)}{at}?" for item in items if item and item[0].islower()][:4]
-        out += [f"Do you take {item}?" for item in items if item and item[0].isupper()][:2]
-    days = day_names(rest)
-    if days and not re.match(r"^(?:open|closed)\b", rest):
-        v = action or base_form(verb)
-        part = f"{is_} {np} {participle.group(1)}" if participle else f"{does} {np} {v}"
-        out += [f"When {part}{at}?", f"On which day {part}?", f"What day {part}{at}?"]
-        if "evening" in rest:
-            out += [f"Which evening {part}{at}?"]
-        if "morning" in rest:
-            out += [f"Which morning {part}?"]
-        if participle and action:
-            out += [f"Does {{biz}} {action} {p.head}?", f"Can I {'buy' if action == 'sell' else action} {p.head}{at}?"]
-    if re.match(r"^(?:welcome|allowed|permitted)\b", rest):
-        out += [f"{'Are' if p.plural else 'Is'} {np} allowed{at}?", f"Can I bring {one}{at}?", f"{'Are' if p.plural else 'Is'} {np} welcome{at}?"]
-    if verb in ("get", "gets", "receive", "receives", "earn", "earns"):
-        out += [f"What {does} {np} get{at}?", f"What do {np} receive{at}?"]
-    if verb in ("park", "parks") or re.search(r"\bpark(?:ing)?\b", rest):
-        out += ["Where can I park{at}?", "Is there parking{at}?", "Is parking free{at}?", "Where do customers park{at}?"]
+    return out
+
+
+def _deposits(q: Predicate) -> list[str]:
+    if not (q.p.head.lower().startswith("deposit") or "deposit" in q.rest):
+        return []
+    out = ["How much is the deposit{at}?", "Is there a deposit{at}?", "How big is the deposit{at}?", "What deposit do I pay{at}?"]
+    if m := re.search(r"\bfor (each|every|a|an|the) (\w+)", q.rest):
+        out += [f"How much is the deposit for {article(m.group(2))}{q.at}?"]
+    return out
+
+
+def _payments(q: Predicate) -> list[str]:
+    if q.verb not in ("accept", "accepts", "take", "takes") or not re.search(r"\b(?:cash|cards?|cheques?|checks?|voucher|paypal)\b", q.rest, re.I):
+        return []
+    items = [re.sub(r"^(?:but\s+)?(?:not\s+)?(?:the\s+)?", "", i.strip()) for i in re.split(r",|\band\b|\bor\b", q.rest)]
+    out = ["How can I pay{at}?", "Which payment methods does {biz} accept?", "What forms of payment are accepted{at}?"]
+    out += [f"Can I pay by {singular(item)}{{at}}?" for item in items if item and item[0].islower()][:4]
+    return out + [f"Do you take {item}?" for item in items if item and item[0].isupper()][:2]
+
+
+def _weekdays(q: Predicate) -> list[str]:
+    if not day_names(q.rest) or re.match(r"^(?:open|closed)\b", q.rest):
+        return []
+    np, at = q.p.np, q.at
+    part = f"{q.p.is_} {np} {q.participle}" if q.participle else f"{q.p.does} {np} {f'{base_form(q.verb)} {q.obj}'.strip()}"
+    out = [f"When {part}{at}?", f"On which day {part}?", f"What day {part}{at}?"]
+    out += [f"Which {when} {part}{at}?" for when in ("evening", "morning", "afternoon") if when in q.rest]
+    return out
+
+
+def _passives(q: Predicate) -> list[str]:
+    if not q.participle or not q.action or q.participle in ("called", "named", "located", "based", "closed", "opened"):
+        return []
+    np, head, at, part = q.p.np, q.p.head, q.at, q.participle
+    mine = _CUSTOMER_ACTIONS.get(q.action)  # what a customer does: the shop sells, I buy
+    if q.verb in ("is", "are"):
+        out = [f"{q.p.Is} {np} {part}{at}?", f"Does {{biz}} {q.action} {head}?"]
+    else:  # a modal: "can be hired", "must be ordered"
+        out = [f"Can {np} be {part}{at}?"]
+        if q.verb in ("must", "should"):
+            out += [f"When {q.verb} {np} be {part}?", f"Do I need to {q.action} {np} in advance?"]
+    if mine:
+        out += [f"Can I {mine} {head}{at}?", f"How do I {mine} {q.p.one}{at}?"]
+    if "advance" in q.rest:
+        out += [f"How far in advance {q.verb if q.verb in ('must', 'should') else 'should'} {np} be {part}{at}?",
+                f"How many days ahead do I need to {q.action} {q.p.one}?"]  # fmt: skip
+    if re.search(r"\bfree\b", q.rest):
+        out += [f"{q.p.Is} {np} {part} for free{at}?", f"Do I pay for {q.action.removesuffix('e')}ing {np}?"]
+    return out
+
+
+def _availability(q: Predicate) -> list[str]:
+    np, one, at, Is = q.p.np, q.p.one, q.at, q.p.Is
+    if re.match(r"^(?:welcome|allowed|permitted)\b", q.rest):
+        return [f"{Is} {np} allowed{at}?", f"Can I bring {one}{at}?", f"{Is} {np} welcome{at}?"]
+    if re.match(r"^(?:available|offered|on offer|in stock)\b", q.rest):
+        return [f"{Is} {np} available{at}?", f"Can I get {q.p.head}{at}?", f"Do you have {q.p.head}?", f"Do you offer {q.p.head}?"]
+    return []
+
+
+def _objects(q: Predicate) -> list[str]:
+    """What a subject has, gives or gets: "What do the breads contain?", "What do members get?"."""
+    base = base_form(q.verb)
+    if base not in _TRANSITIVE or not (q.obj or base in ("get", "receive", "earn")):
+        return []
+    out = [f"What {q.p.does} {q.p.np} {base}{q.at}?"]
+    if base in ("get", "receive", "earn"):
+        out += [f"What do {q.p.np} receive{q.at}?"]
+    return out
+
+
+def _parking(q: Predicate) -> list[str]:
+    if q.verb in ("park", "parks") or re.search(r"\bpark(?:ing)?\b", q.rest):
+        return ["Where can I park{at}?", "Is there parking{at}?", "Is parking free{at}?", "Where do customers park{at}?"]
+    return []
+
+
+_CUSTOMER_ACTIONS = {"sell": "buy", "hire": "hire", "rent": "rent", "book": "book", "order": "order", "return": "return",
+                     "exchange": "exchange", "reserve": "reserve", "collect": "collect", "buy": "buy"}  # fmt: skip
+_TRANSITIVE = {"contain", "offer", "sell", "provide", "serve", "stock", "need", "require", "cover", "use", "hold",
+               "earn", "get", "give", "receive", "bake", "make", "teach", "repair", "deliver", "answer"}  # fmt: skip
+RULES: tuple[Callable[[Predicate], list[str]], ...] = (
+    _prices, _names, _places, _hours, _times, _points, _includes, _durations, _deposits, _payments, _weekdays,
+    _availability, _parking,
+)  # fmt: skip
+FALLBACK_RULES: tuple[Callable[[Predicate], list[str]], ...] = (_passives, _objects)
+_ENOUGH = 4
+
+
+def predicate_templates(clause: Clause, verb: str, rest: str, p: Phrases) -> list[str]:
+    """Questions whose answer is ``clause.sentence``, from its predicate ``verb rest``; the
+    fallback rules (passives, objects) only where the specific rules found fewer than four."""
+    q = _predicate(clause, verb, rest, p)
+    out = [template for rule in RULES for template in rule(q)]
+    if len(out) < _ENOUGH:
+        out += [template for rule in FALLBACK_RULES for template in rule(q)]
     return out
 
 
 def sentence_templates(sentence: str) -> list[str]:
-    """Questions triggered by the sentence as a whole: contact details and founding facts."""
+    """Questions triggered by the sentence as a whole: contact details, founding, the town."""
     out: list[str] = []
     if _PHONE.search(sentence):
         out += ["What is {biz_s} phone number?", "What number do I call to reach {biz}?", "How can I call {biz}?",

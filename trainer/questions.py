@@ -98,7 +98,8 @@ def _fill(template: str, business: str) -> list[str]:
         at_forms = ["", f" at {name}"] if "{at}" in template else [""]
         for at in at_forms if index == 0 or "{at}" not in template else at_forms[1:]:
             possessive = f"{name}'" if name.endswith("s") else f"{name}'s"
-            filled.append(template.replace("{at}", at).replace("{biz_s}", possessive).replace("{biz}", name))
+            question = template.replace("{at}", at).replace("{biz_s}", possessive).replace("{biz}", name)
+            filled.append(question.replace("..", "."))
     return filled
 
 

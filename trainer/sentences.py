@@ -18,7 +18,8 @@ import re
 from dataclasses import dataclass
 
 MAX_SENTENCE = 500
-_ABBREVIATIONS = ("e.g.", "i.e.", "etc.", "Mr.", "Mrs.", "Ms.", "Dr.", "St.", "No.", "approx.", "incl.", "vs.")
+_ABBREVIATIONS = ("e.g.", "i.e.", "etc.", "Mr.", "Mrs.", "Ms.", "Dr.", "St.", "No.", "approx.", "incl.", "vs.", "Co.",
+                  "Ltd.", "Inc.", "Corp.", "Jr.", "Sr.", "Ave.", "Rd.", "Mt.", "Tel.", "a.m.", "p.m.", "ca.", "Nr.")  # fmt: skip
 _SPLIT = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[A-Z0-9\"'(])")
 _AUX = {"is", "are", "was", "were", "can", "will", "may", "must", "should", "could", "might", "has", "have"}
 _IRREGULAR = {
@@ -28,6 +29,11 @@ _IRREGULAR = {
     "told": "tell", "written": "write", "found": "find", "left": "leave", "built": "build", "spent": "spend",
     "goes": "go", "does": "do", "opened": "open", "offered": "offer", "delivered": "deliver",
     "covered": "cover", "welcomed": "welcome", "ordered": "order", "cancelled": "cancel", "refunded": "refund", "serviced": "service",
+}  # fmt: skip
+_PLURALS = {
+    "loaves": "loaf", "leaves": "leaf", "shelves": "shelf", "halves": "half", "knives": "knife", "lives": "life",
+    "wives": "wife", "men": "man", "women": "woman", "children": "child", "people": "person", "mice": "mouse",
+    "feet": "foot", "teeth": "tooth", "geese": "goose", "series": "series", "species": "species",
 }  # fmt: skip
 _DETERMINERS = {"a", "an", "the", "our", "your", "every", "each", "all", "this", "these", "its", "their", "any", "my"}
 _PREPOSITIONS = {"on", "in", "at", "during", "from", "after", "before", "for", "since", "until", "by", "with"}
@@ -126,6 +132,8 @@ def _clause(sentence: str, fronted: str, subject: str, predicates: list[tuple[st
     words = subject.split()
     if words and words[0] not in proper and not (len(words) > 1 and words[1][:1].isupper()):
         words[0] = words[0].lower()
+    if len(words) > 1 and words[0].lower() in ("all", "both") and words[1].lower() in _DETERMINERS:
+        words = words[1:]  # "all our breads" -> "our breads"
     subject = " ".join(words)
     head_words = words[1:] if words and words[0].lower() in _DETERMINERS else words
     head = re.sub(r"\s+of\s+[\d£$€].*$", "", " ".join(head_words))
@@ -170,7 +178,9 @@ def singular(noun_phrase: str) -> str:
     if not words:
         return noun_phrase
     last = words[-1]
-    if last.endswith("ies") and len(last) > 4:
+    if last.lower() in _PLURALS:
+        last = _PLURALS[last.lower()]
+    elif last.endswith("ies") and len(last) > 4:
         last = last[:-3] + "y"
     elif last.endswith(("ches", "shes", "sses", "xes")):
         last = last[:-2]
