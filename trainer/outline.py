@@ -11,6 +11,9 @@ Every prose reader (text, Markdown, HTML, PDF, DOCX) reduces its format to a lis
   the end of the paragraph holding the ``A:`` line;
 - a heading that ends in ``?`` with text under it becomes a :class:`QARecord` whose answer is that
   text (up to the next heading);
+- under a heading that names an FAQ (``FAQ``, ``Frequently asked ...``, ``Questions``, ``Q&A``), a
+  paragraph that is one question (ending in ``?``) pairs with the paragraphs after it, up to the
+  next question or heading (the common bold-question layout of web pages and Word files);
 - the remaining paragraphs under one heading path become one :class:`Section`.
 """
 
@@ -23,6 +26,7 @@ from trainer.records import QARecord, Record, Section
 
 _QUESTION = re.compile(r"^\s*(?:Q|Question)\s*[:.)]\s*(.*)$", re.IGNORECASE)
 _ANSWER = re.compile(r"^\s*(?:A|Answer)\s*[:.)]\s*(.*)$", re.IGNORECASE)
+_FAQ_HEADING = re.compile(r"\b(?:faqs?|frequently asked|questions|q\s*&\s*a)\b", re.IGNORECASE)
 _SPACES = re.compile(r"\s+")
 _ITEM = re.compile(r"^(?:[-*+\u2022]|\d+[.)])\s+")
 
@@ -44,6 +48,12 @@ def squash(text: str) -> str:
 class _Pending:
     question: list[str]
     answer: list[str] | None = None
+    bare: bool = False  # a question paragraph in an FAQ section; its answer is the next paragraphs
+
+
+def _bare_question(text: str) -> bool:
+    text = squash(text)
+    return text.endswith("?") and len(text) <= 300 and text.count("?") == 1 and not _QUESTION.match(text)
 
 
 def outline_records(blocks: list[Block], source: str, title: str = "") -> list[Record]:
@@ -87,7 +97,15 @@ def outline_records(blocks: list[Block], source: str, title: str = "") -> list[R
             stack.append((block.level, squash(block.text)))
             continue
         lines = block.text.splitlines()
-        if pending is not None and pending.answer is None and not _ANSWER.match(lines[0]):
+        in_faq = any(_FAQ_HEADING.search(text) for _, text in stack)
+        if in_faq and _bare_question(block.text):
+            flush_pair()
+            pending = _Pending([block.text], bare=True)
+            continue
+        if pending is not None and pending.bare and not _QUESTION.match(lines[0]):
+            pending.answer = [*(pending.answer or []), block.text]
+            continue
+        if pending is not None and (pending.bare or pending.answer is None and not _ANSWER.match(lines[0])):
             flush_pair()
         prose: list[str] = []
         for line in lines:

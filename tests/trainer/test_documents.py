@@ -77,6 +77,31 @@ def test_question_headings_and_qa_across_paragraphs(tmp_path: Path) -> None:
     assert about.text.splitlines() == ["Founded in 1999", "Three bakers", "Loaf; Price", "Rye; 3 euros"]
 
 
+def test_bare_question_paragraphs_under_an_faq_heading(tmp_path: Path) -> None:
+    import docx
+
+    document = docx.Document()
+    document.add_heading("Acme Bakery", level=1)
+    document.add_heading("Why us?", level=2)
+    document.add_paragraph("Why bake at home? Our bread is better.")
+    document.add_heading("Frequently Asked Questions", level=2)
+    document.add_paragraph().add_run("Do you deliver?").bold = True
+    document.add_paragraph("Yes, on Fridays.")
+    document.add_paragraph("Only within town.")
+    document.add_paragraph().add_run("Can I pay by card?").bold = True
+    document.add_paragraph("Yes, all cards.")
+    document.save(str(tmp_path / "faq.docx"))
+    page = tmp_path / "faq.html"
+    page.write_text("<h2>FAQ</h2><dl><dt>Do you deliver?</dt><dd>Yes, on Fridays. Only within town.</dd>"
+                    "<dt>Can I pay by card?</dt><dd>Yes, all cards.</dd></dl>")  # fmt: skip
+    wanted = [("Do you deliver?", "Yes, on Fridays. Only within town."), ("Can I pay by card?", "Yes, all cards.")]
+    for path in (tmp_path / "faq.docx", page):
+        records = load_records(path, path.name)
+        assert [(r.question, r.answer) for r in records if isinstance(r, QARecord)][-2:] == wanted
+    docx_records = load_records(tmp_path / "faq.docx", "faq.docx")
+    assert docx_records[0] == QARecord("Why us?", "Why bake at home? Our bread is better.", "faq.docx")
+
+
 def test_chat_and_prompt_completion_jsonl(tmp_path: Path) -> None:
     path = tmp_path / "data.jsonl"
     lines = [
