@@ -14,8 +14,12 @@ A :class:`Fact` is one answer and the questions it answers:
 Each template is filled without and with the business name (``at Lumen Lane Bicycles``, ``at
 Lumen Lane``) and with a synonym swapped in (bike/bicycle, hire/rent, programme/scheme, ...).
 :func:`business_name` finds the name from the document title. Which ``phrasings`` of all the
-candidates a fact keeps is drawn with ``random.Random(seed)`` per fact, specific questions
-before catch-all ones, so the same records and seed always give the same questions.
+candidates a fact keeps is drawn with ``random.Random(seed)`` per fact: specific questions
+before catch-all ones, and within each, plain forms and forms with the business name or a
+synonym taking turns; the same records and seed always give the same questions.
+
+The template rules live in :mod:`trainer.question_rules`; sentence parsing in
+:mod:`trainer.sentences`.
 """
 
 from __future__ import annotations
@@ -23,12 +27,12 @@ from __future__ import annotations
 import random
 import re
 import zlib
-from itertools import zip_longest
 from dataclasses import dataclass
+from itertools import zip_longest
 
 from trainer.question_rules import Phrases, generic_templates, predicate_templates, sentence_templates
 from trainer.records import QARecord, Section
-from trainer.sentences import MAX_SENTENCE, parse, split_sentences
+from trainer.sentences import MAX_SENTENCE, Clause, parse, split_sentences
 
 _GENERIC_TITLE_WORDS = re.compile(
     r"\b(?:customer|customers|staff|employee|user|visitor|guest)?\s*"
@@ -42,8 +46,6 @@ _SYNONYMS = [
     ("cheque", "check"), ("lessons", "classes"), ("repairs", "fixes"), ("dog", "pet"), ("email", "e-mail"),
     ("how much is", "what is the price of"), ("what time", "when"), ("opening hours", "hours"),
 ]  # fmt: skip
-
-
 _GENERIC_PHRASINGS = 4
 
 
@@ -143,15 +145,21 @@ def _expand(templates: list[str], business: str) -> tuple[list[str], list[str]]:
     return first, more
 
 
+def _pattern_templates(sentence: str, business: str, proper: set[str]) -> tuple[Clause, Phrases, list[str]]:
+    """The parse of ``sentence`` and the templates its patterns give (sentence-wide, then per predicate)."""
+    clause = parse(sentence, proper)
+    phrases = Phrases(clause, business)
+    templates = sentence_templates(sentence)
+    for verb, rest in clause.predicates:
+        templates += predicate_templates(clause, verb, rest, phrases)
+    return clause, phrases, templates
+
+
 def sentence_facts(section: Section, business: str, proper: set[str], phrasings: int, seed: int) -> list[Fact]:
     """One fact per sentence of ``section`` (see the module doc)."""
     facts: list[Fact] = []
     for index, sentence in enumerate(split_sentences(section.text)):
-        clause = parse(sentence, proper)
-        phrases = Phrases(clause, business)
-        specific = sentence_templates(sentence)
-        for verb, rest in clause.predicates:
-            specific += predicate_templates(clause, verb, rest, phrases)
+        clause, phrases, specific = _pattern_templates(sentence, business, proper)
         first, more = _expand(specific, business)
         generic_first, generic_more = _expand(generic_templates(clause, phrases), business)
         key = f"{section.source}#{'/'.join(section.headings)}#{index}"
@@ -195,13 +203,7 @@ def pair_fact(pair: QARecord, business: str, proper: set[str], phrasings: int, s
             re.sub(r"^Do you (.+)\?$", r"Is it true that you \1?", question),
         ]
     first, more = _expand(rewrites, business)
-    pattern: list[str] = []
-    for sentence in split_sentences(pair.answer):
-        clause = parse(sentence, proper)
-        phrases = Phrases(clause, business)
-        pattern += sentence_templates(sentence)
-        for verb, rest in clause.predicates:
-            pattern += predicate_templates(clause, verb, rest, phrases)
+    pattern = [t for sentence in split_sentences(pair.answer) for t in _pattern_templates(sentence, business, proper)[2]]
     pattern_first, pattern_more = _expand(pattern, business)
     key = f"{pair.source}#faq#{pair.question}"
     tiers = [([question],), (first, pattern_first, more, pattern_more)]
