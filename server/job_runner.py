@@ -75,6 +75,7 @@ class JobRunner:
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._stopping = False
 
     # ----------------------------------------------------------------------------- lifecycle
 
@@ -83,10 +84,11 @@ class JobRunner:
         self._task = asyncio.create_task(self._loop(), name="swaplora-job-runner")
 
     async def stop(self) -> None:
+        # A flag, not Task.cancel(): Python 3.11's wait_for can swallow a cancellation.
+        self._stopping = True
+        self.wake()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await self._task
         workers = list(self._workers.values())
         for worker in workers:
             self._signal(worker, "shutdown")
@@ -105,7 +107,7 @@ class JobRunner:
             self.jobs.transition(job.id, "failed", f"Fine-tuning job failed: {RESTARTED.message}", error=RESTARTED)
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self._schedule()
             except Exception:
