@@ -1,6 +1,6 @@
 """The job runner against real subprocesses: a small stand-in worker (written to tmp_path) that
 speaks the worker protocol, crashes, hangs, ignores SIGTERM or prints garbage, as its job's
-``hyperparameters["mode"]`` says. The real trainer is exercised end to end by the integration
+suffix says (``succeed``, ``hang-one``, ...). The real trainer is exercised end to end by the integration
 tests; here every way a worker can end is forced on purpose."""
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ WAIT_S = 60.0
 STAND_IN = r'''
 import json, os, signal, subprocess, sys, time
 spec = json.load(open(sys.argv[1]))
-mode = spec["hyperparameters"]["mode"]
+mode = spec["suffix"].split("-")[0]  # the test names each job after its mode
 def emit(**event):
     print(json.dumps(event), flush=True)
 open(os.path.join(spec["work_dir"], "scratch.bin"), "wb").write(b"x" * 10)
@@ -100,9 +100,9 @@ class Env(SimpleNamespace):
     runner: JobRunner
     file_id: str
 
-    def submit(self, mode: str, suffix: str = "handbook") -> Job:
+    def submit(self, mode: str, name: str = "") -> Job:
         job = self.jobs.create(tenant="acme", model="base", training_file=self.file_id, validation_file=None,
-                               suffix=suffix, hyperparameters={"mode": mode}, seed=1)
+                               suffix=f"{mode}-{name}" if name else mode, hyperparameters={}, seed=1)
         self.runner.wake()
         return job
 
@@ -148,13 +148,13 @@ def test_a_succeeding_worker_is_recorded(tmp_path: Path) -> None:
     async def test(env: Env) -> None:
         job = await env.ended(env.submit("succeed"))
         assert job.status == "succeeded", job.error
-        assert (job.fine_tuned_model, job.trained_tokens) == ("acme/handbook@1", 321)
+        assert (job.fine_tuned_model, job.trained_tokens) == ("acme/succeed@1", 321)
         assert job.metrics == {"eval_loss_after": 0.5}
         assert (job.step, job.total_steps, job.estimated_finish) == (3, 3, None)
         messages = env.messages(job)
         assert "Step 2/3: training loss=1.0000" in messages
         assert "Evaluation after training: eval loss=0.5000, probe recall=90%" in messages
-        assert "New fine-tuned model created: acme/handbook@1" in messages
+        assert "New fine-tuned model created: acme/succeed@1" in messages
         assert messages[-1] == "The job has successfully completed."
         work = env.settings.jobs_dir / job.id
         spec = json.loads((work / "spec.json").read_text())
@@ -243,14 +243,14 @@ def test_a_deleted_training_file_fails_the_job_before_it_starts(tmp_path: Path) 
 def test_start_fails_jobs_left_running_and_kills_their_leftover_worker(tmp_path: Path) -> None:
     env = make_env(tmp_path)
     stale = env.jobs.create(tenant="acme", model="base", training_file=env.file_id, validation_file=None,
-                            suffix="old", hyperparameters={"mode": "succeed"}, seed=1)
+                            suffix="hang-old", hyperparameters={}, seed=1)
     env.jobs.transition(stale.id, "queued", "q")
     # A worker of the previous server that is still alive: its command line names the job.
     leftover = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", stale.id],
                                 start_new_session=True)
     env.jobs.transition(stale.id, "running", "started", pid=leftover.pid)
     waiting = env.jobs.create(tenant="acme", model="base", training_file=env.file_id, validation_file=None,
-                              suffix="new", hyperparameters={"mode": "succeed"}, seed=1)
+                              suffix="succeed-new", hyperparameters={}, seed=1)
     env.jobs.transition(waiting.id, "queued", "q")
 
     async def main() -> None:

@@ -1,13 +1,34 @@
-"""The job store on a real SQLite file: the state machine, events and their paging, tenant
-scoping, and state that survives reopening the database."""
+"""The job store on a real SQLite file (the state machine, events and their paging, tenant
+scoping, state that survives reopening the database) and ``/v1/fine_tuning/jobs`` through
+Starlette with the real ``trainer.check`` and a runner driving a stand-in worker."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
 
+from adapters.store import AdapterStore
+from server.errors import install_error_handlers
+from server.files import FileStore
+from server.job_runner import JobRunner
 from server.jobs import JobError, JobStore
+from server.routes import files as file_routes
+from server.routes import fine_tuning
+from server.settings import Settings
+from server.tenants import TenantRegistry
+from tests.adapters.test_store import publish
+from tests.server.test_files import HANDBOOK
+from tests.server.test_job_runner import STAND_IN
+from tests.server.test_tenants import ADMIN, ADMIN_KEY, assert_error, bearer
 
 
 def new_job(store: JobStore, tenant: str = "acme", **overrides):
@@ -127,3 +148,136 @@ def test_only_known_columns_can_be_set(store: JobStore) -> None:
     with pytest.raises(ValueError):
         store.transition(job.id, "queued", "x", tenant="globex")
     assert store.get(job.id).status == "validating_files"
+
+
+# ------------------------------------------------------------------------------- routes
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
+    """``/v1/files`` and ``/v1/fine_tuning/jobs`` with the real checker and a runner driving the
+    stand-in worker of test_job_runner (its mode is the job's suffix); acme owns acme/support@1. Shared by the route tests, so they compare counts, not totals."""
+    tmp_path = tmp_path_factory.mktemp("jobs-api")
+    script = tmp_path / "stand_in_worker.py"
+    script.write_text(STAND_IN)
+    settings = Settings(data=tmp_path / "data", admin_key=ADMIN_KEY, job_grace_seconds=1.0)
+    services = SimpleNamespace(settings=settings, tenants=TenantRegistry(settings.db_path),
+                               store=AdapterStore(settings.adapters_dir), files=FileStore(settings.db_path, settings.files_dir),
+                               jobs=JobStore(settings.db_path), model_dir=tmp_path, runner=None)
+    publish(services.store, "acme", "support")
+    publish(services.store, "globex", "private")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        services.runner = JobRunner(services, command=[sys.executable, str(script)])  # type: ignore[arg-type]
+        await services.runner.start()
+        yield
+        await services.runner.stop()
+
+    app = Starlette(routes=[*file_routes.routes, *fine_tuning.routes], lifespan=lifespan)
+    install_error_handlers(app)
+    app.state.services = services
+    keys = {t: bearer(services.tenants.create_tenant(t)[1]) for t in ("acme", "globex")}
+    with TestClient(app) as client:
+        env = SimpleNamespace(client=client, services=services, **keys)
+        env.file = {t: client.post("/v1/files", headers=keys[t], data={"purpose": "fine-tune"},
+                                   files={"file": ("Handbook v2.md", HANDBOOK)}).json()["id"] for t in keys}
+        yield env
+
+
+def create(api: SimpleNamespace, headers: dict | None = None, **body: object):
+    body = {"model": "base", "training_file": api.file["acme"], **body}
+    return api.client.post("/v1/fine_tuning/jobs", headers=headers or api.acme, json=body)
+
+
+def wait_ended(api: SimpleNamespace, job_id: str) -> dict:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        job = api.client.get(f"/v1/fine_tuning/jobs/{job_id}", headers=api.acme).json()
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            return job
+        time.sleep(0.05)
+    pytest.fail(f"{job_id} did not end")
+
+
+def test_a_job_is_created_run_and_reported_like_openai(api: SimpleNamespace) -> None:
+    response = create(api, hyperparameters={"n_epochs": 2}, seed=5)
+    assert response.status_code == 200, response.text
+    job = response.json()
+    assert job["object"] == "fine_tuning.job" and job["id"].startswith("ftjob-") and job["status"] == "validating_files"
+    assert job["suffix"] == "handbook-v2"  # derived from "Handbook v2.md": the stand-in then fails it
+    assert job["hyperparameters"]["n_epochs"] == 2 and job["hyperparameters"]["lora_rank"] == 16  # normalised
+    assert (job["seed"], job["organization_id"], job["error"], job["result_files"]) == (5, "acme", None, [])
+    done = wait_ended(api, create(api, suffix="succeed").json()["id"])
+    assert done["status"] == "succeeded" and done["fine_tuned_model"] == "acme/succeed@1"
+    assert done["progress"] == {"step": 3, "total_steps": 3} and done["metrics"] == {"eval_loss_after": 0.5}
+    assert done["trained_tokens"] == 321 and done["finished_at"] >= done["created_at"]
+    events = api.client.get(f"/v1/fine_tuning/jobs/{done['id']}/events?limit=2", headers=api.acme).json()
+    assert [e["message"] for e in events["data"]] == [
+        "The job has successfully completed.", "New fine-tuned model created: acme/succeed@1"]
+    assert events["has_more"] and events["data"][0]["object"] == "fine_tuning.job.event"
+    older = api.client.get(f"/v1/fine_tuning/jobs/{done['id']}/events?after={events['last_id']}&limit=100",
+                           headers=api.acme).json()
+    assert older["data"][-1]["message"].startswith("Created fine-tuning job") and not older["has_more"]
+    metrics = [e for e in older["data"] if e["type"] == "metrics"]
+    assert metrics and metrics[-1]["data"]["step"] in (1, 2, 3)
+    with api.client.stream("GET", f"/v1/fine_tuning/jobs/{done['id']}/events?stream=true", headers=api.acme) as live:
+        lines = [line[len("data: "):] for line in live.iter_lines() if line.startswith("data: ")]
+    assert lines[-1] == "[DONE]"
+    streamed = [json.loads(line)["message"] for line in lines[:-1]]
+    assert streamed == [e["message"] for e in reversed(events["data"] + older["data"])]
+    listed = api.client.get("/v1/fine_tuning/jobs?limit=1", headers=api.acme).json()
+    assert [j["id"] for j in listed["data"]] == [done["id"]] and listed["has_more"]
+    rest = api.client.get(f"/v1/fine_tuning/jobs?after={done['id']}&limit=100", headers=api.acme).json()
+    assert job["id"] in [j["id"] for j in rest["data"]] and done["id"] not in [j["id"] for j in rest["data"]]
+
+
+def test_cancel_over_http(api: SimpleNamespace) -> None:
+    job = create(api, suffix="hang").json()
+    deadline = time.monotonic() + 60
+    while api.client.get(f"/v1/fine_tuning/jobs/{job['id']}", headers=api.acme).json()["status"] != "running":
+        assert time.monotonic() < deadline, "the job never started"
+        time.sleep(0.05)
+    assert_error(api.client.post(f"/v1/fine_tuning/jobs/{job['id']}/cancel", headers=api.globex), 404, "job_not_found")
+    cancelled = api.client.post(f"/v1/fine_tuning/jobs/{job['id']}/cancel", headers=api.acme)
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    assert_error(api.client.post(f"/v1/fine_tuning/jobs/{job['id']}/cancel", headers=api.acme), 409)
+
+
+@pytest.mark.parametrize(("body", "status", "code", "param"), [
+    ({"model": "acme/nothing"}, 404, "model_not_found", "model"),
+    ({"model": "globex/private"}, 404, "model_not_found", "model"),
+    ({"model": "not a model"}, 404, "model_not_found", "model"),
+    ({"model": None}, 400, None, "model"),
+    ({"training_file": "file-000000000000000000000000"}, 404, "file_not_found", "training_file"),
+    ({"training_file": None}, 400, None, "training_file"),
+    ({"validation_file": "file-000000000000000000000000"}, 404, "file_not_found", "validation_file"),
+    ({"hyperparameters": {"n_epochs": 0}}, 400, "invalid_hyperparameters", "hyperparameters.n_epochs"),
+    ({"hyperparameters": {"colour": "blue"}}, 400, "invalid_hyperparameters", "hyperparameters.colour"),
+    ({"hyperparameters": [1]}, 400, None, "hyperparameters"),
+    ({"suffix": "Not A Slug!"}, 400, "invalid_suffix", "suffix"),
+    ({"seed": -1}, 400, None, "seed"),
+    ({"seed": True}, 400, None, "seed"),
+    ({"colour": "blue"}, 400, None, "colour"),
+    ({"tenant": "globex"}, 404, None, "tenant"),
+])
+def test_bad_job_requests_are_4xx_and_create_nothing(api: SimpleNamespace, body: dict, status: int,
+                                                     code: str | None, param: str) -> None:
+    before = [j.id for j in api.services.jobs.list_jobs(None, limit=1000)[0]]
+    error = assert_error(create(api, **body), status, code)
+    assert error["param"] == param
+    assert [j.id for j in api.services.jobs.list_jobs(None, limit=1000)[0]] == before
+
+
+def test_another_tenants_file_and_job_look_missing(api: SimpleNamespace) -> None:
+    foreign = assert_error(create(api, training_file=api.file["globex"]), 404, "file_not_found")
+    missing = assert_error(create(api, training_file="file-x"), 404, "file_not_found")
+    assert foreign["message"].replace(api.file["globex"], "ID") == missing["message"].replace("file-x", "ID")
+    job = create(api, model="acme/support", headers=api.acme).json()
+    assert job["suffix"] == "support" and job["model"] == "acme/support"
+    for path in ("", "/events"):
+        assert_error(api.client.get(f"/v1/fine_tuning/jobs/{job['id']}{path}", headers=api.globex), 404, "job_not_found")
+    assert job["id"] not in [j["id"] for j in api.client.get("/v1/fine_tuning/jobs", headers=api.globex).json()["data"]]
+    assert_error(create(api, headers=ADMIN), 400)  # the admin must name the tenant
+    for_globex = create(api, headers=ADMIN, tenant="globex", training_file=api.file["globex"]).json()
+    assert for_globex["organization_id"] == "globex"
