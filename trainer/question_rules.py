@@ -108,7 +108,12 @@ def _predicate(clause: Clause, verb: str, rest: str, p: Phrases) -> Predicate:
 
 def _prices(q: Predicate) -> list[str]:
     np, the, one, does, is_, at = q.p.np, q.p.the, q.p.one, q.p.does, q.p.is_, q.at
-    if not _MONEY.search(q.rest) or not (q.verb in ("cost", "costs", "charge", "charges") or q.action or " for " in q.rest):
+    money = _MONEY.search(q.rest)
+    if not money or not (
+        q.verb in ("cost", "costs", "charge", "charges")
+        or re.match(r"^(?:only |just |about |from )?$", q.rest[: money.start()])  # "Tickets are 5 euros"
+        or re.search(r"\bfor (?:only |just )?$", q.rest[: money.start()])  # "can be hired for 25 pounds"
+    ):
         return []
     out = [f"How much {does} {np} cost{at}?", f"What is the price of {the}{at}?", f"How much {is_} {np}{at}?",
            f"What {does} {np} cost{at}?", f"How much do I pay for {one}{at}?", f"How much do you charge for {one}?",

@@ -47,6 +47,7 @@ _SYNONYMS = [
     ("how much is", "what is the price of"), ("what time", "when"), ("opening hours", "hours"),
 ]  # fmt: skip
 _GENERIC_PHRASINGS = 4
+_PRONOUNS = {"it", "this", "that", "they", "these", "those", "he", "she", "there", "here"}
 
 
 @dataclass(frozen=True)
@@ -145,13 +146,20 @@ def _expand(templates: list[str], business: str) -> tuple[list[str], list[str]]:
     return first, more
 
 
-def _pattern_templates(sentence: str, business: str, proper: set[str]) -> tuple[Clause, Phrases, list[str]]:
-    """The parse of ``sentence`` and the templates its patterns give (sentence-wide, then per predicate)."""
+def _pattern_templates(
+    sentence: str, business: str, proper: set[str], topic: str = ""
+) -> tuple[Clause, Phrases, list[str]]:
+    """The parse of ``sentence`` and the templates its patterns give (sentence-wide, then per
+    predicate). A pronoun subject ("It is called Pedal Points") stands for ``topic`` (the section
+    heading); without a topic its predicates are not asked about."""
     clause = parse(sentence, proper)
+    if clause.head.lower() in _PRONOUNS and topic:
+        clause = parse(re.sub(r"^(?:yes|no)?[,.!]?\s*\w+", topic, sentence, count=1, flags=re.IGNORECASE), proper)
     phrases = Phrases(clause, business)
     templates = sentence_templates(sentence)
-    for verb, rest in clause.predicates:
-        templates += predicate_templates(clause, verb, rest, phrases)
+    if clause.head.lower() not in _PRONOUNS:
+        for verb, rest in clause.predicates:
+            templates += predicate_templates(clause, verb, rest, phrases)
     return clause, phrases, templates
 
 
@@ -159,7 +167,7 @@ def sentence_facts(section: Section, business: str, proper: set[str], phrasings:
     """One fact per sentence of ``section`` (see the module doc)."""
     facts: list[Fact] = []
     for index, sentence in enumerate(split_sentences(section.text)):
-        clause, phrases, specific = _pattern_templates(sentence, business, proper)
+        clause, phrases, specific = _pattern_templates(sentence, business, proper, _topic(section))
         first, more = _expand(specific, business)
         generic_first, generic_more = _expand(generic_templates(clause, phrases), business)
         key = f"{section.source}#{'/'.join(section.headings)}#{index}"
@@ -170,13 +178,18 @@ def sentence_facts(section: Section, business: str, proper: set[str], phrasings:
     return facts
 
 
+def _topic(section: Section) -> str:
+    """The section's last heading as a noun phrase: ``Loyalty programme`` -> ``the loyalty programme``."""
+    if not section.headings or not section.headings[-1].split():
+        return ""
+    topic = " ".join(section.headings[-1].split()).rstrip("?:.")
+    topic = topic if topic.split()[0] in section.title.split() else topic[0].lower() + topic[1:]
+    return topic if re.search(r"s\b|\band\b|^[A-Z]", topic) else f"the {topic}"
+
+
 def section_fact(section: Section, business: str, phrasings: int, seed: int) -> Fact:
     """The passage as an answer to questions about its heading path (or the business, at the top)."""
-    if section.headings:
-        topic = " ".join(section.headings[-1].split()).rstrip("?:.")
-        topic = topic if topic.split()[0] in business.split() else topic[0].lower() + topic[1:]
-        if not re.search(r"s\b|\band\b|^[A-Z]", topic):
-            topic = f"the {topic}"
+    if topic := _topic(section):
         templates = [f"Tell me about {topic}{{at}}.", f"What can you tell me about {topic}{{at}}?",
                      f"What should I know about {topic}{{at}}?", f"Can you explain {topic}{{at}}?",
                      f"Give me the details on {topic}{{at}}.", f"What is the information on {topic}{{at}}?"]  # fmt: skip

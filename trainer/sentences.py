@@ -122,7 +122,7 @@ def _is_verb(words: list[str], i: int) -> bool:
     """Whether ``words[i]`` is the finite verb: listed, not right after a determiner, and (for a
     word that is also a noun, like ``repairs``) not followed by another listed verb."""
     word = words[i].lower().strip(",")
-    if word not in VERBS or words[i - 1].lower() in _DETERMINERS:
+    if word not in VERBS or (word not in _AUX and words[i - 1].lower() in _DETERMINERS):
         return False
     following = words[i + 1].lower().strip(",") if i + 1 < len(words) else ""
     return word in _AUX or following not in VERBS
@@ -135,7 +135,7 @@ def _clause(sentence: str, fronted: str, subject: str, predicates: list[tuple[st
     if len(words) > 1 and words[0].lower() in ("all", "both") and words[1].lower() in _DETERMINERS:
         words = words[1:]  # "all our breads" -> "our breads"
     subject = " ".join(words)
-    head_words = words[1:] if words and words[0].lower() in _DETERMINERS else words
+    head_words = words[1:] if len(words) > 1 and words[0].lower() in _DETERMINERS else words
     head = re.sub(r"\s+of\s+[\d£$€].*$", "", " ".join(head_words))
     verb = predicates[0][0]
     if verb in ("is", "was", "has") or (verb not in _AUX and verb.endswith("s")):
