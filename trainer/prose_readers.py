@@ -121,7 +121,7 @@ def markdown_blocks(text: str) -> tuple[list[Block], str]:
 def _inline_text(token) -> str:
     parts: list[str] = []
     for child in token.children or []:
-        if child.type in ("text", "code_inline", "html_inline"):
+        if child.type in ("text", "code_inline"):  # inline HTML tags are markup, not text
             parts.append(child.content)
         elif child.type in ("softbreak", "hardbreak"):
             parts.append("\n")

@@ -102,6 +102,20 @@ def test_bare_question_paragraphs_under_an_faq_heading(tmp_path: Path) -> None:
     assert docx_records[0] == QARecord("Why us?", "Why bake at home? Our bread is better.", "faq.docx")
 
 
+def test_markdown_markup_is_not_text(tmp_path: Path) -> None:
+    path = tmp_path / "notes.md"
+    path.write_text(
+        "Shop notes\n==========\n\n**Q:** Do you <b>deliver</b>?<br>\nA: Yes, see [the map](http://x.example).\n\n"
+        "<script>alert('no')</script>\n\n## Prices\n\n- Tune-up: 45 pounds\n- Puncture: *12* pounds\n\n"
+        "| Item | Price |\n|---|---|\n| Lock | 15 pounds |\n"
+    )
+    records = load_records(path, "notes.md")
+    assert records == [
+        QARecord("Do you deliver?", "Yes, see the map.", "notes.md"),
+        Section("Shop notes", ("Prices",), "Tune-up: 45 pounds\nPuncture: 12 pounds\nItem; Price\nLock; 15 pounds", "notes.md"),
+    ]
+
+
 def test_chat_and_prompt_completion_jsonl(tmp_path: Path) -> None:
     path = tmp_path / "data.jsonl"
     lines = [
