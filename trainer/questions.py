@@ -5,8 +5,9 @@ A :class:`Fact` is one answer and the questions it answers:
 - every sentence of a :class:`~trainer.records.Section` is a fact whose answer is the sentence
   itself; its questions come from :mod:`trainer.question_rules` (pattern questions first, then
   catch-all ones), so every sentence is asked about at least a few ways;
-- the section as a whole is a fact (answer: the whole passage) asked from its heading path
-  ("Tell me about opening hours", "What should I know about bike hire at Lumen Lane?");
+- the section as a whole is a fact (answer: the passage, its whole sentences up to
+  :data:`MAX_PASSAGE` characters) asked from its heading path ("Tell me about opening hours",
+  "What should I know about bike hire at Lumen Lane?");
 - an FAQ pair is a fact whose questions are the original question, rewrites of it (``Do you``
   -> ``Does <business>``, synonyms, with and without the business name) and the pattern
   questions of its answer.
@@ -47,6 +48,7 @@ _SYNONYMS = [
     ("how much is", "what is the price of"), ("what time", "when"), ("opening hours", "hours"),
 ]  # fmt: skip
 _GENERIC_PHRASINGS = 4
+MAX_PASSAGE = 1200
 _PRONOUNS = {"it", "this", "that", "they", "these", "those", "he", "she", "there", "here"}
 
 
@@ -199,7 +201,17 @@ def section_fact(section: Section, business: str, phrasings: int, seed: int) -> 
                      "Who are {biz}?", "What is {biz}?"]  # fmt: skip
     first, more = _expand(templates, business)
     key = f"{section.source}#{'/'.join(section.headings)}#passage"
-    return Fact(key, section.text.replace("\n", " "), _choose(key, [(first, more)], phrasings, seed), "passage")
+    return Fact(key, _passage(section.text), _choose(key, [(first, more)], phrasings, seed), "passage")
+
+
+def _passage(text: str) -> str:
+    """The section as one answer: whole sentences up to :data:`MAX_PASSAGE` characters."""
+    kept: list[str] = []
+    for sentence in split_sentences(text):
+        if kept and sum(len(s) + 1 for s in kept) + len(sentence) > MAX_PASSAGE:
+            break
+        kept.append(sentence)
+    return " ".join(kept) or " ".join(text.split())[:MAX_PASSAGE]
 
 
 def pair_fact(pair: QARecord, business: str, proper: set[str], phrasings: int, seed: int) -> Fact:

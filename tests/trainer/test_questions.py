@@ -102,3 +102,10 @@ def test_grammar_helpers() -> None:
     clause = parse("Puncture repairs cost 12 pounds and are done while you wait.", set())
     assert (clause.subject, clause.plural) == ("puncture repairs", True)
     assert clause.predicates == (("cost", "12 pounds"), ("are", "done while you wait"))
+
+
+def test_a_long_passage_answer_stops_at_a_sentence_end() -> None:
+    text = " ".join(f"Rule {n} says that bikes are checked every {n} days." for n in range(1, 200))
+    fact = section_fact(Section("", ("House rules",), text, "h.md"), "", 3, seed=0)
+    assert 1000 < len(fact.answer) <= 1200 and fact.answer.endswith("days.")
+    assert text.startswith(fact.answer)
