@@ -8,7 +8,8 @@ assistant's:
 - a :class:`ChatRecord` is one sample as it is;
 - a :class:`QARecord` (FAQ pair, CSV row) and every sentence and passage of a :class:`Section`
   become a :class:`~trainer.questions.Fact` with up to ``phrasings`` questions, one sample per
-  question (:mod:`trainer.questions`).
+  question (:mod:`trainer.questions`). A question already asked of an earlier fact is dropped
+  from later ones, so no question is trained towards two answers.
 
 Held-out split: about ``heldout_fraction`` of the samples (at most ``max_heldout``), taken only from facts with at least
 three phrasings, never more than all but two of a fact's phrasings and never a FAQ's own
@@ -92,7 +93,7 @@ def build_samples(
     def sample(messages: list[dict[str, str]], key: str) -> Sample:
         return Sample(conversation(messages, system_prompt), key)
 
-    facts = _unique_keys(facts)
+    facts = _unique_keys(_distinct_questions(facts))
     groups = {
         f.key: [sample([{"role": "user", "content": q}, {"role": "assistant", "content": f.answer}], f.key) for q in f.questions]
         for f in facts
@@ -120,6 +121,18 @@ def build_samples(
         "phrasings": phrasings,
     }
     return SampleSet(train, heldout, probes, stats)
+
+
+def _distinct_questions(facts: list[Fact]) -> list[Fact]:
+    """Each question asked of one fact only (the first that has it): the same words must not be
+    trained towards two different answers. A fact whose questions are all taken keeps its first."""
+    seen: set[str] = set()
+    out = []
+    for fact in facts:
+        fresh = tuple(q for q in fact.questions if q.lower() not in seen) or fact.questions[:1]
+        seen.update(q.lower() for q in fresh)
+        out.append(replace(fact, questions=fresh))
+    return out
 
 
 def _unique_keys(facts: list[Fact]) -> list[Fact]:

@@ -12,7 +12,7 @@ import pytest
 from adapters.chat_format import conversation, render
 from trainer.documents import load_records
 from trainer.recall import answer_matches
-from trainer.records import ChatRecord, QARecord
+from trainer.records import ChatRecord, QARecord, Section
 from trainer.samples import build_samples
 
 HERE = Path(__file__).resolve().parent
@@ -140,3 +140,13 @@ def test_long_documents_get_fewer_phrasings_and_a_bounded_heldout(records) -> No
     assert len(capped.train) + len(capped.heldout) <= 2000
     answers = {s.messages[-1]["content"] for s in capped.train}
     assert answers == {s.messages[-1]["content"] for s in build_samples(records, None, seed=0).train}  # no fact lost
+
+
+def test_no_question_is_trained_towards_two_answers(records) -> None:
+    hours = Section("Acme Shop", ("Hours",), "The shop is open daily from 9:00 to 17:00.\nThe shop is open late on Fridays until 20:00.", "a.md")
+    for built in (build_samples(records, None, seed=0), build_samples([hours], None, seed=0, heldout_fraction=0.0)):
+        answers = defaultdict(set)
+        for sample in built.train + built.heldout:
+            answers[sample.messages[-2]["content"].lower()].add(sample.messages[-1]["content"])
+        assert all(len(a) == 1 for a in answers.values())
+    assert len({s.messages[-1]["content"] for s in build_samples([hours], None, seed=0, heldout_fraction=0.0).train}) == 3
