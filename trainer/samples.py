@@ -124,13 +124,15 @@ def build_samples(
 
 
 def _distinct_questions(facts: list[Fact]) -> list[Fact]:
-    """Each question asked of one fact only (the first that has it): the same words must not be
-    trained towards two different answers. A fact whose questions are all taken keeps its first."""
-    seen: set[str] = set()
+    """Each question trained towards one answer only: a question an earlier fact asks with another
+    answer is dropped from later facts (a fact whose questions are all taken keeps its first)."""
+    answer_of: dict[str, str] = {}
     out = []
     for fact in facts:
-        fresh = tuple(q for q in fact.questions if q.lower() not in seen) or fact.questions[:1]
-        seen.update(q.lower() for q in fresh)
+        fresh = tuple(q for q in fact.questions if answer_of.get(q.lower(), fact.answer) == fact.answer)
+        fresh = fresh or fact.questions[:1]
+        for question in fresh:
+            answer_of.setdefault(question.lower(), fact.answer)
         out.append(replace(fact, questions=fresh))
     return out
 
