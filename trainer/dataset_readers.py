@@ -1,13 +1,13 @@
 """Ready-made datasets -> records: chat or prompt/completion JSONL, and question,answer CSV.
 
 - JSONL: one JSON object per non-blank line, either ``{"messages": [{"role", "content"}, ...]}``
-  (roles ``system``/``developer``/``user``/``assistant``; string contents; at least one user
-  message; the last message is the assistant's; extra keys such as ``name`` or ``weight`` are
-  ignored) or ``{"prompt": str, "completion": str}``. Formats may mix. The first bad line stops
+  (roles ``system``/``developer``/``user``/``assistant``; string contents, or OpenAI's list of
+  text parts; no tool calls; at least one user message; the last message is the assistant's;
+  extra keys such as ``name`` or ``weight`` are ignored) or ``{"prompt": str, "completion": str}``. Formats may mix. The first bad line stops
   the read with an error naming its line number.
 - CSV: a header row with ``question`` and ``answer`` columns (any case, any order, other columns
   ignored); the delimiter (``,``, ``;`` or tab) is sniffed from the header. Blank rows are
-  skipped; a row with an empty question or answer is an error naming its line.
+  skipped; a row with an empty question or answer is an error naming its row.
 
 Both raise :class:`~trainer.records.DocumentError` with code ``invalid_file``.
 """
@@ -62,6 +62,12 @@ def _messages(value: object, where: str) -> tuple[dict[str, str], ...]:
         role, content = message.get("role"), message.get("content")
         if role not in _ROLES:
             raise DocumentError(f"{where}: messages[{index}].role must be one of {sorted(_ROLES)}, not {role!r}")
+        if message.get("tool_calls") or message.get("function_call"):
+            raise DocumentError(f"{where}: messages[{index}] has tool calls; training on tool calls is not supported")
+        if isinstance(content, list):  # OpenAI content parts: [{"type": "text", "text": "..."}]
+            if not all(isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str) for part in content):
+                raise DocumentError(f"{where}: messages[{index}].content parts must all be text parts")
+            content = "".join(part["text"] for part in content)
         if not isinstance(content, str) or not content.strip():
             raise DocumentError(f"{where}: messages[{index}].content must be a non-empty string")
         messages.append({"role": role, "content": content})

@@ -122,13 +122,16 @@ def test_chat_and_prompt_completion_jsonl(tmp_path: Path) -> None:
         {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
                       {"role": "assistant", "content": "Hello!", "weight": 1}]},
         {"prompt": "Opening hours?", "completion": " 9:30 to 18:00"},
+        {"messages": [{"role": "user", "content": [{"type": "text", "text": "Pri"}, {"type": "text", "text": "ce?"}]},
+                      {"role": "assistant", "content": "45 pounds."}]},
         {"messages": [{"role": "developer", "content": "Formal."}, {"role": "user", "content": "Price?"},
                       {"role": "assistant", "content": "45 pounds."}]},
     ]  # fmt: skip
     path.write_text("\n".join(json.dumps(line) for line in lines) + "\n\n")
     document = read_document(path, "data.jsonl")
-    assert document.format == "jsonl" and len(document.records) == 3 and document.faq_pairs == 0
-    first, second, _ = document.records
+    assert document.format == "jsonl" and len(document.records) == 4 and document.faq_pairs == 0
+    first, second, parts, _ = document.records
+    assert parts.messages[0] == {"role": "user", "content": "Price?"}
     assert isinstance(first, ChatRecord) and first.messages[-1] == {"role": "assistant", "content": "Hello!"}
     assert second.messages == ({"role": "user", "content": "Opening hours?"}, {"role": "assistant", "content": "9:30 to 18:00"})
     assert second.source == "data.jsonl:2"
@@ -186,6 +189,10 @@ def refused(tmp_path: Path, name: str, content: bytes | str) -> DocumentError:
         ("role.jsonl", '{"messages": [{"role": "tool", "content": "x"}, {"role": "assistant", "content": "y"}]}', "messages[0].role"),
         ("nouser.jsonl", '{"messages": [{"role": "assistant", "content": "y"}]}', "no user message"),
         ("array.jsonl", "[1, 2]\n", "line 1: expected a JSON object"),
+        ("tools.jsonl", '{"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": null, '
+         '"tool_calls": [{"id": "1"}]}]}', "messages[1] has tool calls"),
+        ("parts.jsonl", '{"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}, '
+         '{"role": "assistant", "content": "y"}]}', "messages[0].content parts must all be text parts"),
         ("cols.csv", "q,a\nHi?,Hello\n", 'must name a "question" and an "answer" column (found \'q\', \'a\')'),
         ("hole.csv", "question,answer\nHi?,Hello\nBye?,\n", "row 3 has an empty answer"),
     ],
