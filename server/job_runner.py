@@ -48,7 +48,7 @@ RESTARTED = JobError(
 
 def tenant_system_prompt(services: Services, tenant: str) -> str | None:
     """The system prompt the tenant's chats get (and its training samples must get)."""
-    return None
+    return services.tenants.get_settings(tenant).system_prompt
 
 
 @dataclass

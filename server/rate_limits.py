@@ -11,6 +11,7 @@ the first counts), or raises a 429 in OpenAI's shape (``rate_limit_error``,
   request is refused while the day's count plus its prompt would pass the limit, until
   midnight UTC. A request already running may end past the limit; the next one is refused.
 - ``concurrent_requests``: requests admitted and not yet done; Retry-After is 1.
+- ``concurrent_jobs`` (:func:`check_concurrent_jobs`, at job creation): jobs not yet finished.
 
 A refused request counts toward nothing. ``None`` limits are unlimited. The counters live in this
 process's memory: they start from zero when the server restarts, and a deployment that ran
@@ -87,6 +88,16 @@ class ReleaseAfter:
             await self.response(scope, receive, send)
         finally:
             self.release()
+
+
+def check_concurrent_jobs(limits: TenantLimits, active_jobs: int) -> None:
+    """429 while a tenant already has ``limits.concurrent_jobs`` fine-tuning jobs not finished."""
+    if limits.concurrent_jobs is not None and active_jobs >= limits.concurrent_jobs:
+        raise rate_limited(
+            f"Too many fine-tuning jobs at once: the limit is {limits.concurrent_jobs}; "
+            "wait for one to finish or cancel one.",
+            60,
+        )
 
 
 UNLIMITED = Admission(None, None)

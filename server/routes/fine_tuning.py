@@ -37,6 +37,7 @@ from server.auth import authenticate
 from server.errors import APIError, bad_request, model_not_found, not_found
 from server.file_check import FileChecker
 from server.jobs import Job, JobEvent
+from server.rate_limits import check_concurrent_jobs
 from server.routes.files import file_not_found
 from server.routes.paging import list_object, page_query
 from server.routes.tenants import read_json_object
@@ -97,6 +98,7 @@ async def create_job(request: Request) -> JSONResponse:
     services = request.app.state.services
     data = await read_json_object(request, _FIELDS)
     tenant = await acting_tenant(request, principal, data.get("tenant"))
+    await run_in_threadpool(_check_job_limit, services, tenant)
     model = await run_in_threadpool(_checked_model, services, tenant, data.get("model"))
     training = await run_in_threadpool(_owned_file, services, tenant, data, "training_file", True)
     validation = await run_in_threadpool(_owned_file, services, tenant, data, "validation_file", False)
@@ -123,6 +125,12 @@ async def create_job(request: Request) -> JSONResponse:
     if services.runner is not None:
         services.runner.wake()
     return JSONResponse(job_object(job))
+
+
+def _check_job_limit(services: Any, tenant: str) -> None:
+    """429 while the tenant has its ``limits.concurrent_jobs`` jobs not finished yet."""
+    active = [job for job in services.jobs.with_status("validating_files", "queued", "running") if job.tenant == tenant]
+    check_concurrent_jobs(services.tenants.get_settings(tenant).limits, len(active))
 
 
 def _checked_model(services: Any, tenant: str, model: object) -> str:

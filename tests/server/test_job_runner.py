@@ -23,6 +23,7 @@ from server.files import FileStore
 from server.job_runner import JobRunner
 from server.jobs import Job, JobStore
 from server.settings import Settings
+from server.tenants import TenantRegistry
 
 WAIT_S = 60.0
 """Upper bound on waiting for a state (not a timing assertion: only a hang fails it)."""
@@ -127,7 +128,8 @@ def make_env(tmp_path: Path, **settings: object) -> Env:
     upload.write_text("# Handbook\n\nWe open at nine.\n")
     stored = files.add("acme", "handbook.md", "fine-tune", upload, {"ok": True, "format": "markdown", "records": 1})
     jobs = JobStore(config.db_path)
-    services = SimpleNamespace(settings=config, jobs=jobs, files=files, model_dir=tmp_path / "model")
+    services = SimpleNamespace(settings=config, jobs=jobs, files=files, model_dir=tmp_path / "model",
+                               tenants=TenantRegistry(config.db_path))
     runner = JobRunner(services, command=[sys.executable, str(script)])  # type: ignore[arg-type]
     return Env(settings=config, jobs=jobs, files=files, runner=runner, file_id=stored.id)
 
