@@ -66,8 +66,10 @@ class Fact:
     kind: str
 
 
-def business_name(title: str) -> str:
-    """The business a title names: ``Lumen Lane Bicycles — Customer Handbook`` -> ``Lumen Lane Bicycles``."""
+def business_name(title: str, first_sentence: str = "") -> str:
+    """The business a title names: ``Lumen Lane Bicycles — Customer Handbook`` -> ``Lumen Lane
+    Bicycles``; for a title without a name, the capitalised subject of the document's first
+    sentence (``Lumen Lane Bicycles is a ...``)."""
     parts = [p.strip() for p in re.split(r"\s+[-\u2013\u2014|:]\s+|:\s+", title) if p.strip()]
     for part in parts:
         name = _GENERIC_TITLE_WORDS.sub("", part).strip(" -:|,")
@@ -75,7 +77,10 @@ def business_name(title: str) -> str:
         name = re.sub(r"\b(?:the|of|for)$", "", name, flags=re.IGNORECASE).strip()
         if name:
             return name
-    return ""
+    named = re.match(r"^((?:[A-Z][\w&'.-]*\s+){1,4})(?:is|are)\b", first_sentence)
+    if not named or named.group(1).split()[0].lower() in _PRONOUNS | {"we", "our", "the", "you", "a", "an"}:
+        return ""
+    return named.group(1).strip()
 
 
 def proper_words(texts: list[str]) -> set[str]:

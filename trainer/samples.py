@@ -80,7 +80,8 @@ def build_samples(
     pairs = [r for r in records if isinstance(r, QARecord)]
     chats = [r for r in records if isinstance(r, ChatRecord)]
     title = next((s.title for s in sections if s.title), "")
-    business = business_name(title)
+    first = next((line for s in sections for line in s.text.splitlines() if line.strip()), "")
+    business = business_name(title, first)
     proper = proper_words([title, *(s.text for s in sections), *(p.answer for p in pairs)])
     fact_count = len(pairs) + sum(len(split_sentences(s.text)) + 1 for s in sections)
     if fact_count * phrasings + len(chats) > max_samples:  # a long document: fewer phrasings per fact

@@ -31,6 +31,12 @@ def test_business_name(title: str, name: str) -> None:
     assert business_name(title) == name
 
 
+def test_business_name_from_the_first_sentence_when_the_title_has_none() -> None:
+    assert business_name("Customer Handbook", "Harbour View Dental is a family practice.") == "Harbour View Dental"
+    assert business_name("Customer Handbook", "We are a family practice.") == ""
+    assert business_name("Acme Guide", "Harbour View Dental is a family practice.") == "Acme"
+
+
 @pytest.mark.parametrize(
     ("sentence", "wanted"),
     [
