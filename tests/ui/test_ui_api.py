@@ -4,6 +4,7 @@ as the server's own readable messages. What the UI did is checked again over the
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,6 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from tests.integration.conftest import PROMPT, Server, auth, greedy
-from tests.ui.conftest import ui_client
 
 pytestmark = pytest.mark.integration
 
@@ -143,3 +143,33 @@ def test_ui_serves_no_file_it_did_not_create(server: Server, http: httpx.Client)
         response = http.get(f"/ui/gradio_api/file={path}")
         assert response.status_code in (403, 404), (path, response.status_code)
         assert b"root:" not in response.content and b"SQLite" not in response.content
+
+
+def test_cancelled_job_is_reported_in_words(ui: Client, http: httpx.Client, tenant_keys: dict[str, str],
+                                            tmp_path: Path) -> None:
+    training = tmp_path / "faq.csv"
+    training.write_text("question,answer\nWhen are you open?,Tuesday to Saturday.\n")
+    job = ui.submit(None, handle_file(str(training)), None, "cancelled-one", "base", *[""] * 12, api_name="/train")
+    deadline = time.monotonic() + 120
+    while not job.outputs() and not job.done() and time.monotonic() < deadline:
+        time.sleep(0.2)  # the first view arrives once the job exists; cancel then acts on that job
+    cancelled = ui.predict(api_name="/cancel_job")
+    assert "Cancelled: nothing was published." in cancelled and 'data-status="cancelled"' in cancelled
+    views = outputs(job)
+    assert 'data-status="cancelled"' in views[-1][0]
+    jobs = http.get("/v1/fine_tuning/jobs", headers=auth(tenant_keys["acme"])).json()["data"]
+    assert [j["status"] for j in jobs if j["suffix"] == "cancelled-one"] == ["cancelled"]
+    with pytest.raises(AppError, match="has already ended"):
+        ui.predict(api_name="/cancel_job")
+
+
+def test_chat_shows_the_system_prompt_in_use(ui: Client, http: httpx.Client, server: Server) -> None:
+    admin = auth(server.admin_key)
+    assert "none set" in ui.predict("base", api_name="/system_prompt")
+    prompt = "You are the assistant of Acme Bikes. Answer in one sentence."
+    assert http.patch("/v1/tenants/acme", json={"system_prompt": prompt}, headers=admin).status_code == 200
+    try:
+        assert ui.predict("base", api_name="/system_prompt") == prompt
+        assert ui.predict("acme/support", api_name="/system_prompt") == prompt
+    finally:
+        http.patch("/v1/tenants/acme", json={"system_prompt": None}, headers=admin)
