@@ -15,8 +15,8 @@ Contract:
   key never authenticates again, from the next request on.
 - Settings (:class:`~server.tenant_settings.TenantSettings`) are one JSON row per tenant,
   validated before they are written; a tenant without a row has the defaults.
-- Every call opens its own connection (WAL mode), so threads and other processes may share the
-  database file.
+- Every call is one transaction on its own connection (:class:`~server.database.Database`, WAL
+  mode), so threads and other processes may share the database file.
 """
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ import hmac
 import re
 import secrets
 import sqlite3
-from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from adapters.ids import validate_tenant_id
 from adapters.manifest import utc_now_iso
+from server.database import Database
 from server.tenant_settings import TenantSettings
 
 KEY_PREFIXES = {"secret": "sk-swl-", "publishable": "pk-swl-"}
@@ -115,16 +115,13 @@ class TenantRegistry:
     """Tenants and API keys in one SQLite file."""
 
     def __init__(self, db_path: Path) -> None:
-        self.db_path = Path(db_path)
-        self.db_path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(_SCHEMA)
+        self._db = Database(db_path, _SCHEMA)
+        self.db_path = self._db.path
 
     def create_tenant(self, tenant_id: str) -> tuple[Tenant, str]:
         """Create a tenant and its first secret key; return both (the key in plain text)."""
         tenant = Tenant(validate_tenant_id(tenant_id), utc_now_iso())
-        with self._connect() as db:
+        with self._db.transaction() as db:
             try:
                 db.execute("INSERT INTO tenants (id, created_at) VALUES (?, ?)", (tenant.id, tenant.created_at))
             except sqlite3.IntegrityError:
@@ -133,12 +130,12 @@ class TenantRegistry:
         return tenant, key
 
     def get_tenant(self, tenant_id: str) -> Tenant | None:
-        with self._connect() as db:
+        with self._db.transaction() as db:
             row = db.execute("SELECT id, created_at FROM tenants WHERE id = ?", (tenant_id,)).fetchone()
         return Tenant(*row) if row else None
 
     def list_tenants(self) -> list[Tenant]:
-        with self._connect() as db:
+        with self._db.transaction() as db:
             rows = db.execute("SELECT id, created_at FROM tenants ORDER BY id").fetchall()
         return [Tenant(*row) for row in rows]
 
@@ -152,7 +149,7 @@ class TenantRegistry:
         if not isinstance(key, str) or len(key) > 256 or not key.startswith(tuple(KEY_PREFIXES.values())):
             return None
         digest = hash_key(key)
-        with self._connect() as db:
+        with self._db.transaction() as db:
             row = db.execute(
                 "SELECT k.key_hash, k.kind, t.id, t.created_at FROM api_keys k JOIN tenants t ON t.id = k.tenant_id "
                 "WHERE k.key_hash = ? AND k.revoked_at IS NULL",
@@ -166,7 +163,7 @@ class TenantRegistry:
         """Add a key to an existing tenant; return its info and the plain-text key."""
         if kind not in KEY_KINDS:
             raise ValueError(f"Unknown key kind {kind!r}; expected one of {KEY_KINDS}.")
-        with self._connect() as db:
+        with self._db.transaction() as db:
             if db.execute("SELECT 1 FROM tenants WHERE id = ?", (tenant_id,)).fetchone() is None:
                 raise TenantNotFound(f"Tenant {tenant_id!r} not found.")
             key = self._insert_key(db, tenant_id, kind)
@@ -174,7 +171,7 @@ class TenantRegistry:
         return ApiKeyInfo(*row), key
 
     def list_keys(self, tenant_id: str) -> list[ApiKeyInfo]:
-        with self._connect() as db:
+        with self._db.transaction() as db:
             rows = db.execute(_KEY_INFO_SQL + " WHERE tenant_id = ? ORDER BY created_at, key_prefix",
                               (tenant_id,)).fetchall()
         return [ApiKeyInfo(*row) for row in rows]
@@ -183,7 +180,7 @@ class TenantRegistry:
         """Revoke the tenant's key with that id; False if there is no such unrevoked key."""
         if not isinstance(key_id, str) or not _KEY_ID_RE.match(key_id):
             return False
-        with self._connect() as db:
+        with self._db.transaction() as db:
             cursor = db.execute(
                 f"UPDATE api_keys SET revoked_at = ? WHERE tenant_id = ? AND substr(key_hash, 1, {_KEY_ID_HEX}) = ? "
                 "AND revoked_at IS NULL",
@@ -193,7 +190,7 @@ class TenantRegistry:
 
     def get_settings(self, tenant_id: str) -> TenantSettings:
         """The tenant's settings (the defaults until it changes any)."""
-        with self._connect() as db:
+        with self._db.transaction() as db:
             row = db.execute("SELECT settings FROM tenant_settings WHERE tenant_id = ?", (tenant_id,)).fetchone()
         return TenantSettings.model_validate_json(row[0]) if row else TenantSettings()
 
@@ -202,7 +199,7 @@ class TenantRegistry:
 
         Concurrent updates serialise, so none is lost; if ``change`` raises, nothing is written.
         """
-        with self._connect() as db:
+        with self._db.transaction() as db:
             db.execute("BEGIN IMMEDIATE")
             if db.execute("SELECT 1 FROM tenants WHERE id = ?", (tenant_id,)).fetchone() is None:
                 raise TenantNotFound(f"Tenant {tenant_id!r} not found.")
@@ -217,7 +214,7 @@ class TenantRegistry:
 
     def origin_allowed_anywhere(self, origin: str) -> bool:
         """Whether any tenant lists ``origin`` (a CORS preflight that names no tenant)."""
-        with self._connect() as db:
+        with self._db.transaction() as db:
             rows = db.execute("SELECT settings FROM tenant_settings").fetchall()
         return any(TenantSettings.model_validate_json(row[0]).allows_origin(origin) for row in rows)
 
@@ -229,11 +226,3 @@ class TenantRegistry:
             (hash_key(key), key[:_SHOWN_PREFIX_LEN], tenant_id, kind, utc_now_iso()),
         )
         return key
-
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        """A fresh connection committed on success, rolled back on error, always closed."""
-        with closing(sqlite3.connect(self.db_path, timeout=30)) as db:
-            db.execute("PRAGMA foreign_keys=ON")
-            with db:
-                yield db
