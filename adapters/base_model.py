@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -152,13 +152,19 @@ def _eos_ids(model: torch.nn.Module, tokenizer) -> frozenset[int]:
     return frozenset(ids)
 
 
-def load_base(model_dir: Path, device: str | None = None) -> LoadedBase:
-    """Load ``model_dir`` in NF4 (double quantization, bf16 compute), ready for inference."""
+def load_base(model_dir: Path, device: str | None = None, *, quantize: bool = True) -> LoadedBase:
+    """Load ``model_dir`` in NF4 (double quantization, bf16 compute), ready for inference.
+
+    ``quantize=False`` loads plain bf16 weights instead (the trainer's 16-bit LoRA comparison);
+    its spec then records empty quantization settings, so its hash differs from the NF4 one.
+    """
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     model_dir = Path(model_dir)
     tokenizer = load_tokenizer(model_dir)
     spec = spec_for(model_dir, tokenizer)
+    if not quantize:
+        spec = replace(spec, quantization={})
     target = pick_device(device)
     quant = BitsAndBytesConfig(
         load_in_4bit=True,
@@ -168,7 +174,7 @@ def load_base(model_dir: Path, device: str | None = None) -> LoadedBase:
     )
     model = AutoModelForCausalLM.from_pretrained(
         model_dir,
-        quantization_config=quant,
+        quantization_config=quant if quantize else None,
         dtype=torch.bfloat16,
         device_map={"": target.index or 0} if target.type == "cuda" else None,
         use_safetensors=True,

@@ -1,16 +1,94 @@
-"""Evaluation: held-out loss and probe recall (work in progress)."""
+"""Evaluation of a prepared model: held-out loss and probe recall, before and after training.
+
+- :func:`eval_loss`: the mean loss per trained (assistant) token over packed held-out rows, in
+  eval mode without gradients; NaN when there is nothing to evaluate.
+- :func:`probe_recall`: each probe question is asked exactly as the server would build the
+  prompt (:mod:`adapters.chat_format`, the tenant's system prompt, the generation prompt), the
+  model answers greedily (left-padded batches of :data:`PROBE_BATCH`), and a reply counts when
+  :func:`trainer.recall.answer_matches` finds one of the probe's expected terms in it. Returns
+  the share answered correctly (NaN with no probes) and one record per probe.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from adapters.chat_format import conversation, render
 from trainer.packing import PackedBatch
 from trainer.qlora import Prepared
+from trainer.recall import answer_matches
+from trainer.samples import Probe
+
+PROBE_BATCH = 8
 
 
-def eval_loss(prepared: Prepared, batches: list[PackedBatch]) -> float:
-    raise NotImplementedError
+@torch.no_grad()
+def eval_loss(prepared: Prepared, batches: Sequence[PackedBatch]) -> float:
+    """Token-weighted mean loss of the assistant tokens in ``batches``."""
+    model = prepared.model
+    model.eval()
+    total = weight = 0.0
+    for row in batches:
+        n = row.trained_tokens
+        if n == 0:
+            continue
+        out = model(
+            input_ids=row.input_ids.to(prepared.device),
+            position_ids=row.position_ids.to(prepared.device),
+            labels=row.labels.to(prepared.device),
+        )
+        total += float(out.loss.float()) * n
+        weight += n
+    return total / weight if weight else float("nan")
+
+
+@torch.no_grad()
+def _answers(prepared: Prepared, questions: Sequence[str], system_prompt: str | None, max_new_tokens: int) -> list[str]:
+    tokenizer: Any = prepared.tokenizer
+    prompts = [
+        render(tokenizer, conversation([{"role": "user", "content": q}], system_prompt), add_generation_prompt=True)
+        for q in questions
+    ]
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    try:
+        encoded = tokenizer(prompts, add_special_tokens=False, padding=True, return_tensors="pt")
+    finally:
+        tokenizer.padding_side = side
+    encoded = {k: v.to(prepared.device) for k, v in encoded.items()}
+    eos = sorted(prepared.eos_token_ids) or tokenizer.eos_token_id
+    output = prepared.model.generate(
+        **encoded,
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        eos_token_id=eos,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    new = output[:, encoded["input_ids"].shape[1] :]
+    return [tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in new]
 
 
 def probe_recall(
-    prepared: Prepared, probes: list, system_prompt: str | None, max_new_tokens: int = 48
+    prepared: Prepared, probes: Sequence[Probe], system_prompt: str | None, max_new_tokens: int = 48
 ) -> tuple[float, list[dict]]:
-    raise NotImplementedError
+    """(share of probes answered correctly, per-probe ``{question, expect, answer, correct}``)."""
+    prepared.model.eval()
+    results: list[dict] = []
+    for start in range(0, len(probes), PROBE_BATCH):
+        chunk = probes[start : start + PROBE_BATCH]
+        answers = _answers(prepared, [p.question for p in chunk], system_prompt, max_new_tokens)
+        for probe, answer in zip(chunk, answers, strict=True):
+            results.append(
+                {
+                    "question": probe.question,
+                    "expect": list(probe.expect),
+                    "answer": answer,
+                    "correct": answer_matches(answer, probe.expect),
+                }
+            )
+    if not results:
+        return float("nan"), results
+    return sum(r["correct"] for r in results) / len(results), results

@@ -21,6 +21,8 @@ from typing import Any, Literal
 
 Auto = Literal["auto"]
 AUTO: Auto = "auto"
+MAX_RANK = 64
+"""Largest LoRA rank the trainer makes: the server's default ``max_rank`` for serving."""
 
 
 class HyperparameterError(ValueError):
@@ -50,7 +52,7 @@ class Hyperparameters:
     clamped to 1e-4..2e-3 — 2e-4 for an 8B model (hidden 4096, the QLoRA paper's value),
     about 1.4e-3 for SmolLM2-135M (hidden 576): narrower models take larger LoRA steps."""
     lora_rank: int = 16
-    """LoRA rank ``r`` (1..256; the server refuses ranks above its ``max_rank``, 64 by default)."""
+    """LoRA rank ``r`` (1..:data:`MAX_RANK`, what the server serves by default)."""
     lora_alpha: float | Auto = AUTO
     """LoRA ``alpha``; the delta is scaled by alpha / rank. ``auto``: 2 x rank."""
     lora_dropout: float = 0.0
@@ -143,7 +145,7 @@ _RULES: dict[str, tuple[tuple[str, ...], float | None, float | None]] = {
     "batch_size": (("auto", "int"), 1, 4096),
     "learning_rate_multiplier": (("auto", "float"), 1e-3, 100),
     "learning_rate": (("auto", "float"), 1e-7, 1.0),
-    "lora_rank": (("int",), 1, 256),
+    "lora_rank": (("int",), 1, MAX_RANK),
     "lora_alpha": (("auto", "float"), 1e-3, 4096),
     "lora_dropout": (("float",), 0, 0.5),
     "warmup_ratio": (("float",), 0, 0.5),

@@ -39,6 +39,11 @@ class PackedBatch:
     def trained_tokens(self) -> int:
         return int((self.labels != IGNORE_INDEX).sum())
 
+    @property
+    def samples(self) -> int:
+        """How many samples the row holds (each starts at position 0)."""
+        return int((self.position_ids == 0).sum())
+
 
 def _row(samples: Sequence[EncodedSample]) -> PackedBatch:
     ids: list[int] = []

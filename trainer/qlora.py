@@ -1,16 +1,47 @@
-"""QLoRA: LoRA adapters trained on the NF4 base the server serves (work in progress)."""
+"""QLoRA: LoRA adapters trained on the very NF4 base the server serves.
+
+:func:`prepare_model` loads the base through :func:`adapters.base_model.load_base` (the one
+loader, so the adapter's spec hash is the server's), applies PEFT's k-bit preparation (norms and
+embeddings upcast to fp32, as in the QLoRA recipe) and wraps every linear layer but the output
+head in a LoRA (``target_modules="all-linear"`` by default); LoRA weights are fp32. With
+``init_adapter`` the LoRA starts from a stored adapter's weights (its rank and targets win over
+the hyperparameters). ``quantize=False`` trains 16-bit LoRA on a bf16 base (for comparison only:
+such an adapter's spec hash is not the server's).
+
+:func:`train` runs the loop: packed rows, gradient accumulation (token-weighted, so every
+trained token counts the same whatever row it sits in), gradient clipping at 1.0, linear
+warm-up then cosine decay to zero, a fixed seed for the row order. The optimizer is
+bitsandbytes' ``PagedAdamW`` (32-bit states, paged to host memory under GPU memory pressure;
+bitsandbytes 0.50 runs it on the CPU too), falling back to ``torch.optim.AdamW`` where it cannot
+be built. The wall-clock budget (``max_seconds``) is met by re-planning: after every step the
+mean step time so far says how many steps fit, and the cosine schedule is stretched or shrunk to
+end there, so training ends with a decayed learning rate instead of being cut mid-flight.
+``should_stop`` is polled before every step (cancel); ``on_progress`` gets one dict per step.
+
+On the CPU, :func:`prepare_model` gives torch only the cores that are not already busy (by the
+1-minute load average; ``OMP_NUM_THREADS`` overrides): OpenMP threads that outnumber the free
+cores wait for each other at every operation, which was measured 10x slower on a shared
+two-core machine than one thread.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from adapters.base_model import BaseModelSpec
-from trainer.hyperparameters import Hyperparameters
+from adapters.base_model import BaseModelSpec, load_base
+from trainer.hyperparameters import Hyperparameters, Resolved
 from trainer.packing import PackedBatch
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -21,15 +52,27 @@ class Prepared:
     tokenizer: object
     spec: BaseModelSpec
     device: torch.device
+    linear_shapes: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """The base's linear layers (module name -> (in, out)), for validating the result."""
+    context_length: int = 2048
+    eos_token_ids: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True)
 class TrainResult:
+    """What a training run did."""
+
     steps: int
+    """Optimizer steps taken."""
     trained_tokens: int
+    """Tokens fed through the model (all epochs, prompts included), as OpenAI counts them."""
     seconds: float
     final_loss: float
+    """Mean training loss over the last steps (up to 10)."""
     stopped_early: bool
+    """``should_stop`` ended the run before its planned end (the budget does not count)."""
+    plan: Resolved | None = None
+    """The resolved hyperparameters the run started with."""
 
 
 def prepare_model(
@@ -40,7 +83,105 @@ def prepare_model(
     quantize: bool = True,
     init_adapter: Path | None = None,
 ) -> Prepared:
-    raise NotImplementedError
+    """The base (NF4 unless ``quantize`` is False) with a trainable LoRA per ``hp``."""
+    from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
+
+    base = load_base(Path(base_model_dir), device, quantize=quantize)
+    if base.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(cpu_threads())
+    checkpointing = hp.gradient_checkpointing
+    if checkpointing == "auto":
+        checkpointing = base.device.type == "cuda"
+    model = base.model
+    if quantize:
+        model = prepare_model_for_kbit_training(
+            model,
+            use_gradient_checkpointing=bool(checkpointing),
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
+    elif checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if init_adapter is not None:
+        model = PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
+    else:
+        targets = hp.target_modules if hp.target_modules == "all-linear" else list(hp.target_modules)
+        config = LoraConfig(
+            r=hp.lora_rank,
+            lora_alpha=2 * hp.lora_rank if hp.lora_alpha == "auto" else hp.lora_alpha,
+            lora_dropout=hp.lora_dropout,
+            target_modules=targets,
+            bias="none",
+            task_type="CAUSAL_LM",
+        )
+        model = get_peft_model(model, config)
+    return Prepared(
+        model=model,
+        tokenizer=base.tokenizer,
+        spec=base.spec,
+        device=base.device,
+        linear_shapes=base.linear_shapes,
+        context_length=base.context_length,
+        eos_token_ids=base.eos_token_ids,
+    )
+
+
+def cpu_threads() -> int:
+    """Torch threads for this process: the cores not busy with other work, at least one."""
+    cores = len(os.sched_getaffinity(0))
+    return max(1, min(torch.get_num_threads(), cores - int(os.getloadavg()[0])))
+
+
+def plan(prepared: Prepared, batches: Sequence[PackedBatch], hp: Hyperparameters) -> Resolved:
+    """``hp`` resolved for these packed rows on this model and device."""
+    return hp.resolve(
+        n_samples=sum(b.samples for b in batches),
+        rows=len(batches),
+        hidden_size=int(prepared.model.config.hidden_size),
+        device_type=prepared.device.type,
+    )
+
+
+def learning_rate_at(step: int, total: int, warmup: int, peak: float) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine decay reaching 0 after ``total`` steps."""
+    if step < warmup:
+        return peak * (step + 1) / (warmup + 1)
+    progress = (step - warmup) / max(1, total - warmup)
+    return peak * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def make_optimizer(params: list[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
+    """bitsandbytes ``PagedAdamW`` (32-bit), or torch's AdamW where bitsandbytes cannot serve."""
+    try:
+        import bitsandbytes as bnb
+
+        return bnb.optim.PagedAdamW(params, lr=lr, weight_decay=0.0)
+    except Exception as exc:  # no backend for this device, or an old bitsandbytes
+        log.warning("PagedAdamW unavailable (%s); using torch.optim.AdamW", exc)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+
+
+def _micro_step(prepared: Prepared, row: PackedBatch, weight: float) -> float:
+    """Forward and backward one row; its mean loss is scaled by ``weight``."""
+    device = prepared.device
+    out = prepared.model(
+        input_ids=row.input_ids.to(device),
+        position_ids=row.position_ids.to(device),
+        labels=row.labels.to(device),
+    )
+    loss = out.loss.float()
+    (loss * weight).backward()
+    return float(loss.detach()) * weight
+
+
+def _steps(batches: Sequence[PackedBatch], accumulation: int, rng: random.Random):
+    """Groups of ``accumulation`` rows, reshuffled every epoch, forever."""
+    epoch = 0
+    while True:
+        order = list(batches)
+        rng.shuffle(order)
+        for start in range(0, len(order), accumulation):
+            yield epoch, order[start : start + accumulation]
+        epoch += 1
 
 
 def train(
@@ -52,4 +193,65 @@ def train(
     on_progress: Callable[[dict], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> TrainResult:
-    raise NotImplementedError
+    """Train the LoRA in ``prepared.model`` on ``batches``; see the module docstring."""
+    rows = [b for b in batches if b.trained_tokens > 0]
+    if not rows:
+        raise ValueError("No training tokens: every sample's answer is empty.")
+    resolved = plan(prepared, rows, hp)
+    torch.manual_seed(seed)
+    model = prepared.model
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = make_optimizer(params, resolved.learning_rate)
+    steps_per_epoch = math.ceil(len(rows) / resolved.gradient_accumulation_steps)
+    planned = total = resolved.total_steps
+    warmup = round(hp.warmup_ratio * planned)
+    losses: list[float] = []
+    step = tokens = 0
+    stopped = False
+    start = time.monotonic()
+    groups = _steps(rows, resolved.gradient_accumulation_steps, random.Random(seed))
+    while step < total:
+        if should_stop is not None and should_stop():
+            stopped = True
+            break
+        epoch, group = next(groups)
+        lr = learning_rate_at(step, total, warmup, resolved.learning_rate)
+        for param_group in optimizer.param_groups:
+            param_group["lr"] = lr
+        weight_sum = sum(r.trained_tokens for r in group)
+        loss = sum(_micro_step(prepared, r, r.trained_tokens / weight_sum) for r in group)
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"The training loss became {loss} at step {step + 1}.")
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        tokens += sum(r.tokens for r in group)
+        losses.append(loss)
+        elapsed = time.monotonic() - start
+        # Re-plan so the cosine schedule ends inside the budget (never beyond the original plan).
+        affordable = step + int((resolved.max_seconds - elapsed) / (elapsed / step))
+        total = max(step, min(planned, affordable))
+        if on_progress is not None:
+            on_progress(
+                {
+                    "step": step,
+                    "total_steps": total,
+                    "epoch": round(epoch + (step - epoch * steps_per_epoch) / steps_per_epoch, 3),
+                    "train_loss": round(loss, 4),
+                    "learning_rate": lr,
+                    "tokens_per_second": round(tokens / elapsed, 1),
+                    "elapsed_s": round(elapsed, 1),
+                }
+            )
+    model.eval()
+    tail = losses[-10:]
+    return TrainResult(
+        steps=step,
+        trained_tokens=tokens,
+        seconds=time.monotonic() - start,
+        final_loss=sum(tail) / len(tail) if tail else float("nan"),
+        stopped_early=stopped,
+        plan=resolved,
+    )

@@ -1,0 +1,77 @@
+"""``python -m trainer.worker SPEC.json``: run one training job in this process (docs/training-jobs.md).
+
+Stdout carries the protocol's events only, one JSON object per line, flushed at once; anything
+else a library prints goes to stderr (``sys.stdout`` is pointed there before any import that
+could print), and so do the logs. Exit status 0 after ``succeeded``, 1 after ``failed``; an
+unexpected exception is logged with its traceback and reported as ``failed`` with code
+``trainer_error`` (exit 1), so the server always learns a reason. A signal that kills the
+process is the server's ``trainer_crashed``.
+
+SIGTERM (the server's cancel) sets a flag the job polls between stages and before every
+training step: the job stops there, publishes nothing and ends with ``failed`` / ``cancelled``
+(exit 1). A second SIGTERM, or SIGINT, is not special-cased beyond the same flag; the server
+sends SIGKILL after its grace period.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+import traceback
+from pathlib import Path
+from typing import Any, TextIO
+
+
+def _emitter(out: TextIO):
+    lock = threading.Lock()
+
+    def emit(event: dict[str, Any]) -> None:
+        from trainer.publish import json_safe
+
+        line = json.dumps(json_safe(event), allow_nan=False)
+        with lock:
+            out.write(line + "\n")
+            out.flush()
+
+    return emit
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the job in ``argv[0]`` (a JSON spec file); return the exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    protocol_out = sys.stdout
+    sys.stdout = sys.stderr  # stray prints from libraries must not corrupt the event stream
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    emit = _emitter(protocol_out)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    if len(argv) != 1:
+        emit({"type": "failed", "code": "invalid_spec", "message": "usage: python -m trainer.worker SPEC.json"})
+        return 1
+    from trainer.job import JobError, JobSpec, run_job
+
+    try:
+        spec = JobSpec.from_dict(json.loads(Path(argv[0]).read_text(encoding="utf-8")))
+    except (OSError, ValueError) as exc:  # unreadable or non-JSON spec file
+        emit({"type": "failed", "code": "invalid_spec", "message": f"Cannot read the job spec: {exc}"})
+        return 1
+    except JobError as exc:
+        emit({"type": "failed", "code": exc.code, "message": exc.message})
+        return 1
+    try:
+        run_job(spec, emit, stop.is_set)
+    except JobError:
+        return 1  # run_job has emitted the failure
+    except Exception as exc:
+        traceback.print_exc()
+        emit({"type": "failed", "code": "trainer_error", "message": f"Training failed: {type(exc).__name__}: {exc}"})
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
