@@ -1,4 +1,4 @@
-"""The ``swaplora`` console script: ``serve``, ``ui`` and ``prepare-model`` (``train`` comes later).
+"""The ``swaplora`` console script: ``serve``, ``ui``, ``train`` and ``prepare-model``.
 
 Contract:
 
@@ -11,6 +11,11 @@ Contract:
 - ``serve`` also mounts the Gradio UI at ``/ui``, talking to the server's own URL over HTTP
   (``--no-ui`` leaves it out); ``swaplora ui --api-url URL [--host H] [--port P]`` runs the UI
   alone against any running server.
+- ``swaplora train --tenant T --name N [--data DIR] [--model PATH] [--system-prompt S]
+  [--epochs N] [--max-seconds S] [--hyperparameters JSON] [--from NAME[@V]] FILE...`` trains an
+  adapter on the files without a server (:func:`trainer.terminal.train_in_terminal`: a progress
+  bar on stderr), publishes it to ``<data>/adapters`` and prints its ``tenant/name@version``;
+  bad files or hyperparameters exit 2 with the message.
 - ``swaplora --version`` prints the installed version.
 
 :func:`main` returns a process exit status: 0 on success, 2 on bad arguments or settings.
@@ -90,6 +95,47 @@ def _cmd_prepare_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    import json
+    import uuid
+
+    settings = _settings(args, ("model", "data"))
+    try:
+        hyperparameters = json.loads(args.hyperparameters or "{}")
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"swaplora train: --hyperparameters is not JSON: {exc}") from None
+    if not isinstance(hyperparameters, dict):
+        raise SystemExit("swaplora train: --hyperparameters must be a JSON object")
+    for key, value in (("n_epochs", args.epochs), ("max_seconds", args.max_seconds)):
+        if value is not None:
+            hyperparameters[key] = value
+    if settings.model:
+        model_dir = Path(settings.model)
+    else:
+        from adapters.embedded import prepare_embedded_model
+
+        model_dir = prepare_embedded_model(settings.models_dir)
+    from trainer.terminal import train_in_terminal
+
+    def files(paths: list[Path]) -> list[dict[str, str]]:
+        return [{"path": str(p.resolve()), "filename": p.name} for p in paths]
+
+    return train_in_terminal({
+        "job_id": f"ftjob-cli-{uuid.uuid4().hex[:12]}",
+        "tenant": args.tenant,
+        "suffix": args.name,
+        "model": f"{args.tenant}/{args.continue_from}" if args.continue_from else "base",
+        "base_model_dir": str(model_dir.resolve()),
+        "adapters_dir": str(settings.adapters_dir.resolve()),
+        "training_files": files(args.files),
+        "validation_files": files(args.validation or []),
+        "hyperparameters": hyperparameters,
+        "seed": args.seed,
+        "system_prompt": args.system_prompt,
+        "device": args.device,
+    })
+
+
 def _add_data_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data",
@@ -135,8 +181,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_flag(prepare)
     prepare.set_defaults(handler=_cmd_prepare_model)
 
-    # Later subcommands register here, each importing its package lazily in its handler:
-    #   train -> trainer/ (QLoRA on documents, publishes through adapters/)
+    train = sub.add_parser("train", help="train an adapter on documents without a server and publish it")
+    train.add_argument("files", nargs="+", type=Path, metavar="FILE",
+                       help="training documents: .txt .md .html .pdf .docx, chat or prompt/completion .jsonl, .csv")
+    train.add_argument("--tenant", required=True, help="owning tenant id")
+    train.add_argument("--name", required=True, help="adapter name; published as <tenant>/<name>@<next version>")
+    train.add_argument("--model", metavar="PATH", help="base model directory (env SWAPLORA_MODEL; default: embedded)")
+    train.add_argument("--system-prompt", help="the tenant's system prompt, applied as the server applies it")
+    train.add_argument("--epochs", type=int, help="hyperparameter n_epochs (default auto)")
+    train.add_argument("--max-seconds", type=float, help="hyperparameter max_seconds: training time budget")
+    train.add_argument("--hyperparameters", metavar="JSON", help='more hyperparameters, e.g. \'{"lora_rank": 8}\'')
+    train.add_argument("--validation", action="append", type=Path, metavar="FILE", help="held-out file (repeatable)")
+    train.add_argument("--from", dest="continue_from", metavar="NAME[@V]", help="continue from this tenant adapter")
+    train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    train.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when present, else cpu")
+    _add_data_flag(train)
+    train.set_defaults(handler=_cmd_train)
 
     return parser
 
