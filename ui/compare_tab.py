@@ -32,14 +32,14 @@ Round = dict[str, Any]
 async def _merge(api: ApiClient, models: tuple[str, str], prompt: str, temperature: float,
                  max_tokens: int) -> AsyncIterator[tuple[int, str, str]]:
     """``(side, served model, delta)`` from two concurrent streams, in arrival order."""
-    queue: asyncio.Queue[tuple[int, str, str] | BaseException | None] = asyncio.Queue()
+    queue: asyncio.Queue[tuple[int, str, str] | Exception | None] = asyncio.Queue()
     messages = [{"role": "user", "content": prompt}]
 
     async def pump(side: int) -> None:
         try:
             async for served, delta in api.stream_chat(models[side], messages, temperature, max_tokens):
                 await queue.put((side, served, delta))
-        except BaseException as exc:  # handed to the consumer, which re-raises it
+        except Exception as exc:  # handed to the consumer, which re-raises it
             await queue.put(exc)
         else:
             await queue.put(None)
@@ -51,7 +51,7 @@ async def _merge(api: ApiClient, models: tuple[str, str], prompt: str, temperatu
             item = await queue.get()
             if item is None:
                 finished += 1
-            elif isinstance(item, BaseException):
+            elif isinstance(item, Exception):
                 raise item
             else:
                 yield item

@@ -52,7 +52,7 @@ def test_each_tab_opens_without_errors(browser: Any, server: Server, tenant_keys
         page.get_by_role("tab", name=tab).click()
         page.get_by_role("tab", name=tab, selected=True).wait_for()
         if tab == "Adapters":
-            page.get_by_text("acme/support", exact=True).first.wait_for()  # the listing arrived
+            page.get_by_text("acme/support", exact=True).filter(visible=True).first.wait_for()  # the listing arrived
         page.wait_for_timeout(500)  # let late renders (plots, tables) settle before the picture
         screenshot(page, f"ui-{tab.lower()}")
         assert page.locator(TOAST).count() == 0, page.locator(TOAST).all_inner_texts()
@@ -63,6 +63,7 @@ def test_a_wrong_key_is_refused_readably(browser: Any, server: Server) -> None: 
     page, problems = open_ui(browser, server, "sk-swl-wrong")
     toast = page.locator(TOAST).filter(has_text="Incorrect API key provided.")
     toast.wait_for()
+    page.wait_for_timeout(500)  # the toast slides in
     screenshot(page, "ui-wrong-key")
     assert "Traceback" not in toast.inner_text()
     assert page.get_by_text("Not signed in.").is_visible()
