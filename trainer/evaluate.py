@@ -39,6 +39,7 @@ def eval_loss(prepared: Prepared, batches: Sequence[PackedBatch]) -> float:
             input_ids=row.input_ids.to(prepared.device),
             position_ids=row.position_ids.to(prepared.device),
             labels=row.labels.to(prepared.device),
+            use_cache=False,  # see trainer.packing: packed rows need it
         )
         total += float(out.loss.float()) * n
         weight += n

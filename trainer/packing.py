@@ -4,9 +4,11 @@
 decreasing (longest first, each into the first row with room), after shuffling with ``seed`` so
 equal-length samples are spread deterministically. A sample longer than the budget is cut to it.
 Each row becomes a :class:`PackedBatch` of shape (1, T) whose ``position_ids`` restart at 0 at
-every sample start. With ``attention_mask=None``, transformers (5.x, sdpa and eager) turns
-restarting position ids into a block-diagonal causal mask, so a packed row computes the same
-loss as its samples one by one (``tests/trainer/test_packing.py`` checks that on a real model).
+every sample start. Called with ``attention_mask=None`` AND ``use_cache=False``, transformers
+(5.x, sdpa and eager) turns restarting position ids into a block-diagonal causal mask, so a
+packed row computes the same logits as its samples one by one; with a cache (the default
+``use_cache=True``) it silently ignores the restarts and samples attend to earlier ones
+(``tests/trainer/test_packing.py`` checks both on a real model).
 
 The first label of every sample is made -100 in the row too: the causal-LM loss shifts labels by
 one, so it would otherwise train the previous sample's last token to predict this sample's first.

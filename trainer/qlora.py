@@ -167,6 +167,7 @@ def _micro_step(prepared: Prepared, row: PackedBatch, weight: float) -> float:
         input_ids=row.input_ids.to(device),
         position_ids=row.position_ids.to(device),
         labels=row.labels.to(device),
+        use_cache=False,  # with a cache, transformers ignores the packed position ids (no block mask)
     )
     loss = out.loss.float()
     (loss * weight).backward()
