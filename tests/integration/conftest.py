@@ -93,7 +93,8 @@ def _wait_ready(server: Server) -> dict[str, Any]:
     pytest.fail(f"/ready did not answer 200 within {READY_TIMEOUT_S:.0f}s (last: {last}); log:\n{server.log()}")
 
 
-def _stop(process: subprocess.Popen) -> None:
+def stop_server(process: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL if the server has not stopped within 20 s."""
     if process.poll() is not None:
         return
     process.send_signal(signal.SIGTERM)
@@ -104,13 +105,11 @@ def _stop(process: subprocess.Popen) -> None:
         process.wait(timeout=10)
 
 
-@pytest.fixture(scope="session")
-def server(embedded_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """``python -m swaplora.cli serve`` on a free port with a fresh data dir; stopped at the end."""
-    data = tmp_path_factory.mktemp("swaplora-data")
+def start_server(model_dir: Path, data: Path, admin_key: str, **settings: str) -> Server:
+    """Start ``python -m swaplora.cli serve`` on ``data`` and wait for ``/ready``; ``settings``
+    are extra ``SWAPLORA_*`` variables (``MAX_FILE_BYTES="1000"``). The caller stops it."""
     log_path = data.parent / f"{data.name}-server.log"
     port = _free_port()
-    admin_key = secrets.token_hex(16)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SWAPLORA_")}
     env.update(
         SWAPLORA_DATA=str(data),
@@ -119,17 +118,29 @@ def server(embedded_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
         SWAPLORA_LOG_LEVEL="info",
         HF_HUB_OFFLINE="1",
         PYTHONUNBUFFERED="1",
+        **{f"SWAPLORA_{name}": value for name, value in settings.items()},
     )
     command = [sys.executable, "-m", "swaplora.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-               "--model", str(embedded_model_dir)]
-    with open(log_path, "wb") as log_file:
+               "--model", str(model_dir)]
+    with open(log_path, "ab") as log_file:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
     srv = Server(url=f"http://127.0.0.1:{port}", data=data, admin_key=admin_key, log_path=log_path, process=process)
     try:
         srv.ready = _wait_ready(srv)
+    except BaseException:
+        stop_server(process)
+        raise
+    return srv
+
+
+@pytest.fixture(scope="session")
+def server(embedded_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """``python -m swaplora.cli serve`` on a free port with a fresh data dir; stopped at the end."""
+    srv = start_server(embedded_model_dir, tmp_path_factory.mktemp("swaplora-data"), secrets.token_hex(16))
+    try:
         yield srv
     finally:
-        _stop(process)
+        stop_server(srv.process)
 
 
 @pytest.fixture(scope="session")
