@@ -105,6 +105,7 @@ class JobRunner:
                 log.warning("killing the leftover worker %d of %s", job.pid, job.id)
                 kill_group(job.pid, signal.SIGKILL)
             self.jobs.transition(job.id, "failed", f"Fine-tuning job failed: {RESTARTED.message}", error=RESTARTED)
+            _clean_work_dir(self.settings.jobs_dir / job.id)
 
     async def _loop(self) -> None:
         while not self._stopping:

@@ -7,8 +7,9 @@ Contract:
   for a chunked body), spools it to ``<data>/tmp``, runs ``trainer.check`` on it and keeps it
   only when the checker accepts it; a refused file is a 400 ``invalid_file`` with the checker's
   message (413 for ``file_too_large``) and leaves nothing behind.
-- ``GET /v1/files`` (``purpose``, ``after``, ``limit``, ``order``), ``GET /v1/files/{id}`` and
-  ``DELETE /v1/files/{id}`` see the caller's tenant only; another tenant's file answers the same
+- ``GET /v1/files`` (``purpose``, ``after``, ``limit``, ``order``), ``GET /v1/files/{id}``,
+  ``GET /v1/files/{id}/content`` (the bytes as uploaded) and ``DELETE /v1/files/{id}`` see the
+  caller's tenant only; another tenant's file answers the same
   404 as a missing one. The admin sees every tenant's files (``?tenant=`` filters the list).
 """
 
@@ -21,7 +22,7 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import FileResponse, JSONResponse
 from starlette.routing import Route
 
 from server.auth import authenticate
@@ -139,6 +140,14 @@ async def get_file(request: Request) -> JSONResponse:
     return JSONResponse(file_object(await _owned_file(request)))
 
 
+async def file_content(request: Request) -> FileResponse:
+    stored = await _owned_file(request)
+    path = request.app.state.services.files.path(stored)
+    if not path.is_file():
+        raise file_not_found(stored.id)
+    return FileResponse(path, media_type="application/octet-stream", filename=stored.filename)
+
+
 async def delete_file(request: Request) -> JSONResponse:
     stored = await _owned_file(request)
     if not await run_in_threadpool(request.app.state.services.files.delete, stored.id, stored.tenant):
@@ -151,4 +160,5 @@ routes: list[Route] = [
     Route("/v1/files", list_files, methods=["GET"]),
     Route("/v1/files/{file_id}", get_file, methods=["GET"]),
     Route("/v1/files/{file_id}", delete_file, methods=["DELETE"]),
+    Route("/v1/files/{file_id}/content", file_content, methods=["GET"]),
 ]

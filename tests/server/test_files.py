@@ -86,6 +86,9 @@ def test_upload_is_checked_and_kept(env: SimpleNamespace) -> None:
     assert body["format"] == "markdown" and body["records"] > 0
     assert (env.settings.files_dir / body["id"]).read_bytes() == HANDBOOK
     assert env.client.get(f"/v1/files/{body['id']}", headers=env.acme).json() == body
+    content = env.client.get(f"/v1/files/{body['id']}/content", headers=env.acme)
+    assert content.status_code == 200 and content.content == HANDBOOK
+    assert_error(env.client.get(f"/v1/files/{body['id']}/content", headers=env.globex), 404, "file_not_found")
     listed = env.client.get("/v1/files", headers=env.acme).json()
     assert listed["object"] == "list" and [f["id"] for f in listed["data"]] == [body["id"]]
     assert not list((env.settings.data / "tmp").iterdir())

@@ -251,6 +251,9 @@ def test_start_fails_jobs_left_running_and_kills_their_leftover_worker(tmp_path:
     leftover = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", stale.id],
                                 start_new_session=True)
     env.jobs.transition(stale.id, "running", "started", pid=leftover.pid)
+    stale_work = env.settings.jobs_dir / stale.id
+    (stale_work / "checkpoint-1").mkdir(parents=True)
+    (stale_work / "worker.log").write_text("training...\n")
     waiting = env.jobs.create(tenant="acme", model="base", training_file=env.file_id, validation_file=None,
                               suffix="succeed-new", hyperparameters={}, seed=1)
     env.jobs.transition(waiting.id, "queued", "q")
@@ -262,6 +265,7 @@ def test_start_fails_jobs_left_running_and_kills_their_leftover_worker(tmp_path:
             assert failed.status == "failed" and failed.error.code == "server_restarted"
             assert "Create the job again" in failed.error.message
             assert leftover.wait(timeout=WAIT_S) == -signal.SIGKILL
+            assert [p.name for p in stale_work.iterdir()] == ["worker.log"]  # its checkpoints are gone
             assert (await env.ended(waiting)).status == "succeeded"
         finally:
             await env.runner.stop()
