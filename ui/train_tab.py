@@ -156,10 +156,9 @@ def build_train_tab(session: gr.State, catalog: gr.State, acting: gr.Dropdown) -
             cancel_button = gr.Button("Cancel job", variant="stop")
         job_id = gr.State(None)
         progress = gr.HTML(progress_html(None), label="Progress")
-        with gr.Row():
-            loss = gr.LinePlot(x="step", y="train_loss", title="Training loss", label="Training loss",
-                               value=loss_frame([]), height=260)
-            evaluation = gr.Dataframe(headers=EVAL_HEADERS, label="Evaluation", interactive=False, value=[])
+        evaluation = gr.Dataframe(headers=EVAL_HEADERS, label="Evaluation", interactive=False, value=[])
+        loss = gr.LinePlot(x="step", y="train_loss", title="Training loss", label="Training loss",
+                           value=loss_frame([]), height=260)
         with gr.Accordion("History", open=True):
             with gr.Row():
                 refresh = gr.Button("Refresh history")

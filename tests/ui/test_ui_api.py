@@ -14,6 +14,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from tests.integration.conftest import PROMPT, Server, auth, greedy
+from tests.ui.conftest import ui_client
 
 pytestmark = pytest.mark.integration
 
@@ -173,3 +174,15 @@ def test_chat_shows_the_system_prompt_in_use(ui: Client, http: httpx.Client, ser
         assert ui.predict("acme/support", api_name="/system_prompt") == prompt
     finally:
         http.patch("/v1/tenants/acme", json={"system_prompt": None}, headers=admin)
+
+
+def test_admin_acts_for_the_tenant_it_picks(server: Server, http: httpx.Client, tenant_keys: dict[str, str],
+                                            lora_v1: Path) -> None:
+    admin = ui_client(server, server.admin_key)
+    files = [handle_file(str(lora_v1 / "adapter_config.json")), handle_file(str(lora_v1 / "adapter_model.safetensors"))]
+    with pytest.raises(AppError, match="must name the tenant"):
+        admin.predict(None, "from-admin", files, api_name="/upload_adapter")
+    admin.predict("globex", "from-admin", files, api_name="/upload_adapter")
+    admin.close()
+    listed = http.get("/v1/adapters", headers=auth(tenant_keys["globex"])).json()["data"]
+    assert [a["id"] for a in listed if a["name"] == "from-admin"] == ["globex/from-admin"]

@@ -102,6 +102,5 @@ def test_training_progress_moves(browser: Any, server: Server, tenant_keys: dict
     steps = [step for _, step, total in seen if total]
     assert len(set(steps)) >= 2 and steps == sorted(steps), f"the bar should move forward: {seen}"
     assert seen[-1][1] == seen[-1][2] >= 1  # full at the end
-    evaluation = page.get_by_text("probe recall (higher is better)")
-    assert evaluation.is_visible()
+    page.get_by_text("probe recall (higher is better)").filter(visible=True).first.wait_for()
     assert problems.errors == []
