@@ -40,6 +40,8 @@ from server.services import Services
 log = logging.getLogger(__name__)
 _RETRY_S = 2.0
 _MAX_LINE = 1024 * 1024
+_DRAIN_S = 5.0
+"""Time to read the rest of a worker's stdout once it has exited."""
 RESTARTED = JobError(
     "server_restarted", "The server stopped while this job was running; the partial training was discarded "
     "and nothing was published. Create the job again."
@@ -196,14 +198,22 @@ class JobRunner:
     # ----------------------------------------------------------------------------- one worker
 
     async def _supervise(self, worker: _Worker, work_dir: Path) -> None:
+        reader = asyncio.create_task(self._read_events(worker))
         try:
-            await self._read_events(worker)
-            returncode = await worker.process.wait()
+            returncode = await _exit_status(worker.process)
+            try:
+                await asyncio.wait_for(asyncio.shield(reader), _DRAIN_S)
+            except TimeoutError:
+                # A child of the worker still holds its stdout: the worker is gone, so is the job.
+                log.warning("job %s: a leftover child kept stdout open; killing the worker's group", worker.job_id)
+                kill_group(worker.process.pid, signal.SIGKILL)
+                reader.cancel()
             await asyncio.to_thread(self._finish, worker, returncode, work_dir)
         except Exception:
             log.exception("supervising %s failed", worker.job_id)
+            reader.cancel()
             kill_group(worker.process.pid, signal.SIGKILL)
-            await worker.process.wait()
+            await _exit_status(worker.process)
             await asyncio.to_thread(self._fail, worker.job_id, JobError("trainer_crashed", "Supervising the trainer failed."))
         finally:
             self._workers.pop(worker.job_id, None)
@@ -294,6 +304,17 @@ class JobRunner:
                 kill_group(worker.process.pid, signal.SIGKILL)
 
         asyncio.create_task(escalate())
+
+
+async def _exit_status(process: asyncio.subprocess.Process) -> int:
+    """The process's exit status once it has exited.
+
+    Not ``process.wait()``: in Python 3.11 that also waits for the pipes to close, which a
+    leftover grandchild holding stdout would delay forever.
+    """
+    while process.returncode is None:
+        await asyncio.sleep(0.2)
+    return process.returncode
 
 
 def _progress_fields(event: dict[str, Any]) -> dict[str, Any]:

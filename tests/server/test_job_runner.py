@@ -61,6 +61,11 @@ if mode == "garbage":
     sys.exit(0)
 if mode == "silent_exit":
     sys.exit(0)
+if mode == "orphan":  # a child that outlives the worker, holding its stdout open
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    open(spec["work_dir"] + ".child", "w").write(str(child.pid))  # outside the work dir, which is cleaned
+    emit(type="succeeded", fine_tuned_model="acme/orphan@1", trained_tokens=1, metrics={})
+    os._exit(0)
 if mode in ("hang", "stubborn"):
     if mode == "stubborn":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -186,6 +191,16 @@ def test_a_worker_that_ends_without_a_result_is_a_crash(tmp_path: Path, mode: st
         assert job.status == "failed" and job.error.code == "trainer_crashed"
         if mode == "crash":
             assert "exited with status 3" in job.error.message and "boom in the trainer" in job.error.message
+
+    run(test, tmp_path)
+
+
+def test_a_child_left_behind_does_not_keep_the_job_running(tmp_path: Path) -> None:
+    async def test(env: Env) -> None:
+        job = await env.ended(env.submit("orphan"))
+        assert job.status == "succeeded" and job.fine_tuned_model == "acme/orphan@1"
+        child_pid = int((env.settings.jobs_dir / f"{job.id}.child").read_text())
+        await until(lambda: not alive(child_pid), "the leftover child to be killed")
 
     run(test, tmp_path)
 
