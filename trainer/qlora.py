@@ -93,6 +93,12 @@ def prepare_model(
     if checkpointing == "auto":
         checkpointing = base.device.type == "cuda"
     model = base.model
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            # bitsandbytes repacks NF4 weights for a fast CPU inference kernel the first time a
+            # layer runs in eval mode; that kernel has no backward, so training after any eval
+            # (the "before" evaluation) would silently get wrong gradients. Keep the plain layout.
+            module.support_avx512bf16_for_cpu = False
     if quantize:
         model = prepare_model_for_kbit_training(
             model,
