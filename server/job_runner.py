@@ -78,6 +78,8 @@ class JobRunner:
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._stopping = False
+        self._background: set[asyncio.Task] = set()
+        """Supervisors and SIGKILL timers; held here because the loop keeps only weak references."""
 
     # ----------------------------------------------------------------------------- lifecycle
 
@@ -192,7 +194,7 @@ class JobRunner:
         await asyncio.to_thread(self.jobs.update, job.id, pid=process.pid)
         worker = _Worker(job.id, process)
         self._workers[job.id] = worker
-        asyncio.create_task(self._supervise(worker, work_dir), name=f"swaplora-{job.id}")
+        self._spawn(self._supervise(worker, work_dir))
         log.info("job %s started (pid %d)", job.id, process.pid)
 
     # ----------------------------------------------------------------------------- one worker
@@ -303,7 +305,12 @@ class JobRunner:
                 log.warning("job %s: worker ignored SIGTERM; killing it", worker.job_id)
                 kill_group(worker.process.pid, signal.SIGKILL)
 
-        asyncio.create_task(escalate())
+        self._spawn(escalate())
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
 
 async def _exit_status(process: asyncio.subprocess.Process) -> int:
