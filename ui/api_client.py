@@ -161,9 +161,10 @@ class ApiClient:
     async def jobs(self, limit: int = 20) -> list[dict[str, Any]]:
         return (await self.request("GET", "/v1/fine_tuning/jobs", params={"limit": limit}))["data"]
 
-    async def job_events(self, job_id: str, after: str | None = None) -> list[dict[str, Any]]:
+    async def job_events(self, job_id: str, after: str | None = None) -> dict[str, Any]:
+        """One page of the job's events, newest first; ``after`` continues with older ones."""
         params: dict[str, Any] = {"limit": 100, **({"after": after} if after else {})}
-        return (await self.request("GET", f"/v1/fine_tuning/jobs/{job_id}/events", params=params))["data"]
+        return await self.request("GET", f"/v1/fine_tuning/jobs/{job_id}/events", params=params)
 
     async def cancel_job(self, job_id: str) -> dict[str, Any]:
         return await self.request("POST", f"/v1/fine_tuning/jobs/{job_id}/cancel")

@@ -58,10 +58,18 @@ def hyperparameters(values: dict[str, str]) -> dict[str, Any]:
     return chosen
 
 
-async def _poll(api: ApiClient, job_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+async def _poll(api: ApiClient, job_id: str, known: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The job now; its events not seen yet are added to ``known`` (by id), paging back as far as
+    needed, so a long job's whole loss curve is kept while each poll reads only the newest page."""
     job = await api.job(job_id)
-    events = await api.job_events(job_id)
-    return job, list(reversed(events))  # the API lists newest first
+    after = None
+    while True:
+        page = await api.job_events(job_id, after)
+        new = [e for e in page["data"] if e["id"] not in known]
+        known.update((e["id"], e) for e in new)
+        if len(new) < len(page["data"]) or not page.get("has_more") or not new:
+            return job
+        after = new[-1]["id"]
 
 
 def _view(job: dict[str, Any], events: list[dict[str, Any]]) -> View:
@@ -70,10 +78,11 @@ def _view(job: dict[str, Any], events: list[dict[str, Any]]) -> View:
 
 async def watch(session: Session, job_id: str) -> AsyncIterator[View]:
     """Yield the job's view once per poll until it ends; report a cancel or failure in words."""
+    known: dict[str, dict[str, Any]] = {}
     async with session.client() as api:
         while True:
-            job, events = await _poll(api, job_id)
-            yield _view(job, events)
+            job = await _poll(api, job_id, known)
+            yield _view(job, list(known.values()))
             if job["status"] in TERMINAL:
                 break
             await asyncio.sleep(POLL_S)
