@@ -16,7 +16,6 @@ Contract:
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import gradio as gr
 
