@@ -73,7 +73,8 @@ def test_compare_round_vote_and_win_rate(ui: Client, http: httpx.Client, tenant_
     left_label, left, right_label, right = seen[-1]
     assert left.strip() and right.strip() and left != right, (left, right)
     assert "hidden" in left_label and "hidden" in right_label  # blind: nobody knows which is which yet
-    assert len(seen) > 3, "both answers should stream in"
+    both_partial = [(l, r) for _, l, _, r in seen if l and r and l != left and r != right]
+    assert both_partial, f"both answers should stream in at the same time, not one after the other: {seen}"
 
     left_label, right_label, table = ui.predict(api_name="/vote_right")
     revealed = {left_label, right_label}
