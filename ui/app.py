@@ -8,13 +8,15 @@ Contract:
 - :func:`mount_ui` mounts it on an ASGI (Starlette/FastAPI) app at ``path`` (``swaplora serve``
   mounts it at ``/ui``, pointing it at the server's own URL); :func:`run_ui` serves it alone
   (``swaplora ui --api-url URL``).
-- Settings for a server on the internet: analytics off (also see :mod:`ui`), no share link, no flagging (Blocks have
-  none; the chatbot's like/dislike is off), no run history kept in the browser (it would hold the
-  API key typed into the sign-in box), no MCP server, client-side rendering only, uploads capped
-  at ``max_file_size`` bytes and to the file types each upload box names, and no file from disk
-  served but the uploads Gradio itself stored (``allowed_paths`` empty, ``blocked_paths`` for
-  whatever the caller names, e.g. the data directory). System fonts only: no request leaves for a
-  font CDN.
+- Settings for a server on the internet: analytics off (also see :mod:`ui`), no share link, no
+  flagging (Blocks have none; the chatbot's like/dislike is off), no run history kept in the
+  browser (it would hold the API key typed into the sign-in box), no MCP server, client-side
+  rendering only, uploads capped at ``max_file_size`` bytes and to the file types each upload box
+  names, and no file from disk served but the uploads Gradio itself stored (``allowed_paths``
+  empty, no ``gr.set_static_paths``, ``blocked_paths`` for whatever the caller names, e.g. the
+  data directory). System fonts only: no request leaves for a font CDN.
+- Under a prefix, ``/manifest.json`` and ``/favicon.ico`` of the host app redirect to the
+  mounted copies (Gradio's page links them from the site root).
 """
 
 from __future__ import annotations
