@@ -6,9 +6,11 @@ how an unreachable server is tested too."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import gradio as gr
 import pytest
+from gradio.data_classes import _StaticFiles
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
@@ -49,6 +51,9 @@ def test_internet_settings_as_served(mounted: TestClient) -> None:
         assert response.status_code == 308 and response.headers["location"] == f"/ui/{name}"
         assert mounted.get(f"/{name}").status_code == 200
     assert mounted.get("/ui/gradio_api/file=/etc/passwd").status_code in (403, 404)
+    # Nothing registered with gr.set_static_paths but Gradio's own bundled icons.
+    gradio_dir = Path(gr.__file__).parent
+    assert all(gradio_dir in Path(p).parents for p in _StaticFiles.all_paths), _StaticFiles.all_paths
 
 
 def test_unreachable_server_is_a_readable_error() -> None:
