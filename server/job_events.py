@@ -4,11 +4,13 @@ Contract: :func:`describe_event` turns one event of docs/training-jobs.md into t
 level (``info``, ``warn``, ``error``), type (``message`` or ``metrics``) and data of the event the
 job store records, or None for events that are not recorded as such (the final ``failed``, which
 the runner records with the job's state change, and unknown types). Missing or mistyped fields
-never raise: a worker's output is trusted for nothing.
+never raise: a worker's output is trusted for nothing. :func:`progress_fields` is what a
+``progress`` event changes on the job itself (``step``, ``total_steps``, ``estimated_finish``).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,3 +57,15 @@ def describe_event(event: dict[str, Any]) -> DescribedEvent | None:
         return DescribedEvent(f"New fine-tuned model created: {model}", "info", "message",
                               metrics if isinstance(metrics, dict) else None)
     return None
+
+
+def progress_fields(event: dict[str, Any]) -> dict[str, Any]:
+    """The job fields a ``progress`` event sets: step, total steps and an estimated finish time."""
+    step, total, elapsed = event.get("step"), event.get("total_steps"), event.get("elapsed_s")
+    fields: dict[str, Any] = {
+        "step": step if type(step) is int else None,
+        "total_steps": total if type(total) is int else None,
+    }
+    if type(step) is int and type(total) is int and isinstance(elapsed, int | float) and 0 < step <= total:
+        fields["estimated_finish"] = int(time.time() + elapsed / step * (total - step))
+    return fields

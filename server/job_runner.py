@@ -26,14 +26,13 @@ import json
 import logging
 import shutil
 import signal
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from server.child_process import child_setup, kill_group, trainer_command, trainer_env
-from server.job_events import describe_event
+from server.job_events import describe_event, progress_fields
 from server.jobs import Job, JobError
 from server.services import Services
 
@@ -249,7 +248,7 @@ class JobRunner:
         if described is None:
             return
         if event["type"] == "progress":
-            self.jobs.update(job_id, **_progress_fields(event))
+            self.jobs.update(job_id, **progress_fields(event))
         self.jobs.add_event(job_id, described.message, level=described.level, type=described.type, data=described.data)
 
     def _finish(self, worker: _Worker, returncode: int, work_dir: Path) -> None:
@@ -322,17 +321,6 @@ async def _exit_status(process: asyncio.subprocess.Process) -> int:
     while process.returncode is None:
         await asyncio.sleep(0.2)
     return process.returncode
-
-
-def _progress_fields(event: dict[str, Any]) -> dict[str, Any]:
-    step, total, elapsed = event.get("step"), event.get("total_steps"), event.get("elapsed_s")
-    fields: dict[str, Any] = {
-        "step": step if type(step) is int else None,
-        "total_steps": total if type(total) is int else None,
-    }
-    if type(step) is int and type(total) is int and isinstance(elapsed, int | float) and 0 < step <= total:
-        fields["estimated_finish"] = int(time.time() + elapsed / step * (total - step))
-    return fields
 
 
 def _crash_message(returncode: int, work_dir: Path) -> str:

@@ -18,7 +18,6 @@ from types import SimpleNamespace
 
 import pytest
 
-from server.child_process import child_setup
 from server.files import FileStore
 from server.job_runner import JobRunner
 from server.jobs import Job, JobStore
@@ -323,4 +322,3 @@ def test_a_child_dies_with_its_parent_even_on_sigkill(tmp_path: Path) -> None:
     parent.kill()
     parent.wait(timeout=WAIT_S)
     asyncio.run(until(lambda: not alive(child_pid), "the orphaned child to die"))
-    assert child_setup is not None
