@@ -68,9 +68,11 @@ class _Display:
             self.bar.close()
 
 
-def train_in_terminal(spec: dict[str, Any], out: TextIO = sys.stderr) -> int:
-    """Run the job described by ``spec`` (a worker spec dict); return the exit status."""
-    display = _Display(out)
+def train_in_terminal(spec: dict[str, Any], out: TextIO | None = None) -> int:
+    """Run the job described by ``spec`` (a worker spec dict); return the exit status.
+
+    Progress and messages go to ``out`` (default: the current ``sys.stderr``)."""
+    display = _Display(out or sys.stderr)
     try:
         job = JobSpec.from_dict(spec)
     except JobError as exc:

@@ -86,22 +86,28 @@ def test_worker_trains_and_publishes(tiny_model_dir: Path, tmp_path: Path) -> No
     ("overrides", "code"),
     [
         ({"training_files": [{"path": "/nonexistent/file.md", "filename": "file.md"}]}, "invalid_training_file"),
+        ({"training_files": []}, "invalid_training_file"),
+        ({"validation_files": [{"path": str(ROOT / "pyproject.toml"), "filename": "x.toml"}]}, "invalid_validation_file"),
         ({"hyperparameters": {"n_epochs": 0}}, "invalid_hyperparameters"),
         ({"hyperparameters": {"colour": "blue"}}, "invalid_hyperparameters"),
         ({"model": "globex/theirs"}, "model_not_found"),
         ({"model": "acme/missing@3"}, "model_not_found"),
-        ({"tenant": "Not A Tenant"}, "invalid_spec"),
+        ({"model": "../etc"}, "model_not_found"),
     ],
 )
-def test_worker_refuses_bad_jobs(tiny_model_dir: Path, tmp_path: Path, overrides: dict, code: str) -> None:
-    status, events = run_worker(job_spec(tmp_path, tiny_model_dir, **overrides))
-    assert status == 1
+def test_bad_jobs_fail_with_a_code_and_publish_nothing(tiny_model_dir: Path, tmp_path: Path, overrides, code) -> None:
+    from trainer.job import JobError, JobSpec, run_job
+
+    spec = JobSpec.from_dict(json.loads(job_spec(tmp_path, tiny_model_dir, **overrides).read_text()))
+    events: list[dict] = []
+    with pytest.raises(JobError):
+        run_job(spec, events.append)
     assert events[-1]["type"] == "failed" and events[-1]["code"] == code, events
     assert events[-1]["message"]
     assert AdapterStore(tmp_path / "adapters").list_adapters() == []
 
 
-def test_worker_refuses_an_empty_file(tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_worker_reports_bad_input_and_exits_1(tiny_model_dir: Path, tmp_path: Path) -> None:
     empty = tmp_path / "empty.md"
     empty.write_text("")
     status, events = run_worker(
@@ -109,6 +115,9 @@ def test_worker_refuses_an_empty_file(tiny_model_dir: Path, tmp_path: Path) -> N
     )
     assert status == 1 and events[-1]["code"] == "invalid_training_file"
     assert "empty" in events[-1]["message"]
+    status, events = run_worker(job_spec(tmp_path, tiny_model_dir, tenant="Not A Tenant"))
+    assert status == 1 and events == [{"type": "failed", "code": "invalid_spec", "message": events[0]["message"]}]
+    assert AdapterStore(tmp_path / "adapters").list_adapters() == []
 
 
 def test_sigterm_cancels_and_publishes_nothing(tiny_model_dir: Path, tmp_path: Path) -> None:
