@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import importlib.util
 import os
 import threading
 from collections.abc import Iterator
@@ -41,11 +42,8 @@ def require_chromium() -> None:
     missing = None
     if not CHROMIUM.exists():
         missing = f"{CHROMIUM} is missing (make browser, or: apt-get install -y chromium)"
-    else:
-        try:
-            import playwright.sync_api  # noqa: F401
-        except ImportError:
-            missing = "the playwright package is missing (pip install -e '.[test]')"
+    elif importlib.util.find_spec("playwright") is None:
+        missing = "the playwright package is missing (pip install -e '.[test]')"
     if missing and os.environ.get("CI"):
         pytest.fail(missing)
     if missing:

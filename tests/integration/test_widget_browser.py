@@ -10,7 +10,6 @@ Screenshots of both go to ``test-artifacts/``.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import httpx

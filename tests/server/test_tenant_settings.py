@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from starlette.testclient import TestClient
 
 from server.tenant_settings import TenantSettings, normalize_origin
 from tests.adapters.test_validation import save_peft_adapter
