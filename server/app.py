@@ -90,11 +90,11 @@ def create_app(settings: Settings) -> Starlette:
 
     app = Starlette(
         routes=[*health.routes, *models.routes, *chat.routes, *tenants.routes, *adapter_routes.routes,
-                *comparisons.routes, *me.routes, *files.routes, *fine_tuning.routes],
+                *comparisons.routes, *me.routes, *files.routes, *fine_tuning.routes, *tenant_keys.routes,
+                *widget.routes],
         lifespan=lifespan,
         middleware=[Middleware(TenantCORSMiddleware)],
     )
-    app.router.routes.extend([*tenant_keys.routes, *widget.routes])
     app.state.services = services
     app.state.started_at = int(time.time())
     install_error_handlers(app)
