@@ -94,6 +94,12 @@ def test_other_tenants_adapter_is_refused_everywhere(
     assert_openai_error(http.delete("/v1/adapters/canary-a/bot", headers=b), 404)
     assert_openai_error(http.post("/v1/adapters/canary-a/bot/rollback", json={"version": 1}, headers=b), 404)
     assert http.get("/v1/adapters/canary-a/bot", headers=a).json()["current_version"] == before
+    # training: on another tenant's adapter, or for another tenant, is refused before any work
+    jobs_before = http.get("/v1/fine_tuning/jobs", headers=a).json()["data"]
+    for job in ({"model": "canary-a/bot", "training_file": "file-none"},
+                {"model": "base", "training_file": "file-none", "tenant": "canary-a"}):
+        assert_openai_error(http.post("/v1/fine_tuning/jobs", json=job, headers=b), 404)
+    assert http.get("/v1/fine_tuning/jobs", headers=a).json()["data"] == jobs_before
     # settings and keys: 404 for the id
     assert_openai_error(http.patch("/v1/tenants/canary-a", json={"system_prompt": "Leak!"}, headers=b), 404)
     assert_openai_error(http.post("/v1/tenants/canary-a/keys", json={"kind": "secret"}, headers=b), 404)
