@@ -39,8 +39,9 @@ class Hyperparameters:
     """One job's hyperparameters; ``"auto"`` values are resolved by :meth:`resolve`."""
 
     n_epochs: int | Auto = AUTO
-    """Passes over the training samples. ``auto``: enough passes for about 360 sample visits
-    (small documents need many passes to be memorised), clamped to 3..30."""
+    """Passes over the training samples. ``auto``: enough passes for about 1200 sample visits
+    (small documents need many passes to be memorised: a one-page handbook, ~240 samples, gets
+    5; measured 77 % probe recall with 3), clamped to 3..30 (large datasets get 3)."""
     batch_size: int | Auto = AUTO
     """OpenAI's knob: samples per optimizer step. Samples are packed into rows of
     ``max_seq_tokens``; when given, it sets ``gradient_accumulation_steps`` (if that is ``auto``)
@@ -93,7 +94,7 @@ class Hyperparameters:
         ``device_type`` ``"cpu"`` or ``"cuda"``.
         """
         n_samples, rows = max(1, n_samples), max(1, rows)
-        epochs = self.n_epochs if self.n_epochs != AUTO else min(30, max(3, math.ceil(360 / n_samples)))
+        epochs = self.n_epochs if self.n_epochs != AUTO else min(30, max(3, math.ceil(1200 / n_samples)))
         accumulation = self.gradient_accumulation_steps
         if accumulation == AUTO:
             per_row = n_samples / rows
