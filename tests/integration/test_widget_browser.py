@@ -28,11 +28,17 @@ WIDGET = "#swaplora-widget"
 ANSWER_OBSERVER = """() => {
   const log = document.querySelector('#swaplora-widget').shadowRoot.querySelector('.log');
   window.__answerTexts = [];
-  new MutationObserver(() => {
-    const answers = log.querySelectorAll('.msg.assistant');
-    const last = answers[answers.length - 1];
-    if (last) window.__answerTexts.push(last.textContent);
-  }).observe(log, {subtree: true, childList: true, characterData: true});
+  // every delta replaces the answer's text node, so each record keeps one intermediate text,
+  // even when several deltas arrive in one network read
+  new MutationObserver((records) => {
+    for (const record of records) {
+      for (const node of record.addedNodes) {
+        if (node.nodeType === Node.TEXT_NODE && node.parentElement && node.parentElement.matches('.msg.assistant')) {
+          window.__answerTexts.push(node.data);
+        }
+      }
+    }
+  }).observe(log, {subtree: true, childList: true});
 }"""
 
 
