@@ -77,16 +77,18 @@ class JobSpec:
     @classmethod
     def from_dict(cls, data: object) -> JobSpec:
         """Build from the worker's JSON spec; :class:`JobError` ``invalid_spec`` if malformed."""
+        def files(key: str) -> tuple[InputFile, ...]:
+            items = data.get(key) or []
+            if not isinstance(items, list):
+                raise TypeError(f"{key} must be a list")
+            return tuple(InputFile(Path(f["path"]), str(f["filename"])) for f in items)
+
         try:
-            assert isinstance(data, dict), "the spec must be a JSON object"
-
-            def files(key: str) -> tuple[InputFile, ...]:
-                items = data.get(key) or []
-                assert isinstance(items, list), f"{key} must be a list"
-                return tuple(InputFile(Path(f["path"]), str(f["filename"])) for f in items)
-
+            if not isinstance(data, dict):
+                raise TypeError("the spec must be a JSON object")
             seed = data.get("seed", 0)
-            assert type(seed) is int, "seed must be an integer"
+            if type(seed) is not int:
+                raise TypeError("seed must be an integer")
             return cls(
                 job_id=str(data["job_id"]),
                 tenant=validate_tenant_id(data["tenant"]),
@@ -102,7 +104,7 @@ class JobSpec:
                 work_dir=Path(data["work_dir"]) if data.get("work_dir") else None,
                 device=data.get("device") or None,
             )
-        except (AssertionError, KeyError, TypeError, InvalidId) as exc:
+        except (KeyError, TypeError, InvalidId) as exc:
             raise JobError("invalid_spec", f"Invalid job spec: {exc}") from None
 
 

@@ -18,10 +18,10 @@ mean step time so far says how many steps fit, and the cosine schedule is stretc
 end there, so training ends with a decayed learning rate instead of being cut mid-flight.
 ``should_stop`` is polled before every step (cancel); ``on_progress`` gets one dict per step.
 
-On the CPU, :func:`prepare_model` gives torch only the cores that are not already busy (by the
-1-minute load average; ``OMP_NUM_THREADS`` overrides): OpenMP threads that outnumber the free
-cores wait for each other at every operation, which was measured 10x slower on a shared
-two-core machine than one thread.
+On the CPU, :func:`prepare_model` gives torch fewer threads when the machine is oversubscribed
+(1-minute load average above the core count; ``OMP_NUM_THREADS`` overrides): OpenMP threads
+that outnumber the free cores wait for each other at every operation, measured 10x slower than
+one thread on a shared two-core machine.
 """
 
 from __future__ import annotations
@@ -132,9 +132,15 @@ def prepare_model(
 
 
 def cpu_threads() -> int:
-    """Torch threads for this process: the cores not busy with other work, at least one."""
+    """Torch threads for this process: all cores, fewer when the CPU is oversubscribed.
+
+    The load average includes this process's own earlier work (a test suite, an evaluation), so
+    only a load above the core count counts as other work competing for the cores.
+    """
     cores = len(os.sched_getaffinity(0))
-    return max(1, min(torch.get_num_threads(), cores - int(os.getloadavg()[0])))
+    load = os.getloadavg()[0]
+    wanted = cores if load <= cores else max(1, int(cores * cores / load))
+    return min(torch.get_num_threads(), wanted)
 
 
 def plan(prepared: Prepared, batches: Sequence[PackedBatch], hp: Hyperparameters) -> Resolved:
@@ -182,13 +188,11 @@ def _micro_step(prepared: Prepared, row: PackedBatch, weight: float) -> float:
 
 def _steps(batches: Sequence[PackedBatch], accumulation: int, rng: random.Random):
     """Groups of ``accumulation`` rows, reshuffled every epoch, forever."""
-    epoch = 0
     while True:
         order = list(batches)
         rng.shuffle(order)
         for start in range(0, len(order), accumulation):
-            yield epoch, order[start : start + accumulation]
-        epoch += 1
+            yield order[start : start + accumulation]
 
 
 def train(
@@ -222,7 +226,7 @@ def train(
         if should_stop is not None and should_stop():
             stopped = True
             break
-        epoch, group = next(groups)
+        group = next(groups)
         lr = learning_rate_at(step, total, warmup, resolved.learning_rate)
         for param_group in optimizer.param_groups:
             param_group["lr"] = lr
@@ -245,7 +249,7 @@ def train(
                 {
                     "step": step,
                     "total_steps": total,
-                    "epoch": round(epoch + (step - epoch * steps_per_epoch) / steps_per_epoch, 3),
+                    "epoch": round(step / steps_per_epoch, 3),
                     "train_loss": round(loss, 4),
                     "learning_rate": lr,
                     "tokens_per_second": round(tokens / elapsed, 1),
