@@ -132,13 +132,26 @@ def test_widget_streams_an_answer_from_an_allowed_origin(browser: Any, site: Any
         http.patch(f"/v1/tenants/{TENANT}", json={"limits": {"requests_per_minute": None}}, headers=site["admin"])
 
 
-def test_widget_is_full_screen_on_a_phone(browser: Any, site: Any) -> None:  # noqa: F811
+def test_widget_on_a_phone_by_keyboard_and_offline(browser: Any, site: Any) -> None:  # noqa: F811
     page = browser.new_page()
     page.set_viewport_size({"width": 375, "height": 700})
     page.goto(site["allowed"] + "/index.html")
-    open_bubble(page)
-    box = page.get_by_role("dialog", name=NAME).bounding_box()
-    assert (box["x"], box["y"], box["width"], box["height"]) == (0, 0, 375, 700)
+    bubble = page.get_by_role("button", name=f"Open chat with {NAME}")
+    bubble.wait_for()
+    page.keyboard.press("Tab")  # the bubble is the page's first focusable element
+    page.keyboard.press("Enter")
+    dialog = page.get_by_role("dialog", name=NAME)
+    dialog.wait_for(state="visible")
+    box = dialog.bounding_box()
+    assert (box["x"], box["y"], box["width"], box["height"]) == (0, 0, 375, 700)  # full screen
+    browser.set_offline(True)
+    try:
+        send(page, "Are you there?")
+        notice = page.get_by_role("alert")
+        notice.filter(has_text="offline").wait_for()
+        assert shadow(page, "root.querySelectorAll('.msg.user').length") == 0
+    finally:
+        browser.set_offline(False)
 
 
 def test_widget_on_an_origin_not_allowed_says_so_and_gets_no_answer(browser: Any, site: Any) -> None:  # noqa: F811
