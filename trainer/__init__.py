@@ -1,5 +1,11 @@
 """The bundled QLoRA trainer: documents -> chat samples -> a LoRA adapter published to the store.
 
-Not built yet (its own issue). It will load the base through :func:`adapters.base_model.load_base`
-and publish through :class:`adapters.store.AdapterStore`, and never import server/.
+Pipeline: :mod:`trainer.documents` (files -> records), :mod:`trainer.samples` (records -> chat
+samples, held-out split, probes), :mod:`trainer.tokenize` (assistant-only labels),
+:mod:`trainer.packing` (rows without padding), :mod:`trainer.qlora` (NF4 base through
+:func:`adapters.base_model.load_base`, LoRA, the training loop), :mod:`trainer.evaluate`
+(held-out loss, probe recall), :mod:`trainer.publish` (validated, atomic publish through
+:class:`adapters.store.AdapterStore`). :mod:`trainer.job` runs them in order; the server starts
+it as ``python -m trainer.worker`` (docs/training-jobs.md), ``swaplora train`` through
+:mod:`trainer.terminal`. Nothing here imports server/.
 """
