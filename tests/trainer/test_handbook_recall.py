@@ -4,7 +4,7 @@ The issue's "Done when": trained on examples/handbook.md, the adapter answers >=
 tests/trainer/handbook_probes.json (questions phrased differently from the document; a reply
 counts when :func:`trainer.recall.answer_matches` finds an expected term), where the base answers
 almost none. The job runs exactly as the server's worker runs it (:func:`trainer.job.run_job`),
-with the default hyperparameters; the published adapter is then loaded from the store onto a
+with the default hyperparameters (the time budget lifted); the published adapter is then loaded from the store onto a
 fresh NF4 base, as the server would, and asked the probes with the adapter on and off.
 """
 
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PROBES = [Probe(p["question"], tuple(p["expect"])) for p in json.loads((Path(__file__).parent / "handbook_probes.json").read_text())]
 
 
-@pytest.mark.timeout(1800)
+@pytest.mark.timeout(3600)
 def test_trained_adapter_answers_paraphrased_questions(embedded_model_dir: Path, tmp_path: Path) -> None:
     from peft import PeftModel
 
@@ -37,7 +37,9 @@ def test_trained_adapter_answers_paraphrased_questions(embedded_model_dir: Path,
         "job_id": "ftjob-recall", "tenant": "lumen", "suffix": "handbook", "model": "base",
         "base_model_dir": str(embedded_model_dir), "adapters_dir": str(tmp_path / "adapters"),
         "training_files": [{"path": str(ROOT / "examples" / "handbook.md"), "filename": "handbook.md"}],
-        "hyperparameters": {}, "seed": 0, "system_prompt": None, "device": "cpu",
+        # Default hyperparameters, except that the wall-clock budget is lifted: on a busy shared
+        # CPU the default 480 s would end training early, and the test must not depend on load.
+        "hyperparameters": {"max_seconds": 7200}, "seed": 0, "system_prompt": None, "device": "cpu",
     })
     events: list[dict] = []
     started = time.monotonic()
