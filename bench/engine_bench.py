@@ -3,8 +3,10 @@
 Prints one JSON object. Loads: ``base`` alone; every stream on one adapter; streams spread over
 ``--adapters`` adapters (the batched LoRA path); and the naive baseline, PEFT ``set_adapter`` +
 ``generate`` one request at a time over the same adapters and prompts. Every request decodes
-greedily for exactly ``--tokens`` tokens (EOS ignored via ``stop``-free long prompts is not
-guaranteed, so tokens/s counts the tokens actually generated).
+greedily for exactly ``--tokens`` tokens (``ignore_eos``; the naive baseline uses
+``min_new_tokens``), so every load does the same work. Loads run interleaved ``--repeat`` times;
+figures are medians, with the per-round values and tokens per CPU-second (steadier than wall time
+on a shared machine) alongside.
 
     .venv/bin/python bench/engine_bench.py --streams 16 --adapters 8 --tokens 64
 
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
 import sys
 import tempfile
 import threading
@@ -55,12 +59,17 @@ def engine_load(engine: Engine, ids: list[list[int]], adapters: list[AdapterHand
                 generated[0] += event.completion_tokens
             done.release()
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     for prompt, adapter in zip(ids, adapters):
-        engine.submit(GenerationRequest(prompt, SamplingParams(tokens, temperature=0), adapter, emit))
+        engine.submit(GenerationRequest(prompt, SamplingParams(tokens, temperature=0, ignore_eos=True), adapter, emit))
     for _ in ids:
         done.acquire()
+    CPU_TOK_S.append(generated[0] / (time.process_time() - cpu_started))
     return generated[0] / (time.perf_counter() - started)
+
+
+CPU_TOK_S: list[float] = []
+"""Tokens per CPU-second of this process, per load: steadier than wall time on a shared machine."""
 
 
 def naive_peft(model_dir: Path, paths: list[Path], ids: list[list[int]], tokens: int) -> float:
@@ -76,7 +85,8 @@ def naive_peft(model_dir: Path, paths: list[Path], ids: list[list[int]], tokens:
     for n, prompt in enumerate(ids):
         model.set_adapter(f"a{n % len(paths)}")
         inputs = torch.tensor([prompt])
-        out = model.generate(input_ids=inputs, attention_mask=torch.ones_like(inputs), max_new_tokens=tokens, do_sample=False)
+        out = model.generate(input_ids=inputs, attention_mask=torch.ones_like(inputs), max_new_tokens=tokens,
+                             min_new_tokens=tokens, do_sample=False)
         generated += out.shape[1] - inputs.shape[1]
     return generated / (time.perf_counter() - started)
 
@@ -87,9 +97,12 @@ def main() -> None:
     parser.add_argument("--adapters", type=int, default=8)
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--rank", type=int, default=16)
-    parser.add_argument("--naive-requests", type=int, default=8, help="requests for the (slow) naive baseline")
+    parser.add_argument("--naive-requests", type=int, default=8, help="requests for the (slow) naive baseline; 0 skips it")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of every load; figures are medians")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
-    torch.set_num_threads(torch.get_num_threads())
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     model_dir = prepare_embedded_model(Path("data/models"))
     with tempfile.TemporaryDirectory() as tmp:
@@ -99,21 +112,40 @@ def main() -> None:
         engine.start()
         ids = prompts(engine.base.tokenizer, args.streams)
         engine_load(engine, ids[:2], handles[:2], 4)  # warm-up and first adapter loads
+        loads = {
+            "base_1_stream_tok_s": (ids[:1], [None]),
+            "lora_1_stream_tok_s": (ids[:1], handles[:1]),
+            "base_tok_s": (ids, [None] * len(ids)),
+            "one_adapter_tok_s": (ids, [handles[0]] * len(ids)),
+            "mixed_adapters_tok_s": (ids, [handles[i % len(handles)] for i in range(len(ids))]),
+        }
+        runs: dict[str, list[float]] = {name: [] for name in loads}
+        cpu_runs: dict[str, list[float]] = {name: [] for name in loads}
+        for _ in range(args.repeat):  # interleaved, so drifting machine load hits every load alike
+            for name, (load_ids, load_adapters) in loads.items():
+                runs[name].append(engine_load(engine, load_ids, load_adapters, args.tokens))
+                cpu_runs[name].append(CPU_TOK_S[-1])
+        engine.stop()
         result = {
             "model": "SmolLM2-135M-Instruct NF4", "device": str(engine.base.device), "threads": torch.get_num_threads(),
             "streams": args.streams, "adapters": args.adapters, "rank": args.rank, "tokens": args.tokens,
-            "base_1_stream_tok_s": engine_load(engine, ids[:1], [None], args.tokens),
-            "lora_1_stream_tok_s": engine_load(engine, ids[:1], handles[:1], args.tokens),
-            "base_tok_s": engine_load(engine, ids, [None] * len(ids), args.tokens),
-            "one_adapter_tok_s": engine_load(engine, ids, [handles[0]] * len(ids), args.tokens),
-            "mixed_adapters_tok_s": engine_load(engine, ids, [handles[i % len(handles)] for i in range(len(ids))], args.tokens),
+            "repeat": args.repeat,
+            **{name: statistics.median(values) for name, values in runs.items()},
+            "runs": {name: [round(v, 1) for v in values] for name, values in runs.items()},
+            "per_cpu_second": {name: round(statistics.median(values), 1) for name, values in cpu_runs.items()},
         }
-        engine.stop()
-        result["naive_peft_tok_s"] = naive_peft(model_dir, paths, ids[: args.naive_requests], args.tokens)
-    result["mixed_vs_naive"] = result["mixed_adapters_tok_s"] / result["naive_peft_tok_s"]
-    result["mixed_vs_one_adapter"] = result["mixed_adapters_tok_s"] / result["one_adapter_tok_s"]
-    result["lora_overhead_1_stream"] = 1 - result["lora_1_stream_tok_s"] / result["base_1_stream_tok_s"]
-    print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}, indent=2))
+        if args.naive_requests:
+            result["naive_peft_tok_s"] = naive_peft(model_dir, paths, ids[: args.naive_requests], args.tokens)
+            result["mixed_vs_naive"] = result["mixed_adapters_tok_s"] / result["naive_peft_tok_s"]
+    # Ratios per round (both loads ran back to back), then their median and range.
+    mixed_vs_one = [m / o for m, o in zip(runs["mixed_adapters_tok_s"], runs["one_adapter_tok_s"])]
+    overhead = [1 - lo / b for lo, b in zip(runs["lora_1_stream_tok_s"], runs["base_1_stream_tok_s"])]
+    result["mixed_vs_one_adapter"] = statistics.median(mixed_vs_one)
+    result["mixed_vs_one_adapter_range"] = [round(min(mixed_vs_one), 3), round(max(mixed_vs_one), 3)]
+    result["lora_overhead_1_stream"] = statistics.median(overhead)
+    result["lora_overhead_1_stream_range"] = [round(min(overhead), 3), round(max(overhead), 3)]
+    result["load_average"] = os.getloadavg()
+    print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 Owned by the engine's worker thread. An adapter is keyed by its immutable ``tenant/name@version``,
 so a newly published version is simply a new key and requests in flight keep the version they
 began with. Adapters of rows in the running batch are pinned and never evicted; the budget may be
-exceeded only while pins require it. Resident adapters are :class:`~server.lora_batch.LoRAWeights`
+exceeded only while pins require it. Resident adapters are :class:`~server.lora_stack.LoRAStack`
 (ready tensors on the model's device), so a batch can stack them without touching the disk.
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from server.lora_batch import LoRAWeights
+from server.lora_stack import LoRAStack
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class AdapterCache:
 
     def __init__(
         self,
-        loader: Callable[[Path], LoRAWeights],
+        loader: Callable[[Path], LoRAStack],
         budget_bytes: int,
         on_load: Callable[[float], None] | None = None,
         on_hit: Callable[[], None] | None = None,
@@ -44,7 +44,7 @@ class AdapterCache:
     ) -> None:
         self._loader = loader
         self.budget_bytes = budget_bytes
-        self.weights: OrderedDict[str, LoRAWeights] = OrderedDict()
+        self.weights: OrderedDict[str, LoRAStack] = OrderedDict()
         self._pins: dict[str, int] = {}
         self._on_load = on_load or (lambda seconds: None)
         self._on_hit = on_hit or (lambda: None)

@@ -28,7 +28,8 @@ from adapters.base_model import LoadedBase
 from server.adapter_cache import AdapterCache, AdapterHandle
 from server.detokenizer import IncrementalText
 from server.kv_batch import KVBatch
-from server.lora_batch import inject, load_lora
+from server.lora_batch import inject
+from server.lora_stack import load_lora
 from server.metrics import Metrics
 from server.sampling import SamplingParams, make_generator, sample_rows
 
@@ -272,7 +273,7 @@ class Engine:
         row.generated += 1
         row.last_token = token
         self.metrics.generated_tokens.inc()
-        if token in self.base.eos_token_ids:
+        if token in self.base.eos_token_ids and not row.request.params.ignore_eos:
             self._finish(row, "stop")
             return True
         piece = row.text.push(token)

@@ -1,105 +1,146 @@
-"""Batched multi-adapter LoRA in plain torch: every adapter of the batch in two matmuls per layer.
+"""Batched multi-adapter LoRA in plain torch: a batch of any adapter mix in a few batched matmuls.
 
 :func:`inject` wraps every linear layer a LoRA may target in a :class:`BatchedLoRALinear`.
-Before each forward pass the engine calls :meth:`LoRABatch.set_rows` with one adapter (or None,
-for ``base``) per row. For every wrapped layer the batch then holds the distinct adapters'
-matrices concatenated along the rank axis, ``A_cat (sum r x in)`` and ``B_cat (out x sum r)``,
-plus a 0/1 row mask that keeps, for each row, only its own adapter's rank block (nothing for a
-``base`` row). The delta for the whole batch is ``((x @ A_cat^T) * mask) @ B_cat^T`` whatever
-the mix: two dense matmuls instead of a loop over adapters (PEFT's mixed batch) and without the
-per-row weight copies of a gather (Punica's BGMV), which dominate on CPUs. Ranks may differ. The
-scale ``alpha / r`` (or ``alpha / sqrt(r)`` for rsLoRA) is folded into B at load time. Stacks are
-rebuilt only when the batch's set of adapters changes, not at every step.
+Before each forward pass the engine calls :meth:`LoRABatch.set_rows` with one adapter key (or
+None, for ``base``) per row and the ready forms (:class:`~server.lora_stack.LoRAStack`) of those
+adapters. The rows are grouped by adapter: a gather of the activations into ``[G, M, ...]``
+(G adapters, M rows in the largest group; shorter groups are padded). Then per input group
+(q/k/v, gate/up: modules reading the same tensor) ``h = bmm(x_g, A)`` runs once, and per module
+``y = bmm(h[..., module's slice], B)``, gathered back to row order and added to the base output.
+
+Why this form (Punica's SGMV, in plain torch): the work is G·M·r per token, as for one adapter
+when rows spread evenly over the adapters; no weight is copied per step (a per-row gather, BGMV,
+copies every row's A and B at every layer and step), and no rank block is computed for rows that
+do not use it (a dense product over the concatenated ranks costs G times the flops). Base rows
+sit in no group and read a zeroed padding slot. A batch's multi-adapter stack is built once when
+its set of adapters grows beyond the stacked one; one adapter alone uses its ready form directly.
 
 Nothing is merged into the 4-bit weights; the base layer runs untouched.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Mapping
 
 import torch
-from safetensors.torch import load_file
 
-from adapters.validation import lora_scaling
-
-_PREFIX = "base_model.model."
+from server.lora_stack import LoRAStack, concat
 
 
-@dataclass(frozen=True)
-class LoRAWeights:
-    """One adapter, ready to stack: per module ``(A [r, in], B*scale [out, r])``."""
+class _Plan:
+    """How this forward pass's rows map onto the stack's groups, plus the shared-input cache."""
 
-    modules: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    def __init__(self, stack: LoRAStack, groups: list[list[int]], rows: int, device: torch.device) -> None:
+        self.stack = stack
+        self.groups = len(groups)
+        has_base = sum(len(g) for g in groups) < rows
+        width = max(len(g) for g in groups)
+        if has_base and all(len(g) == width for g in groups):
+            width += 1  # base rows need a padding slot to read zeros from
+        self.width = width
+        perm: list[int] = []
+        pos = [0] * rows
+        pad = []
+        zero_slot = 0
+        for g, members in enumerate(groups):
+            for j in range(width):
+                if j < len(members):
+                    perm.append(members[j])
+                    pos[members[j]] = len(perm) - 1
+                    pad.append(1.0)
+                else:
+                    perm.append(members[0] if members else 0)
+                    zero_slot = len(perm) - 1
+                    pad.append(0.0)
+        in_groups = {r for members in groups for r in members}
+        for r in range(rows):
+            if r not in in_groups:
+                pos[r] = zero_slot
+        identity = len(perm) == rows and perm == list(range(rows))
+        self.perm = None if identity else torch.tensor(perm, dtype=torch.long, device=device)
+        self.pos = None if identity else torch.tensor(pos, dtype=torch.long, device=device)
+        self.pad = torch.tensor(pad, device=device).view(len(groups), width, 1, 1) if has_base else None
+        self._x: torch.Tensor | None = None
+        self._group = ""
+        self._h: tuple[torch.Tensor, ...] = ()
+        self.direct = self.perm is None and self.pad is None and self.groups == 1
+        """One adapter, every row on it: plain matmuls on the activations as they are, no gathers."""
+        if self.direct:
+            self._single_a, self._single_b = stack.single
 
-    @property
-    def nbytes(self) -> int:
-        return sum(a.numel() * a.element_size() + b.numel() * b.element_size() for a, b in self.modules.values())
+    def hidden(self, group: str, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``x`` grouped by adapter times the group's A, split per member: ``[G, M*T, r]`` each
+        (``[rows, T, r]`` when :attr:`direct`). Computed once per input tensor for the group."""
+        if x is self._x and group == self._group:
+            return self._h
+        if self.direct:
+            a = self._single_a[group]
+            h = torch.matmul(x.to(a.dtype), a)
+        else:
+            a = self.stack.a[group]
+            xs = x.reshape(x.shape[0], -1, x.shape[-1])
+            tokens = xs.shape[1]
+            if self.perm is not None:
+                xs = xs.index_select(0, self.perm)
+            h = torch.bmm(xs.to(a.dtype).reshape(self.groups, self.width * tokens, -1), a)
+            if self.pad is not None:
+                h.view(self.groups, self.width, tokens, -1).mul_(self.pad)
+        widths = self.stack.widths[group]
+        parts = h.split(widths, dim=-1) if len(widths) > 1 else (h,)
+        self._x, self._group, self._h = x, group, parts
+        return parts
 
-
-def load_lora(path: Path, dtype: torch.dtype, device: torch.device) -> LoRAWeights:
-    """Read a validated PEFT LoRA directory (safetensors only) into :class:`LoRAWeights`."""
-    config = json.loads((path / "adapter_config.json").read_text())
-    scale = lora_scaling(float(config["lora_alpha"]), int(config["r"]), bool(config.get("use_rslora")))
-    tensors = load_file(str(path / "adapter_model.safetensors"), device="cpu")
-    modules: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-    for key, a in tensors.items():
-        if not key.endswith(".lora_A.weight"):
-            continue
-        module = key[len(_PREFIX) : -len(".lora_A.weight")]
-        b = tensors[key.replace(".lora_A.", ".lora_B.")]
-        modules[module] = (
-            a.to(device=device, dtype=dtype).contiguous(),
-            (b.float() * scale).to(device=device, dtype=dtype).contiguous(),
-        )
-    return LoRAWeights(modules)
+    def add_delta(self, module: str, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """``out`` (the base layer's output for ``x``) plus every row's LoRA delta, in place."""
+        member = self.stack.members.get(module)
+        if member is None:
+            return out
+        group, place = member[0], member[1]
+        h = self.hidden(group, x)[place]
+        if self.direct:
+            return out.add_(torch.matmul(h, self._single_b[module]))
+        y = torch.bmm(h, self.stack.b[module])
+        y = y.view(self.groups * self.width, -1, y.shape[-1])
+        if self.pos is not None:
+            y = y.index_select(0, self.pos)
+        return out.add_(y.view(out.shape))
 
 
 class LoRABatch:
-    """The adapters of the rows in the current forward pass, stacked per module."""
+    """The adapters of the rows in the current forward pass (see the module docstring)."""
 
     def __init__(self) -> None:
-        self.row_index: torch.Tensor | None = None
-        """[batch] long: each row's adapter index in the stacks, -1 for ``base``; None when all are base."""
-        self.stacks: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
-        """module -> (A_cat, B_cat, rank-block mask per adapter [adapters, sum r])."""
-        self._key: tuple[str, ...] = ()
+        self.plan: _Plan | None = None
+        """None when every row is ``base``."""
+        self._stacked: tuple[str, ...] = ()
+        self._stack: LoRAStack | None = None
 
-    def set_rows(
-        self,
-        rows: list[str | None],
-        adapters: dict[str, LoRAWeights],
-        device: torch.device,
-    ) -> None:
-        """Point every row at its adapter's rank block; restack if the set of adapters changed."""
-        distinct = tuple(sorted({key for key in rows if key is not None}))
+    def set_rows(self, rows: list[str | None], adapters: Mapping[str, LoRAStack], device: torch.device) -> None:
+        """Point every row at its adapter; build a multi-adapter stack if the set grew."""
+        distinct = sorted({key for key in rows if key is not None})
         if not distinct:
-            self.row_index, self.stacks, self._key = None, {}, ()
+            self.plan = None
             return
-        if distinct != self._key:
-            self.stacks = _stack([adapters[k] for k in distinct])
-            self._key = distinct
-        index = {key: i for i, key in enumerate(distinct)}
-        # -1 (base) picks the last, all-zero row of each module's block mask.
-        self.row_index = torch.tensor([index[k] if k else -1 for k in rows], dtype=torch.long, device=device)
+        if len(distinct) == 1:
+            # One adapter (every prefill, one-tenant batches): its ready form, no copy.
+            order, stack = distinct, adapters[distinct[0]]
+        else:
+            wanted = set(distinct)
+            # Reuse the stack while it covers the set and no more than half its groups sit idle.
+            if not (wanted <= set(self._stacked) and len(self._stacked) <= 2 * len(distinct)):
+                self._stacked = tuple(distinct)
+                self._stack = concat([adapters[key] for key in distinct])
+            order, stack = self._stacked, self._stack
+        index = {key: g for g, key in enumerate(order)}
+        groups: list[list[int]] = [[] for _ in order]
+        for r, key in enumerate(rows):
+            if key is not None:
+                groups[index[key]].append(r)
+        self.plan = _Plan(stack, groups, len(rows), device)
 
-
-def _stack(adapters: list[LoRAWeights]) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Concatenate the adapters per module (their tensors already have the serving device and dtype)."""
-    stacks: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
-    for module in sorted({m for a in adapters for m in a.modules}):
-        present = [(i, a.modules[module]) for i, a in enumerate(adapters) if module in a.modules]
-        a_cat = torch.cat([a for _, (a, _) in present])
-        b_cat = torch.cat([b for _, (_, b) in present], dim=1)
-        blocks = a_cat.new_zeros((len(adapters) + 1, a_cat.shape[0]))
-        start = 0
-        for i, (a, _) in present:
-            blocks[i, start : start + a.shape[0]] = 1
-            start += a.shape[0]
-        stacks[module] = (a_cat, b_cat, blocks)  # row -1 of blocks (all zeros) serves base rows
-    return stacks
+    def clear(self) -> None:
+        """Forget the stacked adapters (their memory goes back)."""
+        self.plan, self._stacked, self._stack = None, (), None
 
 
 class BatchedLoRALinear(torch.nn.Module):
@@ -113,17 +154,13 @@ class BatchedLoRALinear(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.base_layer(x)
-        rows = self.batch.row_index
-        stack = self.batch.stacks.get(self.name) if rows is not None else None
-        if stack is None:
+        plan = self.batch.plan
+        if plan is None:
             return out
-        a_cat, b_cat, blocks = stack
-        hidden = x.to(a_cat.dtype) @ a_cat.t()  # [batch, tokens, sum r]
-        hidden = hidden * blocks[rows].unsqueeze(1)
-        return out + (hidden @ b_cat.t()).to(out.dtype)
+        return plan.add_delta(self.name, x, out)
 
 
-def inject(model: torch.nn.Module, shapes: dict[str, tuple[int, int]]) -> LoRABatch:
+def inject(model: torch.nn.Module, shapes: Mapping[str, tuple[int, int]]) -> LoRABatch:
     """Wrap every module named in ``shapes`` (once); return the batch state they share."""
     batch = LoRABatch()
     for name in shapes:

@@ -25,6 +25,8 @@ class SamplingParams:
     """Seed for this row's generator; None draws one."""
     stop: tuple[str, ...] = ()
     """Strings that end the completion (not included in it)."""
+    ignore_eos: bool = False
+    """Keep generating past end-of-sequence tokens until ``max_tokens`` (benchmarks: fixed lengths)."""
 
 
 def make_generator(seed: int | None) -> torch.Generator:
