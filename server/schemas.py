@@ -57,6 +57,8 @@ class ChatCompletionRequest(_Strict):
     stop: str | list[str] | None = None
     seed: int | None = Field(None, ge=-(2**63), lt=2**64)
     n: Literal[1] = 1
+    ignore_eos: bool = False
+    """Extension (as vLLM's): generate exactly ``max_tokens``, past end-of-sequence; for benchmarks."""
     user: str | None = Field(None, max_length=256)
     """Accepted for compatibility; not used for anything."""
 

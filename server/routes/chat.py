@@ -96,6 +96,7 @@ def _sampling(services, body: ChatCompletionRequest, prompt_len: int) -> Samplin
         top_p=body.top_p,
         seed=body.seed,
         stop=body.stop_strings(),
+        ignore_eos=body.ignore_eos,
     )
 
 
