@@ -52,11 +52,12 @@ def load_model(services: Services) -> None:
             base,
             max_batch_size=settings.max_batch_size,
             adapter_cache_bytes=settings.adapter_cache_mb * 1024 * 1024,
+            adapter_host_cache_bytes=settings.adapter_host_cache_mb * 1024 * 1024,
             metrics=services.metrics,
         )
         engine.start()
         services.base = base
-        services.scheduler = Scheduler(engine, services.metrics, settings.max_waiting)
+        services.scheduler = Scheduler(engine, services.metrics, settings.max_waiting, settings.max_waiting_per_tenant)
         services.engine = engine
         log.info("model %s ready on %s in %.1fs (spec %s)", base.spec.name, base.device,
                  time.perf_counter() - started, base.spec.hash[:12])

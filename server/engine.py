@@ -4,9 +4,11 @@ Contract:
 - :meth:`Engine.submit` is thread-safe and never blocks; it returns a :class:`RequestHandle`.
   The engine calls the request's ``emit`` callback from its worker thread with
   :class:`TextDelta` pieces and exactly one final :class:`Finished`.
-- Continuous batching: a request is prefilled alone (a few per step, so running rows keep
-  decoding), then joins the running batch at the next decode step; it leaves when it hits EOS, a
-  stop string or ``max_tokens``, or at the first step after :meth:`RequestHandle.cancel`.
+- Waiting requests are admitted round-robin across tenants (:class:`~server.fair_queue.FairQueue`).
+- Continuous batching: a request is prefilled alone, at most ``prefill_chunk`` prompt tokens per
+  engine step, each step followed by a decode step of the running rows (so a long prompt never
+  stalls everyone's decode for long); it then joins the running batch; it leaves when it hits EOS,
+  a stop string or ``max_tokens``, or at the first step after :meth:`RequestHandle.cancel`.
 - Rows with different adapters (or none) share every forward pass.
 - Nothing here imports starlette; an exception in a step fails the affected rows, never the thread.
 """
@@ -25,8 +27,9 @@ import torch
 from transformers import DynamicCache
 
 from adapters.base_model import LoadedBase
-from server.adapter_cache import AdapterCache, AdapterHandle
+from server.adapter_cache import AdapterCache, AdapterHandle, CacheEvents
 from server.detokenizer import IncrementalText
+from server.fair_queue import FairQueue
 from server.kv_batch import KVBatch
 from server.lora_batch import inject
 from server.lora_stack import load_lora
@@ -66,6 +69,8 @@ class GenerationRequest:
     adapter: AdapterHandle | None = None
     emit: Callable[[Event], None] = lambda event: None
     submitted_at: float = field(default_factory=time.monotonic)
+    tenant: str | None = None
+    """Who asked (None: the admin); waiting requests are admitted round-robin across tenants."""
 
 
 class RequestHandle:
@@ -93,6 +98,9 @@ class _Row:
     generated: int = 0
     last_token: int = -1
     finished: bool = False
+    cache: DynamicCache | None = None
+    """The row's own cache while its prompt is prefilled (chunk by chunk)."""
+    prefilled: int = 0
 
 
 class Engine:
@@ -104,12 +112,15 @@ class Engine:
         *,
         max_batch_size: int = 16,
         adapter_cache_bytes: int = 1 << 30,
+        adapter_host_cache_bytes: int = 2 << 30,
         max_prefills_per_step: int = 2,
+        prefill_chunk: int = 256,
         metrics: Metrics | None = None,
     ) -> None:
         self.base = base
         self.max_batch_size = max_batch_size
         self.max_prefills_per_step = max_prefills_per_step
+        self.prefill_chunk = prefill_chunk
         self.metrics = metrics or Metrics()
         # LoRA math in fp32 on the CPU (no fast bf16 matmul there), in bf16 on accelerators.
         self._lora_dtype = torch.float32 if base.device.type == "cpu" else torch.bfloat16
@@ -117,12 +128,18 @@ class Engine:
         self.adapters = AdapterCache(
             lambda path: load_lora(path, self._lora_dtype, base.device),
             adapter_cache_bytes,
-            on_load=self._on_adapter_load,
-            on_hit=self.metrics.adapter_hits.inc,
-            on_evict=self.metrics.adapter_evictions.inc,
+            adapter_host_cache_bytes,
+            base.device,
+            CacheEvents(
+                on_load=self._on_adapter_load,
+                on_hit=self.metrics.adapter_hits.inc,
+                on_host_hit=self.metrics.adapter_host_hits.inc,
+                on_evict=self.metrics.adapter_evictions.inc,
+            ),
         )
-        self._queue: queue.Queue[tuple[GenerationRequest, RequestHandle]] = queue.Queue()
+        self._queue: FairQueue[tuple[GenerationRequest, RequestHandle]] = FairQueue()
         self._rows: list[_Row] = []
+        self._prefilling: list[_Row] = []
         self._kv = KVBatch()
         self._stopping = threading.Event()
         # transformers 5.x renamed ``past_key_values`` to ``cache``; accept either release line.
@@ -145,13 +162,16 @@ class Engine:
         if self._stopping.is_set():
             request.emit(Finished("error", len(request.prompt_ids), 0, "The engine is shutting down."))
             return handle
-        self._queue.put((request, handle))
+        self._queue.put(request.tenant, (request, handle))
         self.metrics.waiting.set(self._queue.qsize())
         return handle
 
     @property
     def waiting(self) -> int:
         return self._queue.qsize()
+
+    def waiting_for(self, tenant: str | None) -> int:
+        return self._queue.waiting(tenant)
 
     @property
     def running(self) -> int:
@@ -162,6 +182,8 @@ class Engine:
         while not self._stopping.is_set():
             try:
                 self._admit()
+                if self._prefilling:
+                    self._prefill_step()
                 if self._rows:
                     self._decode_step()
             except Exception:  # a bug must not kill the only thread that serves
@@ -169,63 +191,77 @@ class Engine:
                 self._fail_all("Internal error while generating.")
         self._fail_all("The engine is shutting down.")
         while not self._queue.empty():
-            request, _ = self._queue.get_nowait()
+            request, _ = self._queue.get(timeout=0)
             request.emit(Finished("error", len(request.prompt_ids), 0, "The engine is shutting down."))
 
     def _admit(self) -> None:
-        """Prefill up to ``max_prefills_per_step`` queued requests; wait briefly when idle."""
+        """Take up to ``max_prefills_per_step`` queued requests (round-robin over tenants) while
+        the batch has room; wait briefly when there is nothing else to do."""
         for admitted in range(self.max_prefills_per_step):
-            if len(self._rows) >= self.max_batch_size:
+            if len(self._rows) + len(self._prefilling) >= self.max_batch_size:
                 return
-            idle = not self._rows and admitted == 0
+            idle = not self._rows and not self._prefilling and admitted == 0
             try:
-                request, handle = self._queue.get(timeout=0.05) if idle else self._queue.get_nowait()
+                request, handle = self._queue.get(timeout=0.05 if idle else 0)
             except queue.Empty:
                 return
             self.metrics.waiting.set(self._queue.qsize())
             self.metrics.queue_time.observe(time.monotonic() - request.submitted_at)
-            self._prefill(request, handle)
-
-    def _prefill(self, request: GenerationRequest, handle: RequestHandle) -> None:
-        row = _Row(
-            request,
-            handle,
-            IncrementalText(self.base.tokenizer, request.params.stop),
-            make_generator(request.params.seed),
-        )
-        if handle.cancelled:
-            self._finish(row, "cancelled")
-            return
-        try:
-            row.adapter_row = self.adapters.acquire(request.adapter)
-            row.pinned = True
-            self.metrics.loaded_adapters.set(len(self.adapters.loaded_keys))
-        except Exception as exc:
-            log.warning("adapter load failed: %s", exc)
-            self._finish(row, "error", str(exc))
-            return
-        length = len(request.prompt_ids)
-        cache = DynamicCache()
-        ids = torch.tensor([request.prompt_ids], dtype=torch.long, device=self.base.device)
-        try:
-            logits = self._forward(
-                ids,
-                attention_mask=torch.ones_like(ids),
-                position_ids=torch.arange(length, device=self.base.device).unsqueeze(0),
-                cache=cache,
-                adapter_rows=[row.adapter_row],
+            row = _Row(
+                request,
+                handle,
+                IncrementalText(self.base.tokenizer, request.params.stop),
+                make_generator(request.params.seed),
             )
-        except Exception as exc:
-            log.exception("prefill failed")
-            self._finish(row, "error", f"Prefill failed: {exc}")
-            return
-        self.metrics.prompt_tokens.inc(length)
-        token = sample_rows(logits, [request.params], [row.generator])[0]
-        if self._accept(row, token):
-            return
-        self._kv.append_row(cache, length)
-        self._rows.append(row)
-        self.metrics.running.set(len(self._rows))
+            try:
+                row.adapter_row = self.adapters.acquire(request.adapter)
+                row.pinned = True
+                self.metrics.loaded_adapters.set(len(self.adapters.loaded_keys))
+            except Exception as exc:
+                log.warning("adapter load failed: %s", exc)
+                self._finish(row, "error", str(exc))
+                continue
+            row.cache = DynamicCache()
+            self._prefilling.append(row)
+
+    def _prefill_step(self) -> None:
+        """Prefill at most ``prefill_chunk`` prompt tokens, oldest admission first, then return so
+        the running rows decode: a long prompt is prefilled in chunks between decode steps."""
+        budget = self.prefill_chunk
+        while self._prefilling and budget > 0:
+            row = self._prefilling[0]
+            prompt = row.request.prompt_ids
+            if row.handle.cancelled:
+                self._prefilling.pop(0)
+                self._finish(row, "cancelled")
+                continue
+            start, stop = row.prefilled, min(len(prompt), row.prefilled + budget)
+            ids = torch.tensor([prompt[start:stop]], dtype=torch.long, device=self.base.device)
+            try:
+                logits = self._forward(
+                    ids,
+                    attention_mask=torch.ones((1, stop), dtype=torch.long, device=self.base.device),
+                    position_ids=torch.arange(start, stop, device=self.base.device).unsqueeze(0),
+                    cache=row.cache,
+                    adapter_rows=[row.adapter_row],
+                )
+            except Exception as exc:
+                log.exception("prefill failed")
+                self._prefilling.pop(0)
+                self._finish(row, "error", f"Prefill failed: {exc}")
+                continue
+            row.prefilled, budget = stop, budget - (stop - start)
+            self.metrics.prompt_tokens.inc(stop - start)
+            if stop < len(prompt):
+                continue
+            self._prefilling.pop(0)
+            token = sample_rows(logits, [row.request.params], [row.generator])[0]
+            if self._accept(row, token):
+                continue
+            self._kv.append_row(row.cache, len(prompt))
+            row.cache = None
+            self._rows.append(row)
+            self.metrics.running.set(len(self._rows))
 
     def _decode_step(self) -> None:
         self._drop(lambda row: row.handle.cancelled, "cancelled")
@@ -311,9 +347,9 @@ class Engine:
         self.metrics.running.set(len(self._rows))
 
     def _fail_all(self, message: str) -> None:
-        for row in self._rows:
+        for row in self._rows + self._prefilling:
             self._finish(row, "error", message)
-        self._rows = []
+        self._rows, self._prefilling = [], []
         self._kv = KVBatch()
         self.metrics.running.set(0)
 

@@ -43,6 +43,9 @@ class Metrics:
         self.waiting = Gauge("swaplora_waiting_requests", "Requests queued for prefill.", registry=r)
         self.adapter_loads = Counter("swaplora_adapter_cache_misses", "Adapter loads (cache misses).", registry=r)
         self.adapter_hits = Counter("swaplora_adapter_cache_hits", "Requests whose adapter was loaded.", registry=r)
+        self.adapter_host_hits = Counter(
+            "swaplora_adapter_cache_host_hits", "Adapters brought back from the host-memory tier.", registry=r
+        )
         self.adapter_evictions = Counter("swaplora_adapter_cache_evictions", "Adapters evicted.", registry=r)
         self.adapter_load_seconds = Histogram(
             "swaplora_adapter_load_seconds", "Time to load an adapter.", buckets=_LATENCY_BUCKETS, registry=r

@@ -5,7 +5,8 @@ The engine calls back from its worker thread; the callback only hands the event 
 loop (``call_soon_threadsafe``), so the loop never waits on the model. Leaving the iteration
 early (a client disconnect cancels the streaming task) cancels the request in the engine, which
 drops the row at its next step. Latency metrics (TTFT, inter-token, end-to-end) are taken here,
-where the client's view of time is.
+where the client's view of time is. :class:`Scheduler` answers 429 with ``Retry-After`` when
+the engine's queue, or one tenant's share of it, is full.
 """
 
 from __future__ import annotations
@@ -66,20 +67,29 @@ class Generation:
 class Scheduler:
     """Admission control in front of the engine."""
 
-    def __init__(self, engine: Engine, metrics: Metrics, max_waiting: int) -> None:
+    def __init__(
+        self, engine: Engine, metrics: Metrics, max_waiting: int, max_waiting_per_tenant: int | None = None
+    ) -> None:
         self.engine = engine
         self.metrics = metrics
         self.max_waiting = max_waiting
+        self.max_waiting_per_tenant = max_waiting_per_tenant or max_waiting
 
     def generate(
-        self, prompt_ids: list[int], params: SamplingParams, adapter: AdapterHandle | None
+        self,
+        prompt_ids: list[int],
+        params: SamplingParams,
+        adapter: AdapterHandle | None,
+        tenant: str | None = None,
     ) -> Generation:
+        """Queue a request; 429 with ``Retry-After`` when the queue, or the tenant's share, is full."""
         if self.engine.waiting >= self.max_waiting:
-            self.metrics.requests.labels(outcome="rejected").inc()
-            raise APIError(
-                429,
-                "The server is at capacity; retry shortly.",
-                code="server_busy",
-                headers={"Retry-After": "1"},
-            )
-        return Generation(self.engine, GenerationRequest(prompt_ids, params, adapter), self.metrics)
+            raise self._busy("The server is at capacity; retry shortly.")
+        if self.engine.waiting_for(tenant) >= self.max_waiting_per_tenant:
+            raise self._busy("Too many of this tenant's requests are waiting; retry shortly.")
+        request = GenerationRequest(prompt_ids, params, adapter, tenant=tenant)
+        return Generation(self.engine, request, self.metrics)
+
+    def _busy(self, message: str) -> APIError:
+        self.metrics.requests.labels(outcome="rejected").inc()
+        return APIError(429, message, code="server_busy", headers={"Retry-After": "1"})

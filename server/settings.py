@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     )
     max_batch_size: int = Field(16, ge=1, description="Most sequences decoded together in one step.")
     max_waiting: int = Field(256, ge=1, description="Most requests queued before new ones get 429.")
+    max_waiting_per_tenant: int = Field(64, ge=1, description="Most requests of one tenant queued before its new ones get 429.")
     max_context: int = Field(
         4096, ge=64, description="Cap on prompt + completion tokens (also capped by the model's own limit)."
     )
@@ -41,6 +42,9 @@ class Settings(BaseSettings):
     )
     adapter_cache_mb: int = Field(
         1024, ge=1, description="Memory for resident adapters next to the base, in MiB (LRU beyond it)."
+    )
+    adapter_host_cache_mb: int = Field(
+        2048, ge=0, description="Host memory for adapters evicted from the device (ready tensors), in MiB."
     )
     log_level: str = Field("info", description="Python logging level.")
     max_file_bytes: int = Field(

@@ -150,7 +150,7 @@ async def chat_completions(request: Request) -> Response | ReleaseAfter:
     params = _sampling(services, body, len(prompt_ids))
     admission = _admit(request, principal, settings, len(prompt_ids))
     try:
-        generation = services.scheduler.generate(prompt_ids, params, adapter)
+        generation = services.scheduler.generate(prompt_ids, params, adapter, principal.tenant_id)
     except BaseException:
         admission.done()
         raise
