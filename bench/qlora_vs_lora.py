@@ -64,13 +64,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=None, help="default: the trainer's (auto)")
     parser.add_argument("--batch-size", type=int, default=None, help="samples per optimizer step (default: auto)")
+    parser.add_argument("--samples", type=int, default=128, help="train on a seeded subset of this many samples")
     parser.add_argument("--quick", action="store_true", help="8 samples, 1 epoch (a smoke run)")
     common_arguments(parser)
     args = parser.parse_args()
     if args.quick:
         args.samples, args.epochs = 8, 1
     model_dir = args.model_dir or default_model_dir()
-    hp = bench_hyperparameters(args.epochs, args.batch_size)
+    hp = bench_hyperparameters(args)
     data = bench_samples(model_dir, seed=args.seed, max_seq_tokens=hp.max_seq_tokens, train_limit=args.samples)
     sides = {name: train_and_eval(model_dir, data, hp, quantize=quantize, seed=args.seed, device=args.device)
              for name, quantize in (("qlora", True), ("lora", False))}

@@ -12,11 +12,15 @@ epochs, samples per optimizer step, gradient checkpointing setting and seed:
   (``DataCollatorForSeq2Seq``).
 
 tokens/s counts real (non-padding) tokens over the training loop only (model loading excluded);
-both sides see the same total. Each side runs in its own fresh subprocess, so its peak RSS
+both sides see the same total. tokens per CPU-second (user + system time of all threads) is
+printed too: on a shared machine it moves less than wall-clock speed. Each side runs in its own fresh subprocess, so its peak RSS
 (``ru_maxrss`` at the end, model load included) is its own; ``--repeats`` alternates the order
 (ours first, then hf first, ...) and the medians are reported, every run listed under ``runs``.
+Both sides run with ``--threads`` torch threads (on a busy shared machine, 1 thread is both
+faster and steadier than 2 contended ones). ``--max-seq-tokens`` sets the trainer's packing
+budget (the HF side pads per batch and has none).
 
-    .venv/bin/python bench/train_bench.py --epochs 1 --repeats 2
+    .venv/bin/python bench/train_bench.py --threads 1 --samples 48
     .venv/bin/python bench/train_bench.py --quick   # < 1 min on the tiny model (tests)
 """
 
@@ -54,6 +58,24 @@ SIDES = ("ours", "hf")
 TARGET_RATIO = 1.5
 
 
+class Clock:
+    """Wall and CPU (user + system, all threads) seconds since the last :meth:`lap`."""
+
+    def __init__(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), self._cpu()
+
+    @staticmethod
+    def _cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    def lap(self) -> tuple[float, float]:
+        wall, cpu = time.perf_counter(), self._cpu()
+        lap = (wall - self.wall, cpu - self.cpu)
+        self.wall, self.cpu = wall, cpu
+        return lap
+
+
 def resolved_for(hp: Hyperparameters, data: BenchData, model_dir: Path, device: torch.device, seed: int) -> Resolved:
     config = json.loads((model_dir / "config.json").read_text())
     rows = len(pack(data.train, hp.max_seq_tokens, seed))
@@ -63,15 +85,16 @@ def resolved_for(hp: Hyperparameters, data: BenchData, model_dir: Path, device: 
 def run_ours(model_dir: Path, data: BenchData, hp: Hyperparameters, seed: int, device: torch.device) -> dict:
     from trainer.qlora import prepare_model, train
 
-    started = time.perf_counter()
+    clock = Clock()
     prepared = prepare_model(model_dir, hp, device=str(device))
     batches = pack(data.train, hp.max_seq_tokens, seed)
-    loaded = time.perf_counter()
+    load_seconds, _ = clock.lap()
     result = train(prepared, batches, hp, seed=seed)
-    seconds = time.perf_counter() - loaded
+    seconds, cpu_seconds = clock.lap()
     return {
-        "load_seconds": loaded - started,
+        "load_seconds": load_seconds,
         "train_seconds": seconds,
+        "train_cpu_seconds": cpu_seconds,
         "steps": result.steps,
         "rows_per_epoch": len(batches),
         "tokens_per_epoch": sum(b.tokens for b in batches),
@@ -101,7 +124,7 @@ def run_hf(model_dir: Path, data: BenchData, hp: Hyperparameters, seed: int, dev
     from transformers import Trainer, TrainingArguments
 
     resolved = resolved_for(hp, data, model_dir, device, seed)
-    started = time.perf_counter()
+    clock = Clock()
     base = load_base(model_dir, str(device))
     model = prepare_model_for_kbit_training(base.model, use_gradient_checkpointing=resolved.gradient_checkpointing)
     targets = hp.target_modules if isinstance(hp.target_modules, str) else list(hp.target_modules)
@@ -120,13 +143,14 @@ def run_hf(model_dir: Path, data: BenchData, hp: Hyperparameters, seed: int, dev
             disable_tqdm=True, remove_unused_columns=False, dataloader_num_workers=0,
         )
         trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=collator)
-        loaded = time.perf_counter()
+        load_seconds, _ = clock.lap()
         output = trainer.train()
-        seconds = time.perf_counter() - loaded
+        seconds, cpu_seconds = clock.lap()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     return {
-        "load_seconds": loaded - started,
+        "load_seconds": load_seconds,
         "train_seconds": seconds,
+        "train_cpu_seconds": cpu_seconds,
         "steps": output.global_step,
         "tokens_per_epoch": collator.real // resolved.n_epochs,
         "padding_fraction": 1 - collator.real / collator.total,
@@ -136,15 +160,17 @@ def run_hf(model_dir: Path, data: BenchData, hp: Hyperparameters, seed: int, dev
 
 def child(args: argparse.Namespace) -> None:
     """One side, in this (fresh) process; prints its JSON line."""
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
     model_dir = Path(args.model_dir)
     device = pick_device(args.device)
-    hp = bench_hyperparameters(args.epochs, args.batch_size)
+    hp = bench_hyperparameters(args)
     data = bench_samples(model_dir, seed=args.seed, max_seq_tokens=hp.max_seq_tokens, train_limit=args.samples)
     run = (run_ours if args.side == "ours" else run_hf)(model_dir, data, hp, args.seed, device)
     tokens = data.train_tokens * hp.n_epochs
     run.update(side=args.side, tokens=tokens, tokens_per_s=tokens / run["train_seconds"],
+               tokens_per_cpu_s=tokens / run["train_cpu_seconds"],
                peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-               train_samples=len(data.train), documents=data.documents)
+               train_samples=len(data.train), documents=data.documents, max_seq_tokens=hp.max_seq_tokens)
     print(json.dumps(run))
 
 
@@ -152,8 +178,12 @@ def spawn(side: str, args: argparse.Namespace) -> dict:
     command = [sys.executable, __file__, "--side", side, "--model-dir", str(args.model_dir), "--epochs",
                str(args.epochs), "--batch-size", str(args.batch_size), "--seed", str(args.seed)]
     command += ["--samples", str(args.samples)] if args.samples is not None else []
+    command += ["--max-seq-tokens", str(args.max_seq_tokens)] if args.max_seq_tokens else []
     command += ["--device", args.device] if args.device else []
-    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TRANSFORMERS_VERBOSITY": "error"})
+    # The same thread count on both sides (the trainer would otherwise pick fewer threads on a
+    # busy machine, which is faster there, but not what this compares).
+    env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error", "OMP_NUM_THREADS": str(args.threads)}
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise SystemExit(f"{side} run failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -168,14 +198,18 @@ def compare(args: argparse.Namespace) -> dict:
     if per["ours"][0]["tokens"] != per["hf"][0]["tokens"] or per["ours"][0]["tokens_per_epoch"] != per["hf"][0]["tokens_per_epoch"]:
         raise SystemExit(f"the sides trained on different token counts: {runs}")
     speed = {s: statistics.median(r["tokens_per_s"] for r in per[s]) for s in SIDES}
+    cpu_speed = {s: statistics.median(r["tokens_per_cpu_s"] for r in per[s]) for s in SIDES}
     rss = {s: max(r["peak_rss_mb"] for r in per[s]) for s in SIDES}
     first = per["ours"][0]
     return {
-        "model": Path(args.model_dir).name, "device": str(pick_device(args.device)), "threads": torch.get_num_threads(),
+        "model": Path(args.model_dir).name, "device": str(pick_device(args.device)), "threads": args.threads,
         "load_average_1m": os.getloadavg()[0], "documents": first["documents"], "train_samples": first["train_samples"],
-        "epochs": args.epochs, "batch_size": args.batch_size, "tokens": first["tokens"],
+        "epochs": args.epochs, "batch_size": args.batch_size, "max_seq_tokens": first["max_seq_tokens"],
+        "tokens": first["tokens"],
         "ours_tokens_per_s": speed["ours"], "hf_tokens_per_s": speed["hf"],
         "tokens_per_s_ratio": speed["ours"] / speed["hf"],
+        "ours_tokens_per_cpu_s": cpu_speed["ours"], "hf_tokens_per_cpu_s": cpu_speed["hf"],
+        "tokens_per_cpu_s_ratio": cpu_speed["ours"] / cpu_speed["hf"],
         "ours_peak_rss_mb": rss["ours"], "hf_peak_rss_mb": rss["hf"], "peak_rss_ratio": rss["ours"] / rss["hf"],
         "hf_padding_fraction": per["hf"][0]["padding_fraction"],
         "meets_targets": speed["ours"] / speed["hf"] >= TARGET_RATIO and rss["ours"] <= rss["hf"],
@@ -186,8 +220,10 @@ def compare(args: argparse.Namespace) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=8, help="samples per optimizer step (both sides)")
+    parser.add_argument("--samples", type=int, default=64, help="train on a seeded subset of this many samples")
+    parser.add_argument("--batch-size", type=int, default=16, help="samples per optimizer step (both sides)")
     parser.add_argument("--repeats", type=int, default=2, help="runs per side, alternating which goes first")
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="torch threads, both sides")
     common_arguments(parser)
     parser.add_argument("--quick", action="store_true", help="8 samples, 1 epoch, 1 repeat (a smoke run)")
     parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)

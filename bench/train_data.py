@@ -83,19 +83,20 @@ def bench_samples(
     )
 
 
-def bench_hyperparameters(epochs: int | None, batch_size: int | None) -> Hyperparameters:
-    """The trainer's defaults with ``epochs`` and ``batch_size`` (None: ``auto``) and no time budget."""
+def bench_hyperparameters(args: argparse.Namespace) -> Hyperparameters:
+    """The trainer's defaults with ``args``' epochs, batch size and packing budget (None: the
+    trainer's default) and no time budget."""
     raw: dict[str, Any] = {"max_seconds": 7 * 24 * 3600.0}
-    if epochs is not None:
-        raw["n_epochs"] = epochs
-    if batch_size is not None:
-        raw["batch_size"] = batch_size
+    for key, value in (("n_epochs", args.epochs), ("batch_size", args.batch_size),
+                       ("max_seq_tokens", args.max_seq_tokens)):
+        if value is not None:
+            raw[key] = value
     return parse(raw)
 
 
 def common_arguments(parser: argparse.ArgumentParser) -> None:
     """Options both training benchmarks take."""
-    parser.add_argument("--samples", type=int, default=None, help="train on a seeded subset of this many samples")
+    parser.add_argument("--max-seq-tokens", type=int, default=None, help="packing budget (default: the trainer's)")
     parser.add_argument("--model-dir", type=Path, default=None, help="default: the converted embedded model")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     parser.add_argument("--seed", type=int, default=0)
