@@ -99,7 +99,8 @@ def main() -> None:
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--naive-requests", type=int, default=8, help="requests for the (slow) naive baseline; 0 skips it")
     parser.add_argument("--repeat", type=int, default=3, help="rounds of every load; figures are medians")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads of the engine and the naive baseline (0: torch's default, one per core)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -108,7 +109,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         paths = [make_lora(model_dir, Path(tmp) / f"a{i}", args.rank, seed=i) for i in range(args.adapters)]
         handles = [AdapterHandle(f"bench/a{i}@1", p) for i, p in enumerate(paths)]
-        engine = Engine(load_base(model_dir), max_batch_size=args.streams)
+        engine = Engine(load_base(model_dir), max_batch_size=args.streams, threads=args.threads or None)
         engine.start()
         ids = prompts(engine.base.tokenizer, args.streams)
         engine_load(engine, ids[:2], handles[:2], 4)  # warm-up and first adapter loads

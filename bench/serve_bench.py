@@ -32,6 +32,7 @@ from pathlib import Path
 
 import httpx
 import openai
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -47,11 +48,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(data: Path, model_dir: Path, admin_key: str) -> tuple[subprocess.Popen, str]:
+def start_server(data: Path, model_dir: Path, admin_key: str, threads: int) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SWAPLORA_")}
     env.update(SWAPLORA_DATA=str(data), SWAPLORA_ADMIN_KEY=admin_key, SWAPLORA_LOG_LEVEL="warning",
-               HF_HUB_OFFLINE="1")
+               SWAPLORA_TORCH_THREADS=str(threads), HF_HUB_OFFLINE="1")
     log = open(data.parent / "server.log", "wb")  # noqa: SIM115 - lives as long as the server
     process = subprocess.Popen(
         [sys.executable, "-m", "swaplora.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
@@ -123,7 +124,10 @@ def main() -> None:
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--repeat", type=int, default=2, help="rounds of each load (interleaved); medians")
     parser.add_argument("--naive-requests", type=int, default=8, help="requests of the (slow) naive baseline")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads for the server and the naive baseline (1 is robust on a shared CPU)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
 
     model_dir = prepare_embedded_model(ROOT / "data" / "models")
     from adapters.base_model import load_tokenizer
@@ -134,7 +138,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         paths = [make_lora(model_dir, Path(tmp) / "loras" / f"a{i}", args.rank, seed=i) for i in range(args.adapters)]
         data = Path(tmp) / "data"
-        process, url = start_server(data, model_dir, admin_key)
+        process, url = start_server(data, model_dir, admin_key, args.threads)
         try:
             with httpx.Client(base_url=url, timeout=120) as http:
                 created = http.post("/v1/tenants", json={"id": "bench"}, headers={"Authorization": f"Bearer {admin_key}"})
@@ -164,7 +168,7 @@ def main() -> None:
     gaps = [g for r in rounds["mixed"] for g in r["gaps"]]
     result = {
         "model": "SmolLM2-135M-Instruct NF4 via swaplora serve", "streams": args.streams, "adapters": args.adapters,
-        "rank": args.rank, "tokens": args.tokens, "repeat": args.repeat,
+        "rank": args.rank, "tokens": args.tokens, "repeat": args.repeat, "threads": args.threads,
         "mixed_tok_s": mixed, "single_adapter_tok_s": single, "naive_peft_tok_s": naive,
         "mixed_runs": [round(r["tok_s"], 1) for r in rounds["mixed"]],
         "single_runs": [round(r["tok_s"], 1) for r in rounds["single"]],

@@ -53,6 +53,7 @@ def load_model(services: Services) -> None:
             max_batch_size=settings.max_batch_size,
             adapter_cache_bytes=settings.adapter_cache_mb * 1024 * 1024,
             adapter_host_cache_bytes=settings.adapter_host_cache_mb * 1024 * 1024,
+            threads=settings.torch_threads,
             metrics=services.metrics,
         )
         engine.start()

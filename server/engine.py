@@ -115,12 +115,14 @@ class Engine:
         adapter_host_cache_bytes: int = 2 << 30,
         max_prefills_per_step: int = 2,
         prefill_chunk: int = 256,
+        threads: int | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self.base = base
         self.max_batch_size = max_batch_size
         self.max_prefills_per_step = max_prefills_per_step
         self.prefill_chunk = prefill_chunk
+        self.threads = threads
         self.metrics = metrics or Metrics()
         # LoRA math in fp32 on the CPU (no fast bf16 matmul there), in bf16 on accelerators.
         self._lora_dtype = torch.float32 if base.device.type == "cpu" else torch.bfloat16
@@ -179,6 +181,8 @@ class Engine:
 
     # -- worker side ------------------------------------------------------------------------
     def _run(self) -> None:
+        if self.threads:
+            torch.set_num_threads(self.threads)  # here: OpenMP thread counts are per calling thread
         while not self._stopping.is_set():
             try:
                 self._admit()

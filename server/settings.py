@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     adapter_cache_mb: int = Field(
         1024, ge=1, description="Memory for resident adapters next to the base, in MiB (LRU beyond it)."
     )
+    torch_threads: int | None = Field(
+        None, ge=1,
+        description="Intra-op CPU threads of the engine; unset: torch's default (one per core). On a small or "
+        "shared CPU, 1 avoids stalls from oversubscribed OpenMP threads.",
+    )
     adapter_host_cache_mb: int = Field(
         2048, ge=0, description="Host memory for adapters evicted from the device (ready tensors), in MiB."
     )

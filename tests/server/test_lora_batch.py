@@ -1,0 +1,128 @@
+"""The batched LoRA layers against plain PEFT, one forward pass at a time (fp32 tiny Llama):
+every mix of ranks, targeted modules, rsLoRA, base rows, uneven groups and multi-token rows gives
+each row the logits PEFT gives it alone; stacks are reused while they cover the batch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM
+
+from server.lora_batch import inject
+from server.lora_stack import concat, input_group, load_lora
+from tests.conftest import make_lora
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def adapters(tiny_model_dir: Path, tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("batch-loras")
+    paths = {
+        "r4": make_lora(tiny_model_dir, root / "r4", rank=4, seed=11),
+        "r8qv": make_lora(tiny_model_dir, root / "r8qv", rank=8, seed=12, modules=["q_proj", "v_proj", "up_proj"]),
+        "r16": make_lora(tiny_model_dir, root / "r16", rank=16, seed=13),
+        "rs2": make_lora(tiny_model_dir, root / "rs2", rank=2, seed=14, modules=["k_proj", "o_proj", "down_proj"]),
+    }
+    config_path = paths["rs2"] / "adapter_config.json"  # rsLoRA: scale alpha / sqrt(r)
+    config = json.loads(config_path.read_text())
+    config["use_rslora"] = True
+    config_path.write_text(json.dumps(config))
+    return paths
+
+
+def model(model_dir: Path) -> torch.nn.Module:
+    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+
+
+def alone(model_dir: Path, adapter: Path | None, ids: torch.Tensor) -> torch.Tensor:
+    reference = model(model_dir)
+    if adapter is not None:
+        reference = PeftModel.from_pretrained(reference, adapter).eval()
+    with torch.inference_mode():
+        return reference(input_ids=ids).logits
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        ["r4", "r8qv", "r16", "rs2"],  # one row per adapter
+        ["r4", None, "r16", "r4", "r8qv", None, "r4"],  # base rows, uneven groups
+        [None, "rs2"],
+        ["r16", "r16", "r16"],  # one adapter: the direct path
+    ],
+)
+def test_batched_rows_equal_peft_alone(tiny_model_dir: Path, adapters: dict[str, Path], rows) -> None:
+    torch.manual_seed(0)
+    ids = torch.randint(0, 1000, (len(rows), 5))  # several tokens per row, as in a prefill
+    served = model(tiny_model_dir)
+    batch = inject(served, {n: (0, 0) for n, m in served.named_modules() if isinstance(m, torch.nn.Linear)
+                            and not n.endswith("lm_head")})
+    ready = {key: load_lora(path, torch.float32, CPU) for key, path in adapters.items()}
+    batch.set_rows(rows, ready, CPU)
+    with torch.inference_mode():
+        logits = served(input_ids=ids).logits
+    for i, key in enumerate(rows):
+        expected = alone(tiny_model_dir, adapters[key] if key else None, ids[i : i + 1])
+        torch.testing.assert_close(logits[i : i + 1], expected, rtol=1e-5, atol=1e-5, msg=f"row {i} ({key})")
+
+
+def test_stack_is_reused_while_it_covers_the_batch(tiny_model_dir: Path, adapters: dict[str, Path]) -> None:
+    served = model(tiny_model_dir)
+    batch = inject(served, {"model.layers.0.self_attn.q_proj": (0, 0)})
+    ready = {key: load_lora(path, torch.float32, CPU) for key, path in adapters.items()}
+    batch.set_rows(["r4", "r16", "rs2"], ready, CPU)
+    first = batch.plan.stack
+    batch.set_rows(["r16", None, "r4"], ready, CPU)  # a subset: no restack
+    assert batch.plan.stack is first and batch.plan.stack.size == 3
+    batch.set_rows(["r4"], ready, CPU)  # one adapter alone: its own ready form
+    assert batch.plan.stack is ready["r4"] and batch.plan.direct
+    batch.set_rows(["r4", "r8qv"], ready, CPU)  # a new member: a new stack
+    assert batch.plan.stack is not first and batch.plan.stack.size == 2
+
+
+def test_ready_form_layout_and_padding(adapters: dict[str, Path]) -> None:
+    r4 = load_lora(adapters["r4"], torch.float32, CPU)
+    group, place = input_group("model.layers.1.self_attn.k_proj")
+    assert group == "model.layers.1.self_attn.q_proj|k_proj|v_proj" and place == 1
+    assert r4.layouts[group] == tuple((f"model.layers.1.self_attn.{p}", 4) for p in ("q_proj", "k_proj", "v_proj"))
+    assert r4.a[group].shape == (1, 64, 12)
+    mixed = concat([r4, load_lora(adapters["r8qv"], torch.float32, CPU)])
+    # r8qv has no k_proj: its k block is zeros; q is padded to the larger rank.
+    assert dict(mixed.layouts[group]) == {f"model.layers.1.self_attn.{p}": w for p, w in
+                                          (("q_proj", 8), ("k_proj", 4), ("v_proj", 8))}
+    _, _, start, stop = mixed.members["model.layers.1.self_attn.k_proj"]
+    assert mixed.a[group][1, :, start:stop].abs().sum() == 0
+    assert mixed.a[group][0, :, start:stop].abs().sum() > 0
+
+
+def test_nf4_bf16_rows_stay_within_the_documented_tolerance(tiny_model_dir: Path, adapters: dict[str, Path]) -> None:
+    """NF4 base, bf16 activations: the delta is computed in fp32 and added to the bf16 output once
+    (PEFT rounds the delta to bf16 first), so logits differ by bf16 rounding only: at most
+    ``NF4_ATOL`` here, and the greedy token is the same."""
+    from adapters.base_model import load_base
+
+    served = load_base(tiny_model_dir)
+    batch = inject(served.model, served.linear_shapes)
+    ready = {key: load_lora(path, torch.float32, CPU) for key, path in adapters.items()}
+    rows = ["r4", None, "r16", "r8qv"]
+    ids = torch.randint(0, 1000, (len(rows), 6), generator=torch.Generator().manual_seed(1))
+    batch.set_rows(rows, ready, CPU)
+    with torch.inference_mode():
+        logits = served.model(input_ids=ids).logits.float()
+    for i, key in enumerate(rows):
+        reference = load_base(tiny_model_dir).model
+        if key:
+            reference = PeftModel.from_pretrained(reference, adapters[key]).eval()
+        with torch.inference_mode():
+            expected = reference(input_ids=ids[i : i + 1]).logits.float()
+        assert (logits[i : i + 1] - expected).abs().max() <= NF4_ATOL, key
+        assert torch.equal(logits[i, -1].argmax(), expected[0, -1].argmax()), key
+
+
+NF4_ATOL = 0.05
+"""Largest logit difference accepted between the batched rows and PEFT on the NF4 base."""
