@@ -27,14 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from adapters.base_model import pick_device  # noqa: E402
-from bench.train_data import (  # noqa: E402
-    BenchData,
-    bench_hyperparameters,
-    bench_samples,
-    common_arguments,
-    default_model_dir,
-    rounded,
-)
+from bench import train_data  # noqa: E402
 from trainer.evaluate import eval_loss  # noqa: E402
 from trainer.hyperparameters import Hyperparameters  # noqa: E402
 from trainer.packing import pack  # noqa: E402
@@ -43,7 +36,7 @@ from trainer.qlora import prepare_model, train  # noqa: E402
 TARGET = 0.02
 
 
-def train_and_eval(model_dir: Path, data: BenchData, hp: Hyperparameters, *, quantize: bool, seed: int,
+def train_and_eval(model_dir: Path, data: train_data.BenchData, hp: Hyperparameters, *, quantize: bool, seed: int,
                    device: str | None) -> dict:
     torch.manual_seed(seed)  # the same LoRA initialisation on both sides
     prepared = prepare_model(model_dir, hp, device=device, quantize=quantize)
@@ -66,13 +59,13 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="samples per optimizer step (default: auto)")
     parser.add_argument("--samples", type=int, default=128, help="train on a seeded subset of this many samples")
     parser.add_argument("--quick", action="store_true", help="8 samples, 1 epoch (a smoke run)")
-    common_arguments(parser)
+    train_data.common_arguments(parser)
     args = parser.parse_args()
     if args.quick:
         args.samples, args.epochs = 8, 1
-    model_dir = args.model_dir or default_model_dir()
-    hp = bench_hyperparameters(args)
-    data = bench_samples(model_dir, seed=args.seed, max_seq_tokens=hp.max_seq_tokens, train_limit=args.samples)
+    model_dir = args.model_dir or train_data.default_model_dir()
+    hp = train_data.bench_hyperparameters(args)
+    data = train_data.bench_samples(model_dir, seed=args.seed, max_seq_tokens=hp.max_seq_tokens, train_limit=args.samples)
     sides = {name: train_and_eval(model_dir, data, hp, quantize=quantize, seed=args.seed, device=args.device)
              for name, quantize in (("qlora", True), ("lora", False))}
     qlora, lora = sides["qlora"]["eval_loss"], sides["lora"]["eval_loss"]
@@ -84,7 +77,7 @@ def main() -> None:
         "qlora_eval_loss": qlora, "lora_eval_loss": lora, "relative_difference": difference,
         "within_target": difference <= TARGET, "qlora": sides["qlora"], "lora": sides["lora"],
     }
-    print(json.dumps(rounded(result), indent=2))
+    print(json.dumps(train_data.rounded(result), indent=2))
 
 
 if __name__ == "__main__":

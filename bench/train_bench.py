@@ -42,14 +42,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from adapters.base_model import load_base, pick_device  # noqa: E402
-from bench.train_data import (  # noqa: E402
-    BenchData,
-    bench_hyperparameters,
-    bench_samples,
-    common_arguments,
-    default_model_dir,
-    rounded,
-)
+from bench import train_data  # noqa: E402
 from trainer.hyperparameters import Hyperparameters, Resolved  # noqa: E402
 from trainer.packing import pack  # noqa: E402
 from trainer.tokenize import IGNORE_INDEX  # noqa: E402
@@ -76,13 +69,13 @@ class Clock:
         return lap
 
 
-def resolved_for(hp: Hyperparameters, data: BenchData, model_dir: Path, device: torch.device, seed: int) -> Resolved:
+def resolved_for(hp: Hyperparameters, data: train_data.BenchData, model_dir: Path, device: torch.device, seed: int) -> Resolved:
     config = json.loads((model_dir / "config.json").read_text())
     rows = len(pack(data.train, hp.max_seq_tokens, seed))
     return hp.resolve(n_samples=len(data.train), rows=rows, hidden_size=config["hidden_size"], device_type=device.type)
 
 
-def run_ours(model_dir: Path, data: BenchData, hp: Hyperparameters, seed: int, device: torch.device) -> dict:
+def run_ours(model_dir: Path, data: train_data.BenchData, hp: Hyperparameters, seed: int, device: torch.device) -> dict:
     from trainer.qlora import prepare_model, train
 
     clock = Clock()
@@ -119,7 +112,7 @@ class CountingCollator:
         return batch
 
 
-def run_hf(model_dir: Path, data: BenchData, hp: Hyperparameters, seed: int, device: torch.device) -> dict:
+def run_hf(model_dir: Path, data: train_data.BenchData, hp: Hyperparameters, seed: int, device: torch.device) -> dict:
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import Trainer, TrainingArguments
 
@@ -163,8 +156,8 @@ def child(args: argparse.Namespace) -> None:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
     model_dir = Path(args.model_dir)
     device = pick_device(args.device)
-    hp = bench_hyperparameters(args)
-    data = bench_samples(model_dir, seed=args.seed, max_seq_tokens=hp.max_seq_tokens, train_limit=args.samples)
+    hp = train_data.bench_hyperparameters(args)
+    data = train_data.bench_samples(model_dir, seed=args.seed, max_seq_tokens=hp.max_seq_tokens, train_limit=args.samples)
     run = (run_ours if args.side == "ours" else run_hf)(model_dir, data, hp, args.seed, device)
     tokens = data.train_tokens * hp.n_epochs
     run.update(side=args.side, tokens=tokens, tokens_per_s=tokens / run["train_seconds"],
@@ -224,17 +217,17 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16, help="samples per optimizer step (both sides)")
     parser.add_argument("--repeats", type=int, default=2, help="runs per side, alternating which goes first")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="torch threads, both sides")
-    common_arguments(parser)
+    train_data.common_arguments(parser)
     parser.add_argument("--quick", action="store_true", help="8 samples, 1 epoch, 1 repeat (a smoke run)")
     parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
         args.samples, args.epochs, args.repeats, args.batch_size = 8, 1, 1, 4
-    args.model_dir = args.model_dir or default_model_dir()
+    args.model_dir = args.model_dir or train_data.default_model_dir()
     if args.side:
         child(args)
         return
-    print(json.dumps(rounded(compare(args)), indent=2))
+    print(json.dumps(train_data.rounded(compare(args)), indent=2))
 
 
 if __name__ == "__main__":
