@@ -13,6 +13,7 @@ valid manifest, never a bare ``KeyError`` or ``TypeError``.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 import os
@@ -32,6 +33,12 @@ _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 class ManifestError(ValueError):
     """A manifest (object or file) that breaks one of the rules above."""
+
+
+def sha256_file(path: Path) -> str:
+    """sha256 hex of a file's bytes (what :attr:`AdapterManifest.weights_sha256` records)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def utc_now_iso() -> str:

@@ -25,6 +25,9 @@ from typing import Any
 import torch
 from safetensors import safe_open
 
+from adapters.base_model import BaseModelSpec
+from adapters.manifest import AdapterManifest, Source, utc_now_iso
+
 KEY_PREFIX = "base_model.model."
 _KEY_RE = re.compile(r"^base_model\.model\.(?P<module>[A-Za-z0-9_.]+)\.lora_(?P<part>[AB])\.weight$")
 FLOAT_DTYPES = frozenset({"F16", "BF16", "F32", "F64"})
@@ -90,6 +93,39 @@ class ValidatedAdapter:
     def scaling(self) -> float:
         """The factor PEFT multiplies ``B(Ax)`` by."""
         return lora_scaling(self.alpha, self.rank, self.use_rslora)
+
+    def config_bytes(self) -> bytes:
+        """The ``adapter_config.json`` to store next to the weights (sorted keys, stable bytes)."""
+        return (json.dumps(self.config, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+    def manifest(
+        self,
+        *,
+        tenant: str,
+        name: str,
+        version: int,
+        spec: BaseModelSpec,
+        weights_sha256: str,
+        source: Source,
+        metrics: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> AdapterManifest:
+        """The manifest of this adapter published as ``tenant/name@version`` for the base ``spec``."""
+        return AdapterManifest(
+            tenant=tenant,
+            name=name,
+            version=version,
+            base_spec_hash=spec.hash,
+            chat_template_hash=spec.chat_template_hash,
+            rank=self.rank,
+            alpha=self.alpha,
+            target_modules=self.target_modules,
+            weights_sha256=weights_sha256,
+            created_at=utc_now_iso(),
+            source=source,
+            metrics=metrics or {},
+            extra=extra or {},
+        )
 
 
 def lora_scaling(alpha: float, rank: int, use_rslora: bool) -> float:

@@ -13,14 +13,12 @@ are stored as null, since manifests hold JSON values only.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from adapters.manifest import AdapterManifest, utc_now_iso
+from adapters.manifest import AdapterManifest, sha256_file
 from adapters.store import CONFIG_FILE, WEIGHTS_FILE, AdapterStore
 from adapters.validation import validate_adapter
 from trainer.hyperparameters import MAX_RANK
@@ -36,11 +34,6 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [json_safe(v) for v in value]
     return value
-
-
-def sha256_file(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def publish_adapter(
@@ -59,23 +52,12 @@ def publish_adapter(
         weights = work / WEIGHTS_FILE
         validated = validate_adapter((work / CONFIG_FILE).read_bytes(), weights, prepared.linear_shapes, MAX_RANK)
         weights_sha256 = sha256_file(weights)
-        config = (json.dumps(validated.config, indent=2, sort_keys=True) + "\n").encode("utf-8")
+        config = validated.config_bytes()
 
         def make_manifest(version: int) -> AdapterManifest:
-            return AdapterManifest(
-                tenant=tenant,
-                name=name,
-                version=version,
-                base_spec_hash=prepared.spec.hash,
-                chat_template_hash=prepared.spec.chat_template_hash,
-                rank=validated.rank,
-                alpha=validated.alpha,
-                target_modules=validated.target_modules,
-                weights_sha256=weights_sha256,
-                created_at=utc_now_iso(),
-                source="training",
-                metrics=json_safe(metrics),
-                extra=json_safe(extra),
+            return validated.manifest(
+                tenant=tenant, name=name, version=version, spec=prepared.spec, weights_sha256=weights_sha256,
+                source="training", metrics=json_safe(metrics), extra=json_safe(extra),
             )
 
         return store.publish(tenant, name, {CONFIG_FILE: config, WEIGHTS_FILE: weights}, make_manifest)

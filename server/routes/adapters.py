@@ -15,8 +15,6 @@ Contract:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shutil
 import uuid
 from pathlib import Path, PurePosixPath
@@ -30,9 +28,9 @@ from starlette.routing import Route
 from starlette.types import Message
 
 from adapters.ids import InvalidId, validate_adapter_name, validate_tenant_id
-from adapters.manifest import AdapterManifest, utc_now_iso
+from adapters.manifest import AdapterManifest, sha256_file
 from adapters.store import CONFIG_FILE, WEIGHTS_FILE, AdapterNotFound, AdapterStore
-from adapters.validation import AdapterValidationError, ValidatedAdapter, validate_adapter
+from adapters.validation import AdapterValidationError, validate_adapter
 from server.auth import Principal, authenticate, can_use_tenant
 from server.errors import APIError, bad_request, model_loading, not_found
 from server.routes.tenants import read_json_object
@@ -230,43 +228,14 @@ def _validate_and_publish(
         validated = validate_adapter((work / CONFIG_FILE).read_bytes(), weights, base.linear_shapes, max_rank)
     except AdapterValidationError as exc:
         raise bad_request(exc.message, param=exc.param, code="invalid_adapter") from None
-    weights_sha256 = _sha256_file(weights)
+    weights_sha256 = sha256_file(weights)
 
     def make_manifest(version: int) -> AdapterManifest:
-        return _upload_manifest(tenant, name, version, validated, weights_sha256, base)
+        return validated.manifest(
+            tenant=tenant, name=name, version=version, spec=base.spec, weights_sha256=weights_sha256, source="upload"
+        )
 
-    config_bytes = _config_json(validated)
-    return store.publish(tenant, name, {CONFIG_FILE: config_bytes, WEIGHTS_FILE: weights}, make_manifest)
-
-
-def _upload_manifest(
-    tenant: str, name: str, version: int, validated: ValidatedAdapter, weights_sha256: str, base: Any
-) -> AdapterManifest:
-    return AdapterManifest(
-        tenant=tenant,
-        name=name,
-        version=version,
-        base_spec_hash=base.spec.hash,
-        chat_template_hash=base.spec.chat_template_hash,
-        rank=validated.rank,
-        alpha=validated.alpha,
-        target_modules=validated.target_modules,
-        weights_sha256=weights_sha256,
-        created_at=utc_now_iso(),
-        source="upload",
-    )
-
-
-def _config_json(validated: ValidatedAdapter) -> bytes:
-    return (json.dumps(validated.config, indent=2, sort_keys=True) + "\n").encode("utf-8")
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1024 * 1024), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return store.publish(tenant, name, {CONFIG_FILE: validated.config_bytes(), WEIGHTS_FILE: weights}, make_manifest)
 
 
 # ----------------------------------------------------------------------------------- read / manage
