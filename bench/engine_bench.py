@@ -91,16 +91,23 @@ def naive_peft(model_dir: Path, paths: list[Path], ids: list[list[int]], tokens:
     return generated / (time.perf_counter() - started)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def load_parser(description: str, *, repeat: int, naive_requests: int) -> argparse.ArgumentParser:
+    """The load options every engine/serving bench shares (same names, same defaults)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--streams", type=int, default=16)
     parser.add_argument("--adapters", type=int, default=8)
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--rank", type=int, default=16)
-    parser.add_argument("--naive-requests", type=int, default=8, help="requests for the (slow) naive baseline; 0 skips it")
-    parser.add_argument("--repeat", type=int, default=3, help="rounds of every load; figures are medians")
+    parser.add_argument("--naive-requests", type=int, default=naive_requests,
+                        help="requests for the (slow) naive baseline; 0 skips it")
+    parser.add_argument("--repeat", type=int, default=repeat, help="rounds of every load (interleaved); medians")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads of the engine and the naive baseline (0: torch's default, one per core)")
+    return parser
+
+
+def main() -> None:
+    parser = load_parser(__doc__.splitlines()[0], repeat=3, naive_requests=8)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -16,7 +16,6 @@ time to first token p50/p95 and inter-token gap p50 of the mixed load, the machi
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -38,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from adapters.embedded import prepare_embedded_model  # noqa: E402
-from bench.engine_bench import naive_peft, prompts  # noqa: E402
+from bench.engine_bench import load_parser, naive_peft, prompts  # noqa: E402
 from tests.conftest import make_lora  # noqa: E402
 
 
@@ -52,7 +51,9 @@ def start_server(data: Path, model_dir: Path, admin_key: str, threads: int) -> t
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SWAPLORA_")}
     env.update(SWAPLORA_DATA=str(data), SWAPLORA_ADMIN_KEY=admin_key, SWAPLORA_LOG_LEVEL="warning",
-               SWAPLORA_TORCH_THREADS=str(threads), HF_HUB_OFFLINE="1")
+               HF_HUB_OFFLINE="1")
+    if threads:  # 0: the server's own default
+        env["SWAPLORA_TORCH_THREADS"] = str(threads)
     log = open(data.parent / "server.log", "wb")  # noqa: SIM115 - lives as long as the server
     process = subprocess.Popen(
         [sys.executable, "-m", "swaplora.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
@@ -117,17 +118,10 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--streams", type=int, default=16)
-    parser.add_argument("--adapters", type=int, default=8)
-    parser.add_argument("--tokens", type=int, default=64)
-    parser.add_argument("--rank", type=int, default=16)
-    parser.add_argument("--repeat", type=int, default=2, help="rounds of each load (interleaved); medians")
-    parser.add_argument("--naive-requests", type=int, default=8, help="requests of the (slow) naive baseline")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads for the server and the naive baseline (1 is robust on a shared CPU)")
+    parser = load_parser(__doc__.splitlines()[0], repeat=2, naive_requests=8)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     model_dir = prepare_embedded_model(ROOT / "data" / "models")
     from adapters.base_model import load_tokenizer
