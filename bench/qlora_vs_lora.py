@@ -40,8 +40,9 @@ def train_and_eval(model_dir: Path, data: train_data.BenchData, hp: Hyperparamet
                    device: str | None) -> dict:
     torch.manual_seed(seed)  # the same LoRA initialisation on both sides
     prepared = prepare_model(model_dir, hp, device=device, quantize=quantize)
-    batches = pack(data.train, hp.max_seq_tokens, seed)
-    heldout = pack(data.heldout, hp.max_seq_tokens, seed)
+    row_tokens = hp.row_tokens(prepared.device.type)
+    batches = pack(data.train, row_tokens, seed)
+    heldout = pack(data.heldout, row_tokens, seed)
     before = eval_loss(prepared, heldout)
     started = time.perf_counter()
     result = train(prepared, batches, hp, seed=seed)
@@ -66,7 +67,7 @@ def main() -> None:
     args.epochs = args.epochs or None
     model_dir = args.model_dir or train_data.default_model_dir()
     hp = train_data.bench_hyperparameters(args)
-    data = train_data.bench_samples(model_dir, seed=args.seed, max_seq_tokens=hp.max_seq_tokens, train_limit=args.samples)
+    data = train_data.bench_samples(model_dir, seed=args.seed, max_seq_tokens=hp.row_tokens(pick_device(args.device).type), train_limit=args.samples)
     sides = {name: train_and_eval(model_dir, data, hp, quantize=quantize, seed=args.seed, device=args.device)
              for name, quantize in (("qlora", True), ("lora", False))}
     qlora, lora = sides["qlora"]["eval_loss"], sides["lora"]["eval_loss"]

@@ -71,7 +71,7 @@ class Clock:
 
 def resolved_for(hp: Hyperparameters, data: train_data.BenchData, model_dir: Path, device: torch.device, seed: int) -> Resolved:
     config = json.loads((model_dir / "config.json").read_text())
-    rows = len(pack(data.train, hp.max_seq_tokens, seed))
+    rows = len(pack(data.train, hp.row_tokens(device.type), seed))
     return hp.resolve(n_samples=len(data.train), rows=rows, hidden_size=config["hidden_size"], device_type=device.type)
 
 
@@ -80,7 +80,7 @@ def run_ours(model_dir: Path, data: train_data.BenchData, hp: Hyperparameters, s
 
     clock = Clock()
     prepared = prepare_model(model_dir, hp, device=str(device))
-    batches = pack(data.train, hp.max_seq_tokens, seed)
+    batches = pack(data.train, hp.row_tokens(device.type), seed)
     load_seconds, _ = clock.lap()
     result = train(prepared, batches, hp, seed=seed)
     seconds, cpu_seconds = clock.lap()
@@ -157,13 +157,13 @@ def child(args: argparse.Namespace) -> None:
     model_dir = Path(args.model_dir)
     device = pick_device(args.device)
     hp = train_data.bench_hyperparameters(args)
-    data = train_data.bench_samples(model_dir, seed=args.seed, max_seq_tokens=hp.max_seq_tokens, train_limit=args.samples)
+    data = train_data.bench_samples(model_dir, seed=args.seed, max_seq_tokens=hp.row_tokens(device.type), train_limit=args.samples)
     run = (run_ours if args.side == "ours" else run_hf)(model_dir, data, hp, args.seed, device)
     tokens = data.train_tokens * hp.n_epochs
     run.update(side=args.side, tokens=tokens, tokens_per_s=tokens / run["train_seconds"],
                tokens_per_cpu_s=tokens / run["train_cpu_seconds"],
                peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-               train_samples=len(data.train), documents=data.documents, max_seq_tokens=hp.max_seq_tokens)
+               train_samples=len(data.train), documents=data.documents, max_seq_tokens=hp.row_tokens(device.type))
     print(json.dumps(run))
 
 

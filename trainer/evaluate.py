@@ -18,7 +18,7 @@ import torch
 
 from adapters.chat_format import conversation, render
 from trainer.packing import PackedBatch
-from trainer.qlora import Prepared
+from trainer.qlora import Prepared, row_loss
 from trainer.recall import answer_matches
 from trainer.samples import Probe
 
@@ -35,13 +35,7 @@ def eval_loss(prepared: Prepared, batches: Sequence[PackedBatch]) -> float:
         n = row.trained_tokens
         if n == 0:
             continue
-        out = model(
-            input_ids=row.input_ids.to(prepared.device),
-            position_ids=row.position_ids.to(prepared.device),
-            labels=row.labels.to(prepared.device),
-            use_cache=False,  # see trainer.packing: packed rows need it
-        )
-        total += float(out.loss.float()) * n
+        total += float(row_loss(prepared, row)) * n
         weight += n
     return total / weight if weight else float("nan")
 

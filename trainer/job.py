@@ -205,7 +205,7 @@ def _run(spec: JobSpec, emit: Emit, should_stop: Callable[[], bool]) -> AdapterM
     emit({"type": "status", "status": "running", "message": f"{len(samples.train)} training samples; loading the base model."})
     try:
         prepared = prepare_model(spec.base_model_dir, hp, device=spec.device, init_adapter=init_path)
-        budget = min(hp.max_seq_tokens, prepared.context_length)
+        budget = min(hp.row_tokens(prepared.device.type), prepared.context_length)
         rows = pack([encode(prepared.tokenizer, s.messages) for s in samples.train], budget, spec.seed)
         held_rows = pack([encode(prepared.tokenizer, s.messages) for s in samples.heldout], budget, spec.seed)
         resolved = plan(prepared, rows, hp)

@@ -56,8 +56,8 @@ def test_not_an_object() -> None:
 
 def test_auto_rules() -> None:
     hp = parse({})
-    small = hp.resolve(n_samples=240, rows=15, hidden_size=576, device_type="cpu")
-    assert small.n_epochs == 5 and small.total_steps == 75 and small.gradient_accumulation_steps == 1
+    small = hp.resolve(n_samples=240, rows=60, hidden_size=576, device_type="cpu")
+    assert small.n_epochs == 5 and small.total_steps == 75 and small.gradient_accumulation_steps == 4  # 4 rows of 256 tokens
     assert small.learning_rate == pytest.approx(2e-4 * 4096 / 576)
     assert small.lora_alpha == 32 and small.max_seconds == 480 and small.gradient_checkpointing is False
     big = hp.resolve(n_samples=20000, rows=400, hidden_size=4096, device_type="cuda")

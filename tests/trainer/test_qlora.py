@@ -16,12 +16,12 @@ from trainer.evaluate import eval_loss, probe_recall
 from trainer.hyperparameters import parse
 from trainer.packing import pack
 from trainer.publish import publish_adapter
-from trainer.qlora import learning_rate_at, prepare_model, train
+from trainer.qlora import learning_rate_at, prepare_model, row_loss, train
 from trainer.samples import Probe, build_samples
 from trainer.tokenize import encode
 
 ROOT = Path(__file__).resolve().parents[2]
-HP = parse({"lora_rank": 4, "max_seq_tokens": 256, "n_epochs": 50, "learning_rate": 0.02})
+HP = parse({"lora_rank": 4, "max_seq_tokens": 256, "gradient_accumulation_steps": 1, "n_epochs": 50, "learning_rate": 0.02})
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +45,25 @@ def test_prepare_wraps_every_linear_layer_of_the_nf4_base(tiny_model_dir: Path) 
     adapted = {n.split(".lora_")[0].rsplit(".", 1)[-1] for n in trainable}
     assert adapted == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
     assert all(p.dtype == torch.float32 for n, p in model.named_parameters() if p.requires_grad)
+
+
+def test_row_loss_is_transformers_loss_with_logits_only_where_labels_are(tiny_model_dir: Path, samples) -> None:
+    prepared = prepare_model(tiny_model_dir, HP, device="cpu")
+    for row in rows_for(prepared, samples):
+        with torch.no_grad():
+            full = prepared.model(input_ids=row.input_ids, position_ids=row.position_ids, labels=row.labels,
+                                  use_cache=False).loss
+            ours = row_loss(prepared, row)
+        assert 0 < row.trained_tokens < row.input_ids.shape[1]  # the test means something: some tokens are cut
+        assert float(ours) == pytest.approx(float(full), rel=1e-4)
+
+
+def test_auto_rows_are_short_on_the_cpu_and_a_step_keeps_about_1024_tokens() -> None:
+    hp = parse({})
+    assert hp.row_tokens("cpu") == 256 and hp.row_tokens("cuda") == 2048
+    assert hp.resolve(n_samples=240, rows=60, hidden_size=576, device_type="cpu").gradient_accumulation_steps == 4
+    assert hp.resolve(n_samples=240, rows=8, hidden_size=4096, device_type="cuda").gradient_accumulation_steps == 1
+    assert parse({"max_seq_tokens": 512}).row_tokens("cpu") == 512
 
 
 def test_learning_rate_warms_up_then_decays_to_zero() -> None:
