@@ -143,8 +143,10 @@ LONG_ANSWER = {
     "messages": [{"role": "user", "content": "Write a long story about a dragon."}],
     "temperature": 0,
     "max_tokens": 2000,
+    "ignore_eos": True,
 }
-"""A request whose greedy answer runs to hundreds of tokens (it does not stop within 250)."""
+"""A request that runs to 2000 tokens whatever the model says (``ignore_eos``), so a test that
+abandons it mid-answer never races the model's own end of answer."""
 
 
 def _assert_row_dropped(http: httpx.Client, before: str) -> None:
