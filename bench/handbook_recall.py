@@ -22,12 +22,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from adapters.base_model import load_base  # noqa: E402
 from adapters.embedded import prepare_embedded_model  # noqa: E402
 from adapters.ids import AdapterRef  # noqa: E402
 from adapters.store import AdapterStore  # noqa: E402
-from trainer.evaluate import probe_recall  # noqa: E402
-from trainer.qlora import Prepared  # noqa: E402
+from trainer.evaluate import stored_adapter_recall  # noqa: E402
 from trainer.samples import Probe  # noqa: E402
 
 PROBES = ROOT / "tests" / "trainer" / "handbook_probes.json"
@@ -53,16 +51,8 @@ def main() -> None:
     result["manifest_metrics"] = stored.manifest.metrics
     result["trained_tokens"] = stored.manifest.extra.get("trained_tokens")
 
-    from peft import PeftModel
-
     probes = [Probe(p["question"], tuple(p["expect"])) for p in json.loads(PROBES.read_text())]
-    base = load_base(model_dir, "cpu")
-    model = PeftModel.from_pretrained(base.model, str(stored.path))
-    prepared = Prepared(model, base.tokenizer, base.spec, base.device, base.linear_shapes,
-                        base.context_length, base.eos_token_ids)
-    with model.disable_adapter():
-        before, _ = probe_recall(prepared, probes, None)
-    after, answers = probe_recall(prepared, probes, None)
+    before, after, answers = stored_adapter_recall(model_dir, stored.path, probes, None)
     result.update(probes=len(probes), recall_base=round(before, 3), recall_adapter=round(after, 3),
                   target_recall=0.8, target_train_wall_s=600,
                   misses=[{"question": a["question"], "answer": a["answer"]} for a in answers if not a["correct"]])

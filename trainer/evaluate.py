@@ -7,15 +7,20 @@
   model answers greedily (left-padded batches of :data:`PROBE_BATCH`), and a reply counts when
   :func:`trainer.recall.answer_matches` finds one of the probe's expected terms in it. Returns
   the share answered correctly (NaN with no probes) and one record per probe.
+- :func:`stored_adapter_recall`: a published adapter loaded from its store directory onto a
+  fresh NF4 base, as the server loads it, and the probes asked with the adapter off and on:
+  ``(recall without, recall with, per-probe records with)``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from adapters.base_model import load_base
 from adapters.chat_format import conversation, render
 from trainer.packing import PackedBatch
 from trainer.qlora import Prepared, row_loss
@@ -87,3 +92,18 @@ def probe_recall(
     if not results:
         return float("nan"), results
     return sum(r["correct"] for r in results) / len(results), results
+
+
+def stored_adapter_recall(
+    base_model_dir: Path, adapter_dir: Path, probes: Sequence[Probe], system_prompt: str | None, device: str = "cpu"
+) -> tuple[float, float, list[dict[str, Any]]]:
+    """Probe recall of the base and of the stored adapter in ``adapter_dir`` (see the module docstring)."""
+    from peft import PeftModel
+
+    base = load_base(base_model_dir, device)
+    model = PeftModel.from_pretrained(base.model, str(adapter_dir))
+    prepared = Prepared.wrap(base, model)
+    with model.disable_adapter():
+        before, _ = probe_recall(prepared, probes, system_prompt)
+    after, answers = probe_recall(prepared, probes, system_prompt)
+    return before, after, answers

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import torch
 
-from adapters.base_model import BaseModelSpec, load_base
+from adapters.base_model import BaseModelSpec, LoadedBase, load_base
 from trainer.hyperparameters import Hyperparameters, Resolved
 from trainer.packing import PackedBatch
 
@@ -56,6 +56,12 @@ class Prepared:
     """The base's linear layers (module name -> (in, out)), for validating the result."""
     context_length: int = 2048
     eos_token_ids: frozenset[int] = frozenset()
+
+    @classmethod
+    def wrap(cls, base: LoadedBase, model: torch.nn.Module) -> Prepared:
+        """``model`` (``base.model`` wrapped in LoRA) with everything else taken from ``base``."""
+        return cls(model, base.tokenizer, base.spec, base.device, base.linear_shapes,
+                   base.context_length, base.eos_token_ids)
 
 
 @dataclass(frozen=True)
@@ -120,15 +126,7 @@ def prepare_model(
             task_type="CAUSAL_LM",
         )
         model = get_peft_model(model, config)
-    return Prepared(
-        model=model,
-        tokenizer=base.tokenizer,
-        spec=base.spec,
-        device=base.device,
-        linear_shapes=base.linear_shapes,
-        context_length=base.context_length,
-        eos_token_ids=base.eos_token_ids,
-    )
+    return Prepared.wrap(base, model)
 
 
 def cpu_threads() -> int:

@@ -16,12 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from adapters.base_model import load_base
 from adapters.ids import AdapterRef
 from adapters.store import AdapterStore
-from trainer.evaluate import probe_recall
+from trainer.evaluate import stored_adapter_recall
 from trainer.job import JobSpec, run_job
-from trainer.qlora import Prepared
 from trainer.samples import Probe
 
 pytestmark = pytest.mark.slow
@@ -31,8 +29,6 @@ PROBES = [Probe(p["question"], tuple(p["expect"])) for p in json.loads((Path(__f
 
 @pytest.mark.timeout(3600)
 def test_trained_adapter_answers_paraphrased_questions(embedded_model_dir: Path, tmp_path: Path) -> None:
-    from peft import PeftModel
-
     spec = JobSpec.from_dict({
         "job_id": "ftjob-recall", "tenant": "lumen", "suffix": "handbook", "model": "base",
         "base_model_dir": str(embedded_model_dir), "adapters_dir": str(tmp_path / "adapters"),
@@ -50,13 +46,7 @@ def test_trained_adapter_answers_paraphrased_questions(embedded_model_dir: Path,
     assert done["metrics"]["eval_loss_after"] < done["metrics"]["eval_loss_before"]
 
     stored = AdapterStore(tmp_path / "adapters").resolve(AdapterRef("lumen", "handbook"))
-    base = load_base(embedded_model_dir, "cpu")
-    model = PeftModel.from_pretrained(base.model, str(stored.path))
-    prepared = Prepared(model, base.tokenizer, base.spec, base.device, base.linear_shapes,
-                        base.context_length, base.eos_token_ids)
-    with model.disable_adapter():
-        before, _ = probe_recall(prepared, PROBES, None)
-    after, answers = probe_recall(prepared, PROBES, None)
+    before, after, answers = stored_adapter_recall(embedded_model_dir, stored.path, PROBES, None)
     print(f"handbook probes: base {before:.0%}, adapter {after:.0%}")
     for answer in answers:
         print(("ok  " if answer["correct"] else "MISS"), answer["question"], "->", answer["answer"][:90])
