@@ -25,7 +25,6 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from starlette.types import Message
 
 from adapters.ids import InvalidId, validate_adapter_name, validate_tenant_id
 from adapters.manifest import AdapterManifest, sha256_file
@@ -34,34 +33,10 @@ from adapters.validation import AdapterValidationError, validate_adapter
 from server.auth import Principal, authenticate, can_use_tenant
 from server.errors import APIError, bad_request, model_loading, not_found
 from server.routes.tenants import read_json_object
+from server.upload_limits import multipart_upload, too_large
 
 UPLOAD_FILES = (CONFIG_FILE, WEIGHTS_FILE)
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
-_MULTIPART_SLACK = 64 * 1024
-"""Room for boundaries, part headers and the small text fields on top of the file bytes."""
-
-
-def _too_large(limit: int) -> APIError:
-    return APIError(413, f"Upload is larger than the limit of {limit} bytes.", code="upload_too_large")
-
-
-def _size_capped(request: Request, limit: int) -> Request:
-    """The same request, but reading past ``limit`` body bytes raises 413 mid-stream.
-
-    Content-Length alone is not enough: a chunked upload has none, and a client may lie.
-    """
-    received = 0
-
-    async def receive() -> Message:
-        nonlocal received
-        message = await request.receive()
-        if message["type"] == "http.request":
-            received += len(message.get("body", b""))
-            if received > limit:
-                raise _too_large(limit)
-        return message
-
-    return Request(request.scope, receive)
 
 
 def _not_found(exc: AdapterNotFound) -> APIError:
@@ -132,13 +107,7 @@ async def upload_adapter(request: Request) -> JSONResponse:
     if base is None:
         raise model_loading()
     limit = services.settings.max_upload_bytes
-    content_length = request.headers.get("content-length")
-    if content_length is not None and content_length.isdigit() and int(content_length) > limit + _MULTIPART_SLACK:
-        raise _too_large(limit)
-    if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
-        raise APIError(415, "Upload the adapter as multipart/form-data.", code="unsupported_media_type")
-
-    capped = _size_capped(request, limit + _MULTIPART_SLACK)
+    capped = multipart_upload(request, limit, "the adapter")
     async with capped.form(max_files=len(UPLOAD_FILES), max_fields=4, max_part_size=64 * 1024) as form:
         tenant, name = await _upload_target(request, principal, form)
         uploads = _upload_files(form, limit)
@@ -206,7 +175,7 @@ def _upload_files(form: FormData, limit: int) -> dict[str, UploadFile]:
     if missing:
         raise bad_request(f"Missing file {missing[0]!r}.", param="files")
     if sum(f.size or 0 for f in files.values()) > limit:
-        raise _too_large(limit)
+        raise too_large(limit)
     return files
 
 

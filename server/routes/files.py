@@ -29,7 +29,7 @@ from server.auth import authenticate
 from server.errors import APIError, bad_request, not_found
 from server.file_check import FileChecker
 from server.files import StoredFile
-from server.routes.adapters import _MULTIPART_SLACK, _size_capped, _too_large
+from server.upload_limits import multipart_upload, too_large
 from server.routes.paging import list_object, page_query
 from server.tenant_scope import acting_tenant, read_scope
 
@@ -63,12 +63,7 @@ async def upload_file(request: Request) -> JSONResponse:
     principal = authenticate(request)
     services = request.app.state.services
     limit = services.settings.max_file_bytes
-    length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > limit + _MULTIPART_SLACK:
-        raise _too_large(limit)
-    if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
-        raise APIError(415, "Upload the file as multipart/form-data.", code="unsupported_media_type")
-    capped = _size_capped(request, limit + _MULTIPART_SLACK)
+    capped = multipart_upload(request, limit, "the file")
     async with capped.form(max_files=1, max_fields=4, max_part_size=64 * 1024) as form:
         unknown = sorted(set(form.keys()) - _FIELDS)
         if unknown:
@@ -81,7 +76,7 @@ async def upload_file(request: Request) -> JSONResponse:
         if not isinstance(upload, UploadFile):
             raise bad_request("Form field 'file' must carry the file.", param="file")
         if (upload.size or 0) > limit:
-            raise _too_large(limit)
+            raise too_large(limit)
         filename = PurePosixPath((upload.filename or "").replace("\\", "/")).name
         if not filename or len(filename) > 255:
             raise bad_request("The uploaded file needs a file name (1-255 characters).", param="file")

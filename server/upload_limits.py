@@ -1,0 +1,53 @@
+"""Size limits on multipart uploads, shared by every upload route (adapters, files).
+
+:func:`multipart_upload` refuses up front what can be refused from the headers (a declared
+Content-Length over the limit: 413 ``upload_too_large``; a body that is not multipart/form-data:
+415 ``unsupported_media_type``) and returns the request with its body stream capped, so that a
+chunked upload or a lying Content-Length still ends in a 413 as soon as too many bytes arrive.
+The cap allows :data:`MULTIPART_SLACK` over the file limit for boundaries and small fields;
+routes check each file's own size against the limit with :func:`too_large`.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.types import Message
+
+from server.errors import APIError
+
+MULTIPART_SLACK = 64 * 1024
+"""Room for boundaries, part headers and the small text fields on top of the file bytes."""
+
+
+def too_large(limit: int) -> APIError:
+    """The 413 for an upload over ``limit`` bytes."""
+    return APIError(413, f"Upload is larger than the limit of {limit} bytes.", code="upload_too_large")
+
+
+def _size_capped(request: Request, limit: int) -> Request:
+    """The same request, but reading past ``limit`` body bytes raises 413 mid-stream."""
+    received = 0
+
+    async def receive() -> Message:
+        nonlocal received
+        message = await request.receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise too_large(limit)
+        return message
+
+    return Request(request.scope, receive)
+
+
+def multipart_upload(request: Request, limit: int, what: str) -> Request:
+    """``request`` checked and capped for a multipart upload of at most ``limit`` file bytes.
+
+    ``what`` names the upload in the 415 message (``"the adapter"``, ``"the file"``).
+    """
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit + MULTIPART_SLACK:
+        raise too_large(limit)
+    if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
+        raise APIError(415, f"Upload {what} as multipart/form-data.", code="unsupported_media_type")
+    return _size_capped(request, limit + MULTIPART_SLACK)
