@@ -133,6 +133,17 @@ def start_server(model_dir: Path, data: Path, admin_key: str, **settings: str) -
     return srv
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """A failing test that used the session server gets the tail of that server's log in its
+    report: a failure seen only in CI (the server errored, cancelled, restarted) can be read there."""
+    outcome = yield
+    report = outcome.get_result()
+    srv = getattr(item, "funcargs", {}).get("server")
+    if report.failed and isinstance(srv, Server):
+        report.sections.append(("swaplora server log (tail)", srv.log()[-6000:]))
+
+
 @pytest.fixture(scope="session")
 def server(embedded_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """``python -m swaplora.cli serve`` on a free port with a fresh data dir; stopped at the end."""

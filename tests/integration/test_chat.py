@@ -130,11 +130,13 @@ def _abandoned(text: str) -> float:
     )
 
 
-def _poll(condition, timeout: float, what: str) -> None:
+def _poll(http: httpx.Client, condition, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+            state = [line for line in metrics(http).splitlines()
+                     if line.startswith(("swaplora_running_requests ", "swaplora_chat_requests_total{"))]
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}; the server reports:\n" + "\n".join(state))
         time.sleep(0.2)
 
 
@@ -151,7 +153,7 @@ abandons it mid-answer never races the model's own end of answer."""
 
 def _assert_row_dropped(http: httpx.Client, before: str) -> None:
     """The engine dropped the abandoned row long before its answer could have finished."""
-    _poll(lambda: _running(http) == 0, 30, "swaplora_running_requests to drop to 0 after the disconnect")
+    _poll(http, lambda: _running(http) == 0, 30, "swaplora_running_requests to drop to 0 after the disconnect")
     after = metrics(http)
     assert _abandoned(after) >= _abandoned(before) + 1
     generated = metric(after, "swaplora_generated_tokens_total") - metric(before, "swaplora_generated_tokens_total")
@@ -166,12 +168,16 @@ def test_client_disconnect_mid_stream_drops_the_row(server: Server, http: httpx.
         "POST", "/v1/chat/completions", json={**LONG_ANSWER, "stream": True}, headers=auth(tenant_keys["acme"])
     ) as response:
         assert response.status_code == 200, response.read()
-        for line in response.iter_lines():
+        # Hold the iterator: a temporary one is closed at `break`, and closing it closes the
+        # connection (httpcore), so the client would leave before the row is seen running.
+        lines = response.iter_lines()
+        for line in lines:
             if line.startswith("data:"):
                 chunks.append(json.loads(line.removeprefix("data:")))
                 if len(chunks) == 3:  # the role chunk and two tokens
                     break
-        _poll(lambda: _running(http) >= 1, 30, "the streaming row to run")
+        time.sleep(0.5)  # still connected: the row keeps generating
+        _poll(http, lambda: _running(http) >= 1, 30, "the streaming row to run")
     # Both the response and its connection are closed here, mid-answer.
     assert len(chunks) == 3
     assert all(c["choices"][0]["finish_reason"] is None for c in chunks)
