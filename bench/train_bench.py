@@ -71,8 +71,9 @@ class Clock:
 
 def resolved_for(hp: Hyperparameters, data: train_data.BenchData, model_dir: Path, device: torch.device, seed: int) -> Resolved:
     config = json.loads((model_dir / "config.json").read_text())
-    rows = len(pack(data.train, hp.row_tokens(device.type), seed))
-    return hp.resolve(n_samples=len(data.train), rows=rows, hidden_size=config["hidden_size"], device_type=device.type)
+    rows = pack(data.train, hp.row_tokens(device.type), seed)
+    return hp.resolve(n_samples=len(data.train), rows=len(rows), hidden_size=config["hidden_size"],
+                      device_type=device.type, sample_tokens=sum(r.sample_tokens for r in rows))
 
 
 def run_ours(model_dir: Path, data: train_data.BenchData, hp: Hyperparameters, seed: int, device: torch.device) -> dict:

@@ -67,7 +67,8 @@ class Hyperparameters:
     to zero follows."""
     gradient_accumulation_steps: int | Auto = AUTO
     """Packed rows per optimizer step. ``auto``: from ``batch_size``, else enough rows for about
-    :data:`TOKENS_PER_STEP` tokens (4 rows of 256 on the CPU, 1 row of 2048 on a GPU)."""
+    :data:`TOKENS_PER_STEP` sample tokens (4 rows of 256 on the CPU, 1 row of 2048 on a GPU; fewer
+    rows when the samples share a prompt that each row holds once, see ``trainer.packing``)."""
     max_seq_tokens: int | Auto = AUTO
     """Packing budget: tokens per packed row (samples are concatenated without padding; a
     sample longer than this is cut). 64..32768, and never above the model's context length.
@@ -99,11 +100,13 @@ class Hyperparameters:
             return int(self.max_seq_tokens)
         return 256 if device_type == "cpu" else 2048
 
-    def resolve(self, *, n_samples: int, rows: int, hidden_size: int, device_type: str) -> Resolved:
+    def resolve(
+        self, *, n_samples: int, rows: int, hidden_size: int, device_type: str, sample_tokens: int | None = None
+    ) -> Resolved:
         """Numbers for every ``auto`` field, given the data and the model.
 
-        ``n_samples`` training samples packed into ``rows`` rows; ``hidden_size`` of the base;
-        ``device_type`` ``"cpu"`` or ``"cuda"``.
+        ``n_samples`` training samples of ``sample_tokens`` tokens in all packed into ``rows``
+        rows; ``hidden_size`` of the base; ``device_type`` ``"cpu"`` or ``"cuda"``.
         """
         n_samples, rows = max(1, n_samples), max(1, rows)
         epochs = self.n_epochs if self.n_epochs != AUTO else min(30, max(3, math.ceil(1200 / n_samples)))
@@ -111,7 +114,9 @@ class Hyperparameters:
         if accumulation == AUTO:
             per_row = n_samples / rows
             if self.batch_size == AUTO:
-                accumulation = max(1, round(TOKENS_PER_STEP / self.row_tokens(device_type)))
+                # Sample tokens per row: above the row length when samples share a prompt.
+                per_row_tokens = sample_tokens / rows if sample_tokens else self.row_tokens(device_type)
+                accumulation = max(1, round(TOKENS_PER_STEP / per_row_tokens))
             else:
                 accumulation = max(1, round(self.batch_size / per_row))
         accumulation = min(accumulation, rows)

@@ -146,6 +146,7 @@ def plan(prepared: Prepared, batches: Sequence[PackedBatch], hp: Hyperparameters
     return hp.resolve(
         n_samples=sum(b.samples for b in batches),
         rows=len(batches),
+        sample_tokens=sum(b.sample_tokens for b in batches),
         hidden_size=int(prepared.model.config.hidden_size),
         device_type=prepared.device.type,
     )
@@ -181,9 +182,11 @@ def row_loss(prepared: Prepared, row: PackedBatch) -> torch.Tensor:
     device = prepared.device
     targets = row.labels.to(device)[0, 1:]
     keep = (targets != -100).nonzero(as_tuple=True)[0]
+    eager = getattr(prepared.model.config, "_attn_implementation", None) == "eager"
     out = prepared.model(
         input_ids=row.input_ids.to(device),
         position_ids=row.position_ids.to(device),
+        attention_mask=row.attention_mask(device, torch.float32 if eager else None),
         use_cache=False,  # with a cache, transformers ignores the packed position ids (no block mask)
         logits_to_keep=keep,
     )
@@ -249,7 +252,7 @@ def train(
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
-        tokens += sum(r.tokens for r in group)
+        tokens += sum(r.sample_tokens for r in group)
         losses.append(loss)
         elapsed = time.monotonic() - start
         # Re-plan so the cosine schedule ends inside the budget (never beyond the original plan).

@@ -1,9 +1,10 @@
-"""Packing: budget, every sample once, restarting positions — and attention kept per sample.
+"""Packing: budget, every sample once, shared prompts held once — and attention kept per sample.
 
-The last test is the one that matters: transformers builds a block-diagonal causal mask from
-restarting ``position_ids`` when no attention mask is given and ``use_cache=False``, so a packed
-row's logits and loss equal the samples' computed one by one (sdpa and eager); with plain 0..T-1
-positions, or with the default cache on, they do not.
+The tests that matter compare with a real model. Without a shared prefix, transformers builds a
+block-diagonal causal mask from restarting ``position_ids`` when no attention mask is given and
+``use_cache=False``, so a packed row's logits and loss equal the samples' computed one by one
+(sdpa and eager); with plain 0..T-1 positions, or with the default cache on, they do not. With a
+shared prefix, the row's own mask gives every suffix the same logits as its sample alone.
 """
 
 from __future__ import annotations
@@ -88,3 +89,91 @@ def test_packed_loss_equals_per_sample_loss(tiny_model_dir: Path, attention: str
         if begin > 0:  # ... and without restarting positions, later samples see earlier ones
             assert not torch.allclose(leaky[begin:end], alone, atol=1e-4)
             assert not torch.allclose(cached[begin:end], alone, atol=1e-4)
+
+
+# --------------------------------------------------------------------------------- shared prefix
+
+PROMPT = list(range(500, 520))
+"""A 20-token shared prompt (a system turn)."""
+
+
+def chat(tail: list[int], answer: list[int], prompt: list[int] = PROMPT) -> EncodedSample:
+    """``prompt + tail`` (unlabelled) then ``answer`` (labelled)."""
+    ids = prompt + tail + answer
+    return EncodedSample(ids, [IGNORE_INDEX] * (len(prompt) + len(tail)) + answer)
+
+
+def test_samples_sharing_a_prompt_hold_it_once_per_row() -> None:
+    samples = [chat([30 + i, 31], [40 + i, 41, 42]) for i in range(6)]
+    (row,) = pack(samples, token_budget=64, seed=0)
+    assert row.tokens == 20 + 6 * 5  # the questions differ from their first token
+    assert row.samples == 6 and row.sample_tokens == 6 * 25
+    assert row.input_ids[0, :20].tolist() == PROMPT
+    assert row.trained_tokens == sum(s.trained_tokens for s in samples)
+    segments = row.segments.tolist()
+    assert segments[:20] == [0] * 20 and sorted(set(segments[20:])) == [1, 2, 3, 4, 5, 6]
+    # Positions continue after the prompt in every suffix, as in the sample alone.
+    for number in range(1, 7):
+        at = [i for i, s in enumerate(segments) if s == number]
+        assert row.position_ids[0, at].tolist() == list(range(20, 25))
+        assert row.labels[0, at[0]] == IGNORE_INDEX
+    mask = row.attention_mask(torch.device("cpu"))[0, 0]
+    first, second = ([i for i, s in enumerate(segments) if s == n] for n in (1, 2))
+    assert mask[second[-1], :20].all() and mask[second[-1], second].all()
+    assert not mask[second[-1], first].any() and not mask[first[0], second].any()
+    assert not mask[0, 1:].any()  # causal inside the prompt
+
+
+def test_prompts_group_apart_and_unshared_samples_pack_together() -> None:
+    other = list(range(700, 712))
+    samples = [chat([1], [2, 3]) for _ in range(3)] + [chat([1], [2, 3], other) for _ in range(3)]
+    samples += [EncodedSample([900 + i, 901, 902], [IGNORE_INDEX, 901, 902]) for i in range(4)]
+    rows = pack(samples, token_budget=256, seed=0)
+    assert len(rows) == 3
+    prefixes = sorted((r.segments == 0).sum().item() for r in rows if r.segments is not None)
+    assert prefixes == [12, 20]  # the whole prompt: here the question is one token
+    (plain,) = [r for r in rows if r.segments is None]
+    assert plain.samples == 4 and plain.position_ids[0].tolist() == [0, 1, 2] * 4
+
+
+def test_a_prefix_never_reaches_into_an_answer() -> None:
+    same = [chat([7, 8], [9, 10, 11]), chat([7, 8], [9, 10, 12])]
+    (row,) = pack(same, token_budget=64, seed=0)
+    # The prompt and the question's "7" only: "8" stays with each sample, as the token that
+    # predicts the first trained one ("9"), which both share but must train each.
+    assert (row.segments == 0).sum() == 21
+    assert row.trained_tokens == 2 * 3
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_shared_prefix_loss_and_logits_equal_the_samples_alone(tiny_model_dir: Path, attention: str) -> None:
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32, attn_implementation=attention)
+    model.eval()
+    generator = torch.Generator().manual_seed(0)
+
+    def ids(n: int) -> list[int]:
+        return torch.randint(0, 1000, (n,), generator=generator).tolist()
+
+    prompt = ids(20)
+    samples = [chat(ids(q), ids(a), prompt) for q, a in ((3, 9), (5, 4), (2, 12), (6, 7))]
+    (row,) = pack(samples, token_budget=256, seed=0)
+    assert row.segments is not None and row.tokens < row.sample_tokens
+    mask = row.attention_mask(torch.device("cpu"), torch.float32 if attention == "eager" else None)
+
+    with torch.no_grad():
+        out = model(input_ids=row.input_ids, position_ids=row.position_ids, attention_mask=mask,
+                    labels=row.labels, use_cache=False)
+        packed_loss = float(out.loss) * row.trained_tokens
+        separate = 0.0
+        segments = row.segments.tolist()
+        for number in range(1, len(samples) + 1):
+            at = [i for i, s in enumerate(segments) if s == number]
+            suffix = row.input_ids[0, at].tolist()
+            (sample,) = [s for s in samples if s.input_ids[-len(suffix):] == suffix]
+            alone = model(input_ids=torch.tensor([sample.input_ids]), labels=torch.tensor([sample.labels]))
+            separate += float(alone.loss) * sample.trained_tokens
+            # The suffix's logits in the row equal the same positions' logits of the sample alone.
+            assert torch.allclose(out.logits[0, at], alone.logits[0, -len(suffix):], atol=1e-4)
+    assert packed_loss == pytest.approx(separate, rel=1e-4)
