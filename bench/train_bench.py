@@ -5,14 +5,17 @@ Prints one JSON object. Both sides train the same NF4 base (loaded through
 documents through the trainer's own pipeline) with the same LoRA config, learning rate, schedule,
 epochs, samples per optimizer step, gradient checkpointing setting and seed:
 
-- ``ours``: ``trainer.packing.pack`` (rows of ``max_seq_tokens``, no padding) and
+- ``ours``: ``trainer.packing.pack`` (rows of ``max_seq_tokens``, no padding, a prompt that
+  samples share held once per row; ``--no-share-prefix`` turns that off) and
   ``trainer.qlora.train``;
 - ``hf``: the standard QLoRA recipe (``prepare_model_for_kbit_training`` + ``get_peft_model``)
   under ``transformers.Trainer`` with padded batches of ``--batch-size`` samples
   (``DataCollatorForSeq2Seq``).
 
-tokens/s counts real (non-padding) tokens over the training loop only (model loading excluded);
-both sides see the same total. tokens per CPU-second (user + system time of all threads) is
+tokens/s counts the samples' tokens (no padding; a shared prompt counted in every sample, as in
+the sample alone) over the training loop only (model loading excluded): both sides train on the
+same total, whatever each computes for it (padding on the HF side; ``computed_tokens_per_epoch``
+shows ours). tokens per CPU-second (user + system time of all threads) is
 printed too: on a shared machine it moves less than wall-clock speed. Each side runs in its own fresh subprocess, so its peak RSS
 (``ru_maxrss`` at the end, model load included) is its own; ``--repeats`` alternates the order
 (ours first, then hf first, ...) and the medians are reported, every run listed under ``runs``.
@@ -76,12 +79,13 @@ def resolved_for(hp: Hyperparameters, data: train_data.BenchData, model_dir: Pat
                       device_type=device.type, sample_tokens=sum(r.sample_tokens for r in rows))
 
 
-def run_ours(model_dir: Path, data: train_data.BenchData, hp: Hyperparameters, seed: int, device: torch.device) -> dict:
+def run_ours(model_dir: Path, data: train_data.BenchData, hp: Hyperparameters, seed: int, device: torch.device,
+             share_prefix: bool = True) -> dict:
     from trainer.qlora import prepare_model, train
 
     clock = Clock()
     prepared = prepare_model(model_dir, hp, device=str(device))
-    batches = pack(data.train, hp.row_tokens(device.type), seed)
+    batches = pack(data.train, hp.row_tokens(device.type), seed, share_prefix=share_prefix)
     load_seconds, _ = clock.lap()
     result = train(prepared, batches, hp, seed=seed)
     seconds, cpu_seconds = clock.lap()
@@ -91,7 +95,8 @@ def run_ours(model_dir: Path, data: train_data.BenchData, hp: Hyperparameters, s
         "train_cpu_seconds": cpu_seconds,
         "steps": result.steps,
         "rows_per_epoch": len(batches),
-        "tokens_per_epoch": sum(b.tokens for b in batches),
+        "tokens_per_epoch": sum(b.sample_tokens for b in batches),
+        "computed_tokens_per_epoch": sum(b.tokens for b in batches),  # a shared prompt once per row
         "padding_fraction": 0.0,
         "final_loss": result.final_loss,
     }
@@ -159,7 +164,10 @@ def child(args: argparse.Namespace) -> None:
     device = pick_device(args.device)
     hp = train_data.bench_hyperparameters(args)
     data = train_data.bench_samples(model_dir, seed=args.seed, max_seq_tokens=hp.row_tokens(device.type), train_limit=args.samples)
-    run = (run_ours if args.side == "ours" else run_hf)(model_dir, data, hp, args.seed, device)
+    if args.side == "ours":
+        run = run_ours(model_dir, data, hp, args.seed, device, share_prefix=not args.no_share_prefix)
+    else:
+        run = run_hf(model_dir, data, hp, args.seed, device)
     tokens = data.train_tokens * hp.n_epochs
     run.update(side=args.side, tokens=tokens, tokens_per_s=tokens / run["train_seconds"],
                tokens_per_cpu_s=tokens / run["train_cpu_seconds"],
@@ -174,6 +182,7 @@ def spawn(side: str, args: argparse.Namespace) -> dict:
     command += ["--samples", str(args.samples)] if args.samples is not None else []
     command += ["--max-seq-tokens", str(args.max_seq_tokens)] if args.max_seq_tokens else []
     command += ["--device", args.device] if args.device else []
+    command += ["--no-share-prefix"] if args.no_share_prefix else []
     # The same thread count on both sides (the trainer would otherwise pick fewer threads on a
     # busy machine, which is faster there, but not what this compares).
     env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error", "OMP_NUM_THREADS": str(args.threads)}
@@ -199,7 +208,8 @@ def compare(args: argparse.Namespace) -> dict:
         "model": Path(args.model_dir).name, "device": str(pick_device(args.device)), "threads": args.threads,
         "load_average_1m": os.getloadavg()[0], "documents": first["documents"], "train_samples": first["train_samples"],
         "epochs": args.epochs, "batch_size": args.batch_size, "max_seq_tokens": first["max_seq_tokens"],
-        "tokens": first["tokens"],
+        "tokens": first["tokens"], "share_prefix": not args.no_share_prefix,
+        "ours_computed_tokens_per_epoch": first["computed_tokens_per_epoch"],
         "ours_tokens_per_s": speed["ours"], "hf_tokens_per_s": speed["hf"],
         "tokens_per_s_ratio": speed["ours"] / speed["hf"],
         "ours_tokens_per_cpu_s": cpu_speed["ours"], "hf_tokens_per_cpu_s": cpu_speed["hf"],
@@ -220,6 +230,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="torch threads, both sides")
     train_data.common_arguments(parser)
     parser.add_argument("--quick", action="store_true", help="8 samples, 1 epoch, 1 repeat (a smoke run)")
+    parser.add_argument("--no-share-prefix", action="store_true",
+                        help="ours packs without shared prompts (to see what sharing adds)")
     parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:

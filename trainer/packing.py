@@ -169,16 +169,14 @@ def _first_fit(prefix: int, members: list[EncodedSample], budget: int) -> list[l
     return rows
 
 
-def pack(samples: Sequence[EncodedSample], token_budget: int, seed: int) -> list[PackedBatch]:
-    """Rows of at most ``token_budget`` tokens holding every sample once, in a seeded order."""
+def pack(samples: Sequence[EncodedSample], token_budget: int, seed: int, *, share_prefix: bool = True) -> list[PackedBatch]:
+    """Rows of at most ``token_budget`` tokens holding every sample once, in a seeded order
+    (``share_prefix=False``: no shared prompts, every row restarts its positions)."""
     if token_budget < 1:
         raise ValueError("token_budget must be at least 1.")
     order = [_cut(s, token_budget) for s in samples if len(s) > 0]
     random.Random(seed).shuffle(order)
-    rows = [
-        _row(prefix, members)
-        for prefix, group in prefix_groups(order)
-        for members in _first_fit(prefix, group, token_budget)
-    ]
+    groups = prefix_groups(order) if share_prefix else [(0, order)]
+    rows = [_row(prefix, members) for prefix, group in groups for members in _first_fit(prefix, group, token_budget)]
     random.Random(seed + 1).shuffle(rows)  # the longest samples should not all come first
     return rows

@@ -52,7 +52,7 @@ def test_row_loss_is_transformers_loss_with_logits_only_where_labels_are(tiny_mo
     for row in rows_for(prepared, samples):
         with torch.no_grad():
             full = prepared.model(input_ids=row.input_ids, position_ids=row.position_ids, labels=row.labels,
-                                  use_cache=False).loss
+                                  attention_mask=row.attention_mask(prepared.device), use_cache=False).loss
             ours = row_loss(prepared, row)
         assert 0 < row.trained_tokens < row.input_ids.shape[1]  # the test means something: some tokens are cut
         assert float(ours) == pytest.approx(float(full), rel=1e-4)
@@ -63,6 +63,9 @@ def test_auto_rows_are_short_on_the_cpu_and_a_step_keeps_about_1024_tokens() -> 
     assert hp.row_tokens("cpu") == 256 and hp.row_tokens("cuda") == 2048
     assert hp.resolve(n_samples=240, rows=60, hidden_size=576, device_type="cpu").gradient_accumulation_steps == 4
     assert hp.resolve(n_samples=240, rows=8, hidden_size=4096, device_type="cuda").gradient_accumulation_steps == 1
+    # Rows whose samples share a prompt hold more sample tokens than 256: fewer rows make a step.
+    shared = hp.resolve(n_samples=240, rows=40, hidden_size=576, device_type="cpu", sample_tokens=40 * 370)
+    assert shared.gradient_accumulation_steps == 3
     assert parse({"max_seq_tokens": 512}).row_tokens("cpu") == 512
 
 
@@ -80,7 +83,7 @@ def test_training_lowers_the_loss_and_reports_progress(tiny_model_dir: Path, sam
     events: list[dict] = []
     result = train(prepared, rows, parse({**HP.to_dict(), "max_steps": 12}), seed=0, on_progress=events.append)
     assert result.steps == 12 and not result.stopped_early
-    assert result.trained_tokens == 4 * sum(r.tokens for r in rows)  # 12 steps over 3 rows: 4 epochs
+    assert result.trained_tokens == 4 * sum(r.sample_tokens for r in rows)  # 12 steps over 3 rows: 4 epochs
     assert eval_loss(prepared, rows) < before - 0.05  # a random 2-layer model's loss barely moves
     # Gradients reached every LoRA, the first layer's too: backward went through the NF4 layers
     # (also after the evaluation above, which must not switch them to an inference-only kernel).
