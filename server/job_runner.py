@@ -107,8 +107,8 @@ class JobRunner:
             if job.pid is not None and _is_worker_of(job.pid, job.id):
                 log.warning("killing the leftover worker %d of %s", job.pid, job.id)
                 kill_group(job.pid, signal.SIGKILL)
-            self.jobs.transition(job.id, "failed", f"Fine-tuning job failed: {RESTARTED.message}", error=RESTARTED)
             _clean_work_dir(self.settings.jobs_dir / job.id)
+            self.jobs.transition(job.id, "failed", f"Fine-tuning job failed: {RESTARTED.message}", error=RESTARTED)
 
     async def _loop(self) -> None:
         while not self._stopping:
@@ -252,6 +252,7 @@ class JobRunner:
         self.jobs.add_event(job_id, described.message, level=described.level, type=described.type, data=described.data)
 
     def _finish(self, worker: _Worker, returncode: int, work_dir: Path) -> None:
+        _clean_work_dir(work_dir)  # first: a job that reads as ended has no scratch left
         outcome = worker.outcome or {}
         if outcome.get("type") == "succeeded" and isinstance(outcome.get("fine_tuned_model"), str):
             if returncode != 0:
@@ -273,7 +274,6 @@ class JobRunner:
             self._fail(worker.job_id, JobError(code, message))
         else:
             self._fail(worker.job_id, JobError("trainer_crashed", _crash_message(returncode, work_dir)))
-        _clean_work_dir(work_dir)
 
     # ----------------------------------------------------------------------------- cancel
 
@@ -344,13 +344,17 @@ def _log_tail(path: Path) -> str:
 
 
 def _clean_work_dir(work_dir: Path) -> None:
-    """Drop checkpoints and scratch; keep the spec and the log for a post-mortem."""
-    for entry in work_dir.iterdir() if work_dir.is_dir() else ():
-        if entry.name not in ("spec.json", "worker.log"):
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                entry.unlink(missing_ok=True)
+    """Drop checkpoints and scratch; keep the spec and the log for a post-mortem. Never raises:
+    a scratch file that cannot go is logged, and the job still ends."""
+    try:
+        for entry in work_dir.iterdir() if work_dir.is_dir() else ():
+            if entry.name not in ("spec.json", "worker.log"):
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+    except OSError as exc:
+        log.warning("could not clean %s: %s", work_dir, exc)
 
 
 def _is_worker_of(pid: int, job_id: str) -> bool:
