@@ -12,9 +12,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_quick(script: str, model_dir: Path) -> dict:
+def run_quick(script: str, model_dir: Path, *extra: str) -> dict:
     done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / script), "--quick", "--model-dir", str(model_dir)],
+        [sys.executable, str(ROOT / "bench" / script), "--quick", "--model-dir", str(model_dir), *extra],
         capture_output=True, text=True, timeout=300, cwd=ROOT,
     )
     assert done.returncode == 0, done.stderr[-4000:]
@@ -30,6 +30,8 @@ def test_train_bench_compares_both_sides_on_the_same_tokens(tiny_model_dir: Path
     assert set(runs) == {"ours", "hf"}
     assert out["tokens"] > 0
     assert runs["ours"]["tokens_per_epoch"] == runs["hf"]["tokens_per_epoch"] == out["tokens"]  # one epoch
+    # The samples share the chat template's system turn: ours computes it once per row.
+    assert out["share_prefix"] and 0 < out["ours_computed_tokens_per_epoch"] < out["tokens"]
     assert runs["ours"]["padding_fraction"] == 0 < runs["hf"]["padding_fraction"] < 1
     assert all(run["steps"] >= 1 and math.isfinite(run["final_loss"]) for run in runs.values())
 
@@ -43,3 +45,12 @@ def test_qlora_vs_lora_reports_both_heldout_losses(tiny_model_dir: Path) -> None
     for side in ("qlora", "lora"):
         assert out[side]["steps"] >= 1
         assert math.isfinite(out[side]["eval_loss_before"])
+
+
+def test_qlora_vs_lora_judges_the_mean_over_seeds(tiny_model_dir: Path) -> None:
+    out = run_quick("qlora_vs_lora.py", tiny_model_dir, "--seeds", "0", "1")
+    assert out["seeds"] == [0, 1] and [run["seed"] for run in out["runs"]] == [0, 1]
+    mean = [sum(run[key] for run in out["runs"]) / 2 for key in ("qlora_eval_loss", "lora_eval_loss")]
+    assert math.isclose(out["qlora_eval_loss"], mean[0], abs_tol=1e-3)  # the JSON is rounded to 3 places
+    assert math.isclose(out["lora_eval_loss"], mean[1], abs_tol=1e-3)
+    assert out["runs"][0]["lora_eval_loss"] != out["runs"][1]["lora_eval_loss"]  # other data, other result
