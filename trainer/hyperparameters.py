@@ -24,7 +24,7 @@ AUTO: Auto = "auto"
 MAX_RANK = 64
 """Largest LoRA rank the trainer makes: the server's default ``max_rank`` for serving."""
 TOKENS_PER_STEP = 1024
-"""Tokens an optimizer step aims at when neither ``batch_size`` nor the accumulation is given."""
+"""Sample tokens an optimizer step aims at when neither ``batch_size`` nor the accumulation is given."""
 
 
 class HyperparameterError(ValueError):
