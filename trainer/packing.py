@@ -138,17 +138,17 @@ def prefix_groups(samples: Sequence[EncodedSample]) -> list[tuple[int, list[Enco
             shared = min(shared, common)
             continue
         if run:
-            groups.append(_group(samples, run, shared))
+            groups.append(_group(run, shared))
         run, shared = [index], len(head)
     if run:
-        groups.append(_group(samples, run, shared))
+        groups.append(_group(run, shared))
     alone = sorted(i for prefix, members in groups if prefix == 0 for i in members)
     shared_groups = [(prefix, [samples[i] for i in members]) for prefix, members in groups if prefix > 0]
     return shared_groups + ([(0, [samples[i] for i in alone])] if alone else [])
 
 
-def _group(samples: Sequence[EncodedSample], run: list[int], shared: int) -> tuple[int, list[int]]:
-    """A run's members (indices) in their order in ``samples`` (the seeded shuffle), with its prefix."""
+def _group(run: list[int], shared: int) -> tuple[int, list[int]]:
+    """A run's prefix and its members' indices in input order (the seeded shuffle)."""
     return (shared if len(run) > 1 else 0), sorted(run)
 
 
