@@ -48,6 +48,7 @@ from adapters.base_model import load_base, pick_device  # noqa: E402
 from bench import train_data  # noqa: E402
 from trainer.hyperparameters import Hyperparameters, Resolved  # noqa: E402
 from trainer.packing import pack  # noqa: E402
+from trainer.qlora import plan_rows  # noqa: E402
 from trainer.tokenize import IGNORE_INDEX  # noqa: E402
 
 SIDES = ("ours", "hf")
@@ -73,10 +74,10 @@ class Clock:
 
 
 def resolved_for(hp: Hyperparameters, data: train_data.BenchData, model_dir: Path, device: torch.device, seed: int) -> Resolved:
+    """The plan ours makes for these samples (the HF side takes its epochs and learning rate)."""
     config = json.loads((model_dir / "config.json").read_text())
     rows = pack(data.train, hp.row_tokens(device.type), seed)
-    return hp.resolve(n_samples=len(data.train), rows=len(rows), hidden_size=config["hidden_size"],
-                      device_type=device.type, sample_tokens=sum(r.sample_tokens for r in rows))
+    return plan_rows(rows, hp, hidden_size=config["hidden_size"], device_type=device.type)
 
 
 def run_ours(model_dir: Path, data: train_data.BenchData, hp: Hyperparameters, seed: int, device: torch.device,

@@ -40,6 +40,7 @@ import torch
 from adapters.base_model import BaseModelSpec, LoadedBase, load_base
 from trainer.hyperparameters import Hyperparameters, Resolved
 from trainer.packing import PackedBatch
+from trainer.tokenize import IGNORE_INDEX
 
 log = logging.getLogger(__name__)
 
@@ -143,12 +144,18 @@ def cpu_threads() -> int:
 
 def plan(prepared: Prepared, batches: Sequence[PackedBatch], hp: Hyperparameters) -> Resolved:
     """``hp`` resolved for these packed rows on this model and device."""
+    return plan_rows(batches, hp, hidden_size=int(prepared.model.config.hidden_size), device_type=prepared.device.type)
+
+
+def plan_rows(batches: Sequence[PackedBatch], hp: Hyperparameters, *, hidden_size: int, device_type: str) -> Resolved:
+    """``hp`` resolved for these packed rows, for a model of ``hidden_size`` on ``device_type``
+    (what :func:`plan` does once a model is loaded)."""
     return hp.resolve(
         n_samples=sum(b.samples for b in batches),
         rows=len(batches),
         sample_tokens=sum(b.sample_tokens for b in batches),
-        hidden_size=int(prepared.model.config.hidden_size),
-        device_type=prepared.device.type,
+        hidden_size=hidden_size,
+        device_type=device_type,
     )
 
 
@@ -181,7 +188,7 @@ def row_loss(prepared: Prepared, row: PackedBatch) -> torch.Tensor:
     """
     device = prepared.device
     targets = row.labels.to(device)[0, 1:]
-    keep = (targets != -100).nonzero(as_tuple=True)[0]
+    keep = (targets != IGNORE_INDEX).nonzero(as_tuple=True)[0]
     eager = getattr(prepared.model.config, "_attn_implementation", None) == "eager"
     out = prepared.model(
         input_ids=row.input_ids.to(device),
