@@ -13,17 +13,18 @@ Phases:
    tokenizer; then loaded through :func:`adapters.base_model.load_base`, the server's one loader
    (NF4, double quantization, bf16 compute). Reports the 4-bit layers, the device memory and a
    forward pass (finite logits).
-2. **Engine**: ``--adapters`` random rank-``--rank`` all-linear PEFT adapters, then
+2. **Engine**: random rank-``--rank`` all-linear PEFT adapters, then
    :class:`server.engine.Engine` loads, ``--repeat`` interleaved rounds of greedy decoding of
-   ``--tokens`` tokens each: ``base`` alone, every stream on one adapter, the streams spread over
-   all adapters (the batched multi-adapter path), and one stream with and without an adapter.
+   ``--tokens`` tokens each. Per ``--loads`` entry SxA (default 64x64 and 16x8): S streams on
+   ``base`` alone, on one adapter, and spread over A adapters (the batched multi-adapter path);
+   then one stream with and without an adapter.
    Reports tokens/s (medians, rounds alongside) and the ratios the engine issue names.
 3. **Trainer**: :func:`trainer.qlora.prepare_model` on the same directory and ``--train-steps``
    optimizer steps on packed synthetic chat samples. Reports tokens/s, loss and peak memory.
 
     python3 bench/device_check.py --tokenizer .device/tokenizer --out $OUT/device_check.json
-    .venv/bin/python bench/device_check.py --shape tiny --device cpu --streams 4 --adapters 2 \\
-        --tokens 4 --repeat 1 --train-steps 2
+    .venv/bin/python bench/device_check.py --shape tiny --device cpu --loads 4x2 --tokens 4 \\
+        --repeat 1 --train-steps 2
 """
 
 from __future__ import annotations
@@ -156,39 +157,53 @@ def nf4_phase(model_dir: Path, device: torch.device) -> tuple[dict, object]:
     }, base
 
 
+def parse_load(text: str) -> tuple[int, int]:
+    """``"64x64"`` -> (64 streams, 64 adapters)."""
+    streams, _, adapters = text.partition("x")
+    if not (streams.isdigit() and adapters.isdigit() and int(streams) >= 1 and int(adapters) >= 1):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected STREAMSxADAPTERS, e.g. 64x64")
+    return int(streams), int(adapters)
+
+
 def engine_phase(base, args: argparse.Namespace, work: Path, device: torch.device) -> dict:
-    """Decode throughput for base, one adapter and all adapters mixed, plus one stream."""
+    """Per ``--loads`` entry S x A: S streams on ``base``, on one adapter and spread over A
+    adapters; then one stream with and without an adapter."""
     started = time.perf_counter()
+    most_streams = max(s for s, _ in args.loads)
+    most_adapters = max(a for _, a in args.loads)
     paths = [write_random_adapter(work / f"a{i}", base.linear_shapes, args.rank, i, device)
-             for i in range(args.adapters)]
+             for i in range(most_adapters)]
     adapter_params = sum(sum(t) for t in base.linear_shapes.values()) * args.rank
     handles = [AdapterHandle(f"check/a{i}@1", p) for i, p in enumerate(paths)]
     # Room for every adapter on the device, in fp32 (the CPU's LoRA dtype) at worst.
-    engine = Engine(base, max_batch_size=args.streams, adapter_cache_bytes=4 * adapter_params * (args.adapters + 1),
+    engine = Engine(base, max_batch_size=most_streams, adapter_cache_bytes=4 * adapter_params * (most_adapters + 1),
                     threads=1 if device.type == "cpu" else None)
+    ids = prompts(base.tokenizer, most_streams)
+    loads: dict[str, list[AdapterHandle | None]] = {}
+    for streams, adapters in args.loads:
+        loads[f"{streams}x{adapters}.base_tok_s"] = [None] * streams
+        loads[f"{streams}x{adapters}.one_adapter_tok_s"] = [handles[0]] * streams
+        loads[f"{streams}x{adapters}.mixed_adapters_tok_s"] = [handles[i % adapters] for i in range(streams)]
+    loads["base_1_stream_tok_s"], loads["lora_1_stream_tok_s"] = [None], [handles[0]]
+    runs: dict[str, list[float]] = {name: [] for name in loads}
     engine.start()
     try:
-        ids = prompts(base.tokenizer, args.streams)
-        mixed = [handles[i % len(handles)] for i in range(args.streams)]
-        engine_load(engine, ids, mixed, 2)  # warm-up: the adapters loaded once
-        loads = {
-            "base_tok_s": [None] * args.streams,
-            "one_adapter_tok_s": [handles[0]] * args.streams,
-            "mixed_adapters_tok_s": mixed,
-            "base_1_stream_tok_s": [None],
-            "lora_1_stream_tok_s": [handles[0]],
-        }
-        runs: dict[str, list[float]] = {name: [] for name in loads}
+        for chunk in range(0, most_adapters, most_streams):  # warm-up: every adapter loaded once
+            engine_load(engine, ids, [handles[(chunk + i) % most_adapters] for i in range(most_streams)], 2)
         reset_peak(device)
         for _ in range(args.repeat):
             for name, adapters in loads.items():
                 runs[name].append(engine_load(engine, ids[: len(adapters)], adapters, args.tokens))
     finally:
         engine.stop()
-    result: dict = {name: statistics.median(values) for name, values in runs.items()}
-    result["runs"] = runs
-    result["mixed_vs_base"] = result["mixed_adapters_tok_s"] / result["base_tok_s"]
-    result["mixed_vs_one_adapter"] = result["mixed_adapters_tok_s"] / result["one_adapter_tok_s"]
+    result: dict = {"runs": runs}
+    for name, values in runs.items():
+        load, _, figure = name.rpartition(".")
+        (result.setdefault(load, {}) if load else result)[figure] = statistics.median(values)
+    for streams, adapters in args.loads:
+        figures = result[f"{streams}x{adapters}"]
+        figures["mixed_vs_base"] = figures["mixed_adapters_tok_s"] / figures["base_tok_s"]
+        figures["mixed_vs_one_adapter"] = figures["mixed_adapters_tok_s"] / figures["one_adapter_tok_s"]
     result["lora_overhead_1_stream"] = 1 - result["lora_1_stream_tok_s"] / result["base_1_stream_tok_s"]
     result["adapter_mb_bf16"] = adapter_params * 2 / 2**20
     result["peak_memory_gb"] = peak_memory_gb(device)
@@ -233,8 +248,8 @@ def main() -> None:
     parser.add_argument("--shape", choices=sorted(SHAPES), default="8b")
     parser.add_argument("--device", default=None, help="default: cuda when present")
     parser.add_argument("--tokenizer", type=Path, default=None, help="default: the converted embedded model")
-    parser.add_argument("--streams", type=int, default=64)
-    parser.add_argument("--adapters", type=int, default=64)
+    parser.add_argument("--loads", type=parse_load, nargs="+", default=[(64, 64), (16, 8)],
+                        help="STREAMSxADAPTERS engine loads (default: 64x64, the GPU figure, and 16x8, serve_bench's)")
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--repeat", type=int, default=2)
