@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from adapters.validation import KEY_PREFIX, lora_scaling
+from adapters.validation import KEY_PREFIX, READ_BACKEND, lora_scaling
 
 SHARED_INPUT = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
 """Sibling linear layers that read the same input tensor (Llama, Mistral, Qwen, Gemma)."""
@@ -98,7 +98,7 @@ def load_lora(path: Path, dtype: torch.dtype, device: torch.device) -> LoRAStack
     config = json.loads((path / "adapter_config.json").read_text())
     scale = lora_scaling(float(config["lora_alpha"]), int(config["r"]), bool(config.get("use_rslora")))
     # Straight to the serving device; the dtype conversion happens in the copies below.
-    tensors = load_file(str(path / "adapter_model.safetensors"), device=str(device))
+    tensors = load_file(str(path / "adapter_model.safetensors"), device=str(device), backend=READ_BACKEND)
     grouped: dict[str, list[tuple[int, str]]] = {}
     for key in tensors:
         if key.endswith(".lora_A.weight"):

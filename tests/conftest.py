@@ -3,7 +3,9 @@ Llama (2 layers, hidden 64) with the real tokenizer, for tests that only need sh
 
 from __future__ import annotations
 
+import gc
 import os
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -58,3 +60,19 @@ def make_lora(model_dir: Path, target: Path, rank: int, seed: int, modules: str 
     config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=modules, init_lora_weights=False)
     get_peft_model(model, config).save_pretrained(target)
     return target
+
+
+def python_bytes_growth(action, times: int) -> int:
+    """Python-object memory still held after ``times`` calls of ``action`` (after one warm-up)."""
+    action()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(times):
+            action()
+        gc.collect()
+        return tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+

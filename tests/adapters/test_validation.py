@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 
 from adapters.base_model import linear_shapes
 from adapters.validation import AdapterValidationError, validate_adapter
+from tests.conftest import python_bytes_growth
 
 _LAYER_SHAPES = {
     "self_attn.q_proj": (64, 64),
@@ -244,3 +245,10 @@ def test_refuses_weights_for_layers_the_base_lacks(adapter_dir: Path) -> None:
     one_layer = {"model.layers.0.self_attn.q_proj": (64, 64)}
     with pytest.raises(AdapterValidationError, match="not a linear layer of the base"):
         validate_adapter(config_bytes(adapter_dir), adapter_dir / "adapter_model.safetensors", one_layer, 64)
+
+
+def test_validating_again_and_again_holds_no_memory(adapter_dir: Path) -> None:
+    config = config_bytes(adapter_dir)
+    weights = adapter_dir / "adapter_model.safetensors"
+    growth = python_bytes_growth(lambda: validate(config, weights), 200)
+    assert growth < 50_000, f"{growth} bytes held after 200 validations"  # the mmap reader leaked
