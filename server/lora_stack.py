@@ -97,8 +97,11 @@ def load_lora(path: Path, dtype: torch.dtype, device: torch.device) -> LoRAStack
     """Read a validated PEFT LoRA directory (safetensors only) into its ready form."""
     config = json.loads((path / "adapter_config.json").read_text())
     scale = lora_scaling(float(config["lora_alpha"]), int(config["r"]), bool(config.get("use_rslora")))
-    # Straight to the serving device; the dtype conversion happens in the copies below.
-    tensors = load_file(str(path / "adapter_model.safetensors"), device=str(device), backend=READ_BACKEND)
+    # Read on the host (the pread reader, see READ_BACKEND), moved to the serving device as they
+    # are; the dtype conversion and transposes happen there, in the copies below.
+    tensors = load_file(str(path / "adapter_model.safetensors"), device="cpu", backend=READ_BACKEND)
+    if device.type != "cpu":
+        tensors = {key: tensor.to(device) for key, tensor in tensors.items()}
     grouped: dict[str, list[tuple[int, str]]] = {}
     for key in tensors:
         if key.endswith(".lora_A.weight"):
