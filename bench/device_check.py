@@ -15,7 +15,8 @@ Phases:
    forward pass (finite logits).
 2. **Engine**: random rank-``--rank`` all-linear PEFT adapters, then
    :class:`server.engine.Engine` loads, ``--repeat`` interleaved rounds of greedy decoding of
-   ``--tokens`` tokens each. Per ``--loads`` entry SxA (default 64x64 and 16x8): S streams on
+   ``--tokens`` tokens each (every request is admitted and prefilled as the server does it, so
+   the figures include the batch filling up, as in ``bench/engine_bench.py``). Per ``--loads`` entry SxA (default 64x64 and 16x8): S streams on
    ``base`` alone, on one adapter, and spread over A adapters (the batched multi-adapter path);
    then one stream with and without an adapter.
    Reports tokens/s (medians, rounds alongside) and the ratios the engine issue names.
@@ -124,6 +125,35 @@ def peak_memory_gb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
+def logical_numel(param: torch.Tensor) -> int:
+    """Elements of the weight a parameter stands for (a packed 4-bit one stores half as many)."""
+    state = getattr(param, "quant_state", None)
+    return int(state.shape.numel()) if state is not None else param.numel()
+
+
+def resident_memory_gb(device: torch.device) -> float | None:
+    """Device memory held now (CUDA only)."""
+    if device.type != "cuda":
+        return None
+    torch.cuda.synchronize(device)
+    return torch.cuda.memory_allocated(device) / 2**30
+
+
+def preflight(device: torch.device) -> dict:
+    """Versions, and one NF4 round trip on ``device``: a missing CUDA library shows here, before
+    minutes go into writing a model."""
+    import bitsandbytes as bnb
+    import bitsandbytes.functional as bnbf
+    import peft
+    import transformers
+
+    weight = torch.randn(256, 256, device=device, dtype=torch.bfloat16)
+    packed, state = bnbf.quantize_4bit(weight, quant_type="nf4", compress_statistics=True)
+    error = (bnbf.dequantize_4bit(packed, state) - weight).float().norm() / weight.float().norm()
+    return {"transformers": transformers.__version__, "peft": peft.__version__, "bitsandbytes": bnb.__version__,
+            "nf4_round_trip_relative_error": float(error)}
+
+
 def reset_peak(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -137,6 +167,8 @@ def nf4_phase(model_dir: Path, device: torch.device) -> tuple[dict, object]:
     reset_peak(device)
     started = time.perf_counter()
     base = load_base(model_dir, str(device))
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     load_seconds = time.perf_counter() - started
     layers = [m for m in base.model.modules() if isinstance(m, bnb.nn.Linear4bit)]
     state = layers[0].weight.quant_state
@@ -151,7 +183,8 @@ def nf4_phase(model_dir: Path, device: torch.device) -> tuple[dict, object]:
         "double_quant": bool(layers[0].weight.compress_statistics),
         "double_quant_nested_state": bool(state.nested),  # False where a layer has too few blocks
         "compute_dtype": str(layers[0].compute_dtype),
-        "parameters_b": sum(p.numel() for p in base.model.parameters()) / 1e9,
+        "parameters_b": sum(logical_numel(p) for p in base.model.parameters()) / 1e9,
+        "resident_memory_gb": resident_memory_gb(device),
         "peak_memory_gb": peak_memory_gb(device),
         "logits_finite": bool(torch.isfinite(logits).all()),
     }, base
@@ -200,11 +233,15 @@ def engine_phase(base, args: argparse.Namespace, work: Path, device: torch.devic
     for name, values in runs.items():
         load, _, figure = name.rpartition(".")
         (result.setdefault(load, {}) if load else result)[figure] = statistics.median(values)
+    def per_round(numerator: str, denominator: str) -> float:
+        """Median over rounds of the ratio within each round (both loads ran back to back)."""
+        return statistics.median(n / d for n, d in zip(runs[numerator], runs[denominator]))
+
     for streams, adapters in args.loads:
-        figures = result[f"{streams}x{adapters}"]
-        figures["mixed_vs_base"] = figures["mixed_adapters_tok_s"] / figures["base_tok_s"]
-        figures["mixed_vs_one_adapter"] = figures["mixed_adapters_tok_s"] / figures["one_adapter_tok_s"]
-    result["lora_overhead_1_stream"] = 1 - result["lora_1_stream_tok_s"] / result["base_1_stream_tok_s"]
+        load = f"{streams}x{adapters}"
+        result[load]["mixed_vs_base"] = per_round(f"{load}.mixed_adapters_tok_s", f"{load}.base_tok_s")
+        result[load]["mixed_vs_one_adapter"] = per_round(f"{load}.mixed_adapters_tok_s", f"{load}.one_adapter_tok_s")
+    result["lora_overhead_1_stream"] = 1 - per_round("lora_1_stream_tok_s", "base_1_stream_tok_s")
     result["adapter_mb_bf16"] = adapter_params * 2 / 2**20
     result["peak_memory_gb"] = peak_memory_gb(device)
     result["seconds"] = time.perf_counter() - started
@@ -252,7 +289,7 @@ def main() -> None:
                         help="STREAMSxADAPTERS engine loads (default: 64x64, the GPU figure, and 16x8, serve_bench's)")
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--tokens", type=int, default=64)
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3, help="interleaved rounds; medians (the first round warms up)")
     parser.add_argument("--train-steps", type=int, default=6)
     parser.add_argument("--train-samples", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
@@ -264,9 +301,11 @@ def main() -> None:
 
     def record(phase: str, figures: dict) -> None:
         result[phase] = rounded(figures)
+        print(f"[device_check] {phase}: {json.dumps(result[phase])[:400]}", file=sys.stderr, flush=True)
         if args.out is not None:
             args.out.write_text(json.dumps(result, indent=2))
 
+    record("preflight", preflight(device))
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         started = time.perf_counter()

@@ -24,7 +24,9 @@ def test_device_check_reports_every_phase_on_a_tiny_model(tmp_path: Path) -> Non
     out = json.loads(done.stdout)
     assert json.loads(out_file.read_text()) == out  # the file holds every phase too
 
+    assert out["preflight"]["nf4_round_trip_relative_error"] < 0.2  # bitsandbytes works on the device
     nf4 = out["nf4"]
+    assert 0.0025 < nf4["parameters_b"] < 0.004  # counted as the weights they stand for, not packed bytes
     assert nf4["linear4bit_layers"] == nf4["linear_layers"] == 2 * 7  # every projection of 2 layers
     assert nf4["quant_type"] == "nf4" and nf4["double_quant"] and nf4["compute_dtype"] == "torch.bfloat16"
     assert nf4["logits_finite"]
