@@ -12,8 +12,9 @@ Why this form (Punica's SGMV, in plain torch): the work is G·M·r per token, as
 when rows spread evenly over the adapters; no weight is copied per step (a per-row gather, BGMV,
 copies every row's A and B at every layer and step), and no rank block is computed for rows that
 do not use it (a dense product over the concatenated ranks costs G times the flops). Base rows
-sit in no group and read a zeroed padding slot. A batch's multi-adapter stack is built once when
-its set of adapters grows beyond the stacked one; one adapter alone uses its ready form directly.
+sit in no group and read a zeroed padding slot. A mixed batch's adapters sit in slots of one
+stack (:mod:`server.lora_slots`): one that joins is copied into a free slot, the others stay; one
+adapter alone uses its ready form directly.
 
 Nothing is merged into the 4-bit weights; the base layer runs untouched.
 """
@@ -24,7 +25,8 @@ from collections.abc import Mapping
 
 import torch
 
-from server.lora_stack import LoRAStack, concat
+from server.lora_slots import SlotStack
+from server.lora_stack import LoRAStack
 
 
 class _Plan:
@@ -112,27 +114,21 @@ class LoRABatch:
     def __init__(self) -> None:
         self.plan: _Plan | None = None
         """None when every row is ``base``."""
-        self._stacked: tuple[str, ...] = ()
-        self._stack: LoRAStack | None = None
+        self.slots = SlotStack()
+        """Where a mixed batch's adapters are stacked (see :mod:`server.lora_slots`)."""
 
     def set_rows(self, rows: list[str | None], adapters: Mapping[str, LoRAStack], device: torch.device) -> None:
-        """Point every row at its adapter; build a multi-adapter stack if the set grew."""
+        """Point every row at its adapter; put the adapters of a mixed batch in slots."""
         distinct = sorted({key for key in rows if key is not None})
         if not distinct:
             self.plan = None
             return
         if len(distinct) == 1:
             # One adapter (every prefill, one-tenant batches): its ready form, no copy.
-            order, stack = distinct, adapters[distinct[0]]
+            stack, index = adapters[distinct[0]], {distinct[0]: 0}
         else:
-            wanted = set(distinct)
-            # Reuse the stack while it covers the set and no more than half its groups sit idle.
-            if not (wanted <= set(self._stacked) and len(self._stacked) <= 2 * len(distinct)):
-                self._stacked = tuple(distinct)
-                self._stack = concat([adapters[key] for key in distinct])
-            order, stack = self._stacked, self._stack
-        index = {key: g for g, key in enumerate(order)}
-        groups: list[list[int]] = [[] for _ in order]
+            stack, index = self.slots.place(distinct, adapters)
+        groups: list[list[int]] = [[] for _ in range(stack.size)]
         for r, key in enumerate(rows):
             if key is not None:
                 groups[index[key]].append(r)
@@ -140,7 +136,8 @@ class LoRABatch:
 
     def clear(self) -> None:
         """Forget the stacked adapters (their memory goes back)."""
-        self.plan, self._stacked, self._stack = None, (), None
+        self.plan = None
+        self.slots.clear()
 
 
 class BatchedLoRALinear(torch.nn.Module):

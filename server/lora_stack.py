@@ -128,26 +128,64 @@ def load_lora(path: Path, dtype: torch.dtype, device: torch.device) -> LoRAStack
     return LoRAStack(1, a, b, layouts, _members(layouts))
 
 
-def concat(parts: Sequence[LoRAStack]) -> LoRAStack:
-    """Stack several adapters' ready forms along G (a new copy; ``parts[0]`` alone is returned as is)."""
-    if len(parts) == 1:
-        return parts[0]
+def concat(parts: Sequence[LoRAStack], capacity: int | None = None) -> LoRAStack:
+    """Stack several adapters' ready forms along G (a new copy; ``parts[0]`` alone is returned as
+    is). With ``capacity``, the tensors have room for that many adapters; the rows after the parts
+    are left unwritten (see :func:`put`)."""
     size = sum(p.size for p in parts)
+    if capacity is None and len(parts) == 1:
+        return parts[0]
+    capacity = max(size, capacity or 0)
     groups = list(dict.fromkeys(g for p in parts for g in p.layouts))
     a: dict[str, torch.Tensor] = {}
     b: dict[str, torch.Tensor] = {}
     layouts: dict[str, Layout] = {}
     for group in groups:
         found = [p.layouts.get(group) for p in parts]
-        if all(layout == found[0] for layout in found):  # the common case: one cat per tensor
+        if all(layout == found[0] for layout in found):  # the common case: whole blocks copied
             layouts[group] = found[0]
-            a[group] = torch.cat([p.a[group] for p in parts])
+            a[group] = _stacked([p.a[group] for p in parts], capacity)
             for module, _ in found[0]:
-                b[module] = torch.cat([p.b[module] for p in parts])
+                b[module] = _stacked([p.b[module] for p in parts], capacity)
             continue
         layouts[group] = _union_layout([layout for layout in found if layout])
-        _fill_padded(group, layouts[group], parts, size, a, b)
-    return LoRAStack(size, a, b, layouts, _members(layouts))
+        _fill_padded(group, layouts[group], parts, capacity, a, b)
+    return LoRAStack(capacity, a, b, layouts, _members(layouts))
+
+
+def _stacked(blocks: list[torch.Tensor], capacity: int) -> torch.Tensor:
+    out = blocks[0].new_empty((capacity, *blocks[0].shape[1:]))
+    torch.cat(blocks, out=out[: sum(t.shape[0] for t in blocks)])
+    return out
+
+
+def covers(stack: LoRAStack, part: LoRAStack) -> bool:
+    """Whether every block of ``part`` has a place of at least its width in ``stack``'s layout."""
+    for module, (group, _, start, stop) in part.members.items():
+        held = stack.members.get(module)
+        if held is None or held[0] != group or held[3] - held[2] < stop - start:
+            return False
+    return True
+
+
+def put(stack: LoRAStack, row: int, part: LoRAStack) -> None:
+    """Copy the one adapter ``part`` into row ``row`` of ``stack`` (which must :func:`cover` it);
+    blocks ``part`` lacks, or rank columns beyond its own, become zeros."""
+    for group, layout in stack.layouts.items():
+        if part.layouts.get(group) == layout:
+            stack.a[group][row].copy_(part.a[group][0])
+            for module, _ in layout:
+                stack.b[module][row].copy_(part.b[module][0])
+            continue
+        stack.a[group][row].zero_()
+        for module, _ in layout:
+            stack.b[module][row].zero_()
+        for module, (own_group, _, start, stop) in part.members.items():
+            if own_group != group:
+                continue
+            _, _, begin, _ = stack.members[module]
+            stack.a[group][row, :, begin : begin + stop - start] = part.a[group][0, :, start:stop]
+            stack.b[module][row, : stop - start] = part.b[module][0]
 
 
 def _union_layout(layouts: list[Layout]) -> Layout:

@@ -12,7 +12,7 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
-from server.lora_batch import inject
+from server.lora_batch import LoRABatch, inject
 from server.lora_stack import concat, input_group, load_lora
 from tests.conftest import make_lora, python_bytes_growth
 
@@ -71,18 +71,52 @@ def test_batched_rows_equal_peft_alone(tiny_model_dir: Path, adapters: dict[str,
         torch.testing.assert_close(logits[i : i + 1], expected, rtol=1e-5, atol=1e-5, msg=f"row {i} ({key})")
 
 
-def test_stack_is_reused_while_it_covers_the_batch(tiny_model_dir: Path, adapters: dict[str, Path]) -> None:
-    served = model(tiny_model_dir)
-    batch = inject(served, {"model.layers.0.self_attn.q_proj": (0, 0)})
+def served_model(model_dir: Path) -> tuple[torch.nn.Module, LoRABatch]:
+    served = model(model_dir)
+    batch = inject(served, {n: (0, 0) for n, m in served.named_modules() if isinstance(m, torch.nn.Linear)
+                            and not n.endswith("lm_head")})
+    return served, batch
+
+
+def assert_rows_equal_peft(model_dir: Path, adapters: dict[str, Path], served: torch.nn.Module, batch: LoRABatch,
+                           rows: list[str | None], ready: dict) -> None:
+    ids = torch.randint(0, 1000, (len(rows), 5), generator=torch.Generator().manual_seed(len(rows)))
+    batch.set_rows(rows, ready, CPU)
+    with torch.inference_mode():
+        logits = served(input_ids=ids).logits
+    for i, key in enumerate(rows):
+        expected = alone(model_dir, adapters[key] if key else None, ids[i : i + 1])
+        torch.testing.assert_close(logits[i : i + 1], expected, rtol=1e-5, atol=1e-5, msg=f"{rows}: row {i} ({key})")
+
+
+def test_adapters_join_and_leave_slots_without_a_rebuild(tiny_model_dir: Path, adapters: dict[str, Path]) -> None:
+    served, batch = served_model(tiny_model_dir)
     ready = {key: load_lora(path, torch.float32, CPU) for key, path in adapters.items()}
-    batch.set_rows(["r4", "r16", "rs2"], ready, CPU)
-    first = batch.plan.stack
-    batch.set_rows(["r16", None, "r4"], ready, CPU)  # a subset: no restack
-    assert batch.plan.stack is first and batch.plan.stack.size == 3
-    batch.set_rows(["r4"], ready, CPU)  # one adapter alone: its own ready form
-    assert batch.plan.stack is ready["r4"] and batch.plan.direct
-    batch.set_rows(["r4", "r8qv"], ready, CPU)  # a new member: a new stack
-    assert batch.plan.stack is not first and batch.plan.stack.size == 2
+    group = "model.layers.0.self_attn.q_proj|k_proj|v_proj"
+
+    assert_rows_equal_peft(tiny_model_dir, adapters, served, batch, ["r4", "r16"], ready)
+    assert batch.slots.rebuilds == 1 and batch.slots.capacity == 2
+    storage = batch.plan.stack.a[group].data_ptr()
+
+    assert_rows_equal_peft(tiny_model_dir, adapters, served, batch, ["r16", None, "r4"], ready)  # same set
+    assert batch.slots.rebuilds == 1 and batch.plan.stack.a[group].data_ptr() == storage
+
+    batch.set_rows(["r4"], ready, CPU)  # one adapter alone: its own ready form, slots untouched
+    assert batch.plan.stack is ready["r4"] and batch.plan.direct and batch.slots.rebuilds == 1
+
+    # A third adapter, with other ranks and targets, finds no free slot: rebuilt with room for 4.
+    assert_rows_equal_peft(tiny_model_dir, adapters, served, batch, ["r4", "r8qv", "r16", None], ready)
+    assert batch.slots.rebuilds == 2 and batch.slots.capacity == 4
+    storage = batch.plan.stack.a[group].data_ptr()
+
+    # r4 and r8qv leave, rs2 (rank 2, other targets) joins: copied into a freed slot, nothing rebuilt.
+    assert_rows_equal_peft(tiny_model_dir, adapters, served, batch, ["rs2", "r16", "rs2"], ready)
+    assert batch.slots.rebuilds == 2 and batch.plan.stack.a[group].data_ptr() == storage
+    assert batch.plan.stack.size == 2  # the batch computes over the slots it uses, not the capacity
+
+    # Back to a set in new slots (rs2's old slot reused again): still no rebuild, still exact.
+    assert_rows_equal_peft(tiny_model_dir, adapters, served, batch, ["r8qv", "r4", None, "r16"], ready)
+    assert batch.slots.rebuilds == 2
 
 
 def test_ready_form_layout_and_padding(adapters: dict[str, Path]) -> None:
