@@ -47,30 +47,6 @@ def alone(model_dir: Path, adapter: Path | None, ids: torch.Tensor) -> torch.Ten
         return reference(input_ids=ids).logits
 
 
-@pytest.mark.parametrize(
-    "rows",
-    [
-        ["r4", "r8qv", "r16", "rs2"],  # one row per adapter
-        ["r4", None, "r16", "r4", "r8qv", None, "r4"],  # base rows, uneven groups
-        [None, "rs2"],
-        ["r16", "r16", "r16"],  # one adapter: the direct path
-    ],
-)
-def test_batched_rows_equal_peft_alone(tiny_model_dir: Path, adapters: dict[str, Path], rows) -> None:
-    torch.manual_seed(0)
-    ids = torch.randint(0, 1000, (len(rows), 5))  # several tokens per row, as in a prefill
-    served = model(tiny_model_dir)
-    batch = inject(served, {n: (0, 0) for n, m in served.named_modules() if isinstance(m, torch.nn.Linear)
-                            and not n.endswith("lm_head")})
-    ready = {key: load_lora(path, torch.float32, CPU) for key, path in adapters.items()}
-    batch.set_rows(rows, ready, CPU)
-    with torch.inference_mode():
-        logits = served(input_ids=ids).logits
-    for i, key in enumerate(rows):
-        expected = alone(tiny_model_dir, adapters[key] if key else None, ids[i : i + 1])
-        torch.testing.assert_close(logits[i : i + 1], expected, rtol=1e-5, atol=1e-5, msg=f"row {i} ({key})")
-
-
 def served_model(model_dir: Path) -> tuple[torch.nn.Module, LoRABatch]:
     served = model(model_dir)
     batch = inject(served, {n: (0, 0) for n, m in served.named_modules() if isinstance(m, torch.nn.Linear)
@@ -87,6 +63,21 @@ def assert_rows_equal_peft(model_dir: Path, adapters: dict[str, Path], served: t
     for i, key in enumerate(rows):
         expected = alone(model_dir, adapters[key] if key else None, ids[i : i + 1])
         torch.testing.assert_close(logits[i : i + 1], expected, rtol=1e-5, atol=1e-5, msg=f"{rows}: row {i} ({key})")
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        ["r4", "r8qv", "r16", "rs2"],  # one row per adapter
+        ["r4", None, "r16", "r4", "r8qv", None, "r4"],  # base rows, uneven groups
+        [None, "rs2"],
+        ["r16", "r16", "r16"],  # one adapter: the direct path
+    ],
+)
+def test_batched_rows_equal_peft_alone(tiny_model_dir: Path, adapters: dict[str, Path], rows) -> None:
+    served, batch = served_model(tiny_model_dir)
+    ready = {key: load_lora(path, torch.float32, CPU) for key, path in adapters.items()}
+    assert_rows_equal_peft(tiny_model_dir, adapters, served, batch, rows, ready)  # 5 tokens a row, as in a prefill
 
 
 def test_adapters_join_and_leave_slots_without_a_rebuild(tiny_model_dir: Path, adapters: dict[str, Path]) -> None:
