@@ -17,6 +17,8 @@ be built. The wall-clock budget (``max_seconds``) is met by re-planning: after e
 mean step time so far says how many steps fit, and the cosine schedule is stretched or shrunk to
 end there, so training ends with a decayed learning rate instead of being cut mid-flight.
 ``should_stop`` is polled before every step (cancel); ``on_progress`` gets one dict per step.
+On CUDA every forward pass runs under bf16 autocast (the QLoRA recipe's compute dtype); on the
+CPU it runs as prepared (bf16 4-bit matmuls, fp32 norms and LoRA), where autocast gains nothing.
 
 On the CPU, :func:`prepare_model` gives torch fewer threads when the machine is oversubscribed
 (1-minute load average above the core count; ``OMP_NUM_THREADS`` overrides): OpenMP threads
@@ -26,6 +28,7 @@ one thread on a shared two-core machine.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -190,13 +193,18 @@ def row_loss(prepared: Prepared, row: PackedBatch) -> torch.Tensor:
     targets = row.labels.to(device)[0, 1:]
     keep = (targets != IGNORE_INDEX).nonzero(as_tuple=True)[0]
     eager = getattr(prepared.model.config, "_attn_implementation", None) == "eager"
-    out = prepared.model(
-        input_ids=row.input_ids.to(device),
-        position_ids=row.position_ids.to(device),
-        attention_mask=row.attention_mask(device, torch.float32 if eager else None),
-        use_cache=False,  # with a cache, transformers ignores the packed position ids (no block mask)
-        logits_to_keep=keep,
-    )
+    # On CUDA the forward runs in bf16 (autocast), as the QLoRA recipe does: k-bit preparation
+    # leaves the embeddings and norms in fp32, which would otherwise carry fp32 activations (slow
+    # matrix units) through every layer. LoRA weights and optimizer states stay fp32.
+    precision = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+    with precision:
+        out = prepared.model(
+            input_ids=row.input_ids.to(device),
+            position_ids=row.position_ids.to(device),
+            attention_mask=row.attention_mask(device, torch.float32 if eager else None),
+            use_cache=False,  # with a cache, transformers ignores the packed position ids (no block mask)
+            logits_to_keep=keep,
+        )
     return torch.nn.functional.cross_entropy(out.logits[0].float(), targets[keep])
 
 
