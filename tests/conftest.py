@@ -62,9 +62,11 @@ def make_lora(model_dir: Path, target: Path, rank: int, seed: int, modules: str 
     return target
 
 
-def python_bytes_growth(action, times: int) -> int:
-    """Python-object memory still held after ``times`` calls of ``action`` (after one warm-up)."""
-    action()
+def python_bytes_growth(action, times: int, warmup: int = 20) -> int:
+    """Python-object memory still held after ``times`` calls of ``action``, measured after
+    ``warmup`` calls (lazy caches of torch and friends fill during the first ones)."""
+    for _ in range(warmup):
+        action()
     gc.collect()
     tracemalloc.start()
     try:

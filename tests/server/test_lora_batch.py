@@ -158,7 +158,8 @@ NF4_ATOL = 0.05
 
 
 def test_loading_an_adapter_again_and_again_holds_no_memory(adapters: dict[str, Path]) -> None:
-    # safetensors 0.8.0's default mmap reader leaked ~56 bytes per tensor read: 200 loads of this
-    # 28-tensor adapter held about 300 KB; a server loading adapters all day grew without bound.
-    growth = python_bytes_growth(lambda: load_lora(adapters["r16"], torch.float32, CPU), 200)
-    assert growth < 50_000, f"{growth} bytes held after 200 loads"
+    # safetensors 0.8.0's default mmap reader leaked ~56 bytes per tensor read: 400 loads of this
+    # 28-tensor adapter held about 630 KB; a server loading adapters all day grew without bound.
+    # Lazy caches elsewhere in the process can hold some 50 KB more; the bound sits between.
+    growth = python_bytes_growth(lambda: load_lora(adapters["r16"], torch.float32, CPU), 400)
+    assert growth < 200_000, f"{growth} bytes held after 400 loads"
