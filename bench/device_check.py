@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from adapters.base_model import load_base, pick_device  # noqa: E402
 from adapters.validation import KEY_PREFIX  # noqa: E402
-from bench.engine_bench import engine_load, prompts  # noqa: E402
+from bench.engine_bench import engine_load, prompts, round_ratios  # noqa: E402
 from bench.train_data import rounded  # noqa: E402
 from server.adapter_cache import AdapterHandle  # noqa: E402
 from server.engine import Engine  # noqa: E402
@@ -233,9 +233,9 @@ def engine_phase(base, args: argparse.Namespace, work: Path, device: torch.devic
     for name, values in runs.items():
         load, _, figure = name.rpartition(".")
         (result.setdefault(load, {}) if load else result)[figure] = statistics.median(values)
+
     def per_round(numerator: str, denominator: str) -> float:
-        """Median over rounds of the ratio within each round (both loads ran back to back)."""
-        return statistics.median(n / d for n, d in zip(runs[numerator], runs[denominator]))
+        return statistics.median(round_ratios(runs, numerator, denominator))
 
     for streams, adapters in args.loads:
         load = f"{streams}x{adapters}"

@@ -91,6 +91,11 @@ def naive_peft(model_dir: Path, paths: list[Path], ids: list[list[int]], tokens:
     return generated / (time.perf_counter() - started)
 
 
+def round_ratios(runs: dict[str, list[float]], numerator: str, denominator: str) -> list[float]:
+    """One load over another, round by round (the two ran back to back in each round)."""
+    return [n / d for n, d in zip(runs[numerator], runs[denominator])]
+
+
 def load_parser(description: str, *, repeat: int, naive_requests: int) -> argparse.ArgumentParser:
     """The load options every engine/serving bench shares (same names, same defaults)."""
     parser = argparse.ArgumentParser(description=description)
@@ -146,8 +151,8 @@ def main() -> None:
             result["naive_peft_tok_s"] = naive_peft(model_dir, paths, ids[: args.naive_requests], args.tokens)
             result["mixed_vs_naive"] = result["mixed_adapters_tok_s"] / result["naive_peft_tok_s"]
     # Ratios per round (both loads ran back to back), then their median and range.
-    mixed_vs_one = [m / o for m, o in zip(runs["mixed_adapters_tok_s"], runs["one_adapter_tok_s"])]
-    overhead = [1 - lo / b for lo, b in zip(runs["lora_1_stream_tok_s"], runs["base_1_stream_tok_s"])]
+    mixed_vs_one = round_ratios(runs, "mixed_adapters_tok_s", "one_adapter_tok_s")
+    overhead = [1 - r for r in round_ratios(runs, "lora_1_stream_tok_s", "base_1_stream_tok_s")]
     result["mixed_vs_one_adapter"] = statistics.median(mixed_vs_one)
     result["mixed_vs_one_adapter_range"] = [round(min(mixed_vs_one), 3), round(max(mixed_vs_one), 3)]
     result["lora_overhead_1_stream"] = statistics.median(overhead)

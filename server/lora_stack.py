@@ -180,12 +180,21 @@ def put(stack: LoRAStack, row: int, part: LoRAStack) -> None:
         stack.a[group][row].zero_()
         for module, _ in layout:
             stack.b[module][row].zero_()
-        for module, (own_group, _, start, stop) in part.members.items():
-            if own_group != group:
-                continue
-            _, _, begin, _ = stack.members[module]
-            stack.a[group][row, :, begin : begin + stop - start] = part.a[group][0, :, start:stop]
-            stack.b[module][row, : stop - start] = part.b[module][0]
+        _copy_blocks(group, stack.members, stack.a, stack.b, slice(row, row + 1), part)
+
+
+def _copy_blocks(
+    group: str, offsets: dict[str, tuple[str, int, int, int]], a: dict[str, torch.Tensor],
+    b: dict[str, torch.Tensor], rows: slice, part: LoRAStack,
+) -> None:
+    """``part``'s blocks of ``group`` into ``rows`` of the stacked ``a`` and ``b``, each at its
+    module's offset along S in the stack's layout (``offsets``: module -> group, place, start, stop)."""
+    for module, (own_group, _, start, stop) in part.members.items():
+        if own_group != group:
+            continue
+        begin = offsets[module][2]
+        a[group][rows, :, begin : begin + stop - start] = part.a[group][:, :, start:stop]
+        b[module][rows, : stop - start] = part.b[module]
 
 
 def _union_layout(layouts: list[Layout]) -> Layout:
@@ -210,11 +219,5 @@ def _fill_padded(
         b[module] = template.new_zeros((size, width, out))
     row = 0
     for part in parts:
-        for module, (_, _, start, stop) in part.members.items():
-            if module not in offsets:
-                continue
-            _, _, begin, _ = offsets[module]
-            rank = stop - start
-            a[group][row : row + part.size, :, begin : begin + rank] = part.a[group][:, :, start:stop]
-            b[module][row : row + part.size, :rank] = part.b[module]
+        _copy_blocks(group, offsets, a, b, slice(row, row + part.size), part)
         row += part.size

@@ -77,4 +77,3 @@ def python_bytes_growth(action, times: int, warmup: int = 20) -> int:
         return tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
-
