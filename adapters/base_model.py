@@ -1,7 +1,11 @@
 """The base model: its spec (a stable hash) and the one loader server/ and trainer/ share.
 
-The base is always loaded in 4-bit NormalFloat (NF4) with double quantization and bf16 compute
-through bitsandbytes — the QLoRA recipe — on CUDA when present, else on the CPU. Any Hugging Face
+The base is always loaded in 4-bit NormalFloat (NF4) with double quantization through
+bitsandbytes — the QLoRA recipe — on CUDA when present, else on the CPU, then put in the form of
+its execution plan (:mod:`adapters.execution_plan`: compute dtype, NF4 packed or dequantized
+once), chosen by measurement unless given. The plan changes how the NF4 numbers are computed,
+never which numbers: the spec below (and so every adapter's manifest) is the same under every
+plan. Any Hugging Face
 causal-LM directory with safetensors weights works; ``trust_remote_code`` stays off and pickle
 weights are refused.
 
@@ -20,13 +24,17 @@ from pathlib import Path
 
 import torch
 
+from adapters.execution_plan import ExecutionPlan, PlanRequest
+
 QUANTIZATION: dict[str, str | bool] = {
     "load_in_4bit": True,
     "bnb_4bit_quant_type": "nf4",
     "bnb_4bit_use_double_quant": True,
     "bnb_4bit_compute_dtype": "bfloat16",
 }
-"""The QLoRA quantization recipe, part of every spec."""
+"""The QLoRA quantization recipe, part of every spec. ``bnb_4bit_compute_dtype`` names the
+recipe's storage and GPU compute dtype; the execution plan may compute in fp32 on a CPU without
+fast bf16, with the same NF4 weights, so it is not part of what makes an adapter compatible."""
 
 
 def sha256_text(text: str) -> str:
@@ -76,6 +84,8 @@ class LoadedBase:
     context_length: int
     """The model's own limit on prompt + completion tokens."""
     eos_token_ids: frozenset[int]
+    plan: ExecutionPlan = ExecutionPlan("bfloat16", "nf4", "the QLoRA recipe as loaded")
+    """How this base computes (compute dtype, NF4 packed or dense)."""
 
 
 class BaseModelError(RuntimeError):
@@ -152,13 +162,49 @@ def _eos_ids(model: torch.nn.Module, tokenizer) -> frozenset[int]:
     return frozenset(ids)
 
 
-def load_base(model_dir: Path, device: str | None = None, *, quantize: bool = True) -> LoadedBase:
-    """Load ``model_dir`` in NF4 (double quantization, bf16 compute), ready for inference.
-
-    ``quantize=False`` loads plain bf16 weights instead (the trainer's 16-bit LoRA comparison);
-    its spec then records empty quantization settings, so its hash differs from the NF4 one.
-    """
+def load_nf4_model(model_dir: Path, device: torch.device, *, quantize: bool = True) -> torch.nn.Module:
+    """The model in ``model_dir`` as bitsandbytes loads it: NF4 with double quantization, the rest
+    in bf16, in eval mode, not yet in any plan's form (``quantize=False``: all bf16)."""
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    quant = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
+    # Quantized from the bf16 checkpoint in every plan, so the NF4 codes and scales never differ.
+    model = AutoModelForCausalLM.from_pretrained(
+        model_dir,
+        quantization_config=quant if quantize else None,
+        dtype=torch.bfloat16,
+        device_map={"": device.index or 0} if device.type == "cuda" else None,
+        use_safetensors=True,
+        trust_remote_code=False,
+    )
+    return model.eval()
+
+
+def load_base(
+    model_dir: Path,
+    device: str | None = None,
+    *,
+    quantize: bool = True,
+    plan: ExecutionPlan | None = None,
+    request: PlanRequest | None = None,
+    plan_cache: Path | None = None,
+    threads: int | None = None,
+) -> LoadedBase:
+    """Load ``model_dir`` in NF4 (double quantization), in the form of ``plan``, ready for inference.
+
+    Without ``plan`` one is chosen for this machine and model (:func:`adapters.plan_choice.choose_plan`,
+    honouring ``request``, caching the measurement in the directory ``plan_cache``, measuring with
+    ``threads`` torch threads). ``quantize=False`` loads plain 16-bit weights instead (the trainer's
+    16-bit LoRA comparison), in the plan's compute dtype; its spec then records empty quantization
+    settings, so its hash differs from the NF4 one.
+    """
+    from adapters.nf4_forms import apply_plan
+    from adapters.plan_choice import choose_plan, unquantized_plan
 
     model_dir = Path(model_dir)
     tokenizer = load_tokenizer(model_dir)
@@ -166,21 +212,15 @@ def load_base(model_dir: Path, device: str | None = None, *, quantize: bool = Tr
     if not quantize:
         spec = replace(spec, quantization={})
     target = pick_device(device)
-    quant = BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=torch.bfloat16,
-    )
-    model = AutoModelForCausalLM.from_pretrained(
-        model_dir,
-        quantization_config=quant if quantize else None,
-        dtype=torch.bfloat16,
-        device_map={"": target.index or 0} if target.type == "cuda" else None,
-        use_safetensors=True,
-        trust_remote_code=False,
-    )
-    model.eval()
+    model = load_nf4_model(model_dir, target, quantize=quantize)
+    if not quantize:
+        plan = plan or unquantized_plan(target, request)
+        model = model.to(plan.dtype)
+    else:
+        if plan is not None and plan.weights == "dense" and target.type != "cpu":
+            plan = replace(plan, weights="nf4", reason=f"{plan.reason}; dense weights are for CPUs only")
+        plan = plan or choose_plan(model, target, request, plan_cache, threads)
+        apply_plan(model, plan)
     context = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
     return LoadedBase(
         model=model,
@@ -190,4 +230,5 @@ def load_base(model_dir: Path, device: str | None = None, *, quantize: bool = Tr
         device=target,
         context_length=context,
         eos_token_ids=_eos_ids(model, tokenizer),
+        plan=plan,
     )

@@ -47,7 +47,8 @@ def load_model(services: Services) -> None:
         started = time.perf_counter()
         model_dir = Path(settings.model) if settings.model else prepare_embedded_model(settings.models_dir)
         services.model_dir = model_dir
-        base = load_base(model_dir, settings.device)
+        base = load_base(model_dir, settings.device, request=settings.plan_request, plan_cache=settings.data,
+                         threads=settings.torch_threads)
         engine = Engine(
             base,
             max_batch_size=settings.max_batch_size,
@@ -60,8 +61,8 @@ def load_model(services: Services) -> None:
         services.base = base
         services.scheduler = Scheduler(engine, services.metrics, settings.max_waiting, settings.max_waiting_per_tenant)
         services.engine = engine
-        log.info("model %s ready on %s in %.1fs (spec %s)", base.spec.name, base.device,
-                 time.perf_counter() - started, base.spec.hash[:12])
+        log.info("model %s ready on %s in %.1fs (spec %s); execution plan %s: %s", base.spec.name, base.device,
+                 time.perf_counter() - started, base.spec.hash[:12], base.plan.name, base.plan.reason)
     except Exception as exc:
         log.exception("loading the base model failed")
         services.load_error = f"{type(exc).__name__}: {exc}"

@@ -167,6 +167,9 @@ class JobRunner:
             "system_prompt": tenant_system_prompt(self.services, job.tenant),
             "work_dir": str(work_dir.resolve()),
             "device": self.settings.device,
+            # train in the plan the server measured and serves with (None: the worker measures)
+            "execution_plan": self.services.base.plan.name if self.services.base is not None else None,
+            "plan_cache": str(self.settings.data.resolve()),
         }
 
     async def _start(self, job: Job, model_dir: Path) -> None:

@@ -7,9 +7,12 @@ fields. Read once at start-up into a frozen :class:`Settings`.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from adapters.execution_plan import PlanRequest
 
 
 class Settings(BaseSettings):
@@ -51,6 +54,16 @@ class Settings(BaseSettings):
     adapter_host_cache_mb: int = Field(
         2048, ge=0, description="Host memory for adapters evicted from the device (ready tensors), in MiB."
     )
+    compute_dtype: Literal["auto", "bfloat16", "float32"] = Field(
+        "auto", description="The base's compute dtype; auto: measured at start-up (bf16 only where it is fast)."
+    )
+    cpu_weights: Literal["auto", "nf4", "dense"] = Field(
+        "auto", description="On a CPU: keep NF4 weights packed (nf4) or dequantize them once (dense); auto: measured."
+    )
+    cpu_dense_budget_mb: int | None = Field(
+        None, ge=0, description="Largest dense copy of the base's weights a CPU plan may make, in MiB; "
+        "unset: half the machine's memory.",
+    )
     log_level: str = Field("info", description="Python logging level.")
     max_file_bytes: int = Field(
         50 * 1024 * 1024, ge=1, description="Largest accepted training file upload (POST /v1/files)."
@@ -67,6 +80,12 @@ class Settings(BaseSettings):
     job_grace_seconds: float = Field(
         10.0, gt=0, description="Time a cancelled worker gets after SIGTERM before SIGKILL."
     )
+
+    @property
+    def plan_request(self) -> PlanRequest:
+        """What the operator asked of the execution plan (see :mod:`adapters.execution_plan`)."""
+        budget = None if self.cpu_dense_budget_mb is None else self.cpu_dense_budget_mb << 20
+        return PlanRequest(self.compute_dtype, self.cpu_weights, budget)
 
     @property
     def adapters_dir(self) -> Path:

@@ -133,7 +133,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "system_prompt": args.system_prompt,
         "device": args.device,
+        "execution_plan": _fixed_plan(settings),
+        "plan_cache": str(settings.data.resolve()),
     })
+
+
+def _fixed_plan(settings) -> str | None:
+    """The plan SWAPLORA_COMPUTE_DTYPE and SWAPLORA_CPU_WEIGHTS fix, if they fix one (else measured)."""
+    request = settings.plan_request
+    if not request.fixed:
+        return None
+    from adapters.execution_plan import ExecutionPlan
+
+    return ExecutionPlan(request.compute_dtype, request.cpu_weights).name
 
 
 def _add_data_flag(parser: argparse.ArgumentParser) -> None:

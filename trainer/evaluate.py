@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from adapters.base_model import load_base
+from adapters.execution_plan import ExecutionPlan
 from adapters.chat_format import conversation, render
 from trainer.packing import PackedBatch
 from trainer.qlora import Prepared, row_loss
@@ -60,13 +61,14 @@ def _answers(prepared: Prepared, questions: Sequence[str], system_prompt: str | 
         tokenizer.padding_side = side
     encoded = {k: v.to(prepared.device) for k, v in encoded.items()}
     eos = sorted(prepared.eos_token_ids) or tokenizer.eos_token_id
-    output = prepared.model.generate(
-        **encoded,
-        max_new_tokens=max_new_tokens,
-        do_sample=False,
-        eos_token_id=eos,
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    with prepared.precision():
+        output = prepared.model.generate(
+            **encoded,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            eos_token_id=eos,
+            pad_token_id=tokenizer.pad_token_id,
+        )
     new = output[:, encoded["input_ids"].shape[1] :]
     return [tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in new]
 
@@ -95,12 +97,13 @@ def probe_recall(
 
 
 def stored_adapter_recall(
-    base_model_dir: Path, adapter_dir: Path, probes: Sequence[Probe], system_prompt: str | None, device: str = "cpu"
+    base_model_dir: Path, adapter_dir: Path, probes: Sequence[Probe], system_prompt: str | None, device: str = "cpu",
+    plan: ExecutionPlan | None = None,
 ) -> tuple[float, float, list[dict[str, Any]]]:
     """Probe recall of the base and of the stored adapter in ``adapter_dir`` (see the module docstring)."""
     from peft import PeftModel
 
-    base = load_base(base_model_dir, device)
+    base = load_base(base_model_dir, device, plan=plan)
     model = PeftModel.from_pretrained(base.model, str(adapter_dir))
     prepared = Prepared.wrap(base, model)
     with model.disable_adapter():

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters.base_model import load_tokenizer, spec_for
+from adapters.execution_plan import ExecutionPlan
 from adapters.ids import InvalidId, parse_model_id, validate_adapter_name, validate_tenant_id
 from adapters.manifest import AdapterManifest
 from adapters.store import AdapterNotFound, AdapterStore
@@ -73,6 +74,11 @@ class JobSpec:
     system_prompt: str | None = None
     work_dir: Path | None = None
     device: str | None = None
+    execution_plan: str | None = None
+    """The plan the base computes in (``nf4-bf16``, ``dense-fp32``, ...): the server's own, so
+    that training and serving agree; None: choose as the server would (``plan_cache``)."""
+    plan_cache: Path | None = None
+    """Directory of the measured-plan cache (the data directory) when ``execution_plan`` is None."""
 
     @classmethod
     def from_dict(cls, data: object) -> JobSpec:
@@ -103,9 +109,17 @@ class JobSpec:
                 system_prompt=data.get("system_prompt") or None,
                 work_dir=Path(data["work_dir"]) if data.get("work_dir") else None,
                 device=data.get("device") or None,
+                execution_plan=_plan_name(data.get("execution_plan")),
+                plan_cache=Path(data["plan_cache"]) if data.get("plan_cache") else None,
             )
-        except (KeyError, TypeError, InvalidId) as exc:
+        except (KeyError, TypeError, ValueError, InvalidId) as exc:
             raise JobError("invalid_spec", f"Invalid job spec: {exc}") from None
+
+
+def _plan_name(value: object) -> str | None:
+    if value is None:
+        return None
+    return ExecutionPlan.from_name(str(value)).name  # ValueError names the valid plans
 
 
 def _records(files: tuple[InputFile, ...], code: str) -> list:
@@ -204,7 +218,9 @@ def _run(spec: JobSpec, emit: Emit, should_stop: Callable[[], bool]) -> AdapterM
     _check_stop(should_stop)
     emit({"type": "status", "status": "running", "message": f"{len(samples.train)} training samples; loading the base model."})
     try:
-        prepared = prepare_model(spec.base_model_dir, hp, device=spec.device, init_adapter=init_path)
+        execution = ExecutionPlan.from_name(spec.execution_plan, "the server's plan") if spec.execution_plan else None
+        prepared = prepare_model(spec.base_model_dir, hp, device=spec.device, init_adapter=init_path,
+                                 plan=execution, plan_cache=spec.plan_cache)
         budget = min(hp.row_tokens(prepared.device.type), prepared.context_length)
         rows = pack([encode(prepared.tokenizer, s.messages) for s in samples.train], budget, spec.seed)
         held_rows = pack([encode(prepared.tokenizer, s.messages) for s in samples.heldout], budget, spec.seed)
@@ -236,7 +252,7 @@ def _run(spec: JobSpec, emit: Emit, should_stop: Callable[[], bool]) -> AdapterM
             "job_id": spec.job_id, "data_sha256": digest, "hyperparameters": hp.to_dict(),
             "resolved_hyperparameters": asdict(resolved), "seed": spec.seed, "samples": samples.stats,
             "trained_tokens": result.trained_tokens, "base_model": prepared.spec.name,
-            "continued_from": continued_from, "probe_answers": answers,
+            "continued_from": continued_from, "probe_answers": answers, "execution_plan": prepared.plan.name,
         }
         manifest = publish_adapter(prepared, store, spec.tenant, spec.suffix, metrics=metrics, extra=extra)
     except torch.OutOfMemoryError:

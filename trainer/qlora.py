@@ -17,8 +17,12 @@ be built. The wall-clock budget (``max_seconds``) is met by re-planning: after e
 mean step time so far says how many steps fit, and the cosine schedule is stretched or shrunk to
 end there, so training ends with a decayed learning rate instead of being cut mid-flight.
 ``should_stop`` is polled before every step (cancel); ``on_progress`` gets one dict per step.
-On CUDA every forward pass runs under bf16 autocast (the QLoRA recipe's compute dtype); on the
-CPU it runs as prepared (bf16 4-bit matmuls, fp32 norms and LoRA), where autocast gains nothing.
+The base computes in its execution plan (:mod:`adapters.execution_plan`), the server's when a job
+names it: NF4 packed or dequantized once, bf16 or fp32. Norms, embeddings and the output head
+are trained around in fp32 either way (PEFT's k-bit preparation, or the same cast for a dense
+base), and the NF4 layers, packed or dense, compute in the plan's dtype and answer in fp32. On
+CUDA with a bf16 plan forward passes run under bf16 autocast (the QLoRA recipe); on the CPU the
+layers' own dtypes decide, where autocast gains nothing.
 
 On the CPU, :func:`prepare_model` gives torch fewer threads when the machine is oversubscribed
 (1-minute load average above the core count; ``OMP_NUM_THREADS`` overrides): OpenMP threads
@@ -40,7 +44,8 @@ from pathlib import Path
 
 import torch
 
-from adapters.base_model import BaseModelSpec, LoadedBase, load_base
+from adapters.base_model import BaseModelSpec, LoadedBase, load_base, pick_device
+from adapters.execution_plan import ExecutionPlan, PlanRequest
 from trainer.hyperparameters import Hyperparameters, Resolved
 from trainer.packing import PackedBatch
 from trainer.tokenize import IGNORE_INDEX
@@ -60,12 +65,20 @@ class Prepared:
     """The base's linear layers (module name -> (in, out)), for validating the result."""
     context_length: int = 2048
     eos_token_ids: frozenset[int] = frozenset()
+    plan: ExecutionPlan = ExecutionPlan("bfloat16", "nf4")
+    """How the base computes (see :mod:`adapters.execution_plan`)."""
 
     @classmethod
     def wrap(cls, base: LoadedBase, model: torch.nn.Module) -> Prepared:
         """``model`` (``base.model`` wrapped in LoRA) with everything else taken from ``base``."""
         return cls(model, base.tokenizer, base.spec, base.device, base.linear_shapes,
-                   base.context_length, base.eos_token_ids)
+                   base.context_length, base.eos_token_ids, base.plan)
+
+    def precision(self) -> contextlib.AbstractContextManager[object]:
+        """The autocast the forward passes run under (see the module docstring)."""
+        if self.plan.compute_dtype == "bfloat16" and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
 
 @dataclass(frozen=True)
@@ -92,13 +105,18 @@ def prepare_model(
     device: str | None = None,
     quantize: bool = True,
     init_adapter: Path | None = None,
+    plan: ExecutionPlan | None = None,
+    request: PlanRequest | None = None,
+    plan_cache: Path | None = None,
 ) -> Prepared:
-    """The base (NF4 unless ``quantize`` is False) with a trainable LoRA per ``hp``."""
+    """The base (NF4 unless ``quantize`` is False) with a trainable LoRA per ``hp``; the base in
+    ``plan``'s form, or one chosen as :func:`adapters.base_model.load_base` chooses it."""
     from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 
-    base = load_base(Path(base_model_dir), device, quantize=quantize)
-    if base.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+    if pick_device(device).type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(cpu_threads())
+    base = load_base(Path(base_model_dir), device, quantize=quantize, plan=plan, request=request,
+                     plan_cache=plan_cache)
     checkpointing = hp.gradient_checkpointing
     if checkpointing == "auto":
         checkpointing = base.device.type == "cuda"
@@ -109,14 +127,17 @@ def prepare_model(
             # layer runs in eval mode; that kernel has no backward, so training after any eval
             # (the "before" evaluation) would silently get wrong gradients. Keep the plain layout.
             module.support_avx512bf16_for_cpu = False
-    if quantize:
+    if quantize and base.plan.weights == "nf4":
         model = prepare_model_for_kbit_training(
             model,
             use_gradient_checkpointing=bool(checkpointing),
             gradient_checkpointing_kwargs={"use_reentrant": False},
         )
-    elif checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        freeze_around_dense(model)
+        if checkpointing:
+            model.enable_input_require_grads()
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if init_adapter is not None:
         model = PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
     else:
@@ -131,6 +152,18 @@ def prepare_model(
         )
         model = get_peft_model(model, config)
     return Prepared.wrap(base, model)
+
+
+def freeze_around_dense(model: torch.nn.Module) -> None:
+    """What k-bit preparation does for a packed base, for a dense one: every base parameter
+    frozen; everything but the dense NF4 weights (norms, embeddings, head) in fp32."""
+    from adapters.nf4_forms import NF4DenseLinear
+
+    dense = {id(m.weight) for m in model.modules() if isinstance(m, NF4DenseLinear)}
+    for param in model.parameters():
+        param.requires_grad_(False)
+        if id(param) not in dense and param.is_floating_point() and param.dtype != torch.float32:
+            param.data = param.data.float()
 
 
 def cpu_threads() -> int:
@@ -193,11 +226,10 @@ def row_loss(prepared: Prepared, row: PackedBatch) -> torch.Tensor:
     targets = row.labels.to(device)[0, 1:]
     keep = (targets != IGNORE_INDEX).nonzero(as_tuple=True)[0]
     eager = getattr(prepared.model.config, "_attn_implementation", None) == "eager"
-    # On CUDA the forward runs in bf16 (autocast), as the QLoRA recipe does: k-bit preparation
-    # leaves the embeddings and norms in fp32, which would otherwise carry fp32 activations (slow
-    # matrix units) through every layer. LoRA weights and optimizer states stay fp32.
-    precision = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
-    with precision:
+    # Under a bf16 plan the forward runs in bf16 (autocast), as the QLoRA recipe does: the
+    # embeddings and norms are fp32, which would otherwise carry fp32 activations (slow matrix
+    # units) through every layer. LoRA weights and optimizer states stay fp32.
+    with prepared.precision():
         out = prepared.model(
             input_ids=row.input_ids.to(device),
             position_ids=row.position_ids.to(device),

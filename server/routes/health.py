@@ -27,6 +27,7 @@ async def ready(request: Request) -> JSONResponse:
             "base_spec_hash": spec.hash,
             "device": str(services.base.device),
             "context_length": services.base.context_length,
+            "execution_plan": {key: value for key, value in services.base.plan.to_dict().items() if key != "measured_ms"},
         }
     )
 

@@ -9,11 +9,12 @@ import bitsandbytes as bnb
 import pytest
 import torch
 
+from adapters.execution_plan import ExecutionPlan
 from adapters.base_model import BaseModelError, load_base, model_fingerprint, spec_for, load_tokenizer
 
 
 def test_loads_nf4_with_double_quantization(tiny_model_dir: Path) -> None:
-    base = load_base(tiny_model_dir)
+    base = load_base(tiny_model_dir, plan=ExecutionPlan.from_name("nf4-bf16"))  # the packed form
     quantized = [m for m in base.model.modules() if isinstance(m, bnb.nn.Linear4bit)]
     assert len(quantized) == 2 * 7  # every attention and MLP projection of both layers
     state = quantized[0].weight.quant_state

@@ -12,6 +12,7 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
+from adapters.execution_plan import ExecutionPlan
 from server.lora_batch import LoRABatch, inject
 from server.lora_stack import concat, input_group, load_lora
 from tests.conftest import make_lora, python_bytes_growth
@@ -135,7 +136,7 @@ def test_nf4_bf16_rows_stay_within_the_documented_tolerance(
     way logits differ by bf16 rounding only: at most ``NF4_ATOL``, and the greedy token is the same."""
     from adapters.base_model import load_base
 
-    served = load_base(tiny_model_dir)
+    served = load_base(tiny_model_dir, plan=NF4_BF16)
     batch = inject(served.model, served.linear_shapes)
     ready = {key: load_lora(path, lora_dtype, CPU) for key, path in adapters.items()}
     rows = ["r4", None, "r16", "r8qv"]
@@ -144,7 +145,7 @@ def test_nf4_bf16_rows_stay_within_the_documented_tolerance(
     with torch.inference_mode():
         logits = served.model(input_ids=ids).logits.float()
     for i, key in enumerate(rows):
-        reference = load_base(tiny_model_dir).model
+        reference = load_base(tiny_model_dir, plan=NF4_BF16).model
         if key:
             reference = PeftModel.from_pretrained(reference, adapters[key]).eval()
         with torch.inference_mode():
@@ -155,6 +156,29 @@ def test_nf4_bf16_rows_stay_within_the_documented_tolerance(
 
 NF4_ATOL = 0.05
 """Largest logit difference accepted between the batched rows and PEFT on the NF4 base."""
+NF4_BF16 = ExecutionPlan.from_name("nf4-bf16")
+
+
+def test_rows_on_a_dense_fp32_base_are_peft_on_the_packed_nf4_base(tiny_model_dir: Path, adapters: dict[str, Path]) -> None:
+    """The CPU plan without fast bf16: NF4 weights dequantized once into fp32 layers. Every row of a
+    mixed batch gets what PEFT computes on bitsandbytes' own packed NF4 layers in fp32."""
+    from adapters.base_model import load_base
+
+    served = load_base(tiny_model_dir, plan=ExecutionPlan.from_name("dense-fp32"))
+    batch = inject(served.model, served.linear_shapes)
+    ready = {key: load_lora(path, torch.float32, CPU) for key, path in adapters.items()}
+    rows = ["r16", None, "rs2", "r8qv"]
+    ids = torch.randint(0, 1000, (len(rows), 6), generator=torch.Generator().manual_seed(2))
+    batch.set_rows(rows, ready, CPU)
+    with torch.inference_mode():
+        logits = served.model(input_ids=ids).logits
+    for i, key in enumerate(rows):
+        reference = load_base(tiny_model_dir, plan=ExecutionPlan.from_name("nf4-fp32")).model
+        if key:
+            reference = PeftModel.from_pretrained(reference, adapters[key]).eval()
+        with torch.inference_mode():
+            expected = reference(input_ids=ids[i : i + 1]).logits
+        torch.testing.assert_close(logits[i : i + 1], expected, rtol=1e-4, atol=1e-4)
 
 
 def test_loading_an_adapter_again_and_again_holds_no_memory(adapters: dict[str, Path]) -> None:

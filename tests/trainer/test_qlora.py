@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from adapters.base_model import load_base
+from adapters.execution_plan import ExecutionPlan
 from adapters.store import AdapterStore
 from trainer.documents import load_records
 from trainer.evaluate import eval_loss, probe_recall
@@ -36,7 +37,7 @@ def rows_for(prepared, samples, count: int = 3):
 def test_prepare_wraps_every_linear_layer_of_the_nf4_base(tiny_model_dir: Path) -> None:
     import bitsandbytes as bnb
 
-    prepared = prepare_model(tiny_model_dir, HP, device="cpu")
+    prepared = prepare_model(tiny_model_dir, HP, device="cpu", plan=ExecutionPlan.from_name("nf4-bf16"))
     assert prepared.spec.hash == load_base(tiny_model_dir, "cpu").spec.hash  # the server's spec
     model = prepared.model
     assert any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
@@ -163,7 +164,7 @@ def test_gradients_are_the_same_after_an_evaluation(tiny_model_dir: Path, sample
 
     def gradients(evaluate_first: bool) -> dict[str, torch.Tensor]:
         torch.manual_seed(0)
-        prepared = prepare_model(tiny_model_dir, HP, device="cpu")
+        prepared = prepare_model(tiny_model_dir, HP, device="cpu", plan=ExecutionPlan.from_name("nf4-bf16"))
         (row,) = rows_for(prepared, samples, count=1)
         if evaluate_first:
             eval_loss(prepared, [row])
