@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from adapters.embedded import prepare_embedded_model  # noqa: E402
+from adapters.machine import machine_info  # noqa: E402
 from adapters.ids import AdapterRef  # noqa: E402
 from adapters.store import AdapterStore  # noqa: E402
 from server.adapter_cache import AdapterCache, AdapterHandle  # noqa: E402
@@ -133,6 +134,7 @@ def main() -> None:
         result["stack8_ms"] = round(statistics.median(times), 1)
         result["rss"] = rss_cycles(sources, args.cycles)
     result["load_average"] = os.getloadavg()
+    result["cpu"] = machine_info()
     print(json.dumps(result))
 
 

@@ -47,6 +47,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from adapters.base_model import load_base, pick_device  # noqa: E402
+from adapters.execution_plan import PlanRequest  # noqa: E402
 from adapters.validation import KEY_PREFIX  # noqa: E402
 from bench.engine_bench import engine_load, prompts, round_ratios  # noqa: E402
 from bench.train_data import rounded  # noqa: E402
@@ -166,7 +167,8 @@ def nf4_phase(model_dir: Path, device: torch.device) -> tuple[dict, object]:
 
     reset_peak(device)
     started = time.perf_counter()
-    base = load_base(model_dir, str(device))
+    # This phase checks the packed NF4 layers: on a CPU keep them packed whatever the plan's dtype.
+    base = load_base(model_dir, str(device), request=PlanRequest(cpu_weights="nf4"))
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     load_seconds = time.perf_counter() - started
@@ -183,6 +185,7 @@ def nf4_phase(model_dir: Path, device: torch.device) -> tuple[dict, object]:
         "double_quant": bool(layers[0].weight.compress_statistics),
         "double_quant_nested_state": bool(state.nested),  # False where a layer has too few blocks
         "compute_dtype": str(layers[0].compute_dtype),
+        "plan": base.plan.name,
         "parameters_b": sum(logical_numel(p) for p in base.model.parameters()) / 1e9,
         "resident_memory_gb": resident_memory_gb(device),
         "peak_memory_gb": peak_memory_gb(device),

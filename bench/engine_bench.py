@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from adapters.base_model import load_base  # noqa: E402
 from adapters.embedded import prepare_embedded_model  # noqa: E402
+from adapters.machine import machine_info  # noqa: E402
 from server.adapter_cache import AdapterHandle  # noqa: E402
 from server.engine import Engine, Finished, GenerationRequest  # noqa: E402
 from server.sampling import SamplingParams  # noqa: E402
@@ -76,7 +77,7 @@ def naive_peft(model_dir: Path, paths: list[Path], ids: list[list[int]], tokens:
     """PEFT set_adapter + generate, one request at a time (the baseline to beat)."""
     from peft import PeftModel
 
-    base = load_base(model_dir)
+    base = load_base(model_dir, plan_cache=Path("data"))
     model = PeftModel.from_pretrained(base.model, str(paths[0]), adapter_name="a0")
     for i, path in enumerate(paths[1:], start=1):
         model.load_adapter(str(path), adapter_name=f"a{i}")
@@ -121,7 +122,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         paths = [make_lora(model_dir, Path(tmp) / f"a{i}", args.rank, seed=i) for i in range(args.adapters)]
         handles = [AdapterHandle(f"bench/a{i}@1", p) for i, p in enumerate(paths)]
-        engine = Engine(load_base(model_dir), max_batch_size=args.streams, threads=args.threads or None)
+        engine = Engine(load_base(model_dir, plan_cache=Path("data"), threads=args.threads or None),
+                        max_batch_size=args.streams, threads=args.threads or None)
         engine.start()
         ids = prompts(engine.base.tokenizer, args.streams)
         engine_load(engine, ids[:2], handles[:2], 4)  # warm-up and first adapter loads
@@ -141,6 +143,7 @@ def main() -> None:
         engine.stop()
         result = {
             "model": "SmolLM2-135M-Instruct NF4", "device": str(engine.base.device), "threads": torch.get_num_threads(),
+            "cpu": machine_info(), "plan": engine.base.plan.name,
             "streams": args.streams, "adapters": args.adapters, "rank": args.rank, "tokens": args.tokens,
             "repeat": args.repeat,
             **{name: statistics.median(values) for name, values in runs.items()},

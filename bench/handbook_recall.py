@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from adapters.embedded import prepare_embedded_model  # noqa: E402
+from adapters.machine import machine_info  # noqa: E402
 from adapters.ids import AdapterRef  # noqa: E402
 from adapters.store import AdapterStore  # noqa: E402
 from trainer.evaluate import stored_adapter_recall  # noqa: E402
@@ -53,6 +54,7 @@ def main() -> None:
 
     probes = [Probe(p["question"], tuple(p["expect"])) for p in json.loads(PROBES.read_text())]
     before, after, answers = stored_adapter_recall(model_dir, stored.path, probes, None)
+    result.update(cpu=machine_info(), plan=stored.manifest.extra.get("execution_plan"))
     result.update(probes=len(probes), recall_base=round(before, 3), recall_adapter=round(after, 3),
                   target_recall=0.8, target_train_wall_s=600,
                   misses=[{"question": a["question"], "answer": a["answer"]} for a in answers if not a["correct"]])

@@ -33,6 +33,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from adapters.base_model import pick_device  # noqa: E402
+from adapters.machine import machine_info  # noqa: E402
 from bench import train_data  # noqa: E402
 from trainer.evaluate import eval_loss  # noqa: E402
 from trainer.hyperparameters import Hyperparameters  # noqa: E402
@@ -45,7 +46,7 @@ TARGET = 0.02
 def train_and_eval(model_dir: Path, data: train_data.BenchData, hp: Hyperparameters, *, quantize: bool, seed: int,
                    device: str | None) -> dict:
     torch.manual_seed(seed)  # the same LoRA initialisation on both sides
-    prepared = prepare_model(model_dir, hp, device=device, quantize=quantize)
+    prepared = prepare_model(model_dir, hp, device=device, quantize=quantize, plan_cache=train_data.ROOT / "data")
     row_tokens = hp.row_tokens(prepared.device.type)
     batches = pack(data.train, row_tokens, seed)
     heldout = pack(data.heldout, row_tokens, seed)
@@ -56,7 +57,7 @@ def train_and_eval(model_dir: Path, data: train_data.BenchData, hp: Hyperparamet
     after = eval_loss(prepared, heldout)
     del prepared
     gc.collect()
-    return {"eval_loss_before": before, "eval_loss": after, "steps": result.steps,
+    return {"plan": prepared.plan.name, "eval_loss_before": before, "eval_loss": after, "steps": result.steps,
             "final_train_loss": result.final_loss, "train_seconds": seconds}
 
 
@@ -94,6 +95,7 @@ def main() -> None:
     first = runs[0]
     result = {
         "model": model_dir.name, "device": str(pick_device(args.device)), "threads": torch.get_num_threads(),
+        "cpu": machine_info(), "plan": first["qlora"].get("plan") if "qlora" in first else None,
         "load_average_1m": os.getloadavg()[0], "documents": first["documents"],
         "train_samples": first["train_samples"], "heldout_samples": first["heldout_samples"],
         "hyperparameters": first["hyperparameters"], "seeds": [r["seed"] for r in runs],

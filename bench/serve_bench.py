@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from adapters.embedded import prepare_embedded_model  # noqa: E402
+from adapters.machine import machine_info  # noqa: E402
 from bench.engine_bench import load_parser, naive_peft, prompts  # noqa: E402
 from tests.conftest import make_lora  # noqa: E402
 
@@ -148,6 +149,7 @@ def main() -> None:
                     models.append(response.json()["id"])
             mixed_models = [models[i % len(models)] for i in range(args.streams)]
             asyncio.run(load(url, key, mixed_models[:4], texts[:4], 4))  # warm-up, first adapter loads
+            plan = httpx.get(f"{url}/ready", timeout=5).json()["execution_plan"]["name"]
             rounds: dict[str, list[dict]] = {"mixed": [], "single": []}
             for _ in range(args.repeat):
                 rounds["mixed"].append(asyncio.run(load(url, key, mixed_models, texts, args.tokens)))
@@ -170,6 +172,7 @@ def main() -> None:
         "mixed_vs_naive": mixed / naive, "mixed_vs_single": mixed / single,
         "ttft_p50_s": percentile(ttft, 0.5), "ttft_p95_s": percentile(ttft, 0.95),
         "inter_token_p50_s": percentile(gaps, 0.5), "load_average": os.getloadavg(),
+        "cpu": machine_info(), "plan": plan,
     }
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}))
 

@@ -44,7 +44,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from adapters.base_model import load_base, pick_device  # noqa: E402
+from adapters.base_model import load_base, load_nf4_model, pick_device  # noqa: E402
+from adapters.execution_plan import ExecutionPlan  # noqa: E402
+from adapters.plan_choice import choose_plan  # noqa: E402
+from adapters.machine import machine_info  # noqa: E402
 from bench import train_data  # noqa: E402
 from trainer.hyperparameters import Hyperparameters, Resolved  # noqa: E402
 from trainer.packing import pack  # noqa: E402
@@ -85,12 +88,13 @@ def run_ours(model_dir: Path, data: train_data.BenchData, hp: Hyperparameters, s
     from trainer.qlora import prepare_model, train
 
     clock = Clock()
-    prepared = prepare_model(model_dir, hp, device=str(device))
+    prepared = prepare_model(model_dir, hp, device=str(device), plan_cache=train_data.ROOT / "data")
     batches = pack(data.train, hp.row_tokens(device.type), seed, share_prefix=share_prefix)
     load_seconds, _ = clock.lap()
     result = train(prepared, batches, hp, seed=seed)
     seconds, cpu_seconds = clock.lap()
     return {
+        "plan": prepared.plan.name,
         "load_seconds": load_seconds,
         "train_seconds": seconds,
         "train_cpu_seconds": cpu_seconds,
@@ -125,7 +129,10 @@ def run_hf(model_dir: Path, data: train_data.BenchData, hp: Hyperparameters, see
 
     resolved = resolved_for(hp, data, model_dir, device, seed)
     clock = Clock()
-    base = load_base(model_dir, str(device))
+    # The standard recipe keeps bitsandbytes' packed layers; it computes in the dtype our side
+    # measured fastest here (an AVX2-only CPU has no fast bf16), so the loop is what differs.
+    ours = choose_plan(load_nf4_model(model_dir, device), device, cache_dir=train_data.ROOT / "data")
+    base = load_base(model_dir, str(device), plan=ExecutionPlan(ours.compute_dtype, "nf4", "the standard recipe"))
     model = prepare_model_for_kbit_training(base.model, use_gradient_checkpointing=resolved.gradient_checkpointing)
     targets = hp.target_modules if isinstance(hp.target_modules, str) else list(hp.target_modules)
     lora = LoraConfig(r=hp.lora_rank, lora_alpha=resolved.lora_alpha, lora_dropout=hp.lora_dropout,
@@ -241,7 +248,7 @@ def main() -> None:
     if args.side:
         child(args)
         return
-    print(json.dumps(train_data.rounded(compare(args)), indent=2))
+    print(json.dumps(train_data.rounded({**compare(args), "cpu": machine_info()}), indent=2))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from adapters.embedded import prepare_embedded_model
 from adapters.store import AdapterStore
 from server.comparisons import ComparisonStore
 from server.cors import TenantCORSMiddleware
+from server.cpu_share import CPUShare
 from server.engine import Engine
 from server.errors import install_error_handlers
 from server.files import FileStore
@@ -47,14 +48,15 @@ def load_model(services: Services) -> None:
         started = time.perf_counter()
         model_dir = Path(settings.model) if settings.model else prepare_embedded_model(settings.models_dir)
         services.model_dir = model_dir
+        threads = CPUShare.for_this_machine(settings.torch_threads).engine_threads(0)
         base = load_base(model_dir, settings.device, request=settings.plan_request, plan_cache=settings.data,
-                         threads=settings.torch_threads)
+                         threads=threads)
         engine = Engine(
             base,
             max_batch_size=settings.max_batch_size,
             adapter_cache_bytes=settings.adapter_cache_mb * 1024 * 1024,
             adapter_host_cache_bytes=settings.adapter_host_cache_mb * 1024 * 1024,
-            threads=settings.torch_threads,
+            threads=threads,
             metrics=services.metrics,
         )
         engine.start()

@@ -29,8 +29,12 @@ def trainer_command(module: str) -> list[str]:
     return [sys.executable, "-m", module]
 
 
-def trainer_env() -> dict[str, str]:
+def trainer_env(threads: int | None = None) -> dict[str, str]:
+    """The child's environment; ``threads`` sizes its OpenMP/BLAS pools (see :mod:`server.cpu_share`)."""
     env = dict(os.environ)
+    if threads is not None:
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            env[name] = str(threads)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_ROOT), env.get("PYTHONPATH", "")) if p)
     env["PYTHONUNBUFFERED"] = "1"
     return env

@@ -180,10 +180,16 @@ class Engine:
         return len(self._rows)
 
     # -- worker side ------------------------------------------------------------------------
+    def set_threads(self, threads: int) -> None:
+        """Compute with ``threads`` torch threads from the next step on (thread-safe)."""
+        self.threads = threads
+
     def _run(self) -> None:
-        if self.threads:
-            torch.set_num_threads(self.threads)  # here: OpenMP thread counts are per calling thread
+        applied = None
         while not self._stopping.is_set():
+            if self.threads and self.threads != applied:
+                applied = self.threads
+                torch.set_num_threads(applied)  # here: OpenMP thread counts are per calling thread
             try:
                 self._admit()
                 if self._prefilling:

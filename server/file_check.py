@@ -49,7 +49,7 @@ class FileChecker:
         process = await asyncio.create_subprocess_exec(
             *self.command, *args,
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            env=trainer_env(), preexec_fn=child_setup(self.memory_bytes), start_new_session=True,
+            env=trainer_env(threads=1), preexec_fn=child_setup(self.memory_bytes), start_new_session=True,
         )
         try:
             stdout, stderr = await asyncio.wait_for(process.communicate(), self.timeout_s)

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from server.cpu_share import CPUShare
 from server.child_process import child_setup, kill_group, trainer_command, trainer_env
 from server.job_events import describe_event, progress_fields
 from server.jobs import Job, JobError
@@ -72,6 +73,8 @@ class JobRunner:
         self.files = services.files
         self.settings = services.settings
         self.command = list(command) if command is not None else trainer_command("trainer.worker")
+        self.cpu = CPUShare.for_this_machine(self.settings.torch_threads)
+        """How the cores are split between the engine and the workers."""
         self._workers: dict[str, _Worker] = {}
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -187,7 +190,8 @@ class JobRunner:
             with open(work_dir / "worker.log", "ab") as stderr:
                 process = await asyncio.create_subprocess_exec(
                     *self.command, str(spec_path), stdin=asyncio.subprocess.DEVNULL,
-                    stdout=asyncio.subprocess.PIPE, stderr=stderr, limit=_MAX_LINE, env=trainer_env(),
+                    stdout=asyncio.subprocess.PIPE, stderr=stderr, limit=_MAX_LINE,
+                    env=trainer_env(self.cpu.worker_threads(len(self._workers) + 1)),
                     preexec_fn=child_setup(), start_new_session=True,
                 )
         except OSError as exc:
@@ -196,8 +200,15 @@ class JobRunner:
         await asyncio.to_thread(self.jobs.update, job.id, pid=process.pid)
         worker = _Worker(job.id, process)
         self._workers[job.id] = worker
+        self._share_cores()
         self._spawn(self._supervise(worker, work_dir))
         log.info("job %s started (pid %d)", job.id, process.pid)
+
+    def _share_cores(self) -> None:
+        """Give the engine the cores the running workers leave it (see :mod:`server.cpu_share`)."""
+        engine = self.services.engine
+        if engine is not None:
+            engine.set_threads(self.cpu.engine_threads(len(self._workers)))
 
     # ----------------------------------------------------------------------------- one worker
 
@@ -221,6 +232,7 @@ class JobRunner:
             await asyncio.to_thread(self._fail, worker.job_id, JobError("trainer_crashed", "Supervising the trainer failed."))
         finally:
             self._workers.pop(worker.job_id, None)
+            self._share_cores()
             worker.done.set()
             self.wake()
 

@@ -28,7 +28,8 @@ def test_device_check_reports_every_phase_on_a_tiny_model(tmp_path: Path) -> Non
     nf4 = out["nf4"]
     assert 0.0025 < nf4["parameters_b"] < 0.004  # counted as the weights they stand for, not packed bytes
     assert nf4["linear4bit_layers"] == nf4["linear_layers"] == 2 * 7  # every projection of 2 layers
-    assert nf4["quant_type"] == "nf4" and nf4["double_quant"] and nf4["compute_dtype"] == "torch.bfloat16"
+    assert nf4["quant_type"] == "nf4" and nf4["double_quant"] and nf4["plan"].startswith("nf4-")
+    assert nf4["compute_dtype"] == {"nf4-bf16": "torch.bfloat16", "nf4-fp32": "torch.float32"}[nf4["plan"]]
     assert nf4["logits_finite"]
 
     engine = out["engine"]

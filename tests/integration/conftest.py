@@ -105,8 +105,8 @@ def stop_server(process: subprocess.Popen) -> None:
         process.wait(timeout=10)
 
 
-def start_server(model_dir: Path, data: Path, admin_key: str, **settings: str) -> Server:
-    """Start ``python -m swaplora.cli serve`` on ``data`` and wait for ``/ready``; ``settings``
+def start_server(model_dir: Path, data: Path, admin_key: str, *flags: str, **settings: str) -> Server:
+    """Start ``python -m swaplora.cli serve [flags]`` on ``data`` and wait for ``/ready``; ``settings``
     are extra ``SWAPLORA_*`` variables (``MAX_FILE_BYTES="1000"``). The caller stops it."""
     log_path = data.parent / f"{data.name}-server.log"
     port = _free_port()
@@ -121,7 +121,7 @@ def start_server(model_dir: Path, data: Path, admin_key: str, **settings: str) -
         **{f"SWAPLORA_{name}": value for name, value in settings.items()},
     )
     command = [sys.executable, "-m", "swaplora.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-               "--model", str(model_dir)]
+               "--model", str(model_dir), *flags]
     with open(log_path, "ab") as log_file:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
     srv = Server(url=f"http://127.0.0.1:{port}", data=data, admin_key=admin_key, log_path=log_path, process=process)

@@ -132,7 +132,7 @@ def make_env(tmp_path: Path, **settings: object) -> Env:
     upload.write_text("# Handbook\n\nWe open at nine.\n")
     stored = files.add("acme", "handbook.md", "fine-tune", upload, {"ok": True, "format": "markdown", "records": 1})
     jobs = JobStore(config.db_path)
-    services = SimpleNamespace(settings=config, jobs=jobs, files=files, model_dir=tmp_path / "model", base=None,
+    services = SimpleNamespace(settings=config, jobs=jobs, files=files, model_dir=tmp_path / "model", base=None, engine=None,
                                tenants=TenantRegistry(config.db_path))
     runner = JobRunner(services, command=[sys.executable, str(script)])  # type: ignore[arg-type]
     return Env(settings=config, jobs=jobs, files=files, runner=runner, file_id=stored.id)

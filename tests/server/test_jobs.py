@@ -163,7 +163,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
     settings = Settings(data=tmp_path / "data", admin_key=ADMIN_KEY, job_grace_seconds=1.0)
     services = SimpleNamespace(settings=settings, tenants=TenantRegistry(settings.db_path),
                                store=AdapterStore(settings.adapters_dir), files=FileStore(settings.db_path, settings.files_dir),
-                               jobs=JobStore(settings.db_path), model_dir=tmp_path, runner=None)
+                               jobs=JobStore(settings.db_path), model_dir=tmp_path, runner=None, base=None, engine=None)
     publish(services.store, "acme", "support")
     publish(services.store, "globex", "private")
 
