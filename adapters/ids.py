@@ -39,7 +39,7 @@ class AdapterRef:
 
 def validate_slug(value: object, what: str) -> str:
     """Return ``value`` if it is a valid tenant id or adapter name, else raise :class:`InvalidId`."""
-    if not isinstance(value, str) or not _SLUG_RE.match(value):
+    if not isinstance(value, str) or not _SLUG_RE.fullmatch(value):
         raise InvalidId(
             f"Invalid {what} {value!r}: use 1-63 characters from a-z, 0-9 and '-', "
             "starting with a letter or digit."
@@ -61,7 +61,7 @@ def parse_model_id(value: object) -> AdapterRef | None:
         return None
     if not isinstance(value, str):
         raise InvalidId("'model' must be a string.")
-    match = _MODEL_RE.match(value)
+    match = _MODEL_RE.fullmatch(value)
     if not match:
         raise InvalidId(
             f"Invalid model id {value!r}: use 'base', '<tenant>/<name>' or '<tenant>/<name>@<version>'."

@@ -89,7 +89,7 @@ class AdapterManifest:
         for key in ("base_spec_hash", "chat_template_hash", "created_at"):
             if not isinstance(getattr(self, key), str) or not getattr(self, key):
                 raise ManifestError(f"{key} must be a non-empty string.")
-        if not isinstance(self.weights_sha256, str) or not _SHA256_RE.match(self.weights_sha256):
+        if not isinstance(self.weights_sha256, str) or not _SHA256_RE.fullmatch(self.weights_sha256):
             raise ManifestError("weights_sha256 must be 64 lower-case hex digits.")
         if type(self.rank) is not int or self.rank < 1:
             raise ManifestError(f"rank must be an integer >= 1, got {self.rank!r}.")

@@ -152,7 +152,7 @@ def validate_adapter(
     modules = _check_shapes(shapes, rank, linear_shapes)
     _check_targets(config, modules)
     _check_finite(Path(weights_path))
-    written = {**config, "target_modules": list(modules), "inference_mode": True}
+    written = {**config, "target_modules": list(modules), "exclude_modules": None, "inference_mode": True}
     return ValidatedAdapter(
         rank=rank,
         alpha=alpha,
@@ -243,7 +243,7 @@ def _read_weight_shapes(
 
 def _parse_key(key: str, linear_shapes: Mapping[str, tuple[int, int]]) -> tuple[str, str]:
     """(module, "A" or "B") for a PEFT LoRA key on one of the base's linear layers, else raise."""
-    match = _KEY_RE.match(key)
+    match = _KEY_RE.fullmatch(key)
     if not match:
         raise AdapterValidationError(
             f"Unexpected tensor {key!r}: only 'base_model.model.<module>.lora_A.weight' and "
@@ -298,9 +298,19 @@ def _check_shapes(
 
 
 def _check_targets(config: dict[str, Any], modules: tuple[str, ...]) -> None:
-    """Every module that carries weights must be one the config's target_modules selects."""
+    """Every module that carries weights must be one the config's target_modules lists.
+
+    A string other than ``"all-linear"`` is a regular expression to PEFT. It is never evaluated
+    here: it comes from whoever uploaded the adapter, and a pattern such as ``((.|.)|(.|.))*Z``
+    backtracks for ever. The weights say which modules are adapted, and the stored config names
+    them as a list (:func:`validate_adapter`), so nothing downstream evaluates the pattern either.
+    """
     targets = config.get("target_modules")
     exclude = config.get("exclude_modules")
+    if isinstance(targets, str):
+        targets = "all-linear"  # the weights decide (see above)
+    if isinstance(exclude, str):
+        exclude = None
     for module in modules:
         if not _selects(targets, module, "target_modules"):
             raise AdapterValidationError(
@@ -315,14 +325,9 @@ def _check_targets(config: dict[str, Any], modules: tuple[str, ...]) -> None:
 
 
 def _selects(spec: object, module: str, param: str) -> bool:
-    """PEFT's matching rule: a string is a full-match regex, a list matches names or suffixes."""
+    """PEFT's matching rule for lists: a name or a dotted suffix (regexes never get here)."""
     if spec == "all-linear":
         return True  # every candidate module is a linear layer of the base (checked above)
-    if isinstance(spec, str):
-        try:
-            return re.fullmatch(spec, module) is not None
-        except re.error as exc:
-            raise AdapterValidationError(f"{param} is not a valid regular expression: {exc}", param) from None
     if isinstance(spec, list) and all(isinstance(t, str) for t in spec):
         return any(module == t or module.endswith("." + t) for t in spec)
     raise AdapterValidationError(f"{param} must be a list of strings, a regex or 'all-linear'.", param)

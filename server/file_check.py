@@ -40,7 +40,8 @@ class FileChecker:
 
     async def check_file(self, path: Path, filename: str) -> dict[str, Any]:
         failure = f"{filename} could not be read"
-        return await self._run(["file", str(path), "--filename", filename], failure)
+        # "--filename=NAME": a name that begins with "-" (e.g. "-notes.txt") stays a value, not an option
+        return await self._run(["file", str(path), f"--filename={filename}"], failure)
 
     async def check_hyperparameters(self, hyperparameters: dict[str, Any]) -> dict[str, Any]:
         return await self._run(["hyperparameters", json.dumps(hyperparameters)], "hyperparameters could not be checked")

@@ -106,7 +106,7 @@ class TenantSettings(_Record):
     @field_validator("brand_color")
     @classmethod
     def _color(cls, value: str) -> str:
-        if not _COLOR_RE.match(value):
+        if not _COLOR_RE.fullmatch(value):
             raise ValueError("brand_color must be a hex colour like '#1a2b3c' or '#abc'")
         return value.lower()
 

@@ -178,7 +178,7 @@ class TenantRegistry:
 
     def revoke_key(self, tenant_id: str, key_id: str) -> bool:
         """Revoke the tenant's key with that id; False if there is no such unrevoked key."""
-        if not isinstance(key_id, str) or not _KEY_ID_RE.match(key_id):
+        if not isinstance(key_id, str) or not _KEY_ID_RE.fullmatch(key_id):
             return False
         with self._db.transaction() as db:
             cursor = db.execute(

@@ -100,15 +100,22 @@ def test_accepts_explicit_list_and_rslora(tmp_path: Path) -> None:
     assert result.scaling == pytest.approx(4 / math.sqrt(2))
 
 
-def test_regex_target_modules_checked_against_weights(adapter_dir: Path) -> None:
+@pytest.mark.timeout(60)
+def test_a_tenants_regular_expression_is_never_evaluated(adapter_dir: Path) -> None:
+    """A regex in the uploaded config is the tenant's code: ``(.|.)*Z`` held the GIL for seconds and
+    ``((.|.)|(.|.))*Z`` never ended. The weights say which modules are adapted; the stored config
+    names them explicitly, whatever pattern the upload carried."""
     weights = adapter_dir / "adapter_model.safetensors"
-    validate(config_bytes(adapter_dir, target_modules=r"model\.layers\.\d+\.(self_attn|mlp)\.\w+_proj"), weights)
+    for pattern in ("((.|.)|(.|.))*Z", "(.|.)*Z", r".*\.q_proj", "(("):
+        for field in ("target_modules", "exclude_modules"):
+            result = validate(config_bytes(adapter_dir, **{field: pattern}), weights)
+            assert result.config["target_modules"] == sorted(TINY_LINEAR_SHAPES)
+            assert "exclude_modules" not in result.config or result.config["exclude_modules"] is None
+
+
+def test_listed_target_modules_are_checked_against_weights(adapter_dir: Path) -> None:
+    weights = adapter_dir / "adapter_model.safetensors"
     with pytest.raises(AdapterValidationError, match="does not select") as info:
-        validate(config_bytes(adapter_dir, target_modules=r".*\.q_proj"), weights)
-    assert info.value.param == "target_modules"
-    with pytest.raises(AdapterValidationError, match="regular expression"):
-        validate(config_bytes(adapter_dir, target_modules="(("), weights)
-    with pytest.raises(AdapterValidationError, match="does not select"):
         validate(config_bytes(adapter_dir, target_modules=["q_proj"]), weights)
     with pytest.raises(AdapterValidationError, match="exclude_modules"):
         validate(config_bytes(adapter_dir, exclude_modules=["down_proj"]), weights)
@@ -224,6 +231,8 @@ def _rewrite(adapter_dir: Path, target: Path, edit: Any) -> Path:
          "NaN"),
         (lambda t: t.update({"base_model.model.lm_head.lora_A.weight": torch.zeros(4, 64)}), "not a linear layer"),
         (lambda t: t.clear(), "no LoRA tensors"),
+        (lambda t: t.update({"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight\n": torch.zeros(4, 64)}),
+         "Unexpected tensor"),  # a trailing newline once passed and made every chat with the adapter a 500
     ],
 )
 def test_refuses_broken_weights(adapter_dir: Path, tmp_path: Path, edit: Any, message: str) -> None:

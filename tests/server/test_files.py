@@ -94,6 +94,12 @@ def test_upload_is_checked_and_kept(env: SimpleNamespace) -> None:
     assert not list((env.settings.data / "tmp").iterdir())
 
 
+def test_a_file_name_that_looks_like_an_option_is_just_a_name(env: SimpleNamespace) -> None:
+    response = upload(env, env.acme, "-notes.txt", b"The shop opens at nine on weekdays.")
+    assert response.status_code == 200, response.text
+    assert response.json()["filename"] == "-notes.txt" and response.json()["records"] > 0
+
+
 @pytest.mark.parametrize(("name", "content", "needle"), [
     ("empty.md", b"", "empty"),
     ("latin1.txt", "Caf\xe9 opens at nine.".encode("latin-1"), "UTF-8"),
