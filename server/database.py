@@ -4,7 +4,10 @@ Contract: :class:`Database` creates the file (and its parent directory), switche
 runs the caller's schema once. :meth:`Database.transaction` opens a fresh connection for one unit
 of work, commits it on success, rolls it back on an exception and always closes it, so any thread
 (the event loop's helpers, Starlette's thread pool) may call a store at any time and a crash
-mid-write never leaves half a change behind.
+mid-write never leaves half a change behind. Every transaction begins ``IMMEDIATE``: it holds the
+write lock from its first read, so a read-then-write (a job's state change) never acts on a
+state another writer changed meanwhile, and never fails half-way with "database is locked"
+when it tries to upgrade; writers queue for up to 30 s instead.
 """
 
 from __future__ import annotations
@@ -21,14 +24,20 @@ class Database:
     def __init__(self, path: Path, schema: str) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.transaction() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(schema)
+        with closing(sqlite3.connect(self.path, timeout=30)) as connection:
+            connection.execute("PRAGMA journal_mode=WAL")  # not allowed inside a transaction
+            connection.executescript(schema)
+            connection.commit()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """A connection whose changes commit together when the block ends without an error."""
-        with closing(sqlite3.connect(self.path, timeout=30)) as connection:
+        with closing(sqlite3.connect(self.path, timeout=30, isolation_level=None)) as connection:
             connection.row_factory = sqlite3.Row
-            with connection:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
                 yield connection
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")

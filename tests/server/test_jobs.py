@@ -55,6 +55,26 @@ def test_a_job_walks_the_happy_path(store: JobStore) -> None:
     assert (done.fine_tuned_model, done.trained_tokens, done.metrics) == ("acme/handbook@1", 99, {"eval_loss": 0.5})
 
 
+def test_racing_state_changes_take_effect_once_and_never_fail(store: JobStore) -> None:
+    """Cancel and start arriving together (two threads, as the runner's helpers and a route are):
+    each job ends in exactly one of the two states, and neither side gets a database error."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = [new_job(store).id for _ in range(12)]
+    for job_id in jobs:
+        store.transition(job_id, "queued", "queued")
+    moves = [(job_id, status) for job_id in jobs for status in ("running", "cancelled", "running", "cancelled")]
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(lambda move: store.transition(move[0], move[1], move[1]), moves))
+    for job_id in jobs:
+        won = sorted(status for (moved, status), job in zip(moves, outcomes) if moved == job_id and job is not None)
+        final = store.get(job_id)
+        assert final is not None and final.status in ("running", "cancelled")
+        # each move took effect at most once; a cancel may follow a start, never the other way round
+        assert won in (["running"], ["cancelled"], ["cancelled", "running"]), won
+        assert final.status == ("running" if won == ["running"] else "cancelled")
+
+
 @pytest.mark.parametrize("path", [
     ["succeeded"],                       # cannot skip queued and running
     ["running"],                         # cannot run before it is queued
