@@ -197,10 +197,10 @@ class TenantRegistry:
     def update_settings(self, tenant_id: str, change: Callable[[TenantSettings], TenantSettings]) -> TenantSettings:
         """Apply ``change`` to the tenant's settings in one write transaction and store the result.
 
-        Concurrent updates serialise, so none is lost; if ``change`` raises, nothing is written.
+        Concurrent updates serialise (the transaction holds the write lock from its first read),
+        so none is lost; if ``change`` raises, nothing is written.
         """
         with self._db.transaction() as db:
-            db.execute("BEGIN IMMEDIATE")
             if db.execute("SELECT 1 FROM tenants WHERE id = ?", (tenant_id,)).fetchone() is None:
                 raise TenantNotFound(f"Tenant {tenant_id!r} not found.")
             row = db.execute("SELECT settings FROM tenant_settings WHERE tenant_id = ?", (tenant_id,)).fetchone()
