@@ -37,6 +37,7 @@ from server.metrics import Metrics
 from server.sampling import SamplingParams, make_generator, sample_rows
 
 log = logging.getLogger(__name__)
+IDLE_WAIT_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -212,7 +213,10 @@ class Engine:
                 return
             idle = not self._rows and not self._prefilling and admitted == 0
             try:
-                request, handle = self._queue.get(timeout=0.05 if idle else 0)
+                # Idle: sleep until a request arrives (put() wakes the wait at once); the timeout
+                # only bounds how late a stop() is noticed, so it can be long: an idle server
+                # wakes twice a second, not twenty times.
+                request, handle = self._queue.get(timeout=IDLE_WAIT_S if idle else 0)
             except queue.Empty:
                 return
             self.metrics.waiting.set(self._queue.qsize())
