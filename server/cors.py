@@ -6,8 +6,10 @@ Contract:
   answer cross-origin; every other path gets no CORS header at all, so browsers on other sites
   cannot read the admin or tenant API.
 - A preflight (``OPTIONS`` with ``Access-Control-Request-Method``) carries no key, so it is
-  judged by the tenant named in the ``tenant`` query parameter (the widget always sends it), or,
-  without one, by whether any tenant lists the origin. Allowed: 204 echoing that one origin.
+  judged by the tenant named in the ``tenant`` query parameter (the widget always sends it); a
+  preflight that names no tenant is refused (judging it would mean reading every tenant's
+  settings for a stranger, and telling whether any tenant lists an origin). Allowed: 204
+  echoing that one origin.
   Refused: 403 in OpenAI's error shape and no ``Access-Control-Allow-Origin``.
 - An actual request gets ``Access-Control-Allow-Origin: <origin>`` only when it carries a
   publishable key whose tenant lists the origin (plus ``Retry-After`` exposed, so the widget can
@@ -92,7 +94,7 @@ class TenantCORSMiddleware:
 def _preflight_allowed(registry, scope: Scope, origin: str) -> bool:
     tenants = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("tenant")
     if not tenants:
-        return registry.origin_allowed_anywhere(origin)
+        return False  # see the module docstring: no scan over every tenant for a stranger
     try:
         tenant_id = validate_tenant_id(tenants[0])
     except InvalidId:

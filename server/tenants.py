@@ -212,12 +212,6 @@ class TenantRegistry:
             )
         return settings
 
-    def origin_allowed_anywhere(self, origin: str) -> bool:
-        """Whether any tenant lists ``origin`` (a CORS preflight that names no tenant)."""
-        with self._db.transaction() as db:
-            rows = db.execute("SELECT settings FROM tenant_settings").fetchall()
-        return any(TenantSettings.model_validate_json(row[0]).allows_origin(origin) for row in rows)
-
     @staticmethod
     def _insert_key(db: sqlite3.Connection, tenant_id: str, kind: str) -> str:
         key = KEY_PREFIXES[kind] + secrets.token_urlsafe(32)
