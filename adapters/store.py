@@ -149,6 +149,26 @@ class AdapterStore:
 
     # ----------------------------------------------------------------------------- mutations
 
+    def sweep(self) -> list[Path]:
+        """Remove what a crash left behind: half-written versions (``.tmp-*``), directories on
+        their way out (``.trash-*``) and half-written bookkeeping files; returns what went.
+
+        Publishing and deleting hold the store's lock from the first byte to the last rename, so
+        under the same lock anything temporary belongs to a process that died mid-way.
+        """
+        removed: list[Path] = []
+        with self._locked():
+            for tenant_dir in (p for p in self.root.iterdir() if p.is_dir()):
+                for entry in [*tenant_dir.iterdir(), *(e for d in tenant_dir.iterdir() if d.is_dir()
+                                                       and not d.name.startswith(".") for e in d.iterdir())]:
+                    if entry.name.startswith((".tmp-", ".trash-")) or _is_atomic_tmp(entry):
+                        if entry.is_dir():
+                            shutil.rmtree(entry, ignore_errors=True)
+                        else:
+                            entry.unlink(missing_ok=True)
+                        removed.append(entry)
+        return removed
+
     def publish(
         self,
         tenant: str,
@@ -290,6 +310,12 @@ def _write_file(path: Path, content: Path | bytes) -> None:
                 shutil.copyfileobj(src, out, 1024 * 1024)
         out.flush()
         os.fsync(out.fileno())
+
+
+def _is_atomic_tmp(entry: Path) -> bool:
+    """A leftover of :func:`_write_atomic`: ``.<name>.<32 hex>``."""
+    stem, _, suffix = entry.name.rpartition(".")
+    return entry.name.startswith(".") and bool(stem) and len(suffix) == 32 and all(c in "0123456789abcdef" for c in suffix)
 
 
 def _write_atomic(path: Path, text: str) -> None:

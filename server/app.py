@@ -8,6 +8,7 @@ request with an error event.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import threading
@@ -27,6 +28,7 @@ from server.cpu_share import CPUShare
 from server.engine import Engine
 from server.errors import install_error_handlers
 from server.files import FileStore
+from server import leftovers
 from server.job_runner import JobRunner
 from server.jobs import JobStore
 from server.metrics import Metrics
@@ -84,6 +86,7 @@ def create_app(settings: Settings) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await asyncio.to_thread(leftovers.sweep, settings.data, services.store, services.files)
         loader = threading.Thread(target=load_model, args=(services,), name="swaplora-loader", daemon=True)
         loader.start()
         services.runner = JobRunner(services)

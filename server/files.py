@@ -68,6 +68,16 @@ class FileStore:
         self.root.mkdir(parents=True, exist_ok=True)
         self._db = Database(db_path, _SCHEMA)
 
+    def sweep(self) -> list[str]:
+        """Delete files that have no row (a crash between the move and the insert); returns their
+        names. Call it only while no upload is in flight (at start-up)."""
+        with self._db.transaction() as db:
+            known = {row[0] for row in db.execute("SELECT id FROM files")}
+        orphans = [p for p in self.root.iterdir() if p.is_file() and p.name not in known]
+        for orphan in orphans:
+            orphan.unlink(missing_ok=True)
+        return [p.name for p in orphans]
+
     def path(self, file: StoredFile) -> Path:
         """Where the file's bytes are."""
         return self.root / file.id
