@@ -9,10 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from adapters.execution_plan import PlanRequest
+
+
+MIN_ADMIN_KEY_LENGTH = 24
+"""The admin key opens every tenant: a short one is guessable (``make run`` generates 52 characters)."""
 
 
 class Settings(BaseSettings):
@@ -22,7 +26,9 @@ class Settings(BaseSettings):
 
     data: Path = Field(Path("./data"), description="Data directory: adapters, tenants, converted base model.")
     admin_key: str | None = Field(
-        None, description="Admin API key (manages tenants, sees every adapter). Unset: no admin access."
+        None,
+        description=f"Admin API key (manages tenants, sees every adapter; at least {MIN_ADMIN_KEY_LENGTH} "
+        "characters). Unset: no admin access.",
     )
     model: str | None = Field(
         None, description="A Hugging Face causal-LM directory; unset: the embedded SmolLM2-135M-Instruct."
@@ -80,6 +86,14 @@ class Settings(BaseSettings):
     job_grace_seconds: float = Field(
         10.0, gt=0, description="Time a cancelled worker gets after SIGTERM before SIGKILL."
     )
+
+    @field_validator("admin_key")
+    @classmethod
+    def _long_enough(cls, value: str | None) -> str | None:
+        if value and len(value) < MIN_ADMIN_KEY_LENGTH:
+            raise ValueError(f"the admin key must have at least {MIN_ADMIN_KEY_LENGTH} characters "
+                             "(generate one: openssl rand -hex 32)")
+        return value
 
     @property
     def plan_request(self) -> PlanRequest:

@@ -190,3 +190,11 @@ def test_no_admin_without_admin_key(tmp_path: Path, admin_key: str | None) -> No
     client = make_client(tmp_path, admin_key=admin_key)
     assert_error(client.get("/v1/tenants", headers=ADMIN), 401, "invalid_api_key")
     assert_error(client.get("/v1/tenants", headers=bearer("")), 401, "missing_api_key")
+
+
+def test_a_short_admin_key_is_refused_at_start_up(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="admin_key"):
+        Settings(data=tmp_path, admin_key="admin")
+    assert Settings(data=tmp_path, admin_key="x" * 24).admin_key == "x" * 24
