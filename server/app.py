@@ -69,7 +69,8 @@ def load_model(services: Services) -> None:
                  time.perf_counter() - started, base.spec.hash[:12], base.plan.name, base.plan.reason)
     except Exception as exc:
         log.exception("loading the base model failed")
-        services.load_error = f"{type(exc).__name__}: {exc}"
+        # /ready answers strangers: a stable message; the details are in the log above
+        services.load_error = "The base model could not be loaded; the server log says why."
 
 
 def create_app(settings: Settings) -> Starlette:

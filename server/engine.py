@@ -20,6 +20,7 @@ import logging
 import queue
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -198,8 +199,9 @@ class Engine:
                 if self._rows:
                     self._decode_step()
             except Exception:  # a bug must not kill the only thread that serves
-                log.exception("engine step failed; failing the running batch")
-                self._fail_all("Internal error while generating.")
+                reference = _error_reference()
+                log.exception("engine step failed [%s]; failing the running batch", reference)
+                self._fail_all(f"Internal error while generating (error {reference}).")
         self._fail_all("The engine is shutting down.")
         while not self._queue.empty():
             request, _ = self._queue.get(timeout=0)
@@ -232,8 +234,10 @@ class Engine:
                 row.pinned = True
                 self.metrics.loaded_adapters.set(len(self.adapters.loaded_keys))
             except Exception as exc:
-                log.warning("adapter load failed: %s", exc)
-                self._finish(row, "error", str(exc))
+                reference = _error_reference()
+                log.warning("adapter load failed [%s]: %s", reference, exc)
+                name = request.adapter.key if request.adapter is not None else "base"
+                self._finish(row, "error", f"The adapter {name} could not be loaded (error {reference}).")
                 continue
             row.cache = DynamicCache()
             self._prefilling.append(row)
@@ -259,10 +263,11 @@ class Engine:
                     cache=row.cache,
                     adapter_rows=[row.adapter_row],
                 )
-            except Exception as exc:
-                log.exception("prefill failed")
+            except Exception:
+                reference = _error_reference()
+                log.exception("prefill failed [%s]", reference)
                 self._prefilling.pop(0)
-                self._finish(row, "error", f"Prefill failed: {exc}")
+                self._finish(row, "error", f"Generation failed (error {reference}).")
                 continue
             row.prefilled, budget = stop, budget - (stop - start)
             self.metrics.prompt_tokens.inc(stop - start)
@@ -370,3 +375,8 @@ class Engine:
     def _on_adapter_load(self, seconds: float) -> None:
         self.metrics.adapter_loads.inc()
         self.metrics.adapter_load_seconds.observe(seconds)
+
+
+def _error_reference() -> str:
+    """A short id that ties an error a client sees to the log line with its details."""
+    return uuid.uuid4().hex[:12]

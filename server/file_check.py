@@ -64,7 +64,7 @@ class FileChecker:
         if process.returncode != 0:
             tail = stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [f"exit status {process.returncode}"]
             log.warning("trainer.check %s failed (%s): %s", args[0], process.returncode, tail[0])
-            return _refused(f"{failure}: the checker failed ({tail[0][:200]}).")
+            return _refused(f"{failure}: the checker failed.")  # its stderr is logged above, not sent
         try:
             verdict = json.loads(stdout[:_MAX_OUTPUT])
         except (UnicodeDecodeError, json.JSONDecodeError):

@@ -345,7 +345,9 @@ def _crash_message(returncode: int, work_dir: Path) -> str:
     else:
         how = f"exited with status {returncode} without reporting a result"
     tail = _log_tail(work_dir / "worker.log")
-    return f"The trainer {how}." + (f" Last log line: {tail}" if tail else "")
+    if tail:  # the operator's to read: a log line may carry paths or another library's internals
+        log.warning("trainer of %s %s; last log line: %s", work_dir.name, how, tail)
+    return f"The trainer {how}."
 
 
 def _log_tail(path: Path) -> str:

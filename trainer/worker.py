@@ -68,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1  # run_job has emitted the failure
     except Exception as exc:
         traceback.print_exc()
-        emit({"type": "failed", "code": "trainer_error", "message": f"Training failed: {type(exc).__name__}: {exc}"})
+        # the traceback went to stderr (the job's worker.log, the operator's); the owner gets a stable message
+        emit({"type": "failed", "code": "trainer_error",
+              "message": f"Training failed on an internal error ({type(exc).__name__}); the server's log has the details."})
         return 1
     return 0
 

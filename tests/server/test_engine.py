@@ -177,3 +177,11 @@ def test_adapter_cache_evicts_lru_and_reports_bad_files(nf4_engine, loras, tmp_p
     assert broken.finished.reason == "error" and "t/broken@1" in broken.finished.error
     again = run(nf4_engine, "Hi", SamplingParams(6, temperature=0))
     assert again.finished.reason == "length"  # the engine survived
+
+
+def test_an_adapter_that_cannot_load_fails_its_request_with_a_reference_only(nf4_engine, tmp_path):
+    missing = AdapterHandle("acme/gone@1", tmp_path / "secret-location")
+    c = run(nf4_engine, "Hello", SamplingParams(4, temperature=0), missing)
+    assert c.finished.reason == "error" and "acme/gone@1 could not be loaded (error " in c.finished.error
+    assert "secret-location" not in c.finished.error
+    assert run(nf4_engine, "Hello", SamplingParams(4, temperature=0)).finished.reason == "length"  # still serving
