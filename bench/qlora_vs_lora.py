@@ -55,9 +55,10 @@ def train_and_eval(model_dir: Path, data: train_data.BenchData, hp: Hyperparamet
     result = train(prepared, batches, hp, seed=seed)
     seconds = time.perf_counter() - started
     after = eval_loss(prepared, heldout)
+    plan = prepared.plan.name
     del prepared
     gc.collect()
-    return {"plan": prepared.plan.name, "eval_loss_before": before, "eval_loss": after, "steps": result.steps,
+    return {"plan": plan, "eval_loss_before": before, "eval_loss": after, "steps": result.steps,
             "final_train_loss": result.final_loss, "train_seconds": seconds}
 
 
