@@ -61,7 +61,7 @@ def build_ui(api_url: str) -> gr.Blocks:
     return blocks
 
 
-IDLE_POLL_S = 0.05
+IDLE_POLL_S = 0.1
 """How often Gradio's queue looks for work while it has none (Gradio polls every 1 ms on Linux,
 10 ms for progress: 6 % of a core on an idle server). A UI event waits at most this much longer."""
 
