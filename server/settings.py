@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     default_max_tokens: int = Field(
         512, ge=1, description="Completion length when a request sets no max_tokens."
     )
+    publishable_max_tokens: int = Field(
+        1024, ge=1, description="Most completion tokens a publishable (website) key may ask for; "
+        "such keys may not use ignore_eos.",
+    )
     adapter_cache_mb: int = Field(
         1024, ge=1, description="Memory for resident adapters next to the base, in MiB (LRU beyond it)."
     )

@@ -74,7 +74,8 @@ def resolve_adapter(services, principal: Principal, model: str) -> tuple[str, Ad
     return manifest.model_id, AdapterHandle(manifest.model_id, resolved.path)
 
 
-def _sampling(services, body: ChatCompletionRequest, prompt_len: int) -> SamplingParams:
+def _sampling(services, body: ChatCompletionRequest, prompt_len: int, ceiling: int | None = None) -> SamplingParams:
+    """The request's sampling; ``ceiling`` bounds the completion when the request names none."""
     limit = min(services.base.context_length, services.settings.max_context)
     if prompt_len >= limit:
         raise bad_request(
@@ -89,7 +90,7 @@ def _sampling(services, body: ChatCompletionRequest, prompt_len: int) -> Samplin
             param="max_completion_tokens" if body.max_completion_tokens else "max_tokens",
             code="context_length_exceeded",
         )
-    max_tokens = requested or min(services.settings.default_max_tokens, limit - prompt_len)
+    max_tokens = requested or min(services.settings.default_max_tokens, limit - prompt_len, ceiling or limit)
     return SamplingParams(
         max_tokens=max_tokens,
         temperature=body.temperature,
@@ -125,6 +126,15 @@ def _tenant_settings(request: Request, principal: Principal, body: ChatCompletio
         if body.model != settings.default_model:
             raise APIError(403, f"This key may only chat with the model {settings.default_model!r}.",
                            code="model_not_allowed", param="model")
+        if body.ignore_eos:  # a benchmark switch: on a web page it only burns the tenant's budget
+            raise APIError(403, "ignore_eos is not available to publishable keys.", code="parameter_not_allowed",
+                           param="ignore_eos")
+        ceiling = request.app.state.services.settings.publishable_max_tokens
+        requested = body.requested_max_tokens()
+        if requested is not None and requested > ceiling:
+            raise bad_request(f"A publishable key may ask for at most {ceiling} tokens.",
+                              param="max_completion_tokens" if body.max_completion_tokens else "max_tokens",
+                              code="max_tokens_too_large")
     return settings
 
 
@@ -147,7 +157,8 @@ async def chat_completions(request: Request) -> Response | ReleaseAfter:
     served_model, adapter = await run_in_threadpool(resolve_adapter, services, principal, body.model)
     system_prompt = settings.system_prompt if settings else None
     prompt_ids = await run_in_threadpool(render_prompt, services.base.tokenizer, list(body.messages), system_prompt)
-    params = _sampling(services, body, len(prompt_ids))
+    ceiling = services.settings.publishable_max_tokens if principal.is_publishable else None
+    params = _sampling(services, body, len(prompt_ids), ceiling)
     admission = _admit(request, principal, settings, len(prompt_ids))
     try:
         generation = services.scheduler.generate(prompt_ids, params, adapter, principal.tenant_id)

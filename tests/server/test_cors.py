@@ -93,6 +93,22 @@ def test_publishable_key_chats_only_with_the_default_model(env: dict[str, Any]) 
         assert_error(refused, 403, "model_not_allowed")
 
 
+def test_publishable_keys_cannot_force_long_answers(env: dict[str, Any]) -> None:
+    """A page visitor must not make the server decode thousands of tokens on the tenant's budget."""
+    headers = {"Origin": SITE, **bearer(env["pk"])}
+    chat = env["client"].post
+    assert_error(chat("/v1/chat/completions", json={**CHAT, "ignore_eos": True}, headers=headers),
+                 403, "parameter_not_allowed")
+    too_long = chat("/v1/chat/completions", json={**CHAT, "max_tokens": 1025}, headers=headers)
+    assert_error(too_long, 400, "max_tokens_too_large")
+    assert too_long.json()["error"]["param"] == "max_tokens"
+    assert_error(chat("/v1/chat/completions", json={**CHAT, "max_tokens": 1024}, headers=headers), 503, "model_loading")
+    # a secret key (the tenant's own server) keeps both
+    secret = bearer(env["secret"]["acme"])
+    for extra in ({"ignore_eos": True}, {"max_tokens": 4000}):
+        assert_error(chat("/v1/chat/completions", json={**CHAT, **extra}, headers=secret), 503, "model_loading")
+
+
 def test_widget_config_of_another_tenant_is_not_found(env: dict[str, Any]) -> None:
     headers = {"Origin": SITE, **bearer(env["pk"])}
     assert_error(env["client"].get("/v1/widget/config?tenant=globex", headers=headers), 404)
