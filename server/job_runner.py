@@ -5,7 +5,8 @@ Contract:
 - :meth:`JobRunner.start` (in the app's lifespan) first fails every job a previous server left
   ``running`` with code ``server_restarted`` (killing its leftover process group if it still
   runs), then keeps scheduling: ``validating_files`` jobs whose files exist move to ``queued``;
-  queued jobs start oldest first, at most ``settings.max_concurrent_jobs`` at a time, once the
+  queued jobs start round-robin across tenants, oldest first within one (:mod:`server.job_order`),
+  at most ``settings.max_concurrent_jobs`` at a time, once the
   base model's directory is known. A start is a call to :meth:`wake` away; a timer retries too.
 - A worker runs in its own process group with ``PR_SET_PDEATHSIG`` (it dies with the server).
   Its stdout is read as JSON-lines events (docs/training-jobs.md) into the job store; lines that
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from server.cpu_share import CPUShare
+from server.job_order import fair_order
 from server.child_process import child_setup, kill_group, trainer_command, trainer_env
 from server.job_events import describe_event, progress_fields
 from server.jobs import Job, JobError
@@ -56,6 +58,7 @@ def tenant_system_prompt(services: Services, tenant: str) -> str | None:
 @dataclass
 class _Worker:
     job_id: str
+    tenant: str
     process: asyncio.subprocess.Process
     outcome: dict[str, Any] | None = None
     """The worker's ``succeeded`` or ``failed`` event, once seen."""
@@ -136,9 +139,11 @@ class JobRunner:
             model_dir = self.services.model_dir
             if model_dir is None:
                 return
-            for job in await asyncio.to_thread(self.jobs.with_status, "queued"):
-                if len(self._workers) >= self.settings.max_concurrent_jobs:
-                    return
+            slots = self.settings.max_concurrent_jobs - len(self._workers)
+            if slots <= 0:
+                return
+            queued = await asyncio.to_thread(self.jobs.with_status, "queued")
+            for job in fair_order(queued, [w.tenant for w in self._workers.values()], slots):
                 await self._start(job, model_dir)
 
     def _missing_file(self, job: Job) -> JobError | None:
@@ -173,6 +178,7 @@ class JobRunner:
             # train in the plan the server measured and serves with (None: the worker measures)
             "execution_plan": self.services.base.plan.name if self.services.base is not None else None,
             "plan_cache": str(self.settings.data.resolve()),
+            "max_seconds_ceiling": self.settings.max_job_seconds,
         }
 
     async def _start(self, job: Job, model_dir: Path) -> None:
@@ -198,7 +204,7 @@ class JobRunner:
             await asyncio.to_thread(self._fail, job.id, JobError("trainer_crashed", f"The trainer did not start: {exc}"))
             return
         await asyncio.to_thread(self.jobs.update, job.id, pid=process.pid)
-        worker = _Worker(job.id, process)
+        worker = _Worker(job.id, job.tenant, process)
         self._workers[job.id] = worker
         self._share_cores()
         self._spawn(self._supervise(worker, work_dir))

@@ -87,6 +87,11 @@ class Settings(BaseSettings):
     max_concurrent_jobs: int = Field(
         1, ge=1, description="Training workers running at once (one per device by default; the rest queue)."
     )
+    max_job_seconds: float = Field(
+        4 * 3600.0, gt=0, description="Longest training loop a job may ask for (hyperparameters.max_seconds); "
+        "jobs that ask for none are held to it too.",
+    )
+    max_job_epochs: int = Field(50, ge=1, description="Most epochs a job may ask for (hyperparameters.n_epochs).")
     job_grace_seconds: float = Field(
         10.0, gt=0, description="Time a cancelled worker gets after SIGTERM before SIGKILL."
     )

@@ -16,7 +16,7 @@ This module never imports torch: the server's edge check (``trainer.check``) use
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
 Auto = Literal["auto"]
@@ -94,6 +94,19 @@ class Hyperparameters:
             data["target_modules"] = list(self.target_modules)
         return data
 
+    def budget_seconds(self, device_type: str) -> float:
+        """The training loop's wall-clock budget on ``device_type`` (``max_seconds`` resolved)."""
+        if self.max_seconds != AUTO:
+            return float(self.max_seconds)
+        return 480.0 if device_type == "cpu" else 4 * 3600.0
+
+    def within(self, max_seconds: float | None, device_type: str) -> Hyperparameters:
+        """These hyperparameters with the budget lowered to ``max_seconds`` (the operator's
+        ceiling) where it is higher, ``auto`` included."""
+        if max_seconds is None or self.budget_seconds(device_type) <= max_seconds:
+            return self
+        return replace(self, max_seconds=float(max_seconds))
+
     def row_tokens(self, device_type: str) -> int:
         """Tokens per packed row on ``device_type`` (``max_seq_tokens`` with ``auto`` resolved)."""
         if self.max_seq_tokens != AUTO:
@@ -124,9 +137,7 @@ class Hyperparameters:
         if base_lr == AUTO:
             base_lr = min(2e-3, max(1e-4, 2e-4 * 4096 / hidden_size))
         multiplier = 1.0 if self.learning_rate_multiplier == AUTO else self.learning_rate_multiplier
-        seconds = self.max_seconds
-        if seconds == AUTO:
-            seconds = 480.0 if device_type == "cpu" else 4 * 3600.0
+        seconds = self.budget_seconds(device_type)
         checkpointing = self.gradient_checkpointing
         if checkpointing == AUTO:
             checkpointing = device_type == "cuda"

@@ -79,6 +79,8 @@ class JobSpec:
     that training and serving agree; None: choose as the server would (``plan_cache``)."""
     plan_cache: Path | None = None
     """Directory of the measured-plan cache (the data directory) when ``execution_plan`` is None."""
+    max_seconds_ceiling: float | None = None
+    """The operator's ceiling on the training loop's budget (``auto`` budgets are held to it too)."""
 
     @classmethod
     def from_dict(cls, data: object) -> JobSpec:
@@ -111,9 +113,18 @@ class JobSpec:
                 device=data.get("device") or None,
                 execution_plan=_plan_name(data.get("execution_plan")),
                 plan_cache=Path(data["plan_cache"]) if data.get("plan_cache") else None,
+                max_seconds_ceiling=_positive(data.get("max_seconds_ceiling")),
             )
         except (KeyError, TypeError, ValueError, InvalidId) as exc:
             raise JobError("invalid_spec", f"Invalid job spec: {exc}") from None
+
+
+def _positive(value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise TypeError("max_seconds_ceiling must be a positive number")
+    return float(value)
 
 
 def _plan_name(value: object) -> str | None:
@@ -221,6 +232,7 @@ def _run(spec: JobSpec, emit: Emit, should_stop: Callable[[], bool]) -> AdapterM
         execution = ExecutionPlan.from_name(spec.execution_plan, "the server's plan") if spec.execution_plan else None
         prepared = prepare_model(spec.base_model_dir, hp, device=spec.device, init_adapter=init_path,
                                  plan=execution, plan_cache=spec.plan_cache)
+        hp = hp.within(spec.max_seconds_ceiling, prepared.device.type)
         budget = min(hp.row_tokens(prepared.device.type), prepared.context_length)
         rows = pack([encode(prepared.tokenizer, s.messages) for s in samples.train], budget, spec.seed)
         held_rows = pack([encode(prepared.tokenizer, s.messages) for s in samples.heldout], budget, spec.seed)

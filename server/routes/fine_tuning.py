@@ -163,6 +163,16 @@ def _owned_file(services: Any, tenant: str, data: dict[str, Any], param: str, re
     return stored
 
 
+def _within_ceilings(settings: Any, hyperparameters: dict[str, Any]) -> None:
+    """The operator's ceilings (``SWAPLORA_MAX_JOB_SECONDS``, ``SWAPLORA_MAX_JOB_EPOCHS``): 400 above them."""
+    for key, ceiling, unit in (("max_seconds", settings.max_job_seconds, "seconds"),
+                               ("n_epochs", settings.max_job_epochs, "epochs")):
+        value = hyperparameters.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > ceiling:
+            raise bad_request(f"hyperparameters.{key} may be at most {ceiling:g} {unit} on this server.",
+                              param=f"hyperparameters.{key}", code="invalid_hyperparameters")
+
+
 async def _checked_hyperparameters(services: Any, hyperparameters: object) -> dict[str, Any]:
     if hyperparameters is None:
         hyperparameters = {}
@@ -170,6 +180,7 @@ async def _checked_hyperparameters(services: Any, hyperparameters: object) -> di
         raise bad_request("'hyperparameters' must be an object.", param="hyperparameters")
     verdict = await FileChecker.from_settings(services.settings).check_hyperparameters(hyperparameters)
     if verdict["ok"] and isinstance(verdict.get("hyperparameters"), dict):
+        _within_ceilings(services.settings, verdict["hyperparameters"])
         return verdict["hyperparameters"]
     param = verdict.get("param")
     param = param if isinstance(param, str) and param.startswith("hyperparameters") else (

@@ -274,6 +274,9 @@ def test_cancel_over_http(api: SimpleNamespace) -> None:
     ({"validation_file": "file-000000000000000000000000"}, 404, "file_not_found", "validation_file"),
     ({"hyperparameters": {"n_epochs": 0}}, 400, "invalid_hyperparameters", "hyperparameters.n_epochs"),
     ({"hyperparameters": {"colour": "blue"}}, 400, "invalid_hyperparameters", "hyperparameters.colour"),
+    # the trainer accepts these; the operator's ceilings (SWAPLORA_MAX_JOB_EPOCHS / _SECONDS) do not
+    ({"hyperparameters": {"n_epochs": 51}}, 400, "invalid_hyperparameters", "hyperparameters.n_epochs"),
+    ({"hyperparameters": {"max_seconds": 4 * 3600 + 1}}, 400, "invalid_hyperparameters", "hyperparameters.max_seconds"),
     ({"hyperparameters": [1]}, 400, None, "hyperparameters"),
     ({"suffix": "Not A Slug!"}, 400, "invalid_suffix", "suffix"),
     ({"seed": -1}, 400, None, "seed"),

@@ -89,3 +89,10 @@ def test_module_does_not_import_torch() -> None:
     code = "import sys, trainer.hyperparameters as h; h.normalise({}); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_operators_ceiling_holds_every_budget_auto_included() -> None:
+    assert parse({}).within(60, "cpu").budget_seconds("cpu") == 60  # auto: 480 s on the CPU
+    assert parse({}).within(3600, "cuda").budget_seconds("cuda") == 3600  # auto: 4 h on a GPU
+    assert parse({"max_seconds": 30}).within(60, "cpu").budget_seconds("cpu") == 30  # already below
+    assert parse({}).within(None, "cpu") == parse({})

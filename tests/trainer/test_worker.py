@@ -54,7 +54,7 @@ def run_worker(spec: Path) -> tuple[int, list[dict[str, Any]]]:
 
 
 def test_worker_trains_and_publishes(tiny_model_dir: Path, tmp_path: Path) -> None:
-    code, events = run_worker(job_spec(tmp_path, tiny_model_dir))
+    code, events = run_worker(job_spec(tmp_path, tiny_model_dir, max_seconds_ceiling=300))
     assert code == 0, events
     kinds = [e["type"] if e["type"] != "status" else e["status"] for e in events]
     assert kinds[:2] == ["validating_files", "running"]
@@ -72,6 +72,7 @@ def test_worker_trains_and_publishes(tiny_model_dir: Path, tmp_path: Path) -> No
     assert manifest.metrics["eval_loss_after"] < manifest.metrics["eval_loss_before"]
     assert manifest.extra["job_id"] == "ftjob-test" and len(manifest.extra["data_sha256"]) == 64
     assert manifest.extra["hyperparameters"]["max_steps"] == 2
+    assert manifest.extra["resolved_hyperparameters"]["max_seconds"] == 300  # the operator's ceiling held
 
     # Continuing from it makes version 2, started from version 1's weights.
     code, events = run_worker(job_spec(tmp_path, tiny_model_dir, model="acme/handbook@1"))
