@@ -41,7 +41,9 @@ def trainer_env(threads: int | None = None) -> dict[str, str]:
 
 
 def child_setup(memory_bytes: int | None = None) -> Callable[[], None]:
-    """A ``preexec_fn``: die with the parent; at most ``memory_bytes`` of address space."""
+    """A ``preexec_fn``: die with the parent; be the kernel's first choice when memory runs out
+    (``oom_score_adj`` 1000, so a training run or a hostile PDF is killed, never the server); at
+    most ``memory_bytes`` of address space."""
 
     def setup() -> None:
         if sys.platform.startswith("linux"):
@@ -49,6 +51,11 @@ def child_setup(memory_bytes: int | None = None) -> Callable[[], None]:
             libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
             if os.getppid() == 1:  # the parent died before prctl took effect
                 os._exit(1)
+            try:
+                with open("/proc/self/oom_score_adj", "w") as f:
+                    f.write("1000")
+            except OSError:
+                pass  # raising one's own score is always allowed; a missing /proc costs only this
         if memory_bytes is not None:
             resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
 

@@ -5,38 +5,56 @@ checker's one JSON object (``{"ok": true, ...}`` or ``{"ok": false, "code", "mes
 docs/training-jobs.md). Whatever goes wrong with the checker itself (it crashes, runs past the
 timeout, exceeds its memory limit, prints something that is not one JSON object) becomes
 ``{"ok": false, "code": "invalid_file", "message": "<name> could not be read ..."}``: the caller
-answers 400 and keeps nothing. A timed-out checker is killed with its whole process group.
+answers 400 and keeps nothing. A timed-out checker is killed with its whole process group. At most ``max_running`` checkers run at
+once (``SWAPLORA_MAX_CONCURRENT_CHECKS``); a check that finds no free slot within ``wait_s`` is a
+429 with ``Retry-After``, so a burst of uploads cannot fork without bound.
 Parsing untrusted PDFs and DOCX files in a separate, limited process keeps the server safe.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import signal
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from server.child_process import child_setup, kill_group, trainer_command, trainer_env
+from server.rate_limits import rate_limited
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
 _MAX_OUTPUT = 1024 * 1024
+_POLL_S = 0.05
+
+
+@functools.cache
+def _slots(count: int) -> threading.BoundedSemaphore:
+    """The process-wide checker slots (a thread semaphore: the server's event loops and test
+    clients' loops share it)."""
+    return threading.BoundedSemaphore(count)
 
 
 class FileChecker:
     """Runs ``trainer.check``; ``command`` replaces ``python -m trainer.check`` (tests)."""
 
-    def __init__(self, *, timeout_s: float, memory_bytes: int | None, command: Sequence[str] | None = None) -> None:
+    def __init__(self, *, timeout_s: float, memory_bytes: int | None, command: Sequence[str] | None = None,
+                 max_running: int = 2, wait_s: float = 10.0) -> None:
         self.timeout_s = timeout_s
         self.memory_bytes = memory_bytes
         self.command = list(command) if command is not None else trainer_command("trainer.check")
+        self.max_running = max_running
+        """Checkers running at once in this process; more wait up to ``wait_s``, then get 429."""
+        self.wait_s = wait_s
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FileChecker:
-        return cls(timeout_s=settings.file_check_timeout_s, memory_bytes=settings.file_check_memory_mb * 1024 * 1024)
+        return cls(timeout_s=settings.file_check_timeout_s, memory_bytes=settings.file_check_memory_mb * 1024 * 1024,
+                   max_running=settings.max_concurrent_checks)
 
     async def check_file(self, path: Path, filename: str) -> dict[str, Any]:
         failure = f"{filename} could not be read"
@@ -47,6 +65,19 @@ class FileChecker:
         return await self._run(["hyperparameters", json.dumps(hyperparameters)], "hyperparameters could not be checked")
 
     async def _run(self, args: list[str], failure: str) -> dict[str, Any]:
+        slots = _slots(self.max_running)
+        waited = 0.0
+        while not slots.acquire(blocking=False):
+            if waited >= self.wait_s:
+                raise rate_limited("Too many uploads are being checked right now; retry shortly.", 5)
+            await asyncio.sleep(_POLL_S)
+            waited += _POLL_S
+        try:
+            return await self._check(args, failure)
+        finally:
+            slots.release()
+
+    async def _check(self, args: list[str], failure: str) -> dict[str, Any]:
         process = await asyncio.create_subprocess_exec(
             *self.command, *args,
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,

@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     file_check_memory_mb: int = Field(
         4096, ge=256, description="Address-space limit (RLIMIT_AS) of the trainer.check process, in MiB."
     )
+    max_concurrent_checks: int = Field(
+        2, ge=1, description="Upload/hyperparameter checker processes running at once; more wait, then get 429."
+    )
     max_concurrent_jobs: int = Field(
         1, ge=1, description="Training workers running at once (one per device by default; the rest queue)."
     )

@@ -177,3 +177,28 @@ def test_a_checker_that_crashes_or_hangs_refuses_the_file(tmp_path: Path) -> Non
     assert asyncio.run(greedy.check_file(tmp_path / "x.md", "x.md"))["ok"] is False
     garbage = FileChecker(timeout_s=30, memory_bytes=None, command=[sys.executable, "-c", "print('hello')"])
     assert "no verdict" in asyncio.run(garbage.check_file(tmp_path / "x.md", "x.md"))["message"]
+
+
+def test_checkers_are_bounded_and_the_kernel_kills_them_first(tmp_path: Path) -> None:
+    """A burst of uploads never forks more than ``max_running`` checkers: the rest wait, then 429;
+    and a checker (like a training worker) is the out-of-memory killer's first choice."""
+    import asyncio
+    import sys
+
+    from server.errors import APIError
+
+    report = FileChecker(timeout_s=30, memory_bytes=None, max_running=7, command=[
+        sys.executable, "-c", "import json; print(json.dumps({'ok': True, 'adj': open('/proc/self/oom_score_adj').read().strip()}))"])
+    assert asyncio.run(report.check_file(tmp_path / "x.md", "x.md"))["adj"] == "1000"
+
+    slow = FileChecker(timeout_s=30, memory_bytes=None, max_running=1, wait_s=0.3,
+                       command=[sys.executable, "-c", "import time; time.sleep(2); print('{\"ok\": true}')"])
+
+    async def burst() -> list[object]:
+        return await asyncio.gather(*(slow.check_file(tmp_path / "x.md", "x.md") for _ in range(3)),
+                                    return_exceptions=True)
+
+    outcomes = asyncio.run(burst())
+    refused = [o for o in outcomes if isinstance(o, APIError)]
+    assert len(refused) == 2 and all(o.status == 429 for o in refused)
+    assert [o for o in outcomes if isinstance(o, dict)] == [{"ok": True}]
