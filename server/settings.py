@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     default_max_tokens: int = Field(
         512, ge=1, description="Completion length when a request sets no max_tokens."
     )
+    max_chat_body_bytes: int = Field(
+        1024 * 1024, ge=1024, description="Largest chat completion request body; larger ones get 413 as they stream in."
+    )
     publishable_max_tokens: int = Field(
         1024, ge=1, description="Most completion tokens a publishable (website) key may ask for; "
         "such keys may not use ignore_eos.",

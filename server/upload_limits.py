@@ -1,4 +1,9 @@
-"""Size limits on multipart uploads, shared by every upload route (adapters, files).
+"""Size limits on request bodies: multipart uploads (adapters, files) and JSON bodies.
+
+:func:`read_capped` reads a JSON body for the routes that take one: a declared Content-Length
+over the limit is a 413 before a byte is read, and a chunked body (or a lying Content-Length)
+is a 413 as soon as the running count passes the limit, so no body larger than the limit is
+ever held in memory.
 
 :func:`multipart_upload` refuses up front what can be refused from the headers (a declared
 Content-Length over the limit: 413 ``upload_too_large``; a body that is not multipart/form-data:
@@ -40,13 +45,35 @@ def _size_capped(request: Request, limit: int) -> Request:
     return Request(request.scope, receive)
 
 
+def _declared_over(request: Request, limit: int) -> bool:
+    length = request.headers.get("content-length", "")
+    return length.isdigit() and int(length) > limit
+
+
+def body_too_large(limit: int) -> APIError:
+    """The 413 for a JSON body over ``limit`` bytes."""
+    return APIError(413, f"The request body is larger than the limit of {limit} bytes.", code="request_too_large")
+
+
+async def read_capped(request: Request, limit: int) -> bytes:
+    """The whole body, or a 413 (see the module docstring) once it passes ``limit`` bytes."""
+    if _declared_over(request, limit):
+        raise body_too_large(limit)
+    chunks, received = [], 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit:
+            raise body_too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def multipart_upload(request: Request, limit: int, what: str) -> Request:
     """``request`` checked and capped for a multipart upload of at most ``limit`` file bytes.
 
     ``what`` names the upload in the 415 message (``"the adapter"``, ``"the file"``).
     """
-    length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > limit + MULTIPART_SLACK:
+    if _declared_over(request, limit + MULTIPART_SLACK):
         raise too_large(limit)
     if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
         raise APIError(415, f"Upload {what} as multipart/form-data.", code="unsupported_media_type")

@@ -34,12 +34,13 @@ from server.auth import Principal, authenticate, can_use_tenant
 from server.cors import require_allowed_origin
 from server.engine import Finished, TextDelta
 from server.errors import APIError, bad_request, model_loading, model_not_found
-from server.prompt import render_prompt
+from server.prompt import refuse_what_cannot_fit, render_prompt
 from server.rate_limits import UNLIMITED, Admission, ReleaseAfter
 from server.sampling import SamplingParams
 from server.scheduler import Generation
 from server.schemas import ChatCompletionRequest, parse_json
 from server.tenant_settings import TenantSettings
+from server.upload_limits import read_capped
 
 
 def _ready_services(request: Request):
@@ -74,9 +75,13 @@ def resolve_adapter(services, principal: Principal, model: str) -> tuple[str, Ad
     return manifest.model_id, AdapterHandle(manifest.model_id, resolved.path)
 
 
+def _context_limit(services) -> int:
+    return min(services.base.context_length, services.settings.max_context)
+
+
 def _sampling(services, body: ChatCompletionRequest, prompt_len: int, ceiling: int | None = None) -> SamplingParams:
     """The request's sampling; ``ceiling`` bounds the completion when the request names none."""
-    limit = min(services.base.context_length, services.settings.max_context)
+    limit = _context_limit(services)
     if prompt_len >= limit:
         raise bad_request(
             f"The prompt is {prompt_len} tokens; this model's context is {limit} tokens.",
@@ -151,11 +156,12 @@ def _settle(admission: Admission, generation: Generation, prompt_len: int) -> No
 
 async def chat_completions(request: Request) -> Response | ReleaseAfter:
     principal = authenticate(request, allow_publishable=True)
-    body = parse_json(ChatCompletionRequest, await request.body())
+    body = parse_json(ChatCompletionRequest, await read_capped(request, request.app.state.services.settings.max_chat_body_bytes))
     settings = await run_in_threadpool(_tenant_settings, request, principal, body)
     services = _ready_services(request)
     served_model, adapter = await run_in_threadpool(resolve_adapter, services, principal, body.model)
     system_prompt = settings.system_prompt if settings else None
+    await run_in_threadpool(refuse_what_cannot_fit, services.base.tokenizer, list(body.messages), _context_limit(services))
     prompt_ids = await run_in_threadpool(render_prompt, services.base.tokenizer, list(body.messages), system_prompt)
     ceiling = services.settings.publishable_max_tokens if principal.is_publishable else None
     params = _sampling(services, body, len(prompt_ids), ceiling)

@@ -27,6 +27,7 @@ from server.auth import Principal, authenticate, can_use_tenant, require_admin
 from server.errors import APIError, bad_request, not_found
 from server.tenant_settings import TenantSettings, check_default_model, merge_patch, settings_error
 from server.tenants import Tenant, TenantExists, TenantNotFound
+from server.upload_limits import read_capped
 
 MAX_JSON_BYTES = 64 * 1024
 """Management bodies are a few fields; a bigger one is a mistake or abuse."""
@@ -34,9 +35,7 @@ MAX_JSON_BYTES = 64 * 1024
 
 async def read_json_object(request: Request, allowed: frozenset[str]) -> dict[str, Any]:
     """The request body as a JSON object with only ``allowed`` keys, or a 400 saying what is wrong."""
-    body = await request.body()
-    if len(body) > MAX_JSON_BYTES:
-        raise APIError(413, "Request body is too large.", code="request_too_large")
+    body = await read_capped(request, MAX_JSON_BYTES)
     try:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError):
