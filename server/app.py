@@ -123,4 +123,6 @@ def serve(settings: Settings, app: Starlette | None = None) -> None:
         port=settings.port,
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=5,
+        limit_concurrency=settings.max_connections,  # beyond it uvicorn answers 503 at once
+        timeout_keep_alive=5,
     )

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
+from server.auth_throttle import AuthThrottle
 from server.errors import APIError
 
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
@@ -59,11 +60,14 @@ def authenticate(request: Request, allow_publishable: bool = False) -> Principal
             headers=_CHALLENGE,
         )
     services = request.app.state.services
+    throttle, address = _throttle(request), request.client.host if request.client else "unknown"
+    throttle.check(address)
     admin_key = services.settings.admin_key
     if admin_key and hmac.compare_digest(key.encode("utf-8"), admin_key.encode("utf-8")):
         return Principal(tenant_id=None, is_admin=True, key_kind="admin")
     owner = services.tenants.authenticate_key(key)
     if owner is None:
+        throttle.record(address)
         raise APIError(401, "Incorrect API key provided.", code="invalid_api_key", headers=_CHALLENGE)
     if owner.kind == "publishable" and not allow_publishable:
         raise APIError(
@@ -72,6 +76,15 @@ def authenticate(request: Request, allow_publishable: bool = False) -> Principal
             code="publishable_key_not_allowed",
         )
     return Principal(tenant_id=owner.tenant.id, is_admin=False, key_kind=owner.kind)
+
+
+def _throttle(request: Request) -> AuthThrottle:
+    """The app's failed-authentication throttle (made on first use)."""
+    state = request.app.state
+    throttle = getattr(state, "auth_throttle", None)
+    if throttle is None:
+        throttle = state.auth_throttle = AuthThrottle(state.services.settings.auth_failures_per_minute)
+    return throttle
 
 
 def require_admin(principal: Principal) -> None:

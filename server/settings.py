@@ -49,6 +49,12 @@ class Settings(BaseSettings):
     default_max_tokens: int = Field(
         512, ge=1, description="Completion length when a request sets no max_tokens."
     )
+    max_connections: int = Field(
+        1024, ge=16, description="Open connections and in-flight requests the server accepts; beyond it, 503."
+    )
+    auth_failures_per_minute: int = Field(
+        20, ge=1, description="Failed authentications one client address may make in 60 s before it gets 429."
+    )
     max_chat_body_bytes: int = Field(
         1024 * 1024, ge=1024, description="Largest chat completion request body; larger ones get 413 as they stream in."
     )
