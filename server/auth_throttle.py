@@ -5,8 +5,8 @@ while the address has had :attr:`AuthThrottle.max_failures` failed authenticatio
 within the last :attr:`AuthThrottle.window_s` seconds; :meth:`AuthThrottle.record` counts one.
 A correct key is never slowed down by others' failures, only by its own address's. Memory is
 bounded: at most ``max_addresses`` addresses are tracked (the least recently failing is dropped)
-and each keeps at most ``max_failures`` timestamps. Behind a reverse proxy every client has the
-proxy's address: run uvicorn with ``--proxy-headers`` (README, "Security").
+and each keeps at most ``max_failures`` timestamps. Behind a reverse proxy the address comes from
+``X-Forwarded-For`` where uvicorn trusts the proxy (127.0.0.1, or ``FORWARDED_ALLOW_IPS``).
 """
 
 from __future__ import annotations
