@@ -13,6 +13,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from adapters.execution_plan import PlanRequest
+from server.tenant_settings import TenantLimits
 
 
 MIN_ADMIN_KEY_LENGTH = 24
@@ -57,6 +58,10 @@ class Settings(BaseSettings):
     )
     max_chat_body_bytes: int = Field(
         1024 * 1024, ge=1024, description="Largest chat completion request body; larger ones get 413 as they stream in."
+    )
+    default_limit_ceilings: TenantLimits = Field(
+        TenantLimits(), description="The operator's limits every new tenant starts with (JSON, e.g. "
+        '\'{"requests_per_minute": 60, "concurrent_requests": 4}\'); tenants may only lower them.',
     )
     publishable_max_tokens: int = Field(
         1024, ge=1, description="Most completion tokens a publishable (website) key may ask for; "

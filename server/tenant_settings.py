@@ -14,8 +14,12 @@ Contract:
 - :class:`TenantLimits`: ``None`` means unlimited (the default). The server enforces
   requests/minute, tokens/day and concurrent requests (:mod:`server.rate_limits`);
   ``concurrent_jobs`` is for the fine-tuning job runner.
-- :func:`merge_patch` applies a PATCH body: top-level fields replace, ``limits`` merges field by
-  field, ``null`` resets a field to its default.
+- Limits are the operator's: ``limit_ceilings`` is set by the admin only (new tenants get the
+  server's ``SWAPLORA_DEFAULT_LIMIT_CEILINGS``); ``limits`` is the tenant's own and may only be
+  lower (:func:`check_limits`). What is enforced is :attr:`TenantSettings.effective_limits`, the
+  lower of the two per field, so a tenant can never raise or clear a ceiling.
+- :func:`merge_patch` applies a PATCH body: top-level fields replace, ``limits`` and
+  ``limit_ceilings`` merge field by field, ``null`` resets a field to its default.
 """
 
 from __future__ import annotations
@@ -102,6 +106,17 @@ class TenantSettings(_Record):
     default_model: str = "base"
     """The model publishable keys (the widget) chat with."""
     limits: TenantLimits = TenantLimits()
+    """The tenant's own limits (at most the ceilings)."""
+    limit_ceilings: TenantLimits = TenantLimits()
+    """The operator's limits: only the admin changes them."""
+
+    @property
+    def effective_limits(self) -> TenantLimits:
+        """What the server enforces: per field the lower of ``limits`` and ``limit_ceilings``."""
+        own, ceiling = self.limits.model_dump(), self.limit_ceilings.model_dump()
+        return TenantLimits(**{
+            field: min((v for v in (own[field], ceiling[field]) if v is not None), default=None) for field in own
+        })
 
     @field_validator("brand_color")
     @classmethod
@@ -145,12 +160,24 @@ def check_default_model(settings: TenantSettings, tenant_id: str) -> None:
         )
 
 
+def check_limits(settings: TenantSettings, is_admin: bool, patch: dict[str, Any]) -> None:
+    """403 when a tenant touches ``limit_ceilings``; 400 when its own limits pass a ceiling."""
+    if "limit_ceilings" in patch and not is_admin:
+        raise APIError(403, "Only the server's operator (the admin key) sets limit_ceilings.",
+                       code="admin_required", param="limit_ceilings")
+    own, ceiling = settings.limits.model_dump(), settings.limit_ceilings.model_dump()
+    for field, cap in ceiling.items():
+        if cap is not None and own[field] is not None and own[field] > cap:
+            raise bad_request(f"limits.{field} may be at most {cap}, the operator's ceiling.",
+                              param=f"limits.{field}", code="invalid_setting")
+
+
 def merge_patch(current: TenantSettings, patch: dict[str, Any]) -> dict[str, Any]:
     """The settings after ``patch`` as plain JSON data, to be validated whole by the caller."""
     merged = current.model_dump(mode="json")
     for field, value in patch.items():
-        if field == "limits" and isinstance(value, dict):
-            merged["limits"] = {**merged["limits"], **value}
+        if field in ("limits", "limit_ceilings") and isinstance(value, dict):
+            merged[field] = {**merged[field], **value}
         elif value is None and field in TenantSettings.model_fields:
             merged.pop(field)  # back to the default
         else:

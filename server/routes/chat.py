@@ -146,7 +146,7 @@ def _tenant_settings(request: Request, principal: Principal, body: ChatCompletio
 def _admit(request: Request, principal: Principal, settings: TenantSettings | None, prompt_len: int) -> Admission:
     if principal.tenant_id is None or settings is None:
         return UNLIMITED
-    return request.app.state.services.limits.admit(principal.tenant_id, settings.limits, prompt_len)
+    return request.app.state.services.limits.admit(principal.tenant_id, settings.effective_limits, prompt_len)
 
 
 def _settle(admission: Admission, generation: Generation, prompt_len: int) -> None:

@@ -130,7 +130,7 @@ async def create_job(request: Request) -> JSONResponse:
 def _check_job_limit(services: Any, tenant: str) -> None:
     """429 while the tenant has its ``limits.concurrent_jobs`` jobs not finished yet."""
     active = [job for job in services.jobs.with_status("validating_files", "queued", "running") if job.tenant == tenant]
-    check_concurrent_jobs(services.tenants.get_settings(tenant).limits, len(active))
+    check_concurrent_jobs(services.tenants.get_settings(tenant).effective_limits, len(active))
 
 
 def _checked_model(services: Any, tenant: str, model: object) -> str:

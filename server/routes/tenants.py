@@ -25,7 +25,7 @@ from adapters.ids import InvalidId, parse_model_id, validate_tenant_id
 from adapters.store import AdapterNotFound
 from server.auth import Principal, authenticate, can_use_tenant, require_admin
 from server.errors import APIError, bad_request, not_found
-from server.tenant_settings import TenantSettings, check_default_model, merge_patch, settings_error
+from server.tenant_settings import TenantSettings, check_default_model, check_limits, merge_patch, settings_error
 from server.tenants import Tenant, TenantExists, TenantNotFound
 from server.upload_limits import read_capped
 
@@ -50,7 +50,8 @@ async def read_json_object(request: Request, allowed: frozenset[str]) -> dict[st
 
 def tenant_object(tenant: Tenant, settings: TenantSettings | None = None) -> dict[str, Any]:
     settings = settings or TenantSettings()
-    return {"id": tenant.id, "object": "tenant", "created_at": tenant.created_at, **settings.model_dump(mode="json")}
+    return {"id": tenant.id, "object": "tenant", "created_at": tenant.created_at, **settings.model_dump(mode="json"),
+            "effective_limits": settings.effective_limits.model_dump(mode="json")}
 
 
 def owned_tenant(request: Request, principal: Principal) -> Tenant:
@@ -77,7 +78,12 @@ async def create_tenant(request: Request) -> JSONResponse:
         tenant, key = await run_in_threadpool(request.app.state.services.tenants.create_tenant, tenant_id)
     except TenantExists as exc:
         raise APIError(409, str(exc), param="id", code="tenant_exists") from None
-    return JSONResponse({**tenant_object(tenant), "api_key": key}, status_code=201)
+    ceilings = request.app.state.services.settings.default_limit_ceilings
+    settings = await run_in_threadpool(
+        request.app.state.services.tenants.update_settings, tenant.id,
+        lambda current: current.model_copy(update={"limit_ceilings": ceilings}),
+    )
+    return JSONResponse({**tenant_object(tenant, settings), "api_key": key}, status_code=201)
 
 
 async def list_tenants(request: Request) -> JSONResponse:
@@ -127,6 +133,7 @@ async def update_tenant(request: Request) -> JSONResponse:
         except ValidationError as exc:
             raise settings_error(exc) from None
         check_default_model(updated, tenant.id)
+        check_limits(updated, principal.is_admin, patch)
         if updated.default_model != current.default_model:
             _check_model_exists(services, updated)
         return updated
