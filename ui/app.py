@@ -29,6 +29,7 @@ import gradio as gr
 from ui.adapters_tab import build_adapters_tab
 from ui.chat_tab import build_chat_tab
 from ui.compare_tab import build_compare_tab
+from ui.same_origin import SameOriginOnly
 from ui.session import build_sign_in
 from ui.train_tab import build_train_tab
 
@@ -79,6 +80,7 @@ def mount_ui(app: Any, api_url: str, path: str = "/ui", max_file_size: int = DEF
     """Mount the UI on ``app`` at ``path``; returns ``app``."""
     if path.rstrip("/"):
         _redirect_root_assets(app, path.rstrip("/"))
+    app.add_middleware(SameOriginOnly, prefix=path)
     return gr.mount_gradio_app(
         app,
         build_ui(api_url),

@@ -56,6 +56,16 @@ def test_internet_settings_as_served(mounted: TestClient) -> None:
     assert all(gradio_dir in Path(p).parents for p in _StaticFiles.all_paths), _StaticFiles.all_paths
 
 
+def test_the_ui_answers_no_other_site(mounted: TestClient) -> None:
+    """Gradio reflects any Origin with credentials when the Host is not localhost; not under /ui."""
+    foreign = {"Origin": "https://evil.example", "Host": "shop.example"}
+    response = mounted.get("/ui/config", headers=foreign)
+    assert response.status_code == 200
+    assert not [h for h in response.headers if h.lower().startswith("access-control-")], response.headers
+    preflight = mounted.options("/ui/gradio_api/upload", headers={**foreign, "Access-Control-Request-Method": "POST"})
+    assert preflight.status_code == 403 and "access-control-allow-origin" not in preflight.headers
+
+
 def test_unreachable_server_is_a_readable_error() -> None:
     async def call() -> None:
         async with ApiClient(NOWHERE, "sk-swl-x") as api:
