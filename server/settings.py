@@ -72,8 +72,8 @@ class Settings(BaseSettings):
     )
     torch_threads: int | None = Field(
         None, ge=1,
-        description="Intra-op CPU threads of the engine; unset: torch's default (one per core). On a small or "
-        "shared CPU, 1 avoids stalls from oversubscribed OpenMP threads.",
+        description="Intra-op CPU threads of the engine; unset: every core while no training runs, the cores a "
+        "training worker leaves while one does (server.cpu_share). On a small or shared CPU, 1 avoids stalls.",
     )
     adapter_host_cache_mb: int = Field(
         2048, ge=0, description="Host memory for adapters evicted from the device (ready tensors), in MiB."

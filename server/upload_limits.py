@@ -29,8 +29,8 @@ def too_large(limit: int) -> APIError:
     return APIError(413, f"Upload is larger than the limit of {limit} bytes.", code="upload_too_large")
 
 
-def _size_capped(request: Request, limit: int) -> Request:
-    """The same request, but reading past ``limit`` body bytes raises 413 mid-stream."""
+def _size_capped(request: Request, limit: int, error: APIError) -> Request:
+    """The same request, but reading past ``limit`` body bytes raises ``error`` mid-stream."""
     received = 0
 
     async def receive() -> Message:
@@ -39,7 +39,7 @@ def _size_capped(request: Request, limit: int) -> Request:
         if message["type"] == "http.request":
             received += len(message.get("body", b""))
             if received > limit:
-                raise too_large(limit)
+                raise error
         return message
 
     return Request(request.scope, receive)
@@ -59,13 +59,7 @@ async def read_capped(request: Request, limit: int) -> bytes:
     """The whole body, or a 413 (see the module docstring) once it passes ``limit`` bytes."""
     if _declared_over(request, limit):
         raise body_too_large(limit)
-    chunks, received = [], 0
-    async for chunk in request.stream():
-        received += len(chunk)
-        if received > limit:
-            raise body_too_large(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return await _size_capped(request, limit, body_too_large(limit)).body()
 
 
 def multipart_upload(request: Request, limit: int, what: str) -> Request:
@@ -77,4 +71,4 @@ def multipart_upload(request: Request, limit: int, what: str) -> Request:
         raise too_large(limit)
     if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
         raise APIError(415, f"Upload {what} as multipart/form-data.", code="unsupported_media_type")
-    return _size_capped(request, limit + MULTIPART_SLACK)
+    return _size_capped(request, limit + MULTIPART_SLACK, too_large(limit))

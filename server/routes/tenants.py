@@ -25,7 +25,7 @@ from adapters.ids import InvalidId, parse_model_id, validate_tenant_id
 from adapters.store import AdapterNotFound
 from server.auth import Principal, authenticate, can_use_tenant, require_admin
 from server.errors import APIError, bad_request, not_found
-from server.tenant_settings import TenantSettings, check_default_model, check_limits, merge_patch, settings_error
+from server.tenant_settings import TenantLimits, TenantSettings, check_default_model, check_limits, merge_patch, settings_error
 from server.tenants import Tenant, TenantExists, TenantNotFound
 from server.upload_limits import read_capped
 
@@ -79,10 +79,12 @@ async def create_tenant(request: Request) -> JSONResponse:
     except TenantExists as exc:
         raise APIError(409, str(exc), param="id", code="tenant_exists") from None
     ceilings = request.app.state.services.settings.default_limit_ceilings
-    settings = await run_in_threadpool(
-        request.app.state.services.tenants.update_settings, tenant.id,
-        lambda current: current.model_copy(update={"limit_ceilings": ceilings}),
-    )
+    settings = None
+    if ceilings != TenantLimits():  # the server's defaults, when the operator set any
+        settings = await run_in_threadpool(
+            request.app.state.services.tenants.update_settings, tenant.id,
+            lambda current: current.model_copy(update={"limit_ceilings": ceilings}),
+        )
     return JSONResponse({**tenant_object(tenant, settings), "api_key": key}, status_code=201)
 
 
