@@ -112,6 +112,10 @@ class Settings(BaseSettings):
     job_grace_seconds: float = Field(
         10.0, gt=0, description="Time a cancelled worker gets after SIGTERM before SIGKILL."
     )
+    drain_seconds: float = Field(
+        30.0, ge=0, description="On SIGTERM: how long streams in flight may take to finish (new requests get "
+        "503 with Retry-After meanwhile) before the server exits anyway."
+    )
 
     @field_validator("admin_key")
     @classmethod
