@@ -2,8 +2,9 @@
 
 Start-up never blocks on the model: the base loads on a background thread (converting the
 embedded model first if needed) while ``/health`` already answers; chat answers 503
-``model_loading`` until ``/ready`` says ready. Shutdown stops the engine, which ends every open
-request with an error event.
+``model_loading`` until ``/ready`` says ready. SIGTERM drains first (:mod:`server.drain`); the
+lifespan's shutdown then stops the job runner and the engine, which ends every request still open
+with an error event.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from adapters.store import AdapterStore
 from server.comparisons import ComparisonStore
 from server.cors import TenantCORSMiddleware
 from server.cpu_share import CPUShare
+from server.drain import Drain, DrainingServer
 from server.engine import Engine
 from server.errors import install_error_handlers
 from server.files import FileStore
@@ -41,6 +43,8 @@ from server.settings import Settings
 from server.tenants import TenantRegistry
 
 log = logging.getLogger(__name__)
+_AFTER_DRAIN_S = 2
+"""What uvicorn still gives requests open past the drain (or at a second signal) before it cancels them."""
 
 
 def load_model(services: Services) -> None:
@@ -111,18 +115,33 @@ def create_app(settings: Settings) -> Starlette:
 
 
 def serve(settings: Settings, app: Starlette | None = None) -> None:
-    """Run ``app`` (default: ``create_app(settings)``) in the foreground until interrupted."""
+    """Run ``app`` (default: ``create_app(settings)``) in the foreground until SIGTERM or SIGINT.
+
+    The first signal drains (:mod:`server.drain`): new requests get 503, streams in flight
+    finish, running training jobs are stopped (``failed``, ``server_restarted``), and the call
+    returns once nothing is in flight or after ``settings.drain_seconds``; a second signal
+    returns at once.
+    """
     import uvicorn
 
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not settings.admin_key:
         log.warning("SWAPLORA_ADMIN_KEY is not set: nobody can create tenants.")
-    uvicorn.run(
-        app or create_app(settings),
+    app = app or create_app(settings)
+    services: Services = app.state.services
+
+    async def stop_jobs() -> None:
+        if services.runner is not None:
+            await services.runner.stop()
+
+    drain = Drain(app, settings.drain_seconds, on_drain=[stop_jobs])
+    config = uvicorn.Config(
+        drain,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
-        timeout_graceful_shutdown=5,
+        timeout_graceful_shutdown=_AFTER_DRAIN_S,
         limit_concurrency=settings.max_connections,  # beyond it uvicorn answers 503 at once
         timeout_keep_alive=5,
     )
+    DrainingServer(config, drain).run()

@@ -16,7 +16,14 @@ Contract:
 - :meth:`cancel` cancels a job that has not started at once; a running one gets SIGTERM on its
   process group, SIGKILL after ``settings.job_grace_seconds``, and ends ``cancelled`` (the worker
   publishes atomically, so nothing half-written is left). :meth:`stop` ends every running job
-  the same way and fails it with ``server_restarted``.
+  the same way and fails it with ``server_restarted``; it runs at the start of a SIGTERM drain
+  (:mod:`server.drain`) and again in the lifespan's shutdown (a second call only waits).
+- The error codes a job ends ``failed`` with here are stable (clients may branch on them):
+  ``server_restarted`` (:data:`RESTARTED`: the server stopped, by SIGTERM or a crash, while the
+  job ran; nothing was published; create the job again), ``trainer_crashed`` (the worker died
+  without reporting a result, e.g. killed by SIGKILL or out of memory), ``file_not_found`` (a
+  training or validation file was deleted before the start), or the worker's own code from its
+  ``failed`` event (docs/training-jobs.md).
 """
 
 from __future__ import annotations
