@@ -57,11 +57,11 @@ def _from_openai(exc: openai.OpenAIError, api_url: str) -> ApiError:
 class ApiClient:
     """Calls to one swaplora server with one key; use as ``async with ApiClient(url, key) as api``."""
 
-    def __init__(self, api_url: str, key: str) -> None:
+    def __init__(self, api_url: str, key: str, headers: Mapping[str, str] | None = None) -> None:
         self.api_url = api_url.rstrip("/")
         self.key = key
         self._http = httpx.AsyncClient(
-            base_url=self.api_url, headers={"Authorization": f"Bearer {key}"}, timeout=TIMEOUT_S
+            base_url=self.api_url, headers={**(headers or {}), "Authorization": f"Bearer {key}"}, timeout=TIMEOUT_S
         )
 
     async def __aenter__(self) -> ApiClient:

@@ -2,7 +2,9 @@
 
 Contract:
 
-- :func:`build_ui` makes the Blocks for a server at ``api_url``: a sign-in row, then exactly
+- Nothing under the mount answers without a key: :class:`ui.key_gate.KeyGate` sends browsers to
+  its sign-in page and refuses other callers (also Gradio's own ``auth_dependency``).
+- :func:`build_ui` makes the Blocks for a server at ``api_url``: a signed-in row, then exactly
   four tabs, **Chat**, **Train**, **Compare**, **Adapters**. The UI reaches the server only over
   HTTP (:mod:`ui.api_client`), so it runs in the server's process or anywhere else alike.
 - :func:`mount_ui` mounts it on an ASGI (Starlette/FastAPI) app at ``path`` (``swaplora serve``
@@ -29,7 +31,9 @@ import gradio as gr
 from ui.adapters_tab import build_adapters_tab
 from ui.chat_tab import build_chat_tab
 from ui.compare_tab import build_compare_tab
+from ui.key_gate import KeyGate
 from ui.same_origin import SameOriginOnly
+from ui.ui_sessions import UiSessions
 from ui.session import build_sign_in
 from ui.train_tab import build_train_tab
 
@@ -46,11 +50,12 @@ def theme() -> gr.themes.Base:
     return gr.themes.Default(font=system, font_mono=mono)
 
 
-def build_ui(api_url: str) -> gr.Blocks:
-    """The Blocks for the server at ``api_url`` (its root, e.g. ``http://127.0.0.1:8000``)."""
+def build_ui(api_url: str, sessions: UiSessions, prefix: str) -> gr.Blocks:
+    """The Blocks for the server at ``api_url`` (its root, e.g. ``http://127.0.0.1:8000``), behind the
+    :class:`ui.key_gate.KeyGate` mounted at ``prefix`` that keeps ``sessions``."""
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(CACHE_SECONDS, CACHE_SECONDS)) as blocks:
         gr.Markdown(f"## {TITLE} — chat, train and compare LoRA adapters")
-        session, acting = build_sign_in(api_url)
+        session, acting = build_sign_in(blocks, api_url, sessions, prefix)
         catalog = gr.State(None)  # the /v1/adapters listing the model pickers follow
         build_chat_tab(session, catalog)
         build_train_tab(session, catalog, acting)
@@ -76,15 +81,18 @@ def quiet_when_idle(blocks: gr.Blocks) -> None:
 
 
 def mount_ui(app: Any, api_url: str, path: str = "/ui", max_file_size: int = DEFAULT_MAX_FILE_SIZE,
-             blocked_paths: list[Path] | None = None) -> Any:
-    """Mount the UI on ``app`` at ``path``; returns ``app``."""
+             blocked_paths: list[Path] | None = None, sessions: UiSessions | None = None) -> Any:
+    """Mount the UI on ``app`` at ``path`` behind a key gate keeping ``sessions``; returns ``app``."""
     if path.rstrip("/"):
         _redirect_root_assets(app, path.rstrip("/"))
-    app.add_middleware(SameOriginOnly, prefix=path)
+    sessions = sessions or UiSessions()
+    app.add_middleware(KeyGate, api_url=api_url, prefix=path, sessions=sessions)
+    app.add_middleware(SameOriginOnly, prefix=path)  # outermost: cross-origin preflights end here
     return gr.mount_gradio_app(
         app,
-        build_ui(api_url),
+        build_ui(api_url, sessions, path),
         path=path,
+        auth_dependency=KeyGate.user,
         footer_links=["api", "settings"],
         run_history=False,
         allowed_paths=[],

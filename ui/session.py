@@ -3,7 +3,8 @@
 Contract:
 
 - A :class:`Session` lives only in the browser session's ``gr.State`` (server memory for that
-  one page session): never written to disk, a cookie or the page. Reloading the page signs out.
+  one page session): never written to disk, a cookie or the page. The key is typed once, on the
+  sign-in page of :mod:`ui.key_gate`, whose cookie holds an opaque token, not the key.
 - :func:`sign_in` asks the server (``GET /v1/me``) whom the key belongs to; a bad key is the
   server's own 401 message. The admin (who sees every tenant) also gets the tenant list, to act
   for one tenant where the API needs it (uploads, training).
@@ -15,12 +16,15 @@ Contract:
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
 
 from ui.api_client import ApiClient
+from ui.key_gate import pass_for
+from ui.ui_sessions import UiSessions
 
 
 @dataclass(frozen=True)
@@ -88,23 +92,28 @@ async def load_catalog(session: Session | None) -> list[dict[str, Any]] | None:
         return await api.adapters()
 
 
-def build_sign_in(api_url: str) -> tuple[gr.State, gr.Dropdown]:
-    """The sign-in row; returns the session state and the admin's "act for tenant" dropdown."""
+def build_sign_in(blocks: gr.Blocks, api_url: str, sessions: UiSessions, prefix: str) -> tuple[gr.State, gr.Dropdown]:
+    """Who is signed in, a sign-out button and the admin's "act for tenant" dropdown; returns the
+    session state and the dropdown. The key comes from the :class:`ui.key_gate.KeyGate` (holding
+    ``sessions``, mounted at ``prefix``) that let the page's request through (its sign-in cookie,
+    or a client's bearer key) when the page loads (or a client calls ``/sign_in``)."""
     session = gr.State(None)
     with gr.Row(equal_height=True):
-        key = gr.Textbox(label="API key", type="password", placeholder="sk-swl-... or the admin key", scale=4)
-        button = gr.Button("Sign in", variant="primary", scale=1)
+        status = gr.Markdown("Not signed in.")
         acting = gr.Dropdown(label="Act for tenant", choices=[], visible=False, scale=2, interactive=True,
                              allow_custom_value=True)
-    status = gr.Markdown("Not signed in.")
+        sign_out = html.escape(prefix.rstrip("/") + "/sign-out")
+        gr.HTML(f'<form method="post" action="{sign_out}">'
+                '<button type="submit" class="lg secondary">Sign out</button></form>')
 
-    async def on_sign_in(value: str) -> tuple[Session, str, Any, str]:
-        new = await sign_in(api_url, value)
+    async def on_load(request: gr.Request) -> tuple[Session, str, Any]:
+        ui_pass = pass_for(sessions, request.headers, request.cookies)
+        if ui_pass is None:  # the gate let nobody through without a key: a session that just expired
+            raise gr.Error("Your sign-in has expired: reload the page.", print_exception=False)
+        new = await sign_in(api_url, ui_pass.key)
         choices = list(new.tenants)
         dropdown = gr.Dropdown(choices=choices, value=choices[0] if choices else None, visible=new.is_admin)
-        return new, new.describe(), dropdown, ""
+        return new, new.describe(), dropdown
 
-    # The key box is emptied once used: the key then lives only in the session state.
-    gr.on([button.click, key.submit], on_sign_in, inputs=key, outputs=[session, status, acting, key],
-          api_name="sign_in")
+    blocks.load(on_load, outputs=[session, status, acting], api_name="sign_in")
     return session, acting

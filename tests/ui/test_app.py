@@ -19,20 +19,25 @@ from ui.api_client import ApiClient, ApiError
 from ui.app import build_ui, mount_ui
 from ui.job_view import eval_rows, loss_frame, progress_html
 from ui.session import model_choices
+from ui.ui_sessions import UiPass, UiSessions
 from ui.train_tab import hyperparameters
 
 NOWHERE = "http://127.0.0.1:9"
+KNOWN_KEY = "sk-swl-known-to-the-gate"
+"""A key the gate's cache holds as accepted (the API at NOWHERE cannot be asked): signed-in requests."""
 
 
 @pytest.fixture(scope="module")
 def mounted() -> TestClient:
-    app = mount_ui(Starlette(), NOWHERE, "/ui", max_file_size=1234567)
-    with TestClient(app) as client:
+    sessions = UiSessions()
+    sessions.remember(UiPass(key=KNOWN_KEY, user="acme"))
+    app = mount_ui(Starlette(), NOWHERE, "/ui", max_file_size=1234567, sessions=sessions)
+    with TestClient(app, headers={"Authorization": f"Bearer {KNOWN_KEY}"}) as client:
         yield client
 
 
 def test_exactly_the_four_tabs() -> None:
-    blocks = build_ui(NOWHERE)
+    blocks = build_ui(NOWHERE, UiSessions(), "/ui")
     assert [b.label for b in blocks.blocks.values() if isinstance(b, gr.Tab)] == ["Chat", "Train", "Compare", "Adapters"]
 
 

@@ -36,19 +36,22 @@ def outputs(job: Any) -> list[Any]:
     return seen
 
 
-def test_sign_in_names_the_caller_or_says_why_not(server: Server, tenant_keys: dict[str, str]) -> None:
-    client = Client(f"{server.url}/ui/", verbose=False, download_files=False, analytics_enabled=False)
-    with pytest.raises(AppError, match="Incorrect API key provided"):
-        client.predict("sk-swl-not-a-key", api_name="/sign_in")
-    with pytest.raises(AppError, match="Enter an API key"):
-        client.predict("  ", api_name="/sign_in")
-    with pytest.raises(AppError, match="Sign in with your API key first"):
-        client.predict("base", 0.0, TOKENS, "hello", api_name="/chat")
-    status, acting, key_box = client.predict(server.admin_key, api_name="/sign_in")
-    assert "admin" in status and acting["visible"] is True and "acme" in acting["choices"][0] and key_box == ""
-    status, acting, _ = client.predict(tenant_keys["acme"], api_name="/sign_in")
+def test_sign_in_names_the_caller(server: Server, tenant_keys: dict[str, str]) -> None:
+    admin = ui_client(server, server.admin_key)
+    status, acting = admin.predict(api_name="/sign_in")
+    assert "admin" in status and acting["visible"] is True and "acme" in acting["choices"][0]
+    tenant = ui_client(server, tenant_keys["acme"])
+    status, acting = tenant.predict(api_name="/sign_in")
     assert "tenant **acme**" in status and acting["visible"] is False
-    client.close()
+    admin.close()
+    tenant.close()
+
+
+def test_a_ui_client_needs_a_key_the_server_accepts(server: Server) -> None:
+    for headers in ({}, {"Authorization": "Bearer sk-swl-not-a-key"}):
+        with pytest.raises(Exception, match="401|Unauthorized|Could not"):
+            Client(f"{server.url}/ui/", verbose=False, download_files=False, analytics_enabled=False,
+                   headers=headers)
 
 
 def test_chat_answer_streams(ui: Client, server: Server, tenant_keys: dict[str, str]) -> None:
@@ -140,9 +143,10 @@ def test_api_errors_reach_the_user_readably(
     assert message in text and "Traceback" not in text, text
 
 
-def test_ui_serves_no_file_it_did_not_create(server: Server, http: httpx.Client) -> None:
+def test_ui_serves_no_file_it_did_not_create(server: Server, http: httpx.Client, tenant_keys: dict[str, str]) -> None:
     for path in (server.data / "swaplora.db", Path("/etc/passwd"), Path(__file__)):
-        response = http.get(f"/ui/gradio_api/file={path}")
+        assert http.get(f"/ui/gradio_api/file={path}").status_code == 401  # no key: nothing at all
+        response = http.get(f"/ui/gradio_api/file={path}", headers=auth(tenant_keys["acme"]))
         assert response.status_code in (403, 404), (path, response.status_code)
         assert b"root:" not in response.content and b"SQLite" not in response.content
 

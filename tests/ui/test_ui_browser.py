@@ -38,7 +38,8 @@ class PageProblems:
 def open_ui(browser: Any, server: Server, key: str) -> tuple[Any, PageProblems]:  # noqa: F811
     page = browser.new_page()
     problems = PageProblems(page)
-    page.goto(f"{server.url}/ui/", wait_until="load")
+    page.goto(f"{server.url}/ui/", wait_until="load")  # no session yet: the gate's sign-in page
+    assert page.url == f"{server.url}/ui/sign-in"
     page.get_by_label("API key").fill(key)
     page.get_by_role("button", name="Sign in").click()
     return page, problems
@@ -59,14 +60,23 @@ def test_each_tab_opens_without_errors(browser: Any, server: Server, tenant_keys
     assert problems.errors == []
 
 
-def test_a_wrong_key_is_refused_readably(browser: Any, server: Server) -> None:  # noqa: F811
+def test_a_wrong_key_is_refused_readably_and_sign_out_ends_the_session(
+        browser: Any, server: Server, tenant_keys: dict[str, str]) -> None:  # noqa: F811
     page, problems = open_ui(browser, server, "sk-swl-wrong")
-    toast = page.locator(TOAST).filter(has_text="Incorrect API key provided.")
-    toast.wait_for()
-    page.wait_for_timeout(500)  # the toast slides in
+    alert = page.get_by_role("alert")
+    alert.filter(has_text="Incorrect API key provided.").wait_for()
     screenshot(page, "ui-wrong-key")
-    assert "Traceback" not in toast.inner_text()
-    assert page.get_by_text("Not signed in.").is_visible()
+    assert "Traceback" not in alert.inner_text() and page.url == f"{server.url}/ui/sign-in"
+    assert "swaplora_ui" not in {c["name"] for c in page.context.cookies()}
+
+    page.get_by_label("API key").fill(tenant_keys["acme"])
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_text("Signed in as tenant").wait_for()
+    assert page.request.get(f"{server.url}/ui/config").status == 200  # the page's cookie opens the UI
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url(f"{server.url}/ui/sign-in")
+    assert page.request.get(f"{server.url}/ui/config").status == 401
+    page.close()
 
 
 def test_training_progress_moves(browser: Any, server: Server, tenant_keys: dict[str, str],  # noqa: F811
