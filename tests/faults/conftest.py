@@ -148,3 +148,20 @@ def worker_pid(data: Path, job_id: str) -> int | None:
     row = db_row(data, "SELECT pid FROM jobs WHERE id = ?", job_id)
     return row[0] if row else None
 
+
+
+def visible_versions(srv: Server, key: str) -> dict[str, list[int]]:
+    """``{"tenant/name": [versions]}`` as ``GET /v1/adapters`` shows them to ``key``."""
+    response = httpx.get(f"{srv.api_url}/adapters", headers=auth(key), timeout=60)
+    assert response.status_code == 200, response.text
+    return {a["id"]: sorted(v["version"] for v in a["versions"]) for a in response.json()["data"]}
+
+
+def chat_works(srv: Server, key: str) -> float:
+    """A short greedy chat answers 200 with text; returns how long it took."""
+    started = time.monotonic()
+    response = httpx.post(f"{srv.api_url}/chat/completions", json=chat_body(4, False, "Say hello."),
+                          headers=auth(key), timeout=300)
+    assert response.status_code == 200, response.text
+    assert response.json()["choices"][0]["message"]["content"], response.text
+    return time.monotonic() - started

@@ -12,7 +12,7 @@ import time
 import httpx
 import pytest
 
-from tests.faults.conftest import Launch, chat_body, opened, poll, worker_pid, running_job, db_row
+from tests.faults.conftest import Launch, chat_body, db_row, opened, poll, running_job, worker_pid
 from tests.integration.conftest import Server, assert_openai_error, auth
 from tests.integration.test_fine_tuning import LONG, new_tenant, pid_alive, wait_for
 
@@ -72,7 +72,8 @@ def test_sigterm_drains_in_flight_work_and_fails_the_running_job(launch: Launch)
     exit_s = exit_after(srv, started, drain_s + MARGIN_S)
     print(f"\n[drain] refusing after {refused_after:.2f} s, stream in flight finished after {finished_after:.2f} s, "
           f"exit 0 after {exit_s:.2f} s (drain_seconds {drain_s:.0f})")
-    assert db_row(srv.data, "SELECT status, error_code FROM jobs WHERE id = ?", job_id) == ("failed", "server_restarted")
+    job = db_row(srv.data, "SELECT status, error_code FROM jobs WHERE id = ?", job_id)
+    assert job == ("failed", "server_restarted"), job
     assert not pid_alive(pid), "the training worker outlived the drain"
     assert "drained in" in srv.log()
 
