@@ -133,6 +133,11 @@ class ComparisonStore:
             ).fetchall()
         return [Comparison(*row[:6], bool(row[6]), row[7]) for row in rows]
 
+    def count(self, tenant: str) -> int:
+        """How many votes ``tenant`` has recorded."""
+        with self._connect() as db:
+            return int(db.execute("SELECT COUNT(*) FROM comparisons WHERE tenant = ?", (tenant,)).fetchone()[0])
+
     def stats(self, tenant: str | None) -> list[PairStats]:
         """Per-pair tallies, the most-voted pairs first."""
         where, params = self._scope(tenant)

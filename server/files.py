@@ -139,6 +139,18 @@ class FileStore:
         files = [StoredFile(**row) for row in rows]
         return files[:limit], len(files) > limit
 
+    def created_before(self, cutoff: int) -> list[str]:
+        """Ids of files (of every tenant) uploaded before ``cutoff`` (Unix time), oldest first."""
+        with self._db.transaction() as db:
+            return [row[0] for row in db.execute("SELECT id FROM files WHERE created_at < ? ORDER BY seq", (cutoff,))]
+
+    def usage(self, tenant: str) -> tuple[int, int]:
+        """(files, bytes) that ``tenant`` stores."""
+        with self._db.transaction() as db:
+            count, size = db.execute("SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM files WHERE tenant = ?",
+                                     (tenant,)).fetchone()
+        return int(count), int(size)
+
     def delete(self, file_id: str, tenant: str | None) -> bool:
         """Delete the file; False when it does not exist or ``tenant`` does not own it."""
         sql, args = "DELETE FROM files WHERE id = ?", [file_id]

@@ -33,6 +33,8 @@ _NEXT: dict[str, frozenset[str]] = {
     "queued": frozenset({"running", "failed", "cancelled"}),
     "running": frozenset({"succeeded", "failed", "cancelled"}),
 }
+UNFINISHED = frozenset(_NEXT)
+"""States a job can still leave."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -264,6 +266,36 @@ class JobStore:
                 f"SELECT * FROM job_events WHERE {where} ORDER BY seq DESC LIMIT ?", [*args, limit + 1]
             ).fetchall()
         return [_event(r) for r in rows[:limit]], len(rows) > limit
+
+    def ids_of(self, tenant: str) -> list[str]:
+        """Every job id of ``tenant``."""
+        with self._db.transaction() as db:
+            return [row[0] for row in db.execute("SELECT id FROM jobs WHERE tenant = ?", (tenant,))]
+
+    def delete(self, job_id: str, tenant: str | None) -> str | None:
+        """Delete a finished job with its events; returns the status it had (None: no such job of
+        ``tenant``). A job that has not finished is left alone (its status is returned)."""
+        sql, args = "SELECT status FROM jobs WHERE id = ?", [job_id]
+        if tenant is not None:
+            sql, args = sql + " AND tenant = ?", [*args, tenant]
+        with self._db.transaction() as db:
+            row = db.execute(sql, args).fetchone()
+            if row is not None and row["status"] in TERMINAL:
+                db.execute("DELETE FROM job_events WHERE job_id = ?", (job_id,))
+                db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+        return None if row is None else str(row["status"])
+
+    def expire_events(self, finished_before: int) -> list[str]:
+        """Delete the events of jobs that finished before ``finished_before`` (Unix time), leaving
+        one event that says so; returns those jobs' ids."""
+        with self._db.transaction() as db:
+            ids = [row[0] for row in db.execute(
+                "SELECT DISTINCT j.id FROM jobs j JOIN job_events e ON e.job_id = j.id "
+                "WHERE j.finished_at < ? AND e.type != 'retention'", (finished_before,))]
+            for job_id in ids:
+                db.execute("DELETE FROM job_events WHERE job_id = ?", (job_id,))
+                _insert_event(db, job_id, "Older events were deleted (log retention).", "info", "retention", None)
+        return ids
 
     def events_since(self, job_id: str, seq: int) -> list[JobEvent]:
         """The job's events written after event number ``seq``, oldest first."""

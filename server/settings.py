@@ -60,8 +60,11 @@ class Settings(BaseSettings):
         1024 * 1024, ge=1024, description="Largest chat completion request body; larger ones get 413 as they stream in."
     )
     default_limit_ceilings: TenantLimits = Field(
-        TenantLimits(), description="The operator's limits every new tenant starts with (JSON, e.g. "
-        '\'{"requests_per_minute": 60, "concurrent_requests": 4}\'); tenants may only lower them.',
+        TenantLimits(storage_bytes=10 << 30, adapters=100, adapter_versions=1000, files=1000, comparisons=100_000),
+        description="The operator's limits every new tenant starts with (JSON, e.g. "
+        '\'{"requests_per_minute": 60, "storage_bytes": 1073741824}\'; the fields it leaves out are unlimited); '
+        "tenants may only lower them. Default: 10 GiB of storage, 100 adapters, 1000 versions, 1000 files, "
+        "100000 comparisons.",
     )
     publishable_max_tokens: int = Field(
         1024, ge=1, description="Most completion tokens a publishable (website) key may ask for; "
@@ -111,6 +114,13 @@ class Settings(BaseSettings):
     max_job_epochs: int = Field(50, ge=1, description="Most epochs a job may ask for (hyperparameters.n_epochs).")
     job_grace_seconds: float = Field(
         10.0, gt=0, description="Time a cancelled worker gets after SIGTERM before SIGKILL."
+    )
+    job_log_retention_days: float | None = Field(
+        30.0, gt=0, description="Days a finished job's events and worker log are kept; unset: forever."
+    )
+    file_retention_days: float | None = Field(
+        None, gt=0, description="Days an uploaded training file is kept (unless an unfinished job uses it); "
+        "unset: until deleted.",
     )
     drain_seconds: float = Field(
         30.0, ge=0, description="On SIGTERM: how long streams in flight may take to finish (new requests get "

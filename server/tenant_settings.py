@@ -13,7 +13,8 @@ Contract:
   exists is the route's check, against the store).
 - :class:`TenantLimits`: ``None`` means unlimited (the default). The server enforces
   requests/minute, tokens/day and concurrent requests (:mod:`server.rate_limits`);
-  ``concurrent_jobs`` is for the fine-tuning job runner.
+  ``concurrent_jobs`` is for the fine-tuning job runner; the disk quotas (``storage_bytes``,
+  ``adapters``, ``adapter_versions``, ``files``, ``comparisons``) for :mod:`server.quotas`.
 - Limits are the operator's: ``limit_ceilings`` is set by the admin only (new tenants get the
   server's ``SWAPLORA_DEFAULT_LIMIT_CEILINGS``); ``limits`` is the tenant's own and may only be
   lower (:func:`check_limits`). What is enforced is :attr:`TenantSettings.effective_limits`, the
@@ -58,6 +59,16 @@ class TenantLimits(_Record):
     """Chat requests in flight at once."""
     concurrent_jobs: int | None = Field(None, ge=1, le=1000)
     """Fine-tuning jobs queued or running at once."""
+    storage_bytes: int | None = Field(None, ge=1, le=10**15)
+    """Disk for adapters (every version), training files and job logs (:mod:`server.quotas`)."""
+    adapters: int | None = Field(None, ge=1, le=1_000_000)
+    """Adapter names."""
+    adapter_versions: int | None = Field(None, ge=1, le=1_000_000)
+    """Versions of all the tenant's adapters together."""
+    files: int | None = Field(None, ge=1, le=1_000_000)
+    """Training files."""
+    comparisons: int | None = Field(None, ge=1, le=10**9)
+    """Recorded A/B votes."""
 
 
 def _http_url(value: str, what: str) -> tuple[str, Any]:

@@ -31,6 +31,7 @@ from adapters.manifest import AdapterManifest, sha256_file
 from adapters.store import CONFIG_FILE, WEIGHTS_FILE, AdapterNotFound, AdapterStore
 from adapters.validation import AdapterValidationError, validate_adapter
 from server.auth import Principal, authenticate, can_use_tenant
+from server import quotas
 from server.errors import APIError, bad_request, model_loading, not_found
 from server.routes.tenants import read_json_object
 from server.upload_limits import multipart_upload, too_large
@@ -114,6 +115,8 @@ async def upload_adapter(request: Request) -> JSONResponse:
         work = services.settings.data / "tmp" / f"upload-{uuid.uuid4().hex}"
         try:
             await run_in_threadpool(_spool, uploads, work)
+            adding = quotas.for_adapter_version(services.store, tenant, name, quotas.tree_bytes(work))
+            await run_in_threadpool(quotas.check, services, tenant, adding)
             manifest = await run_in_threadpool(
                 _validate_and_publish, services.store, work, tenant, name, base, services.settings.max_rank
             )

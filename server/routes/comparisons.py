@@ -30,6 +30,7 @@ from adapters.ids import BASE_MODEL_ID, InvalidId, parse_model_id
 from adapters.store import AdapterNotFound, AdapterStore
 from server.auth import authenticate
 from server.comparisons import VOTES, ComparisonStore
+from server import quotas
 from server.errors import bad_request, model_not_found
 from server.routes.paging import list_object, page_query
 from server.routes.tenants import read_json_object
@@ -84,6 +85,9 @@ async def create_comparison(request: Request) -> JSONResponse:
     right = await run_in_threadpool(_served_model, store, tenant, data["right_model"], "right_model")
     if left == right:
         raise bad_request(f"Both sides are {left}; compare two different models.", param="right_model")
+    if tenant is not None:
+        services = request.app.state.services
+        await run_in_threadpool(quotas.check, services, tenant, quotas.Adding(comparisons=1))
     comparison = await run_in_threadpool(_comparisons(request).record, tenant, left, right, prompt, vote, blind)
     return JSONResponse(comparison.to_dict(), status_code=201)
 

@@ -26,6 +26,7 @@ from starlette.responses import FileResponse, JSONResponse
 from starlette.routing import Route
 
 from server.auth import authenticate
+from server import quotas
 from server.errors import APIError, bad_request, not_found
 from server.file_check import FileChecker
 from server.files import StoredFile
@@ -83,6 +84,8 @@ async def upload_file(request: Request) -> JSONResponse:
         spooled = services.settings.data / "tmp" / f"file-upload-{uuid.uuid4().hex}"
         try:
             await run_in_threadpool(_spool, upload, spooled)
+            adding = quotas.Adding(storage_bytes=spooled.stat().st_size, files=1)
+            await run_in_threadpool(quotas.check, services, tenant, adding)
             verdict = await FileChecker.from_settings(services.settings).check_file(spooled, filename)
             if not verdict["ok"]:
                 raise _refused(verdict, limit)

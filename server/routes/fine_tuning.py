@@ -10,7 +10,8 @@ Contract:
   adapter name the job publishes to (``<tenant>/<suffix>``, a new version each run); when omitted
   it is derived: the adapter's own name when continuing from one, else a slug of the training
   file's name (``Handbook v2.md`` -> ``handbook-v2``). The job starts in ``validating_files``.
-- ``GET /v1/fine_tuning/jobs`` (``after``, ``limit``), ``GET .../{id}``, ``POST .../{id}/cancel``
+- ``GET /v1/fine_tuning/jobs`` (``after``, ``limit``), ``GET .../{id}``, ``POST .../{id}/cancel``,
+  ``DELETE .../{id}`` (a finished job, with its events and log; swaplora's own)
   and ``GET .../{id}/events`` (``after``, ``limit``; newest first) see the caller's tenant only.
   The events route streams live over SSE with ``?stream=true`` or ``Accept: text/event-stream``:
   every event oldest first, then ``[DONE]`` once the job has ended.
@@ -22,6 +23,7 @@ import asyncio
 import json
 import re
 import secrets
+import shutil
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -34,9 +36,10 @@ from starlette.routing import Route
 from adapters.ids import InvalidId, parse_model_id, validate_adapter_name
 from adapters.store import AdapterNotFound
 from server.auth import authenticate
+from server import quotas
 from server.errors import APIError, bad_request, model_not_found, not_found
 from server.file_check import FileChecker
-from server.jobs import Job, JobEvent
+from server.jobs import TERMINAL, Job, JobEvent
 from server.rate_limits import check_concurrent_jobs
 from server.routes.files import file_not_found
 from server.routes.paging import list_object, page_query
@@ -110,6 +113,9 @@ async def create_job(request: Request) -> JSONResponse:
         validate_adapter_name(suffix)
     except InvalidId as exc:
         raise bad_request(str(exc).replace("adapter name", "suffix"), param="suffix", code="invalid_suffix") from None
+    # The job will publish a version of tenant/suffix: room for it now (its size is known only then).
+    adding = quotas.for_adapter_version(services.store, tenant, suffix, 1)
+    await run_in_threadpool(quotas.check, services, tenant, adding)
     seed = data.get("seed")
     if seed is None:
         seed = secrets.randbelow(2**31)
@@ -224,6 +230,17 @@ async def cancel_job(request: Request) -> JSONResponse:
     return JSONResponse(job_object(ended or job))
 
 
+async def delete_job(request: Request) -> JSONResponse:
+    """Delete a finished job, its events and its work directory (its log); 409 while it runs."""
+    job = await _owned_job(request)
+    services = request.app.state.services
+    status = await run_in_threadpool(services.jobs.delete, job.id, job.tenant)
+    if status is not None and status not in TERMINAL:
+        raise APIError(409, f"Job {job.id} has not ended ({status}); cancel it first.", code="job_not_ended")
+    await run_in_threadpool(shutil.rmtree, services.settings.jobs_dir / job.id, True)
+    return JSONResponse({"id": job.id, "object": "fine_tuning.job.deleted", "deleted": True})
+
+
 async def job_events(request: Request) -> Response:
     job = await _owned_job(request)
     jobs = request.app.state.services.jobs
@@ -253,6 +270,7 @@ routes: list[Route] = [
     Route("/v1/fine_tuning/jobs", create_job, methods=["POST"]),
     Route("/v1/fine_tuning/jobs", list_jobs, methods=["GET"]),
     Route("/v1/fine_tuning/jobs/{job_id}", get_job, methods=["GET"]),
+    Route("/v1/fine_tuning/jobs/{job_id}", delete_job, methods=["DELETE"]),
     Route("/v1/fine_tuning/jobs/{job_id}/cancel", cancel_job, methods=["POST"]),
     Route("/v1/fine_tuning/jobs/{job_id}/events", job_events, methods=["GET"]),
 ]

@@ -1,4 +1,5 @@
 """Tenant management: ``POST/GET /v1/tenants``, ``GET/PATCH /v1/tenants/{id}``.
+``GET`` also shows the tenant's ``usage`` against its disk quotas (:mod:`server.quotas`).
 
 Creating and listing tenants needs the admin key; a tenant may read and change its own record
 (with a secret key), and any other tenant id answers 404 whether or not it exists. A new
@@ -24,6 +25,7 @@ from pydantic import ValidationError
 from adapters.ids import InvalidId, parse_model_id, validate_tenant_id
 from adapters.store import AdapterNotFound
 from server.auth import Principal, authenticate, can_use_tenant, require_admin
+from server import quotas
 from server.errors import APIError, bad_request, not_found
 from server.tenant_settings import TenantLimits, TenantSettings, check_default_model, check_limits, merge_patch, settings_error
 from server.tenants import Tenant, TenantExists, TenantNotFound
@@ -100,11 +102,12 @@ async def list_tenants(request: Request) -> JSONResponse:
 
 async def get_tenant(request: Request) -> JSONResponse:
     principal = authenticate(request)
-    registry = request.app.state.services.tenants
+    services = request.app.state.services
 
     def read() -> dict[str, Any]:
         tenant = owned_tenant(request, principal)
-        return tenant_object(tenant, registry.get_settings(tenant.id))
+        return {**tenant_object(tenant, services.tenants.get_settings(tenant.id)),
+                "usage": quotas.measure(services, tenant.id).to_dict()}
 
     return JSONResponse(await run_in_threadpool(read))
 

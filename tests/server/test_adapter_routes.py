@@ -285,3 +285,28 @@ def test_auth_and_loading_base(env: Env, peft_dirs: dict[str, Path]) -> None:
     assert_error(response, 503, "model_loading")
     assert int(response.headers["retry-after"]) > 0
     assert_nothing_stored(env)
+
+
+# ------------------------------------------------------------------------------- quotas
+
+
+def test_uploads_past_a_quota_are_refused_with_nothing_stored(env: Env, peft_dirs: dict[str, Path]) -> None:
+    ceilings = {"adapters": 1, "adapter_versions": 2}
+    assert env.client.patch("/v1/tenants/acme", json={"limit_ceilings": ceilings}, headers=ADMIN).status_code == 200
+    assert upload(env, peft_dirs["good"]).status_code == 201
+    assert upload(env, peft_dirs["good"]).status_code == 201
+    before = visible_tree(env.data / "adapters")
+    error = assert_error(upload(env, peft_dirs["good"]), 429, "quota_exceeded")
+    assert "2 of its 2 adapter versions" in error["message"]
+    assert "adapters (its quota)" in assert_error(upload(env, peft_dirs["good"], name="sales"), 429)["message"]
+    used = env.client.get("/v1/tenants/acme", headers=env.acme).json()["usage"]
+    assert (used["adapters"], used["adapter_versions"]) == (1, 2)
+    tight = {"adapter_versions": None, "storage_bytes": used["storage_bytes"] + 100}
+    assert env.client.patch("/v1/tenants/acme", json={"limit_ceilings": tight}, headers=ADMIN).status_code == 200
+    assert_error(upload(env, peft_dirs["good"]), 413, "quota_exceeded")
+    assert visible_tree(env.data / "adapters") == before and visible_tree(env.data / "tmp") == []
+    # Deleting a version frees its room.
+    assert env.client.delete("/v1/adapters/acme/support/versions/1", headers=env.acme).status_code == 200
+    assert env.client.patch("/v1/tenants/acme", json={"limit_ceilings": {"storage_bytes": None}},
+                            headers=ADMIN).status_code == 200
+    assert upload(env, peft_dirs["good"]).status_code == 201

@@ -17,6 +17,7 @@ from server.errors import install_error_handlers
 from server.routes import comparisons as comparison_routes
 from server.settings import Settings
 from server.tenants import TenantRegistry
+from tests.server.helpers import real_services
 from tests.adapters.test_store import publish
 from tests.server.test_tenants import ADMIN, ADMIN_KEY, assert_error, bearer
 
@@ -26,12 +27,11 @@ def env(tmp_path: Path) -> SimpleNamespace:
     """A client on the comparison routes; tenants acme and globex; acme/support@1..2, acme/sales@1,
     globex/private@1."""
     settings = Settings(data=tmp_path, admin_key=ADMIN_KEY)
-    store = AdapterStore(settings.adapters_dir)
-    tenants = TenantRegistry(settings.db_path)
+    services = real_services(settings)
+    store, tenants = services.store, services.tenants
     app = Starlette(routes=comparison_routes.routes)
     install_error_handlers(app)
-    app.state.services = SimpleNamespace(settings=settings, store=store, tenants=tenants,
-                                         comparisons=ComparisonStore(settings.db_path))
+    app.state.services = services
     keys = {t: tenants.create_tenant(t)[1] for t in ("acme", "globex")}
     publish(store, "acme", "support")
     publish(store, "acme", "support")

@@ -17,6 +17,7 @@ from server.files import FileStore
 from server.routes import files as file_routes
 from server.settings import Settings
 from server.tenants import TenantRegistry
+from tests.server.helpers import real_services
 from tests.server.test_tenants import ADMIN, ADMIN_KEY, assert_error, bearer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,11 +28,11 @@ MAX_FILE_BYTES = 64 * 1024
 @pytest.fixture
 def env(tmp_path: Path) -> SimpleNamespace:
     settings = Settings(data=tmp_path / "data", admin_key=ADMIN_KEY, max_file_bytes=MAX_FILE_BYTES)
-    tenants = TenantRegistry(settings.db_path)
-    files = FileStore(settings.db_path, settings.files_dir)
+    services = real_services(settings)
+    tenants, files = services.tenants, services.files
     app = Starlette(routes=file_routes.routes)
     install_error_handlers(app)
-    app.state.services = SimpleNamespace(settings=settings, tenants=tenants, files=files)
+    app.state.services = services
     keys = {t: bearer(tenants.create_tenant(t)[1]) for t in ("acme", "globex")}
     return SimpleNamespace(client=TestClient(app), settings=settings, files=files, **keys)
 

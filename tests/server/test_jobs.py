@@ -25,6 +25,7 @@ from server.routes import files as file_routes
 from server.routes import fine_tuning
 from server.settings import Settings
 from server.tenants import TenantRegistry
+from tests.server.helpers import real_services
 from tests.adapters.test_store import publish
 from tests.server.test_files import HANDBOOK
 from tests.server.test_job_runner import STAND_IN
@@ -181,15 +182,13 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
     script = tmp_path / "stand_in_worker.py"
     script.write_text(STAND_IN)
     settings = Settings(data=tmp_path / "data", admin_key=ADMIN_KEY, job_grace_seconds=1.0)
-    services = SimpleNamespace(settings=settings, tenants=TenantRegistry(settings.db_path),
-                               store=AdapterStore(settings.adapters_dir), files=FileStore(settings.db_path, settings.files_dir),
-                               jobs=JobStore(settings.db_path), model_dir=tmp_path, runner=None, base=None, engine=None)
+    services = real_services(settings, model_dir=tmp_path)
     publish(services.store, "acme", "support")
     publish(services.store, "globex", "private")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        services.runner = JobRunner(services, command=[sys.executable, str(script)])  # type: ignore[arg-type]
+        services.runner = JobRunner(services, command=[sys.executable, str(script)])
         await services.runner.start()
         yield
         await services.runner.stop()

@@ -12,15 +12,17 @@ from server.errors import install_error_handlers
 from server.routes import me
 from server.settings import Settings
 from server.tenants import TenantRegistry
+from tests.server.helpers import real_services
 from tests.server.test_tenants import ADMIN, ADMIN_KEY, assert_error, bearer
 
 
 def test_me_names_the_keys_owner(tmp_path: Path) -> None:
     settings = Settings(data=tmp_path, admin_key=ADMIN_KEY)
-    tenants = TenantRegistry(settings.db_path)
+    services = real_services(settings)
+    tenants = services.tenants
     app = Starlette(routes=me.routes)
     install_error_handlers(app)
-    app.state.services = SimpleNamespace(settings=settings, tenants=tenants)
+    app.state.services = services
     client = TestClient(app)
     _, key = tenants.create_tenant("acme")
     assert client.get("/v1/me", headers=bearer(key)).json() == {"object": "principal", "is_admin": False,

@@ -20,7 +20,6 @@ from adapters.ids import InvalidId
 from adapters.store import AdapterStore
 from server.errors import install_error_handlers
 from server.cors import TenantCORSMiddleware
-from server.rate_limits import RateLimiter
 from server.routes import adapters as adapter_routes
 from server.routes import chat as chat_routes
 from server.routes import tenant_keys as key_routes
@@ -28,6 +27,7 @@ from server.routes import tenants as tenant_routes
 from server.routes import widget as widget_routes
 from server.settings import Settings
 from server.tenants import TenantExists, TenantNotFound, TenantRegistry
+from tests.server.helpers import real_services
 
 ADMIN_KEY = "admin-test-key-0123456789"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
@@ -47,14 +47,7 @@ def make_client(data: Path, base: Any = None, **settings: Any) -> TestClient:
         middleware=[Middleware(TenantCORSMiddleware)],
     )
     install_error_handlers(app)
-    app.state.services = SimpleNamespace(
-        settings=config,
-        store=AdapterStore(config.adapters_dir),
-        tenants=TenantRegistry(config.db_path),
-        base=base,
-        engine=None,
-        limits=RateLimiter(),
-    )
+    app.state.services = real_services(config, base=base)
     return TestClient(app)
 
 
