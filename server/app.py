@@ -30,7 +30,7 @@ from server.drain import Drain, DrainingServer
 from server.engine import Engine
 from server.errors import install_error_handlers
 from server.files import FileStore
-from server import leftovers
+from server import leftovers, retention
 from server.job_runner import JobRunner
 from server.jobs import JobStore
 from server.metrics import Metrics
@@ -96,7 +96,9 @@ def create_app(settings: Settings) -> Starlette:
         loader.start()
         services.runner = JobRunner(services)
         await services.runner.start()
+        sweeping = asyncio.create_task(retention.keep_sweeping(services), name="swaplora-retention")
         yield
+        sweeping.cancel()
         await services.runner.stop()
         if services.engine is not None:
             services.engine.stop()
