@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic_core import from_json
 from safetensors import safe_open
 
 from adapters.base_model import BaseModelSpec
@@ -167,8 +168,10 @@ def _parse_config(config_json: bytes) -> dict[str, Any]:
     if len(config_json) > MAX_CONFIG_BYTES:
         raise AdapterValidationError("adapter_config.json is too large.", "adapter_config.json")
     try:
-        config = json.loads(config_json)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        # pydantic's parser: also refuses lone surrogates and nesting deep enough to recurse (NaN
+        # passes here so that the field's own check can name it)
+        config = from_json(config_json)
+    except ValueError as exc:
         raise AdapterValidationError(
             f"adapter_config.json is not valid JSON: {exc}", "adapter_config.json"
         ) from None

@@ -207,8 +207,9 @@ class JobRunner:
                     env=trainer_env(self.cpu.worker_threads(len(self._workers) + 1)),
                     preexec_fn=child_setup(), start_new_session=True,
                 )
-        except OSError as exc:
-            await asyncio.to_thread(self._fail, job.id, JobError("trainer_crashed", f"The trainer did not start: {exc}"))
+        except OSError:
+            log.exception("job %s: the training worker did not start", job.id)  # the details stay in the log
+            await asyncio.to_thread(self._fail, job.id, JobError("trainer_crashed", "The trainer did not start."))
             return
         await asyncio.to_thread(self.jobs.update, job.id, pid=process.pid)
         worker = _Worker(job.id, job.tenant, process)

@@ -31,6 +31,7 @@ import gradio as gr
 from ui.adapters_tab import build_adapters_tab
 from ui.chat_tab import build_chat_tab
 from ui.compare_tab import build_compare_tab
+from ui.event_check import EventCheck
 from ui.key_gate import KeyGate
 from ui.same_origin import SameOriginOnly
 from ui.ui_sessions import UiSessions
@@ -86,11 +87,14 @@ def mount_ui(app: Any, api_url: str, path: str = "/ui", max_file_size: int = DEF
     if path.rstrip("/"):
         _redirect_root_assets(app, path.rstrip("/"))
     sessions = sessions or UiSessions()
+    blocks = build_ui(api_url, sessions, path)
+    # Added last is outermost: same-origin check, then the key gate, then the event check, then Gradio.
+    app.add_middleware(EventCheck, prefix=path, blocks=blocks)
     app.add_middleware(KeyGate, api_url=api_url, prefix=path, sessions=sessions)
-    app.add_middleware(SameOriginOnly, prefix=path)  # outermost: cross-origin preflights end here
+    app.add_middleware(SameOriginOnly, prefix=path)
     return gr.mount_gradio_app(
         app,
-        build_ui(api_url, sessions, path),
+        blocks,
         path=path,
         auth_dependency=KeyGate.user,
         footer_links=["api", "settings"],

@@ -34,10 +34,11 @@ from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ui.api_client import ApiClient, ApiError
+from ui.asgi_bits import read_capped, refusal
 from ui.ui_sessions import UiPass, UiSessions
 
 COOKIE = "swaplora_ui"
@@ -108,14 +109,14 @@ class KeyGate:
         if path[len(self.prefix):] in PUBLIC and method in ("GET", "HEAD"):
             return None
         if REMOTE_FETCH.search(path[len(self.prefix):]):
-            return _error(403, "The UI does not fetch remote URLs.", "forbidden")
+            return refusal(403, "The UI does not fetch remote URLs.", "forbidden")
         ui_pass = await self._let_through(headers, _client_address(scope))
         if ui_pass is not None:
             scope[USER_SCOPE_KEY] = ui_pass.user
             return None
         if method == "GET" and "text/html" in headers.get("accept", ""):
             return RedirectResponse(self._action("sign-in"), status_code=303)
-        return _error(401, f"Sign in at {self._action('sign-in')} or send 'Authorization: Bearer <key>'.",
+        return refusal(401, f"Sign in at {self._action('sign-in')} or send 'Authorization: Bearer <key>'.",
                       "invalid_api_key")
 
     async def _let_through(self, headers: Mapping[str, str], address: str | None) -> UiPass | None:
@@ -145,8 +146,10 @@ class KeyGate:
 
     async def _sign_in(self, scope: Scope, receive: Receive, headers: Mapping[str, str]) -> Response:
         if not _same_origin(headers):
-            return _error(403, "Sign in from this server's own page.", "forbidden")
-        body = await _read_form(receive, headers)
+            return refusal(403, "Sign in from this server's own page.", "forbidden")
+        announced = headers.get("content-length") or "0"
+        raw = await read_capped(receive, MAX_FORM_BYTES) if announced.isdigit() and int(announced) <= MAX_FORM_BYTES else None
+        body = None if raw is None else raw.decode("utf-8", "replace")
         if body is None:
             return _sign_in_page(self._action("sign-in"), "The form is too large.", 413)
         key = (parse_qs(body, max_num_fields=4).get("key") or [""])[0].strip()
@@ -165,7 +168,7 @@ class KeyGate:
 
     def _sign_out(self, headers: Mapping[str, str]) -> Response:
         if not _same_origin(headers):
-            return _error(403, "Sign out from this server's own page.", "forbidden")
+            return refusal(403, "Sign out from this server's own page.", "forbidden")
         self.sessions.close(_cookies(headers).get(COOKIE))
         response = RedirectResponse(self._action("sign-in"), status_code=303)
         response.delete_cookie(COOKIE, path=self.prefix or "/")
@@ -214,28 +217,6 @@ def _same_origin(headers: Mapping[str, str]) -> bool:
     return origin is None or urlsplit(origin).netloc.lower() == headers.get("host", "").lower()
 
 
-async def _read_form(receive: Receive, headers: Mapping[str, str]) -> str | None:
-    """The form body, or None when it is (or announces itself) larger than :data:`MAX_FORM_BYTES`."""
-    announced = headers.get("content-length") or "0"
-    if not announced.isdigit() or int(announced) > MAX_FORM_BYTES:
-        return None
-    chunks, size = [], 0
-    while True:
-        message = await receive()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_FORM_BYTES:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body"):
-            return b"".join(chunks).decode("utf-8", "replace")
-
-
 def _sign_in_page(action: str, error: str = "", status: int = 200) -> HTMLResponse:
     page = SIGN_IN_PAGE.format(action=html.escape(action), error=html.escape(error))
     return HTMLResponse(page, status_code=status, headers={"Cache-Control": "no-store"})
-
-
-def _error(status: int, message: str, code: str) -> JSONResponse:
-    kind = "authentication_error" if status == 401 else "invalid_request_error"
-    return JSONResponse({"error": {"message": message, "type": kind, "param": None, "code": code}}, status)

@@ -61,6 +61,10 @@ async def list_models(request: Request) -> JSONResponse:
 async def retrieve_model(request: Request) -> JSONResponse:
     principal = authenticate(request)
     model = request.path_params["model"]
+    if not request.scope["path"].endswith(model):
+        # The {model:path} pattern ends in '$', which also matches before a trailing newline:
+        # 'acme/support\n' is that (missing) id, not acme/support.
+        raise model_not_found(request.scope["path"].rsplit("/v1/models/", 1)[-1])
     if model == BASE_MODEL_ID:
         return JSONResponse(_base_entry(request))
     try:

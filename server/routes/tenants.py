@@ -12,7 +12,6 @@ Also home of :func:`read_json_object`, the one JSON-body reader the management r
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -21,6 +20,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from pydantic import ValidationError
+from pydantic_core import from_json
 
 from adapters.ids import InvalidId, parse_model_id, validate_tenant_id
 from adapters.store import AdapterNotFound
@@ -39,8 +39,10 @@ async def read_json_object(request: Request, allowed: frozenset[str]) -> dict[st
     """The request body as a JSON object with only ``allowed`` keys, or a 400 saying what is wrong."""
     body = await read_capped(request, MAX_JSON_BYTES)
     try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        # pydantic's parser, as the chat route's: it also refuses lone surrogates (no text can hold
+        # them) and nesting deep enough to recurse; NaN passes to the fields' own checks, which name it
+        data = from_json(body)
+    except ValueError:
         raise bad_request("The request body must be valid JSON.", code="invalid_json") from None
     if not isinstance(data, dict):
         raise bad_request("The request body must be a JSON object.", code="invalid_json")

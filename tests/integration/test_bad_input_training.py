@@ -121,7 +121,7 @@ def N(id: str, body: Any, status: int = 400, code: str | None = None, param: str
     return Case(id, "POST", J, key, body, status, code, param, bug)
 
 
-SURROGATE_500 = "a lone surrogate (valid JSON \\ud800) reaches a UTF-8 encoder: 500"
+"""A lone surrogate escape is JSON's syntax but no text: the body is refused whole (400 invalid_json)."""
 
 JOB_CASES = [
     N("missing-model", job(model=...), param="model"),
@@ -129,15 +129,13 @@ JOB_CASES = [
     N("model-openai-name", job(model="gpt-4o-mini"), 404, "model_not_found"),
     N("model-of-other-tenant", job(model="globex/private"), 404, "model_not_found"),
     N("model-missing", job(model="acme/nope"), 404, "model_not_found"),
-    N("model-lone-surrogate", job(model=SURROGATE), 404, "model_not_found",
-      bug=SURROGATE_500 + " (model_not_found echoes the model id in its message, which cannot be encoded)"),
+    N("model-lone-surrogate", job(model=SURROGATE), 400, "invalid_json"),
     N("missing-training-file", job(training_file=...), param="training_file"),
     N("training-file-not-a-string", job(training_file=5), param="training_file"),
     N("training-file-empty", job(training_file=""), param="training_file"),
     N("training-file-of-other-tenant", job(training_file="$globex_file"), 404, "file_not_found", "training_file"),
     N("training-file-unknown", job(training_file="file-nope"), 404, "file_not_found", "training_file"),
-    N("training-file-lone-surrogate", job(training_file=SURROGATE), 404, "file_not_found", "training_file",
-      bug=SURROGATE_500 + " (the id goes to SQLite as a query parameter)"),
+    N("training-file-lone-surrogate", job(training_file=SURROGATE), 400, "invalid_json"),
     N("validation-file-of-other-tenant", job(validation_file="$globex_file"), 404, "file_not_found",
       "validation_file"),
     N("suffix-traversal", job(suffix="../x"), code="invalid_suffix", param="suffix"),
@@ -155,8 +153,7 @@ JOB_CASES = [
     N("learning-rate-nan", hp(learning_rate_multiplier=float("nan")), code="invalid_hyperparameters",
       param="hyperparameters.learning_rate_multiplier"),
     N("unknown-hyperparameter", hp(bogus=1), code="invalid_hyperparameters"),
-    N("hyperparameter-named-lone-surrogate", hp(**{SURROGATE: 1}), code="invalid_hyperparameters",
-      bug=SURROGATE_500 + " (the 400's message names the hyperparameter, and rendering it fails)"),
+    N("hyperparameter-named-lone-surrogate", hp(**{SURROGATE: 1}), code="invalid_json"),
     N("other-tenant-named", job(tenant="globex"), 404, param="tenant"),
     N("admin-names-no-tenant", job(), param="tenant", key="admin"),
     N("admin-names-tenant-of-wrong-type", job(tenant=5), param="tenant", key="admin"),
