@@ -56,6 +56,13 @@ class Settings(BaseSettings):
     auth_failures_per_minute: int = Field(
         20, ge=1, description="Failed authentications one client address may make in 60 s before it gets 429."
     )
+    body_idle_timeout_s: float = Field(
+        30.0, gt=0, description="A request body that pauses longer than this gets 408 (slow senders hold connections)."
+    )
+    min_body_bytes_per_s: int = Field(
+        16 * 1024, ge=1, description="After body_idle_timeout_s, a request body must average at least this "
+        "many bytes/s, else 408.",
+    )
     max_chat_body_bytes: int = Field(
         1024 * 1024, ge=1024, description="Largest chat completion request body; larger ones get 413 as they stream in."
     )

@@ -11,9 +11,16 @@ Content-Length over the limit: 413 ``upload_too_large``; a body that is not mult
 chunked upload or a lying Content-Length still ends in a 413 as soon as too many bytes arrive.
 The cap allows :data:`MULTIPART_SLACK` over the file limit for boundaries and small fields;
 routes check each file's own size against the limit with :func:`too_large`.
+
+Both also bound the time a body may take (a slow sender holds a connection): 408
+``request_timeout`` when no bytes arrive for ``body_idle_timeout_s`` seconds, or when, after that
+long, the body has averaged less than ``min_body_bytes_per_s`` (the server's settings).
 """
 
 from __future__ import annotations
+
+import asyncio
+import time
 
 from starlette.requests import Request
 from starlette.types import Message
@@ -29,17 +36,37 @@ def too_large(limit: int) -> APIError:
     return APIError(413, f"Upload is larger than the limit of {limit} bytes.", code="upload_too_large")
 
 
+def too_slow(idle_s: float, min_rate: int) -> APIError:
+    """The 408 for a body that stalls or trickles."""
+    return APIError(408, f"The request body arrived too slowly (a pause over {idle_s:g} s, or under "
+                    f"{min_rate} bytes/s on average).", code="request_timeout")
+
+
+def _clock(request: Request) -> tuple[float, int]:
+    """(idle timeout, minimum average rate) from the server's settings."""
+    settings = request.app.state.services.settings
+    return settings.body_idle_timeout_s, settings.min_body_bytes_per_s
+
+
 def _size_capped(request: Request, limit: int, error: APIError) -> Request:
-    """The same request, but reading past ``limit`` body bytes raises ``error`` mid-stream."""
-    received = 0
+    """The same request, but reading past ``limit`` body bytes raises ``error`` mid-stream, and a
+    stalled or trickling body raises :func:`too_slow`."""
+    received, started = 0, time.monotonic()
+    idle_s, min_rate = _clock(request)
 
     async def receive() -> Message:
         nonlocal received
-        message = await request.receive()
+        try:
+            message = await asyncio.wait_for(request.receive(), idle_s)
+        except asyncio.TimeoutError:
+            raise too_slow(idle_s, min_rate) from None
         if message["type"] == "http.request":
             received += len(message.get("body", b""))
             if received > limit:
                 raise error
+            elapsed = time.monotonic() - started
+            if message.get("more_body") and elapsed > idle_s and received < min_rate * (elapsed - idle_s):
+                raise too_slow(idle_s, min_rate)
         return message
 
     return Request(request.scope, receive)
