@@ -34,6 +34,10 @@ class Principal:
     is_admin: bool
     key_kind: str = "secret"
     """``admin``, ``secret`` or ``publishable``."""
+    key_digest: str = ""
+    """The key's SHA-256 (empty for the admin): per-key and per-visitor limits count under it."""
+    address: str = "unknown"
+    """The client's address (``X-Forwarded-For`` where uvicorn trusts the proxy)."""
 
     @property
     def is_publishable(self) -> bool:
@@ -64,7 +68,7 @@ def authenticate(request: Request, allow_publishable: bool = False) -> Principal
     throttle.check(address)
     admin_key = services.settings.admin_key
     if admin_key and hmac.compare_digest(key.encode("utf-8"), admin_key.encode("utf-8")):
-        return Principal(tenant_id=None, is_admin=True, key_kind="admin")
+        return Principal(tenant_id=None, is_admin=True, key_kind="admin", address=address)
     owner = services.tenants.authenticate_key(key)
     if owner is None:
         throttle.record(address)
@@ -75,7 +79,8 @@ def authenticate(request: Request, allow_publishable: bool = False) -> Principal
             "A publishable key may only be used for chat from the tenant's website; use a secret key.",
             code="publishable_key_not_allowed",
         )
-    return Principal(tenant_id=owner.tenant.id, is_admin=False, key_kind=owner.kind)
+    return Principal(tenant_id=owner.tenant.id, is_admin=False, key_kind=owner.kind, key_digest=owner.digest,
+                     address=address)
 
 
 def _throttle(request: Request) -> AuthThrottle:

@@ -4,7 +4,8 @@ Contract:
 - :meth:`Engine.submit` is thread-safe and never blocks; it returns a :class:`RequestHandle`.
   The engine calls the request's ``emit`` callback from its worker thread with
   :class:`TextDelta` pieces and exactly one final :class:`Finished`.
-- Waiting requests are admitted round-robin across tenants (:class:`~server.fair_queue.FairQueue`).
+- Waiting requests are admitted round-robin across tenants (:class:`~server.fair_queue.FairQueue`);
+  a request with ``max_running`` waits while its tenant holds that many rows of the batch.
 - Continuous batching: a request is prefilled alone, at most ``prefill_chunk`` prompt tokens per
   engine step, each step followed by a decode step of the running rows (so a long prompt never
   stalls everyone's decode for long); it then joins the running batch; it leaves when it hits EOS,
@@ -73,6 +74,8 @@ class GenerationRequest:
     submitted_at: float = field(default_factory=time.monotonic)
     tenant: str | None = None
     """Who asked (None: the admin); waiting requests are admitted round-robin across tenants."""
+    max_running: int | None = None
+    """Rows of the batch the tenant's requests may hold at once; this one waits while they do."""
 
 
 class RequestHandle:
@@ -218,7 +221,7 @@ class Engine:
                 # Idle: sleep until a request arrives (put() wakes the wait at once); the timeout
                 # only bounds how late a stop() is noticed, so it can be long: an idle server
                 # wakes twice a second, not twenty times.
-                request, handle = self._queue.get(timeout=IDLE_WAIT_S if idle else 0)
+                request, handle = self._queue.get(timeout=IDLE_WAIT_S if idle else 0, admissible=self._has_room)
             except queue.Empty:
                 return
             self.metrics.waiting.set(self._queue.qsize())
@@ -241,6 +244,13 @@ class Engine:
                 continue
             row.cache = DynamicCache()
             self._prefilling.append(row)
+
+    def _has_room(self, tenant: str | None, item: tuple[GenerationRequest, RequestHandle]) -> bool:
+        """Whether ``tenant`` holds fewer batch rows than the waiting request's ``max_running``."""
+        cap = item[0].max_running
+        if cap is None:
+            return True
+        return sum(row.request.tenant == tenant for row in (*self._rows, *self._prefilling)) < cap
 
     def _prefill_step(self) -> None:
         """Prefill at most ``prefill_chunk`` prompt tokens, oldest admission first, then return so

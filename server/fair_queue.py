@@ -4,7 +4,8 @@ Thread-safe (submitters put from the event loop's thread, the engine worker gets
 the oldest request of the tenant whose turn it is, then moves that tenant to the back of the
 line, so one tenant's burst of a hundred requests delays another tenant's single request by at
 most one admission, never by the whole burst. Requests without a tenant (the admin) share one
-lane of their own. Counts are kept per tenant for the scheduler's per-tenant cap.
+lane of their own. Counts are kept per tenant for the scheduler's per-tenant cap. ``get`` may
+pass over tenants the caller says have no room (the engine's per-tenant cap on batch rows).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -31,15 +33,18 @@ class FairQueue(Generic[T]):
             self._size += 1
             self._ready.notify()
 
-    def get(self, timeout: float | None = None) -> T:
+    def get(self, timeout: float | None = None,
+            admissible: Callable[[str | None, T], bool] | None = None) -> T:
         """The next item in round-robin order; waits up to ``timeout`` (None: forever, 0: not at
-        all) and raises :class:`queue.Empty` if none came."""
+        all) and raises :class:`queue.Empty` if none came. With ``admissible``, lanes whose oldest
+        item it refuses are passed over (keeping their place in line); Empty if it refuses all."""
         with self._ready:
             if not self._size and timeout != 0:
                 self._ready.wait_for(lambda: self._size > 0, timeout)
-            if not self._size:
+            ready = ((t, lane) for t, lane in self._lanes.items() if admissible is None or admissible(t, lane[0]))
+            tenant, lane = next(ready, (None, None))
+            if lane is None:
                 raise queue.Empty
-            tenant, lane = next(iter(self._lanes.items()))
             item = lane.popleft()
             self._size -= 1
             if lane:

@@ -1,4 +1,5 @@
-"""Per-tenant chat limits: requests per minute, tokens per day, concurrent requests.
+"""Chat limits per tenant, per publishable key and per page visitor: requests per minute, tokens
+per day, concurrent requests.
 
 Contract: :meth:`RateLimiter.admit` either admits a request, returning an :class:`Admission`
 whose :meth:`~Admission.done` must be called once the request ends (any number of calls, only
@@ -9,11 +10,14 @@ the first counts), or raises a 429 in OpenAI's shape (``rate_limit_error``,
   the oldest one leaves the window.
 - ``tokens_per_day``: prompt + completion tokens counted per UTC day when a request ends; a
   request is refused while the day's count plus its prompt would pass the limit, until
-  midnight UTC. A request already running may end past the limit; the next one is refused.
+  midnight UTC (the chat route admits before tokenizing, then :meth:`Admission.afford` checks
+  the tokenized prompt). A request already running may end past the limit; the next is refused.
 - ``concurrent_requests``: requests admitted and not yet done; Retry-After is 1.
 - ``concurrent_jobs`` (:func:`check_concurrent_jobs`, at job creation): jobs not yet finished.
 
-A refused request counts toward nothing. ``None`` limits are unlimited. The counters live in this
+:meth:`RateLimiter.admit_all` checks several :class:`Level` s at once (a publishable key's
+request counts against its tenant, its key and its visitor, i.e. the key and the client address)
+and admits at all or none. A refused request counts toward nothing. ``None`` limits are unlimited. The counters live in this
 process's memory: they start from zero when the server restarts, and a deployment that ran
 several server processes would need a shared store (one process owns the GPU, so there is one).
 The clock is injectable so tests can move time instead of waiting for it.
@@ -27,8 +31,8 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections import deque
-from collections.abc import Callable
+from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -60,20 +64,38 @@ def rate_limited(message: str, retry_after_s: float) -> APIError:
     )
 
 
+@dataclass(frozen=True)
+class Level:
+    """One set of limits a request counts against: a tenant, one of its keys, or one visitor."""
+
+    key: str
+    """Names the counters (``acme``, ``key:<digest>``, ``visitor:<digest>:<address>``)."""
+    limits: TenantLimits
+    who: str = ""
+    """How a refusal names it (``" for this key"``, ``" from this visitor"``); empty for the tenant."""
+
+
 class Admission:
     """An admitted request; call :meth:`done` with the tokens it used when it ends."""
 
-    def __init__(self, limiter: RateLimiter | None, tenant_id: str | None) -> None:
+    def __init__(self, limiter: RateLimiter | None, levels: tuple[Level, ...] = ()) -> None:
         self._limiter = limiter
-        self._tenant_id = tenant_id
+        self._levels = levels
         self._done = False
+
+    def afford(self, prompt_tokens: int) -> None:
+        """429 when the prompt, now tokenized, would pass a level's ``tokens_per_day`` (the
+        request was admitted before its prompt was tokenized; it still counts as made)."""
+        if self._limiter is not None:
+            self._limiter._afford(self._levels, prompt_tokens)
 
     def done(self, tokens: int = 0) -> None:
         if self._done:
             return
         self._done = True
-        if self._limiter is not None and self._tenant_id is not None:
-            self._limiter._finish(self._tenant_id, tokens)
+        if self._limiter is not None:
+            for level in self._levels:
+                self._limiter._finish(level.key, tokens)
 
 
 class ReleaseAfter:
@@ -100,40 +122,81 @@ def check_concurrent_jobs(limits: TenantLimits, active_jobs: int) -> None:
         )
 
 
-UNLIMITED = Admission(None, None)
+UNLIMITED = Admission(None)
 """The admission of a caller no limit applies to (the admin)."""
 
 
 class RateLimiter:
-    """In-memory usage per tenant, checked against that tenant's :class:`TenantLimits`."""
+    """In-memory usage per tenant, key or visitor, checked against that level's :class:`TenantLimits`.
 
-    def __init__(self, monotonic: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time):
+    Memory is bounded: beyond ``max_entries`` counters, the least recently used idle ones (no
+    request in flight) are forgotten, which only ever lets a forgotten visitor in sooner.
+    """
+
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
+                 max_entries: int = 100_000):
         self._monotonic = monotonic
         self._wall = wall
         self._lock = threading.Lock()
-        self._usage: dict[str, _TenantUsage] = {}
+        self._usage: OrderedDict[str, _TenantUsage] = OrderedDict()
+        self.max_entries = max_entries
 
     def admit(self, tenant_id: str, limits: TenantLimits, prompt_tokens: int = 0) -> Admission:
         """Admit one request of ``tenant_id`` or raise the 429 of the first limit it would pass."""
+        return self.admit_all([Level(tenant_id, limits)], prompt_tokens)
+
+    def admit_all(self, levels: Sequence[Level], prompt_tokens: int = 0) -> Admission:
+        """Admit one request at every level or at none: the 429 of the first limit it would pass
+        (a refused request counts toward nothing at any level)."""
         with self._lock:
-            usage = self._usage.setdefault(tenant_id, _TenantUsage())
             now = self._monotonic()
-            while usage.admitted and usage.admitted[0] <= now - WINDOW_S:
-                usage.admitted.popleft()
-            self._roll_day(usage)
-            if limits.concurrent_requests is not None and usage.in_flight >= limits.concurrent_requests:
-                raise rate_limited(f"Too many requests at once: the limit is {limits.concurrent_requests}.", 1)
-            rpm = limits.requests_per_minute
-            if rpm is not None and len(usage.admitted) >= rpm:
-                oldest = usage.admitted[-rpm]
-                raise rate_limited(f"Too many requests: the limit is {rpm} per minute.", oldest + WINDOW_S - now)
-            daily = limits.tokens_per_day
-            if daily is not None and usage.tokens + prompt_tokens > daily:
-                until_midnight = DAY_S - self._wall() % DAY_S
-                raise rate_limited(f"The daily limit of {daily} tokens is used up.", until_midnight)
-            usage.admitted.append(now)
-            usage.in_flight += 1
-        return Admission(self, tenant_id)
+            usages = [self._usage.get(level.key) or _TenantUsage() for level in levels]
+            for level, usage in zip(levels, usages):
+                self._check(level, usage, now, prompt_tokens)
+            for level, usage in zip(levels, usages):
+                usage.admitted.append(now)
+                usage.in_flight += 1
+                self._usage[level.key] = usage
+                self._usage.move_to_end(level.key)
+            self._forget_idle()
+        return Admission(self, tuple(levels))
+
+    def _check(self, level: Level, usage: _TenantUsage, now: float, prompt_tokens: int) -> None:
+        limits, who = level.limits, level.who
+        while usage.admitted and usage.admitted[0] <= now - WINDOW_S:
+            usage.admitted.popleft()
+        self._roll_day(usage)
+        if limits.concurrent_requests is not None and usage.in_flight >= limits.concurrent_requests:
+            raise rate_limited(f"Too many requests at once{who}: the limit is {limits.concurrent_requests}.", 1)
+        rpm = limits.requests_per_minute
+        if rpm is not None and len(usage.admitted) >= rpm:
+            oldest = usage.admitted[-rpm]
+            raise rate_limited(f"Too many requests{who}: the limit is {rpm} per minute.", oldest + WINDOW_S - now)
+        self._check_daily(level, usage, prompt_tokens)
+
+    def _check_daily(self, level: Level, usage: _TenantUsage, prompt_tokens: int) -> None:
+        daily = level.limits.tokens_per_day
+        if daily is not None and usage.tokens + prompt_tokens > daily:
+            until_midnight = DAY_S - self._wall() % DAY_S
+            raise rate_limited(f"The daily limit of {daily} tokens{level.who} is used up.", until_midnight)
+
+    def _afford(self, levels: Sequence[Level], prompt_tokens: int) -> None:
+        with self._lock:
+            for level in levels:
+                usage = self._usage[level.key]
+                self._roll_day(usage)
+                self._check_daily(level, usage, prompt_tokens)
+
+    def _forget_idle(self) -> None:
+        if len(self._usage) <= self.max_entries:
+            return
+        for key in [k for k, u in self._usage.items() if not u.in_flight][: len(self._usage) - self.max_entries]:
+            del self._usage[key]
+
+    def tracked(self) -> set[str]:
+        """The levels whose counters are held now (the memory bound's subject)."""
+        with self._lock:
+            return set(self._usage)
 
     def tokens_today(self, tenant_id: str) -> int:
         with self._lock:

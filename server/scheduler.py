@@ -81,13 +81,14 @@ class Scheduler:
         params: SamplingParams,
         adapter: AdapterHandle | None,
         tenant: str | None = None,
+        max_running: int | None = None,
     ) -> Generation:
         """Queue a request; 429 with ``Retry-After`` when the queue, or the tenant's share, is full."""
         if self.engine.waiting >= self.max_waiting:
             raise self._busy("The server is at capacity; retry shortly.")
         if self.engine.waiting_for(tenant) >= self.max_waiting_per_tenant:
             raise self._busy("Too many of this tenant's requests are waiting; retry shortly.")
-        request = GenerationRequest(prompt_ids, params, adapter, tenant=tenant)
+        request = GenerationRequest(prompt_ids, params, adapter, tenant=tenant, max_running=max_running)
         return Generation(self.engine, request, self.metrics)
 
     def _busy(self, message: str) -> APIError:

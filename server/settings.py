@@ -73,6 +73,15 @@ class Settings(BaseSettings):
         "tenants may only lower them. Default: 10 GiB of storage, 100 adapters, 1000 versions, 1000 files, "
         "100000 comparisons.",
     )
+    visitor_limit_ceilings: TenantLimits = Field(
+        TenantLimits(requests_per_minute=20, tokens_per_day=50_000, concurrent_requests=2),
+        description="Chat limits of one page visitor (a publishable key and a client address), as JSON; tenants "
+        "may only lower them (visitor_limits).",
+    )
+    max_running_per_tenant: int | None = Field(
+        None, ge=1, description="Rows of the running batch one tenant may hold (tenants may be given fewer with "
+        "limit_ceilings.batch_rows); unset: three quarters of max_batch_size.",
+    )
     publishable_max_tokens: int = Field(
         1024, ge=1, description="Most completion tokens a publishable (website) key may ask for; "
         "such keys may not use ignore_eos.",

@@ -69,6 +69,8 @@ class TenantLimits(_Record):
     """Training files."""
     comparisons: int | None = Field(None, ge=1, le=10**9)
     """Recorded A/B votes."""
+    batch_rows: int | None = Field(None, ge=1, le=100_000)
+    """Rows of the running batch the tenant's requests may hold at once (the rest wait their turn)."""
 
 
 def _http_url(value: str, what: str) -> tuple[str, Any]:
@@ -120,14 +122,19 @@ class TenantSettings(_Record):
     """The tenant's own limits (at most the ceilings)."""
     limit_ceilings: TenantLimits = TenantLimits()
     """The operator's limits: only the admin changes them."""
+    key_limits: TenantLimits = TenantLimits()
+    """Chat limits (``requests_per_minute``, ``tokens_per_day``, ``concurrent_requests``) of each
+    publishable key on its own, inside the tenant's."""
+    visitor_limits: TenantLimits = TenantLimits()
+    """The same, per page visitor (a publishable key and a client address); at most the server's
+    ``SWAPLORA_VISITOR_LIMIT_CEILINGS``."""
+    widget_max_tokens: int | None = Field(None, ge=1, le=1_000_000)
+    """Most completion tokens a publishable key may ask for; at most ``SWAPLORA_PUBLISHABLE_MAX_TOKENS``."""
 
     @property
     def effective_limits(self) -> TenantLimits:
         """What the server enforces: per field the lower of ``limits`` and ``limit_ceilings``."""
-        own, ceiling = self.limits.model_dump(), self.limit_ceilings.model_dump()
-        return TenantLimits(**{
-            field: min((v for v in (own[field], ceiling[field]) if v is not None), default=None) for field in own
-        })
+        return lower_of(self.limits, self.limit_ceilings)
 
     @field_validator("brand_color")
     @classmethod
@@ -160,6 +167,13 @@ class TenantSettings(_Record):
         return bool(origin) and origin.lower() in self.allowed_origins
 
 
+def lower_of(*all_limits: TenantLimits) -> TenantLimits:
+    """Per field, the lowest limit any of ``all_limits`` sets (None where none sets one)."""
+    dumps = [limits.model_dump() for limits in all_limits]
+    return TenantLimits(**{field: min((d[field] for d in dumps if d[field] is not None), default=None)
+                           for field in TenantLimits.model_fields})
+
+
 def check_default_model(settings: TenantSettings, tenant_id: str) -> None:
     """A 400 unless ``default_model`` is ``base`` or one of ``tenant_id``'s own adapter ids."""
     ref = parse_model_id(settings.default_model)
@@ -171,23 +185,36 @@ def check_default_model(settings: TenantSettings, tenant_id: str) -> None:
         )
 
 
-def check_limits(settings: TenantSettings, is_admin: bool, patch: dict[str, Any]) -> None:
-    """403 when a tenant touches ``limit_ceilings``; 400 when its own limits pass a ceiling."""
+def check_limits(settings: TenantSettings, is_admin: bool, patch: dict[str, Any],
+                 visitor_ceilings: TenantLimits = TenantLimits(), max_widget_tokens: int | None = None) -> None:
+    """403 when a tenant touches ``limit_ceilings``; 400 when its own limits pass a ceiling: its
+    ``limits`` the ``limit_ceilings``, its ``visitor_limits`` the server's ``visitor_ceilings``,
+    its ``widget_max_tokens`` the server's ``max_widget_tokens``."""
     if "limit_ceilings" in patch and not is_admin:
         raise APIError(403, "Only the server's operator (the admin key) sets limit_ceilings.",
                        code="admin_required", param="limit_ceilings")
-    own, ceiling = settings.limits.model_dump(), settings.limit_ceilings.model_dump()
-    for field, cap in ceiling.items():
-        if cap is not None and own[field] is not None and own[field] > cap:
-            raise bad_request(f"limits.{field} may be at most {cap}, the operator's ceiling.",
-                              param=f"limits.{field}", code="invalid_setting")
+    for name, own, ceiling in (("limits", settings.limits, settings.limit_ceilings),
+                               ("visitor_limits", settings.visitor_limits, visitor_ceilings)):
+        caps, values = ceiling.model_dump(), own.model_dump()
+        for field, cap in caps.items():
+            if cap is not None and values[field] is not None and values[field] > cap:
+                raise bad_request(f"{name}.{field} may be at most {cap}, the operator's ceiling.",
+                                  param=f"{name}.{field}", code="invalid_setting")
+    wanted = settings.widget_max_tokens
+    if wanted is not None and max_widget_tokens is not None and wanted > max_widget_tokens:
+        raise bad_request(f"widget_max_tokens may be at most {max_widget_tokens}, the operator's ceiling.",
+                          param="widget_max_tokens", code="invalid_setting")
+
+
+LIMIT_FIELDS = ("limits", "limit_ceilings", "key_limits", "visitor_limits")
+"""Settings that are :class:`TenantLimits`: a PATCH merges them field by field."""
 
 
 def merge_patch(current: TenantSettings, patch: dict[str, Any]) -> dict[str, Any]:
     """The settings after ``patch`` as plain JSON data, to be validated whole by the caller."""
     merged = current.model_dump(mode="json")
     for field, value in patch.items():
-        if field in ("limits", "limit_ceilings") and isinstance(value, dict):
+        if field in LIMIT_FIELDS and isinstance(value, dict):
             merged[field] = {**merged[field], **value}
         elif value is None and field in TenantSettings.model_fields:
             merged.pop(field)  # back to the default

@@ -105,6 +105,8 @@ class KeyOwner:
 
     tenant: Tenant
     kind: str
+    digest: str = ""
+    """The key's SHA-256 (what the database holds): names the key to per-key limits."""
 
 
 def hash_key(key: str) -> str:
@@ -157,7 +159,7 @@ class TenantRegistry:
             ).fetchone()
         if row is None or not hmac.compare_digest(row[0], digest) or not key.startswith(KEY_PREFIXES[row[1]]):
             return None
-        return KeyOwner(Tenant(row[2], row[3]), row[1])
+        return KeyOwner(Tenant(row[2], row[3]), row[1], digest)
 
     def create_key(self, tenant_id: str, kind: str = "secret") -> tuple[ApiKeyInfo, str]:
         """Add a key to an existing tenant; return its info and the plain-text key."""

@@ -20,6 +20,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
@@ -35,11 +36,12 @@ from server.cors import require_allowed_origin
 from server.engine import Finished, TextDelta
 from server.errors import APIError, bad_request, model_loading, model_not_found
 from server.prompt import refuse_what_cannot_fit, render_prompt
-from server.rate_limits import UNLIMITED, Admission, ReleaseAfter
+from server.rate_limits import UNLIMITED, Admission, Level, ReleaseAfter
 from server.sampling import SamplingParams
 from server.scheduler import Generation
 from server.schemas import ChatCompletionRequest, parse_json
-from server.tenant_settings import TenantSettings
+from server.settings import Settings
+from server.tenant_settings import TenantSettings, lower_of
 from server.upload_limits import read_capped
 
 
@@ -134,7 +136,7 @@ def _tenant_settings(request: Request, principal: Principal, body: ChatCompletio
         if body.ignore_eos:  # a benchmark switch: on a web page it only burns the tenant's budget
             raise APIError(403, "ignore_eos is not available to publishable keys.", code="parameter_not_allowed",
                            param="ignore_eos")
-        ceiling = request.app.state.services.settings.publishable_max_tokens
+        ceiling = _widget_max_tokens(request.app.state.services.settings, settings)
         requested = body.requested_max_tokens()
         if requested is not None and requested > ceiling:
             raise bad_request(f"A publishable key may ask for at most {ceiling} tokens.",
@@ -143,10 +145,33 @@ def _tenant_settings(request: Request, principal: Principal, body: ChatCompletio
     return settings
 
 
-def _admit(request: Request, principal: Principal, settings: TenantSettings | None, prompt_len: int) -> Admission:
+def _widget_max_tokens(server: Settings, settings: TenantSettings) -> int:
+    """Most completion tokens a publishable key may ask for: the tenant's own cap under the server's."""
+    own = settings.widget_max_tokens
+    return server.publishable_max_tokens if own is None else min(own, server.publishable_max_tokens)
+
+
+def _batch_rows(services: Any, settings: TenantSettings | None) -> int | None:
+    """Rows of the running batch the request's tenant may hold (None: the admin, no cap)."""
+    if settings is None:
+        return None
+    server = services.settings
+    default = server.max_running_per_tenant or max(1, server.max_batch_size * 3 // 4)
+    own = settings.effective_limits.batch_rows
+    return default if own is None else min(own, default)
+
+
+def _admit(services: Any, principal: Principal, settings: TenantSettings | None) -> Admission:
+    """Count the request against its tenant (and, for a publishable key, the key and the visitor)
+    before any work is done for it, so that every request a caller makes counts."""
     if principal.tenant_id is None or settings is None:
         return UNLIMITED
-    return request.app.state.services.limits.admit(principal.tenant_id, settings.effective_limits, prompt_len)
+    levels = [Level(principal.tenant_id, settings.effective_limits)]
+    if principal.is_publishable:
+        visitor = lower_of(settings.visitor_limits, services.settings.visitor_limit_ceilings)
+        levels += [Level(f"key:{principal.key_digest}", settings.key_limits, " for this key"),
+                   Level(f"visitor:{principal.key_digest}:{principal.address}", visitor, " from this visitor")]
+    return services.limits.admit_all(levels)
 
 
 def _settle(admission: Admission, generation: Generation, prompt_len: int) -> None:
@@ -159,15 +184,18 @@ async def chat_completions(request: Request) -> Response | ReleaseAfter:
     body = parse_json(ChatCompletionRequest, await read_capped(request, request.app.state.services.settings.max_chat_body_bytes))
     settings = await run_in_threadpool(_tenant_settings, request, principal, body)
     services = _ready_services(request)
-    served_model, adapter = await run_in_threadpool(resolve_adapter, services, principal, body.model)
-    system_prompt = settings.system_prompt if settings else None
-    await run_in_threadpool(refuse_what_cannot_fit, services.base.tokenizer, list(body.messages), _context_limit(services))
-    prompt_ids = await run_in_threadpool(render_prompt, services.base.tokenizer, list(body.messages), system_prompt)
-    ceiling = services.settings.publishable_max_tokens if principal.is_publishable else None
-    params = _sampling(services, body, len(prompt_ids), ceiling)
-    admission = _admit(request, principal, settings, len(prompt_ids))
+    admission = _admit(services, principal, settings)
     try:
-        generation = services.scheduler.generate(prompt_ids, params, adapter, principal.tenant_id)
+        served_model, adapter = await run_in_threadpool(resolve_adapter, services, principal, body.model)
+        system_prompt = settings.system_prompt if settings else None
+        await run_in_threadpool(refuse_what_cannot_fit, services.base.tokenizer, list(body.messages),
+                                _context_limit(services))
+        prompt_ids = await run_in_threadpool(render_prompt, services.base.tokenizer, list(body.messages), system_prompt)
+        admission.afford(len(prompt_ids))
+        ceiling = _widget_max_tokens(services.settings, settings) if principal.is_publishable and settings else None
+        params = _sampling(services, body, len(prompt_ids), ceiling)
+        generation = services.scheduler.generate(prompt_ids, params, adapter, principal.tenant_id,
+                                                 _batch_rows(services, settings))
     except BaseException:
         admission.done()
         raise

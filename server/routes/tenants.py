@@ -140,7 +140,8 @@ async def update_tenant(request: Request) -> JSONResponse:
         except ValidationError as exc:
             raise settings_error(exc) from None
         check_default_model(updated, tenant.id)
-        check_limits(updated, principal.is_admin, patch)
+        check_limits(updated, principal.is_admin, patch, services.settings.visitor_limit_ceilings,
+                     services.settings.publishable_max_tokens)
         if updated.default_model != current.default_model:
             _check_model_exists(services, updated)
         return updated

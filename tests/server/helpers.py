@@ -18,8 +18,9 @@ from server.services import Services
 from server.settings import Settings
 from server.tenants import TenantRegistry
 
-NO_QUOTAS = {"storage_bytes": None, "adapters": None, "adapter_versions": None, "files": None, "comparisons": None}
-"""The quota fields of limits nobody set (an operator's JSON default of ceilings replaces the built-in
+UNSET_NEWER_LIMITS = {"storage_bytes": None, "adapters": None, "adapter_versions": None, "files": None, "comparisons": None,
+             "batch_rows": None}
+"""The quota and batch-row fields of limits nobody set (an operator's JSON default of ceilings replaces the built-in
 one whole: quotas it leaves out are unlimited)."""
 
 

@@ -124,3 +124,43 @@ def decode_steps(engine: Engine) -> float:
             if sample.name.endswith("_count"):
                 return sample.value
     return 0.0
+
+
+def test_fair_queue_passes_over_tenants_without_room() -> None:
+    q: FairQueue[str] = FairQueue()
+    q.put("full", "full-0")
+    q.put("full", "full-1")
+    q.put("other", "other-0")
+    no_room_for_full = lambda tenant, item: tenant != "full"  # noqa: E731
+    assert q.get_nowait() == "full-0"
+    assert q.get(timeout=0, admissible=no_room_for_full) == "other-0"
+    with pytest.raises(queue.Empty):
+        q.get(timeout=0, admissible=no_room_for_full)
+    assert q.qsize() == 1 and q.get_nowait() == "full-1"  # passed over, never dropped
+
+
+def test_a_tenant_holds_at_most_its_batch_rows(tiny_model_dir) -> None:
+    """Cap 1: the tenant's second request waits while its first runs, although the batch has room
+    and another tenant's request joins and finishes meanwhile; it starts once the first ends."""
+    engine = Engine(fp32_base(tiny_model_dir), max_batch_size=4)
+    engine.start()
+    try:
+        ids = prompt_ids(engine.base.tokenizer, "Hi")
+        endless = SamplingParams(10_000, temperature=0, ignore_eos=True)
+        first, second, other = Collector(), Collector(), Collector()
+        first_handle = engine.submit(GenerationRequest(ids, endless, None, first, tenant="greedy", max_running=1))
+        while not first.pieces:
+            assert not first.done.wait(0.01)
+        second_handle = engine.submit(GenerationRequest(ids, endless, None, second, tenant="greedy", max_running=1))
+        engine.submit(GenerationRequest(ids, SamplingParams(8, temperature=0, ignore_eos=True), None, other,
+                                        tenant="other", max_running=1))
+        assert other.wait().completion_tokens == 8
+        assert second.pieces == [] and engine.waiting_for("greedy") == 1 and engine.running == 1
+        first_handle.cancel()
+        first.wait()
+        while not second.pieces:
+            assert not second.done.wait(0.01)
+        second_handle.cancel()
+        second.wait()
+    finally:
+        engine.stop()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.server.test_tenants import ADMIN, assert_error, bearer, make_client
-from tests.server.helpers import NO_QUOTAS
+from tests.server.helpers import UNSET_NEWER_LIMITS
 
 
 def test_a_tenant_can_lower_its_limits_but_never_raise_or_clear_the_ceilings(tmp_path: Path) -> None:
@@ -14,7 +14,7 @@ def test_a_tenant_can_lower_its_limits_but_never_raise_or_clear_the_ceilings(tmp
     created = client.post("/v1/tenants", json={"id": "acme"}, headers=ADMIN).json()
     assert created["limit_ceilings"]["requests_per_minute"] == 30  # the server's defaults for new tenants
     assert created["effective_limits"] == {"requests_per_minute": 30, "tokens_per_day": None,
-                                           "concurrent_requests": 4, "concurrent_jobs": None, **NO_QUOTAS}
+                                           "concurrent_requests": 4, "concurrent_jobs": None, **UNSET_NEWER_LIMITS}
     tenant = bearer(created["api_key"])
 
     lowered = client.patch("/v1/tenants/acme", json={"limits": {"requests_per_minute": 10}}, headers=tenant)

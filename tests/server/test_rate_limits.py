@@ -10,7 +10,7 @@ import asyncio
 import pytest
 
 from server.errors import APIError
-from server.rate_limits import DAY_S, ReleaseAfter, RateLimiter
+from server.rate_limits import DAY_S, Level, RateLimiter, ReleaseAfter
 from server.tenant_settings import TenantLimits
 
 
@@ -109,3 +109,39 @@ def test_release_after_runs_whatever_the_response_does(limiter: RateLimiter) -> 
     with pytest.raises(ConnectionResetError):
         asyncio.run(ReleaseAfter(failing, admission.done)({}, None, None))
     limiter.admit("acme", limits).done()  # the slot came back
+
+
+def test_levels_are_admitted_together_or_not_at_all() -> None:
+    limiter = RateLimiter()
+    tenant, visitor = TenantLimits(requests_per_minute=10), TenantLimits(requests_per_minute=1)
+    levels = [Level("acme", tenant), Level("visitor:k:1.2.3.4", visitor, " from this visitor")]
+    limiter.admit_all(levels).done()
+    with pytest.raises(APIError, match="from this visitor"):
+        limiter.admit_all(levels)
+    for _ in range(9):  # the refusal counted nowhere: the tenant still has 9 of its 10
+        limiter.admit_all([Level("acme", tenant), Level("visitor:k:5.6.7.8", TenantLimits())]).done()
+    with pytest.raises(APIError, match="Too many requests: the limit is 10"):
+        limiter.admit("acme", tenant)
+
+
+def test_a_tokenized_prompt_over_the_day_is_refused_after_admission() -> None:
+    limiter = RateLimiter()
+    limits = TenantLimits(tokens_per_day=100)
+    limiter.admit("acme", limits).done(tokens=90)
+    admission = limiter.admit("acme", limits)  # admitted before its prompt is known
+    with pytest.raises(APIError, match="daily limit of 100 tokens"):
+        admission.afford(20)
+    admission.done()
+    limiter.admit("acme", limits).afford(10)
+
+
+def test_idle_counters_are_forgotten_beyond_the_bound() -> None:
+    limiter = RateLimiter(max_entries=3)
+    busy = limiter.admit("busy", TenantLimits(concurrent_requests=1))
+    for i in range(5):
+        limiter.admit(f"visitor-{i}", TenantLimits()).done()
+    tracked = limiter.tracked()
+    assert len(tracked) == 3 and "busy" in tracked  # in flight: never forgotten
+    with pytest.raises(APIError):
+        limiter.admit("busy", TenantLimits(concurrent_requests=1))
+    busy.done()

@@ -16,7 +16,7 @@ from server.tenant_settings import TenantSettings, normalize_origin
 from tests.adapters.test_validation import save_peft_adapter
 from tests.server.test_adapter_routes import BASE, adapter_files
 from tests.server.test_tenants import ADMIN, assert_error, bearer, make_client
-from tests.server.helpers import NO_QUOTAS
+from tests.server.helpers import UNSET_NEWER_LIMITS
 
 SITE = "https://shop.example"
 
@@ -33,7 +33,7 @@ def settings_of(env: dict[str, Any], tenant: str = "acme") -> dict[str, Any]:
     response = env["client"].get(f"/v1/tenants/{tenant}", headers=ADMIN)
     assert response.status_code == 200, response.text
     record = response.json()
-    assert set(record.pop("usage")) == set(NO_QUOTAS)
+    assert set(record.pop("usage")) == set(UNSET_NEWER_LIMITS) - {"batch_rows"}
     return record
 
 
@@ -87,7 +87,7 @@ def test_tenant_changes_its_settings(env: dict[str, Any]) -> None:
     record = response.json()
     assert record["brand_color"] == "#ff6600" and record["allowed_origins"] == [SITE, "http://localhost:8080"]
     assert record["limits"] == {"requests_per_minute": 30, "tokens_per_day": None, "concurrent_requests": None,
-                                "concurrent_jobs": None, **NO_QUOTAS}
+                                "concurrent_jobs": None, **UNSET_NEWER_LIMITS}
     assert settings_of(env) == record
     # limits merge field by field; null resets a field to its default
     record = patch(env, {"limits": {"tokens_per_day": 1000}, "greeting": None}).json()
