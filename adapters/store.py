@@ -151,14 +151,20 @@ class AdapterStore:
 
     def sweep(self) -> list[Path]:
         """Remove what a crash left behind: half-written versions (``.tmp-*``), directories on
-        their way out (``.trash-*``) and half-written bookkeeping files; returns what went.
+        their way out (``.trash-*``), half-written bookkeeping files, and versions a publish
+        renamed into place but never recorded (it died before writing ``.last-version``; an
+        adapter whose first publish died that way has no ``current`` and goes whole); returns
+        what went.
 
         Publishing and deleting hold the store's lock from the first byte to the last rename, so
-        under the same lock anything temporary belongs to a process that died mid-way.
+        under the same lock anything temporary belongs to a process that died mid-way: this is
+        safe while the server runs (the job runner sweeps after a training worker died).
         """
         removed: list[Path] = []
         with self._locked():
             for tenant_dir in (p for p in self.root.iterdir() if p.is_dir()):
+                for adapter_dir in [d for d in tenant_dir.iterdir() if d.is_dir() and _is_valid_name(d.name)]:
+                    removed += _sweep_unrecorded(adapter_dir, tenant_dir / f".last-version.{adapter_dir.name}")
                 for entry in [*tenant_dir.iterdir(), *(e for d in tenant_dir.iterdir() if d.is_dir()
                                                        and not d.name.startswith(".") for e in d.iterdir())]:
                     if entry.name.startswith((".tmp-", ".trash-")) or _is_atomic_tmp(entry):
@@ -278,6 +284,31 @@ class AdapterStore:
                 yield
             finally:
                 fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+def _is_valid_name(name: str) -> bool:
+    try:
+        validate_adapter_name(name)
+    except InvalidId:
+        return False
+    return True
+
+
+def _sweep_unrecorded(adapter_dir: Path, last_version_file: Path) -> list[Path]:
+    """Version directories of ``adapter_dir`` that no finished publish recorded (see sweep)."""
+    if not (adapter_dir / _CURRENT).exists():
+        if any(_is_version(e.name) for e in adapter_dir.iterdir()):
+            shutil.rmtree(adapter_dir, ignore_errors=True)
+            return [adapter_dir]
+        return []
+    try:
+        last = int(last_version_file.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return []  # a store from before .last-version: nothing to compare with
+    unrecorded = [e for e in adapter_dir.iterdir() if _is_version(e.name) and int(e.name) > last]
+    for entry in unrecorded:
+        shutil.rmtree(entry, ignore_errors=True)
+    return unrecorded
 
 
 def _entries(directory: Path) -> list[str]:

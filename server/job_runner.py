@@ -303,6 +303,11 @@ class JobRunner:
             self._fail(worker.job_id, JobError(code, message))
         else:
             self._fail(worker.job_id, JobError("trainer_crashed", _crash_message(returncode, work_dir)))
+        if outcome.get("type") != "succeeded":
+            # A worker killed mid-publish may have left a temp or unrecorded version: never let one linger.
+            swept = self.services.store.sweep()
+            if swept:
+                log.warning("job %s: removed what its worker left in the adapter store: %s", worker.job_id, swept)
 
     # ----------------------------------------------------------------------------- cancel
 

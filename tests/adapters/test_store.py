@@ -210,3 +210,24 @@ def test_concurrent_publishes_from_processes_get_distinct_versions(tmp_path: Pat
     store = AdapterStore(tmp_path)
     assert [m.version for m in store.versions("acme", "support")] == list(range(1, 16))
     assert store.current_version("acme", "support") == 15
+
+
+def test_sweep_removes_versions_no_publish_recorded(tmp_path: Path) -> None:
+    """A publish killed between renaming its version into place and recording it leaves a complete
+    but unannounced version; the sweep removes it (and an adapter whose first publish died so),
+    keeps every recorded one, and leaves stores from before the bookkeeping alone."""
+    store = AdapterStore(tmp_path)
+    publish(store, "acme", "support")
+    publish(store, "acme", "support")
+    support = tmp_path / "acme" / "support"
+    (support / "3").mkdir()  # renamed into place, never recorded
+    (support / "3" / "adapter_model.safetensors").write_bytes(b"w")
+    first = tmp_path / "acme" / "sales"
+    (first / "1").mkdir(parents=True)  # a first publish that died before `current`
+    legacy = tmp_path / "globex" / "old"
+    (legacy / "7").mkdir(parents=True)
+    (legacy / "current").write_text("7\n")  # no .last-version: nothing to compare with
+    assert sorted(store.sweep()) == sorted([support / "3", first])
+    assert [m.version for m in store.versions("acme", "support")] == [1, 2] and store.current_version("acme", "support") == 2
+    assert (legacy / "7").is_dir() and store.sweep() == []
+    assert publish(store, "acme", "support").version == 3
