@@ -27,7 +27,8 @@ RECOVERY_S = 30.0
 
 @pytest.fixture(scope="module")
 def server(launch: Launch) -> Server:
-    return launch(MAX_BATCH_SIZE=str(BATCH), MAX_WAITING=str(WAITING))
+    # One tenant may fill the whole batch here (by default it holds at most three quarters of it).
+    return launch(MAX_BATCH_SIZE=str(BATCH), MAX_WAITING=str(WAITING), MAX_RUNNING_PER_TENANT=str(BATCH))
 
 
 @pytest.fixture(scope="module")
