@@ -6,7 +6,7 @@ Prints one JSON object::
      "plans": {"<plan>": {"serve_1": tok/s, "serve_16": tok/s, "train": tokens/s}, ...},
      "best": {"serve_1": "<plan>", ...}, "auto_vs_best": {"serve_1": 0.97, ...}, "met": true}
 
-- ``serve_1`` / ``serve_16``: the engine (:class:`server.engine.Engine`) on the embedded model
+- ``serve_1`` / ``serve_16``: the engine (:class:`server.engine.step_loop.Engine`) on the embedded model
   in that plan, 1 and 16 concurrent streams on one rank-16 all-linear adapter, greedy, exactly
   ``--tokens`` tokens each (``ignore_eos``): generated tokens per second.
 - ``train``: :func:`trainer.qlora.train` on packed rows of the example documents (the bench
@@ -43,8 +43,8 @@ from adapters.machine import machine_info  # noqa: E402
 from adapters.plan_choice import choose_plan  # noqa: E402
 from bench import train_data  # noqa: E402
 from bench.engine_bench import engine_load, prompts  # noqa: E402
-from server.adapter_cache import AdapterHandle  # noqa: E402
-from server.engine import Engine  # noqa: E402
+from server.engine.adapter_cache import AdapterHandle  # noqa: E402
+from server.engine.step_loop import Engine  # noqa: E402
 from tests.conftest import make_lora  # noqa: E402
 from trainer.hyperparameters import parse  # noqa: E402
 from trainer.packing import pack  # noqa: E402

@@ -14,7 +14,7 @@ Phases:
    (NF4, double quantization, bf16 compute). Reports the 4-bit layers, the device memory and a
    forward pass (finite logits).
 2. **Engine**: random rank-``--rank`` all-linear PEFT adapters, then
-   :class:`server.engine.Engine` loads, ``--repeat`` interleaved rounds of greedy decoding of
+   :class:`server.engine.step_loop.Engine` loads, ``--repeat`` interleaved rounds of greedy decoding of
    ``--tokens`` tokens each (every request is admitted and prefilled as the server does it, so
    the figures include the batch filling up, as in ``bench/engine_bench.py``). Per ``--loads`` entry SxA (default 64x64 and 16x8): S streams on
    ``base`` alone, on one adapter, and spread over A adapters (the batched multi-adapter path);
@@ -51,8 +51,8 @@ from adapters.execution_plan import PlanRequest  # noqa: E402
 from adapters.validation import KEY_PREFIX  # noqa: E402
 from bench.engine_bench import engine_load, prompts, round_ratios  # noqa: E402
 from bench.train_data import rounded  # noqa: E402
-from server.adapter_cache import AdapterHandle  # noqa: E402
-from server.engine import Engine  # noqa: E402
+from server.engine.adapter_cache import AdapterHandle  # noqa: E402
+from server.engine.step_loop import Engine  # noqa: E402
 from trainer.hyperparameters import parse  # noqa: E402
 from trainer.packing import pack  # noqa: E402
 from trainer.qlora import prepare_model, train  # noqa: E402

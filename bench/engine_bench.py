@@ -32,9 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from adapters.base_model import load_base  # noqa: E402
 from adapters.embedded import prepare_embedded_model  # noqa: E402
 from adapters.machine import machine_info  # noqa: E402
-from server.adapter_cache import AdapterHandle  # noqa: E402
-from server.engine import Engine, Finished, GenerationRequest  # noqa: E402
-from server.sampling import SamplingParams  # noqa: E402
+from server.engine.adapter_cache import AdapterHandle  # noqa: E402
+from server.engine.step_loop import Engine, Finished, GenerationRequest  # noqa: E402
+from server.engine.sampling import SamplingParams  # noqa: E402
 from tests.conftest import make_lora  # noqa: E402
 
 

@@ -37,10 +37,10 @@ from adapters.execution_plan import ExecutionPlan  # noqa: E402
 from adapters.machine import machine_info, usable_cores  # noqa: E402
 from bench import train_data  # noqa: E402
 from bench.engine_bench import engine_load, prompts  # noqa: E402
-from server.adapter_cache import AdapterHandle  # noqa: E402
-from server.child_process import trainer_env  # noqa: E402
+from server.engine.adapter_cache import AdapterHandle  # noqa: E402
+from server.jobs.child_process import trainer_env  # noqa: E402
 from server.cpu_share import CPUShare  # noqa: E402
-from server.engine import Engine  # noqa: E402
+from server.engine.step_loop import Engine  # noqa: E402
 from tests.conftest import make_lora  # noqa: E402
 
 

@@ -24,23 +24,24 @@ from adapters.base_model import load_base
 from adapters.embedded import prepare_embedded_model
 from adapters.store import AdapterStore
 from server.comparisons import ComparisonStore
-from server.cors import TenantCORSMiddleware
+from server.tenancy.cors import TenantCORSMiddleware
 from server.cpu_share import CPUShare
 from server.drain import Drain, DrainingServer
-from server.engine import Engine
+from server.engine.step_loop import Engine
 from server.errors import install_error_handlers
-from server.files import FileStore
-from server import leftovers, retention
-from server.job_runner import JobRunner
-from server.jobs import JobStore
+from server.jobs.training_files import FileStore
+from server import leftovers
+from server.jobs import retention
+from server.jobs.runner import JobRunner
+from server.jobs.job_store import JobStore
 from server.metrics import Metrics
 from server.routes import adapters as adapter_routes
 from server.routes import chat, comparisons, files, fine_tuning, health, me, models, tenants
 from server.routes import tenant_keys, widget
-from server.scheduler import Scheduler
+from server.engine.admission import Admitter
 from server.services import Services
 from server.settings import Settings
-from server.tenants import TenantRegistry
+from server.tenancy.tenants import TenantRegistry
 
 log = logging.getLogger(__name__)
 _AFTER_DRAIN_S = 2
@@ -67,7 +68,7 @@ def load_model(services: Services) -> None:
         )
         engine.start()
         services.base = base
-        services.scheduler = Scheduler(engine, services.metrics, settings.max_waiting, settings.max_waiting_per_tenant)
+        services.admitter = Admitter(engine, services.metrics, settings.max_waiting, settings.max_waiting_per_tenant)
         services.engine = engine
         log.info("model %s ready on %s in %.1fs (spec %s); execution plan %s: %s", base.spec.name, base.device,
                  time.perf_counter() - started, base.spec.hash[:12], base.plan.name, base.plan.reason)
@@ -94,9 +95,10 @@ def create_app(settings: Settings) -> Starlette:
         await asyncio.to_thread(leftovers.sweep, settings.data, services.store, services.files)
         loader = threading.Thread(target=load_model, args=(services,), name="swaplora-loader", daemon=True)
         loader.start()
-        services.runner = JobRunner(services)
+        services.runner = JobRunner(services.jobs, services.files, services.store, services.tenants, settings,
+                                    serving=services)
         await services.runner.start()
-        sweeping = asyncio.create_task(retention.keep_sweeping(services), name="swaplora-retention")
+        sweeping = asyncio.create_task(retention.keep_sweeping(services.jobs, services.files, settings), name="swaplora-retention")
         yield
         sweeping.cancel()
         await services.runner.stop()

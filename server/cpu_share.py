@@ -12,9 +12,9 @@ split, and every process gets its part:
   without OpenMP spinning against itself.
 - the file checker (document parsing, no matmuls) runs with one thread.
 
-The engine applies a new thread count between two steps (:meth:`server.engine.Engine.set_threads`);
+The engine applies a new thread count between two steps (:meth:`server.engine.step_loop.Engine.set_threads`);
 a worker gets its count in ``OMP_NUM_THREADS`` when it starts
-(:func:`server.child_process.trainer_env`).
+(:func:`server.jobs.child_process.trainer_env`).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ Contract:
   while, so a load balancer sees 503s, not refused connections, and stops sending. What was
   already in flight runs to its end. The ``on_drain`` callbacks start at once (``serve`` stops
   the job runner there: running training jobs end ``failed`` with ``server_restarted``, see
-  :mod:`server.job_runner`). ``drain`` returns once nothing is in flight and the callbacks have
+  :mod:`server.jobs.runner`). ``drain`` returns once nothing is in flight and the callbacks have
   finished, or after ``seconds``, whichever comes first.
 - :class:`DrainingServer` is a ``uvicorn.Server`` that does not close its socket on the first
   signal (uvicorn's own handling would): it drains, then sets ``should_exit``; uvicorn then

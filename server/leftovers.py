@@ -3,7 +3,7 @@
 :func:`sweep` empties ``<data>/tmp`` (upload spools: an upload in flight when the process died),
 removes the adapter store's half-written versions and half-deleted directories
 (:meth:`adapters.store.AdapterStore.sweep`) and the training files that never got their database
-row (:meth:`server.files.FileStore.sweep`). It runs before the server accepts requests, so nothing
+row (:meth:`server.jobs.training_files.FileStore.sweep`). It runs before the server accepts requests, so nothing
 it removes belongs to a live upload of this server; the store's own lock keeps it off a publish
 that another process (``swaplora train``) has in flight.
 """
@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 from adapters.store import AdapterStore
-from server.files import FileStore
+from server.jobs.training_files import FileStore
 
 log = logging.getLogger(__name__)
 

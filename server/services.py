@@ -1,8 +1,10 @@
 """Everything a route needs, built once per app and kept on ``app.state.services``.
 
-``base``, ``engine`` and ``scheduler`` are None until the model has loaded (in the background,
+``base``, ``engine`` and ``admitter`` are None until the model has loaded (in the background,
 so ``/health`` answers at once and ``/ready`` tells when serving starts); ``load_error`` says
-why loading failed, if it did.
+why loading failed, if it did. Routes reach it with :func:`services_of` (typed). It is also the
+job runner's :class:`server.jobs.runner.ServingSide` (the model directory, the execution plan's
+name, the engine's thread count), so the runner depends on that protocol, not on this bag.
 """
 
 from __future__ import annotations
@@ -11,20 +13,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from starlette.requests import Request
+
 from adapters.base_model import LoadedBase
 from adapters.store import AdapterStore
 from server.comparisons import ComparisonStore
-from server.engine import Engine
-from server.files import FileStore
-from server.jobs import JobStore
+from server.engine.admission import Admitter
+from server.engine.step_loop import Engine
+from server.jobs.job_store import JobStore
+from server.jobs.training_files import FileStore
 from server.metrics import Metrics
-from server.rate_limits import RateLimiter
-from server.scheduler import Scheduler
 from server.settings import Settings
-from server.tenants import TenantRegistry
+from server.tenancy import quotas
+from server.tenancy.rate_limits import RateLimiter
+from server.tenancy.tenants import TenantRegistry
 
 if TYPE_CHECKING:
-    from server.job_runner import JobRunner
+    from server.jobs.runner import JobRunner
 
 
 @dataclass
@@ -38,7 +43,7 @@ class Services:
     jobs: JobStore
     base: LoadedBase | None = None
     engine: Engine | None = None
-    scheduler: Scheduler | None = None
+    admitter: Admitter | None = None
     load_error: str | None = None
     limits: RateLimiter = field(default_factory=RateLimiter)
     """Per-tenant chat limits (in memory)."""
@@ -46,3 +51,28 @@ class Services:
     """The base model's directory once known (the job runner hands it to training workers)."""
     runner: JobRunner | None = None
     """Runs fine-tuning jobs; set while the app runs."""
+
+    def usage(self, tenant: str) -> quotas.Usage:
+        """What ``tenant`` stores now (see :mod:`server.tenancy.quotas`)."""
+        return quotas.measure(self.store, self.files, self.jobs, self.comparisons, self.settings.jobs_dir, tenant)
+
+    def require_room(self, tenant: str, adding: quotas.Adding) -> None:
+        """413/429 ``quota_exceeded`` when ``adding`` would pass one of ``tenant``'s quotas."""
+        quotas.require_room(self.tenants.get_settings(tenant).effective_limits, self.usage(tenant), adding)
+
+    @property
+    def plan_name(self) -> str | None:
+        """The execution plan the base serves with, once loaded."""
+        return self.base.plan.name if self.base is not None else None
+
+    def set_engine_threads(self, threads: int) -> None:
+        """Re-size the engine's CPU threads (a no-op until it has loaded)."""
+        if self.engine is not None:
+            self.engine.set_threads(threads)
+
+
+def services_of(request: Request) -> Services:
+    """The app's services, typed."""
+    services = request.app.state.services
+    assert isinstance(services, Services)
+    return services

@@ -13,7 +13,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from adapters.execution_plan import PlanRequest
-from server.tenant_settings import TenantLimits
+from server.tenancy.tenant_settings import TenantLimits
 
 
 MIN_ADMIN_KEY_LENGTH = 24

@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.types import Message
 
 from server.errors import APIError
+from server.services import services_of
 
 MULTIPART_SLACK = 64 * 1024
 """Room for boundaries, part headers and the small text fields on top of the file bytes."""
@@ -44,7 +45,7 @@ def too_slow(idle_s: float, min_rate: int) -> APIError:
 
 def _clock(request: Request) -> tuple[float, int]:
     """(idle timeout, minimum average rate) from the server's settings."""
-    settings = request.app.state.services.settings
+    settings = services_of(request).settings
     return settings.body_idle_timeout_s, settings.min_body_bytes_per_s
 
 

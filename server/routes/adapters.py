@@ -30,11 +30,12 @@ from adapters.ids import InvalidId, validate_adapter_name, validate_tenant_id
 from adapters.manifest import AdapterManifest, sha256_file
 from adapters.store import CONFIG_FILE, WEIGHTS_FILE, AdapterNotFound, AdapterStore
 from adapters.validation import AdapterValidationError, validate_adapter
-from server.auth import Principal, authenticate, can_use_tenant
-from server import quotas
+from server.tenancy.auth import Principal, authenticate, can_use_tenant
+from server.tenancy import quotas
 from server.errors import APIError, bad_request, model_loading, not_found
 from server.routes.tenants import read_json_object
 from server.upload_limits import multipart_upload, too_large
+from server.services import services_of
 
 UPLOAD_FILES = (CONFIG_FILE, WEIGHTS_FILE)
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
@@ -62,7 +63,7 @@ def _owned_adapter(principal: Principal, tenant: str, name: str) -> tuple[str, s
 
 
 def _store(request: Request) -> AdapterStore:
-    return request.app.state.services.store
+    return services_of(request).store
 
 
 def version_object(manifest: AdapterManifest) -> dict[str, Any]:
@@ -103,7 +104,7 @@ def _adapter_detail(store: AdapterStore, tenant: str, name: str) -> dict[str, An
 
 async def upload_adapter(request: Request) -> JSONResponse:
     principal = authenticate(request)
-    services = request.app.state.services
+    services = services_of(request)
     base = services.base
     if base is None:
         raise model_loading()
@@ -116,7 +117,7 @@ async def upload_adapter(request: Request) -> JSONResponse:
         try:
             await run_in_threadpool(_spool, uploads, work)
             adding = quotas.for_adapter_version(services.store, tenant, name, quotas.tree_bytes(work))
-            await run_in_threadpool(quotas.check, services, tenant, adding)
+            await run_in_threadpool(services.require_room, tenant, adding)
             manifest = await run_in_threadpool(
                 _validate_and_publish, services.store, work, tenant, name, base, services.settings.max_rank
             )
@@ -143,7 +144,7 @@ async def _upload_target(request: Request, principal: Principal, form: FormData)
     if principal.is_admin:
         if not tenant:
             raise bad_request("The admin must name the tenant in form field 'tenant'.", param="tenant")
-        known = await run_in_threadpool(request.app.state.services.tenants.get_tenant, tenant)
+        known = await run_in_threadpool(services_of(request).tenants.get_tenant, tenant)
         if known is None:
             raise not_found(f"Tenant {tenant!r} not found.", param="tenant")
         return known.id, name

@@ -10,7 +10,7 @@ Tenancy: the tenant's ``system_prompt`` is applied when the messages bring no sy
 (the tenant is the caller's, or for the admin the adapter's). A publishable key (the website
 widget) may chat only from one of the tenant's ``allowed_origins`` and only with its
 ``default_model`` (403 otherwise). A tenant's requests pass its limits (429 + Retry-After,
-:mod:`server.rate_limits`); the admission ends when the response does, however it ends.
+:mod:`server.tenancy.rate_limits`); the admission ends when the response does, however it ends.
 """
 
 from __future__ import annotations
@@ -30,23 +30,24 @@ from starlette.routing import Route
 
 from adapters.ids import InvalidId, parse_model_id
 from adapters.store import AdapterNotFound
-from server.adapter_cache import AdapterHandle
-from server.auth import Principal, authenticate, can_use_tenant
-from server.cors import require_allowed_origin
-from server.engine import Finished, TextDelta
+from server.engine.adapter_cache import AdapterHandle
+from server.tenancy.auth import Principal, authenticate, can_use_tenant
+from server.tenancy.cors import require_allowed_origin
+from server.engine.step_loop import Finished, TextDelta
 from server.errors import APIError, bad_request, model_loading, model_not_found
 from server.prompt import refuse_what_cannot_fit, render_prompt
-from server.rate_limits import UNLIMITED, Admission, Level, ReleaseAfter
-from server.sampling import SamplingParams
-from server.scheduler import Generation
+from server.tenancy.rate_limits import UNLIMITED, Admission, Level, ReleaseAfter
+from server.engine.sampling import SamplingParams
+from server.engine.admission import Generation, QueueFull
 from server.schemas import ChatCompletionRequest, parse_json
 from server.settings import Settings
-from server.tenant_settings import TenantSettings, lower_of
+from server.tenancy.tenant_settings import TenantSettings, lower_of
 from server.upload_limits import read_capped
+from server.services import Services, services_of
 
 
 def _ready_services(request: Request):
-    services = request.app.state.services
+    services = services_of(request)
     if services.engine is None:
         raise model_loading()
     return services
@@ -127,7 +128,7 @@ def _tenant_settings(request: Request, principal: Principal, body: ChatCompletio
         tenant_id = body.model.partition("/")[0]  # the admin using an adapter: that tenant's prompt
     if tenant_id is None:
         return None
-    settings = request.app.state.services.tenants.get_settings(tenant_id)
+    settings = services_of(request).tenants.get_settings(tenant_id)
     if principal.is_publishable:
         require_allowed_origin(request, principal, settings)
         if body.model != settings.default_model:
@@ -136,7 +137,7 @@ def _tenant_settings(request: Request, principal: Principal, body: ChatCompletio
         if body.ignore_eos:  # a benchmark switch: on a web page it only burns the tenant's budget
             raise APIError(403, "ignore_eos is not available to publishable keys.", code="parameter_not_allowed",
                            param="ignore_eos")
-        ceiling = _widget_max_tokens(request.app.state.services.settings, settings)
+        ceiling = _widget_max_tokens(services_of(request).settings, settings)
         requested = body.requested_max_tokens()
         if requested is not None and requested > ceiling:
             raise bad_request(f"A publishable key may ask for at most {ceiling} tokens.",
@@ -151,7 +152,7 @@ def _widget_max_tokens(server: Settings, settings: TenantSettings) -> int:
     return server.publishable_max_tokens if own is None else min(own, server.publishable_max_tokens)
 
 
-def _batch_rows(services: Any, settings: TenantSettings | None) -> int | None:
+def _batch_rows(services: Services, settings: TenantSettings | None) -> int | None:
     """Rows of the running batch the request's tenant may hold (None: the admin, no cap)."""
     if settings is None:
         return None
@@ -161,7 +162,7 @@ def _batch_rows(services: Any, settings: TenantSettings | None) -> int | None:
     return default if own is None else min(own, default)
 
 
-def _admit(services: Any, principal: Principal, settings: TenantSettings | None) -> Admission:
+def _admit(services: Services, principal: Principal, settings: TenantSettings | None) -> Admission:
     """Count the request against its tenant (and, for a publishable key, the key and the visitor)
     before any work is done for it, so that every request a caller makes counts."""
     if principal.tenant_id is None or settings is None:
@@ -181,7 +182,7 @@ def _settle(admission: Admission, generation: Generation, prompt_len: int) -> No
 
 async def chat_completions(request: Request) -> Response | ReleaseAfter:
     principal = authenticate(request, allow_publishable=True)
-    body = parse_json(ChatCompletionRequest, await read_capped(request, request.app.state.services.settings.max_chat_body_bytes))
+    body = parse_json(ChatCompletionRequest, await read_capped(request, services_of(request).settings.max_chat_body_bytes))
     settings = await run_in_threadpool(_tenant_settings, request, principal, body)
     services = _ready_services(request)
     admission = _admit(services, principal, settings)
@@ -194,8 +195,12 @@ async def chat_completions(request: Request) -> Response | ReleaseAfter:
         admission.afford(len(prompt_ids))
         ceiling = _widget_max_tokens(services.settings, settings) if principal.is_publishable and settings else None
         params = _sampling(services, body, len(prompt_ids), ceiling)
-        generation = services.scheduler.generate(prompt_ids, params, adapter, principal.tenant_id,
-                                                 _batch_rows(services, settings))
+        generation = services.admitter.generate(prompt_ids, params, adapter, principal.tenant_id,
+                                                _batch_rows(services, settings))
+    except QueueFull as full:
+        admission.done()
+        raise APIError(429, full.message, code="server_busy",
+                       headers={"Retry-After": str(full.retry_after_s)}) from None
     except BaseException:
         admission.done()
         raise

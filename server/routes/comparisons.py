@@ -11,7 +11,7 @@ Contract:
 - ``GET /v1/comparisons[?limit=N]`` lists the caller's votes, newest first (default 100, max 1000),
   in OpenAI's list shape (``has_more`` says whether older votes exist).
 - ``GET /v1/comparisons/stats`` gives win rates per pair of models with their counts.
-- Scoping as in :mod:`server.tenant_scope`: a tenant's votes belong to that tenant and its reads
+- Scoping as in :mod:`server.tenancy.scope`: a tenant's votes belong to that tenant and its reads
   see only them. The admin may name a ``tenant`` (in the body for a vote, ``?tenant=`` for the
   reads); the admin's reads without one cover every vote, the admin's votes without one belong
   to no tenant. Adapters in a tenant's vote must be that tenant's own.
@@ -28,13 +28,14 @@ from starlette.routing import Route
 
 from adapters.ids import BASE_MODEL_ID, InvalidId, parse_model_id
 from adapters.store import AdapterNotFound, AdapterStore
-from server.auth import authenticate
+from server.tenancy.auth import authenticate
 from server.comparisons import VOTES, ComparisonStore
-from server import quotas
+from server.tenancy import quotas
 from server.errors import bad_request, model_not_found
 from server.routes.paging import list_object, page_query
 from server.routes.tenants import read_json_object
-from server.tenant_scope import acting_tenant, read_scope
+from server.tenancy.scope import acting_tenant, read_scope
+from server.services import services_of
 
 MAX_PROMPT_CHARS = 100_000
 MAX_LIST = 1000
@@ -42,7 +43,7 @@ _FIELDS = frozenset({"left_model", "right_model", "prompt", "vote", "blind", "te
 
 
 def _comparisons(request: Request) -> ComparisonStore:
-    return request.app.state.services.comparisons
+    return services_of(request).comparisons
 
 
 def _served_model(store: AdapterStore, tenant: str | None, model: Any, param: str) -> str:
@@ -80,14 +81,14 @@ async def create_comparison(request: Request) -> JSONResponse:
     named = data.get("tenant")
     # The admin may vote for no tenant (its own tally) or name one; a tenant always votes as itself.
     tenant = None if principal.is_admin and named is None else await acting_tenant(request, principal, named)
-    store = request.app.state.services.store
+    store = services_of(request).store
     left = await run_in_threadpool(_served_model, store, tenant, data["left_model"], "left_model")
     right = await run_in_threadpool(_served_model, store, tenant, data["right_model"], "right_model")
     if left == right:
         raise bad_request(f"Both sides are {left}; compare two different models.", param="right_model")
     if tenant is not None:
-        services = request.app.state.services
-        await run_in_threadpool(quotas.check, services, tenant, quotas.Adding(comparisons=1))
+        services = services_of(request)
+        await run_in_threadpool(services.require_room, tenant, quotas.Adding(comparisons=1))
     comparison = await run_in_threadpool(_comparisons(request).record, tenant, left, right, prompt, vote, blind)
     return JSONResponse(comparison.to_dict(), status_code=201)
 

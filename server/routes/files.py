@@ -25,14 +25,15 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse
 from starlette.routing import Route
 
-from server.auth import authenticate
-from server import quotas
+from server.tenancy.auth import authenticate
+from server.tenancy import quotas
 from server.errors import APIError, bad_request, not_found
-from server.file_check import FileChecker
-from server.files import StoredFile
+from server.jobs.file_check import FileChecker
+from server.jobs.training_files import StoredFile
 from server.upload_limits import multipart_upload, too_large
 from server.routes.paging import list_object, page_query
-from server.tenant_scope import acting_tenant, read_scope
+from server.tenancy.scope import acting_tenant, read_scope
+from server.services import services_of
 
 PURPOSE = "fine-tune"
 _FIELDS = frozenset({"file", "purpose", "tenant"})
@@ -62,7 +63,7 @@ def file_not_found(file_id: object, param: str | None = None) -> APIError:
 
 async def upload_file(request: Request) -> JSONResponse:
     principal = authenticate(request)
-    services = request.app.state.services
+    services = services_of(request)
     limit = services.settings.max_file_bytes
     capped = multipart_upload(request, limit, "the file")
     async with capped.form(max_files=1, max_fields=4, max_part_size=64 * 1024) as form:
@@ -85,7 +86,7 @@ async def upload_file(request: Request) -> JSONResponse:
         try:
             await run_in_threadpool(_spool, upload, spooled)
             adding = quotas.Adding(storage_bytes=spooled.stat().st_size, files=1)
-            await run_in_threadpool(quotas.check, services, tenant, adding)
+            await run_in_threadpool(services.require_room, tenant, adding)
             verdict = await FileChecker.from_settings(services.settings).check_file(spooled, filename)
             if not verdict["ok"]:
                 raise _refused(verdict, limit)
@@ -118,7 +119,7 @@ async def list_files(request: Request) -> JSONResponse:
         raise bad_request("'order' must be 'asc' or 'desc'.", param="order")
     purpose = request.query_params.get("purpose") or None
     files, has_more = await run_in_threadpool(
-        request.app.state.services.files.list_files, read_scope(request, principal),
+        services_of(request).files.list_files, read_scope(request, principal),
         purpose=purpose, after=after, limit=limit, order=order,
     )
     return JSONResponse(list_object([file_object(f) for f in files], has_more))
@@ -128,7 +129,7 @@ async def _owned_file(request: Request) -> StoredFile:
     principal = authenticate(request)
     file_id = request.path_params["file_id"]
     tenant = None if principal.is_admin else principal.tenant_id
-    stored = await run_in_threadpool(request.app.state.services.files.get, file_id, tenant)
+    stored = await run_in_threadpool(services_of(request).files.get, file_id, tenant)
     if stored is None:
         raise file_not_found(file_id)
     return stored
@@ -140,7 +141,7 @@ async def get_file(request: Request) -> JSONResponse:
 
 async def file_content(request: Request) -> FileResponse:
     stored = await _owned_file(request)
-    path = request.app.state.services.files.path(stored)
+    path = services_of(request).files.path(stored)
     if not path.is_file():
         raise file_not_found(stored.id)
     return FileResponse(path, media_type="application/octet-stream", filename=stored.filename)
@@ -148,7 +149,7 @@ async def file_content(request: Request) -> FileResponse:
 
 async def delete_file(request: Request) -> JSONResponse:
     stored = await _owned_file(request)
-    if not await run_in_threadpool(request.app.state.services.files.delete, stored.id, stored.tenant):
+    if not await run_in_threadpool(services_of(request).files.delete, stored.id, stored.tenant):
         raise file_not_found(stored.id)
     return JSONResponse({"id": stored.id, "object": "file", "deleted": True})
 

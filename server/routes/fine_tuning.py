@@ -35,16 +35,17 @@ from starlette.routing import Route
 
 from adapters.ids import InvalidId, parse_model_id, validate_adapter_name
 from adapters.store import AdapterNotFound
-from server.auth import authenticate
-from server import quotas
+from server.tenancy.auth import authenticate
+from server.tenancy import quotas
 from server.errors import APIError, bad_request, model_not_found, not_found
-from server.file_check import FileChecker
-from server.jobs import TERMINAL, Job, JobEvent
-from server.rate_limits import check_concurrent_jobs
+from server.jobs.file_check import FileChecker
+from server.jobs.job_store import TERMINAL, Job, JobEvent
+from server.tenancy.rate_limits import check_concurrent_jobs
 from server.routes.files import file_not_found
 from server.routes.paging import list_object, page_query
 from server.routes.tenants import read_json_object
-from server.tenant_scope import acting_tenant, read_scope
+from server.tenancy.scope import acting_tenant, read_scope
+from server.services import Services, services_of
 
 _FIELDS = frozenset({"model", "training_file", "validation_file", "suffix", "hyperparameters", "seed", "tenant"})
 _POLL_S = 0.5
@@ -98,7 +99,7 @@ def _slug(text: str) -> str:
 
 async def create_job(request: Request) -> JSONResponse:
     principal = authenticate(request)
-    services = request.app.state.services
+    services = services_of(request)
     data = await read_json_object(request, _FIELDS)
     tenant = await acting_tenant(request, principal, data.get("tenant"))
     await run_in_threadpool(_check_job_limit, services, tenant)
@@ -115,7 +116,7 @@ async def create_job(request: Request) -> JSONResponse:
         raise bad_request(str(exc).replace("adapter name", "suffix"), param="suffix", code="invalid_suffix") from None
     # The job will publish a version of tenant/suffix: room for it now (its size is known only then).
     adding = quotas.for_adapter_version(services.store, tenant, suffix, 1)
-    await run_in_threadpool(quotas.check, services, tenant, adding)
+    await run_in_threadpool(services.require_room, tenant, adding)
     seed = data.get("seed")
     if seed is None:
         seed = secrets.randbelow(2**31)
@@ -133,13 +134,13 @@ async def create_job(request: Request) -> JSONResponse:
     return JSONResponse(job_object(job))
 
 
-def _check_job_limit(services: Any, tenant: str) -> None:
+def _check_job_limit(services: Services, tenant: str) -> None:
     """429 while the tenant has its ``limits.concurrent_jobs`` jobs not finished yet."""
     active = [job for job in services.jobs.with_status("validating_files", "queued", "running") if job.tenant == tenant]
     check_concurrent_jobs(services.tenants.get_settings(tenant).effective_limits, len(active))
 
 
-def _checked_model(services: Any, tenant: str, model: object) -> str:
+def _checked_model(services: Services, tenant: str, model: object) -> str:
     if not isinstance(model, str) or not model:
         raise bad_request("Field 'model' is required: 'base' or one of your adapters.", param="model")
     try:
@@ -157,7 +158,7 @@ def _checked_model(services: Any, tenant: str, model: object) -> str:
     return model
 
 
-def _owned_file(services: Any, tenant: str, data: dict[str, Any], param: str, required: bool) -> Any:
+def _owned_file(services: Services, tenant: str, data: dict[str, Any], param: str, required: bool) -> Any:
     file_id = data.get(param)
     if file_id is None and not required:
         return None
@@ -179,7 +180,7 @@ def _within_ceilings(settings: Any, hyperparameters: dict[str, Any]) -> None:
                               param=f"hyperparameters.{key}", code="invalid_hyperparameters")
 
 
-async def _checked_hyperparameters(services: Any, hyperparameters: object) -> dict[str, Any]:
+async def _checked_hyperparameters(services: Services, hyperparameters: object) -> dict[str, Any]:
     if hyperparameters is None:
         hyperparameters = {}
     if not isinstance(hyperparameters, dict):
@@ -202,7 +203,7 @@ async def _owned_job(request: Request) -> Job:
     principal = authenticate(request)
     job_id = request.path_params["job_id"]
     tenant = None if principal.is_admin else principal.tenant_id
-    job = await run_in_threadpool(request.app.state.services.jobs.get, job_id, tenant)
+    job = await run_in_threadpool(services_of(request).jobs.get, job_id, tenant)
     if job is None:
         raise not_found(f"No fine-tuning job {job_id!r}.", code="job_not_found")
     return job
@@ -212,7 +213,7 @@ async def list_jobs(request: Request) -> JSONResponse:
     principal = authenticate(request)
     after, limit = page_query(request, default=20, maximum=100)
     jobs, has_more = await run_in_threadpool(
-        lambda: request.app.state.services.jobs.list_jobs(read_scope(request, principal), after=after, limit=limit)
+        lambda: services_of(request).jobs.list_jobs(read_scope(request, principal), after=after, limit=limit)
     )
     return JSONResponse(list_object([job_object(j) for j in jobs], has_more))
 
@@ -225,7 +226,7 @@ async def cancel_job(request: Request) -> JSONResponse:
     job = await _owned_job(request)
     if job.finished:
         raise APIError(409, f"Job {job.id} has already ended ({job.status}).", code="job_already_ended")
-    runner = request.app.state.services.runner
+    runner = services_of(request).runner
     ended = await runner.cancel(job.id)
     return JSONResponse(job_object(ended or job))
 
@@ -233,7 +234,7 @@ async def cancel_job(request: Request) -> JSONResponse:
 async def delete_job(request: Request) -> JSONResponse:
     """Delete a finished job, its events and its work directory (its log); 409 while it runs."""
     job = await _owned_job(request)
-    services = request.app.state.services
+    services = services_of(request)
     status = await run_in_threadpool(services.jobs.delete, job.id, job.tenant)
     if status is not None and status not in TERMINAL:
         raise APIError(409, f"Job {job.id} has not ended ({status}); cancel it first.", code="job_not_ended")
@@ -243,7 +244,7 @@ async def delete_job(request: Request) -> JSONResponse:
 
 async def job_events(request: Request) -> Response:
     job = await _owned_job(request)
-    jobs = request.app.state.services.jobs
+    jobs = services_of(request).jobs
     stream = request.query_params.get("stream", "").lower() in ("1", "true", "yes")
     if stream or "text/event-stream" in request.headers.get("accept", ""):
         return EventSourceResponse(_live_events(jobs, job.id), ping=15)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from server.services import services_of
 
 
 async def health(request: Request) -> JSONResponse:
@@ -14,7 +15,7 @@ async def health(request: Request) -> JSONResponse:
 
 
 async def ready(request: Request) -> JSONResponse:
-    services = request.app.state.services
+    services = services_of(request)
     if services.load_error:
         return JSONResponse({"status": "failed", "error": services.load_error}, status_code=503)
     if services.engine is None:
@@ -33,7 +34,7 @@ async def ready(request: Request) -> JSONResponse:
 
 
 async def metrics(request: Request) -> Response:
-    services = request.app.state.services
+    services = services_of(request)
     return Response(services.metrics.render(), media_type=services.metrics.content_type)
 
 

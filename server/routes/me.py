@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from server.auth import authenticate
+from server.tenancy.auth import authenticate
 
 
 async def me(request: Request) -> JSONResponse:

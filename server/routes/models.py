@@ -16,8 +16,9 @@ from starlette.routing import Route
 
 from adapters.ids import BASE_MODEL_ID, InvalidId, parse_model_id
 from adapters.store import AdapterNotFound
-from server.auth import authenticate, can_use_tenant
+from server.tenancy.auth import authenticate, can_use_tenant
 from server.errors import model_not_found
+from server.services import services_of
 
 
 def _created(iso: str) -> int:
@@ -53,7 +54,7 @@ def _list(store, tenant: str | None) -> list[dict]:
 
 async def list_models(request: Request) -> JSONResponse:
     principal = authenticate(request)
-    services = request.app.state.services
+    services = services_of(request)
     adapters = await run_in_threadpool(_list, services.store, None if principal.is_admin else principal.tenant_id)
     return JSONResponse({"object": "list", "data": [_base_entry(request), *adapters]})
 
@@ -74,7 +75,7 @@ async def retrieve_model(request: Request) -> JSONResponse:
     if ref is None or not can_use_tenant(principal, ref.tenant):
         raise model_not_found(model)
     try:
-        resolved = await run_in_threadpool(request.app.state.services.store.resolve, ref)
+        resolved = await run_in_threadpool(services_of(request).store.resolve, ref)
     except AdapterNotFound:
         raise model_not_found(model) from None
     entry = _adapter_entry(resolved.manifest)

@@ -16,10 +16,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from server.auth import authenticate
+from server.tenancy.auth import authenticate
 from server.errors import bad_request, not_found
 from server.routes.tenants import owned_tenant, read_json_object
-from server.tenants import KEY_KINDS, ApiKeyInfo
+from server.tenancy.tenants import KEY_KINDS, ApiKeyInfo
+from server.services import services_of
 
 
 def key_object(info: ApiKeyInfo) -> dict[str, Any]:
@@ -41,14 +42,14 @@ async def create_key(request: Request) -> JSONResponse:
     if kind not in KEY_KINDS:
         raise bad_request(f"'kind' must be one of {', '.join(map(repr, KEY_KINDS))}.", param="kind")
     tenant = await run_in_threadpool(owned_tenant, request, principal)
-    info, key = await run_in_threadpool(request.app.state.services.tenants.create_key, tenant.id, kind)
+    info, key = await run_in_threadpool(services_of(request).tenants.create_key, tenant.id, kind)
     return JSONResponse({**key_object(info), "api_key": key}, status_code=201)
 
 
 async def list_keys(request: Request) -> JSONResponse:
     principal = authenticate(request)
     tenant = await run_in_threadpool(owned_tenant, request, principal)
-    keys = await run_in_threadpool(request.app.state.services.tenants.list_keys, tenant.id)
+    keys = await run_in_threadpool(services_of(request).tenants.list_keys, tenant.id)
     return JSONResponse({"object": "list", "data": [key_object(info) for info in keys]})
 
 
@@ -56,7 +57,7 @@ async def revoke_key(request: Request) -> JSONResponse:
     principal = authenticate(request)
     tenant = await run_in_threadpool(owned_tenant, request, principal)
     key_id = request.path_params["key_id"]
-    revoked = await run_in_threadpool(request.app.state.services.tenants.revoke_key, tenant.id, key_id)
+    revoked = await run_in_threadpool(services_of(request).tenants.revoke_key, tenant.id, key_id)
     if not revoked:
         raise not_found(f"No active key {key_id!r} for tenant {tenant.id!r}.", param="key_id", code="key_not_found")
     return JSONResponse({"id": key_id, "object": "api_key", "deleted": True})

@@ -1,10 +1,10 @@
 """Tenant management: ``POST/GET /v1/tenants``, ``GET/PATCH /v1/tenants/{id}``.
-``GET`` also shows the tenant's ``usage`` against its disk quotas (:mod:`server.quotas`).
+``GET`` also shows the tenant's ``usage`` against its disk quotas (:mod:`server.tenancy.quotas`).
 
 Creating and listing tenants needs the admin key; a tenant may read and change its own record
 (with a secret key), and any other tenant id answers 404 whether or not it exists. A new
 tenant's API key is in the creation response and nowhere else, ever. A tenant object carries
-its settings (:mod:`server.tenant_settings`); PATCH validates the whole result and either stores
+its settings (:mod:`server.tenancy.tenant_settings`); PATCH validates the whole result and either stores
 all of it or nothing (400 naming the field).
 
 Also home of :func:`read_json_object`, the one JSON-body reader the management routes share.
@@ -24,12 +24,12 @@ from pydantic_core import from_json
 
 from adapters.ids import InvalidId, parse_model_id, validate_tenant_id
 from adapters.store import AdapterNotFound
-from server.auth import Principal, authenticate, can_use_tenant, require_admin
-from server import quotas
+from server.tenancy.auth import Principal, authenticate, can_use_tenant, require_admin
 from server.errors import APIError, bad_request, not_found
-from server.tenant_settings import TenantLimits, TenantSettings, check_default_model, check_limits, merge_patch, settings_error
-from server.tenants import Tenant, TenantExists, TenantNotFound
+from server.tenancy.tenant_settings import TenantLimits, TenantSettings, check_default_model, check_limits, merge_patch, settings_error
+from server.tenancy.tenants import Tenant, TenantExists, TenantNotFound
 from server.upload_limits import read_capped
+from server.services import Services, services_of
 
 MAX_JSON_BYTES = 64 * 1024
 """Management bodies are a few fields; a bigger one is a mistake or abuse."""
@@ -63,7 +63,7 @@ def owned_tenant(request: Request, principal: Principal) -> Tenant:
     tenant_id = request.path_params["tenant_id"]
     tenant = None
     if can_use_tenant(principal, tenant_id):
-        tenant = request.app.state.services.tenants.get_tenant(tenant_id)
+        tenant = services_of(request).tenants.get_tenant(tenant_id)
     if tenant is None:
         raise not_found(f"Tenant {tenant_id!r} not found.", param="id")
     return tenant
@@ -79,14 +79,14 @@ async def create_tenant(request: Request) -> JSONResponse:
     except InvalidId as exc:
         raise bad_request(str(exc), param="id", code="invalid_id") from None
     try:
-        tenant, key = await run_in_threadpool(request.app.state.services.tenants.create_tenant, tenant_id)
+        tenant, key = await run_in_threadpool(services_of(request).tenants.create_tenant, tenant_id)
     except TenantExists as exc:
         raise APIError(409, str(exc), param="id", code="tenant_exists") from None
-    ceilings = request.app.state.services.settings.default_limit_ceilings
+    ceilings = services_of(request).settings.default_limit_ceilings
     settings = None
     if ceilings != TenantLimits():  # the server's defaults, when the operator set any
         settings = await run_in_threadpool(
-            request.app.state.services.tenants.update_settings, tenant.id,
+            services_of(request).tenants.update_settings, tenant.id,
             lambda current: current.model_copy(update={"limit_ceilings": ceilings}),
         )
     return JSONResponse({**tenant_object(tenant, settings), "api_key": key}, status_code=201)
@@ -94,7 +94,7 @@ async def create_tenant(request: Request) -> JSONResponse:
 
 async def list_tenants(request: Request) -> JSONResponse:
     require_admin(authenticate(request))
-    registry = request.app.state.services.tenants
+    registry = services_of(request).tenants
 
     def listing() -> list[dict[str, Any]]:
         return [tenant_object(t, registry.get_settings(t.id)) for t in registry.list_tenants()]
@@ -104,17 +104,17 @@ async def list_tenants(request: Request) -> JSONResponse:
 
 async def get_tenant(request: Request) -> JSONResponse:
     principal = authenticate(request)
-    services = request.app.state.services
+    services = services_of(request)
 
     def read() -> dict[str, Any]:
         tenant = owned_tenant(request, principal)
         return {**tenant_object(tenant, services.tenants.get_settings(tenant.id)),
-                "usage": quotas.measure(services, tenant.id).to_dict()}
+                "usage": services.usage(tenant.id).to_dict()}
 
     return JSONResponse(await run_in_threadpool(read))
 
 
-def _check_model_exists(services: Any, settings: TenantSettings) -> None:
+def _check_model_exists(services: Services, settings: TenantSettings) -> None:
     ref = parse_model_id(settings.default_model)
     if ref is None:
         return
@@ -131,7 +131,7 @@ def _check_model_exists(services: Any, settings: TenantSettings) -> None:
 async def update_tenant(request: Request) -> JSONResponse:
     principal = authenticate(request)
     patch = await read_json_object(request, frozenset(TenantSettings.model_fields))
-    services = request.app.state.services
+    services = services_of(request)
     tenant = await run_in_threadpool(owned_tenant, request, principal)
 
     def change(current: TenantSettings) -> TenantSettings:

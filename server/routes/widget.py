@@ -22,9 +22,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from server.auth import authenticate, can_use_tenant
-from server.cors import require_allowed_origin
+from server.tenancy.auth import authenticate, can_use_tenant
+from server.tenancy.cors import require_allowed_origin
 from server.errors import bad_request, not_found
+from server.services import services_of
 
 WIDGET_JS = Path(__file__).resolve().parents[1] / "static" / "widget.js"
 _SCRIPT = WIDGET_JS.read_bytes()
@@ -48,7 +49,7 @@ async def widget_config(request: Request) -> JSONResponse:
     tenant_id = request.query_params.get("tenant")
     if not tenant_id:
         raise bad_request("Missing query parameter 'tenant'.", param="tenant")
-    registry = request.app.state.services.tenants
+    registry = services_of(request).tenants
     tenant = await run_in_threadpool(registry.get_tenant, tenant_id) if can_use_tenant(principal, tenant_id) else None
     if tenant is None:
         raise not_found(f"Tenant {tenant_id!r} not found.", param="tenant")

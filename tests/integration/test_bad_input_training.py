@@ -191,7 +191,7 @@ def test_refused(bad_input_world: BadInputWorld, case: Case) -> None:
 @pytest.mark.parametrize("query", ["after=garbage", "after=%0A%00", "after=" + "x" * 3000])
 @pytest.mark.parametrize("route", [F, J, f"{J}/$globex_job/events"])
 def test_an_unknown_after_cursor_is_an_empty_page(bad_input_world: BadInputWorld, route: str, query: str) -> None:
-    """Not a refusal: the documented contract (server.files.FileStore.list_files) is that an
+    """Not a refusal: the documented contract (server.jobs.training_files.FileStore.list_files) is that an
     unknown ``after`` gives an empty page, never an error or the first page again."""
     w = bad_input_world
     path = route.replace("$globex_job", w.ids["$globex_job"])

@@ -11,12 +11,12 @@ from typing import Any
 
 from adapters.store import AdapterStore
 from server.comparisons import ComparisonStore
-from server.files import FileStore
-from server.jobs import JobStore
+from server.jobs.training_files import FileStore
+from server.jobs.job_store import JobStore
 from server.metrics import Metrics
 from server.services import Services
 from server.settings import Settings
-from server.tenants import TenantRegistry
+from server.tenancy.tenants import TenantRegistry
 
 UNSET_NEWER_LIMITS = {"storage_bytes": None, "adapters": None, "adapter_versions": None, "files": None, "comparisons": None,
              "batch_rows": None}

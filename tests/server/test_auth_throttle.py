@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from server.auth_throttle import AuthThrottle
+from server.tenancy.auth_throttle import AuthThrottle
 from server.errors import APIError
 from tests.server.test_tenants import assert_error, bearer, make_client
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.child_process import trainer_env
+from server.jobs.child_process import trainer_env
 from server.cpu_share import CPUShare
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from adapters.base_model import load_tokenizer
-from server.detokenizer import IncrementalText
+from server.engine.detokenizer import IncrementalText
 
 
 @pytest.fixture(scope="module")

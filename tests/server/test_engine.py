@@ -13,9 +13,9 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
 from adapters.base_model import LoadedBase, load_base, load_tokenizer, spec_for, linear_shapes
-from server.adapter_cache import AdapterHandle
-from server.engine import Engine, Finished, GenerationRequest, TextDelta
-from server.sampling import SamplingParams
+from server.engine.adapter_cache import AdapterHandle
+from server.engine.step_loop import Engine, Finished, GenerationRequest, TextDelta
+from server.engine.sampling import SamplingParams
 from tests.conftest import make_lora
 
 

@@ -12,11 +12,11 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from server.errors import install_error_handlers
-from server.file_check import FileChecker
-from server.files import FileStore
+from server.jobs.file_check import FileChecker
+from server.jobs.training_files import FileStore
 from server.routes import files as file_routes
 from server.settings import Settings
-from server.tenants import TenantRegistry
+from server.tenancy.tenants import TenantRegistry
 from tests.server.helpers import real_services
 from tests.server.test_tenants import ADMIN, ADMIN_KEY, assert_error, bearer
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from server.job_order import fair_order
+from server.jobs.order import fair_order
 
 
 @dataclass(frozen=True)

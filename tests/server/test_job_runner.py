@@ -18,11 +18,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from server.files import FileStore
-from server.job_runner import JobRunner
-from server.jobs import Job, JobStore
+from server.jobs.training_files import FileStore
+from server.jobs.runner import JobRunner
+from server.jobs.job_store import Job, JobStore
 from server.settings import Settings
-from server.tenants import TenantRegistry
+from server.tenancy.tenants import TenantRegistry
+from tests.server.helpers import real_services
 
 WAIT_S = 60.0
 """Upper bound on waiting for a state (not a timing assertion: only a hang fails it)."""
@@ -127,14 +128,13 @@ def make_env(tmp_path: Path, **settings: object) -> Env:
     script = tmp_path / "stand_in_worker.py"
     script.write_text(STAND_IN)
     config = Settings(data=tmp_path / "data", job_grace_seconds=1.0, **settings)
-    files = FileStore(config.db_path, config.files_dir)
+    services = real_services(config, model_dir=tmp_path / "model")
+    jobs, files = services.jobs, services.files
     upload = tmp_path / "upload.md"
     upload.write_text("# Handbook\n\nWe open at nine.\n")
     stored = files.add("acme", "handbook.md", "fine-tune", upload, {"ok": True, "format": "markdown", "records": 1})
-    jobs = JobStore(config.db_path)
-    services = SimpleNamespace(settings=config, jobs=jobs, files=files, model_dir=tmp_path / "model", base=None, engine=None,
-                               tenants=TenantRegistry(config.db_path))
-    runner = JobRunner(services, command=[sys.executable, str(script)])  # type: ignore[arg-type]
+    runner = JobRunner(jobs, files, services.store, services.tenants, config, serving=services,
+                       command=[sys.executable, str(script)])
     return Env(settings=config, jobs=jobs, files=files, runner=runner, file_id=stored.id)
 
 
@@ -152,6 +152,8 @@ def run(test: Callable[[Env], Awaitable[None]], tmp_path: Path, **settings: obje
 
 def test_a_succeeding_worker_is_recorded(tmp_path: Path) -> None:
     async def test(env: Env) -> None:
+        env.runner.tenants.create_tenant("acme")
+        env.runner.tenants.update_settings("acme", lambda s: s.model_copy(update={"system_prompt": "Be Acme."}))
         job = await env.ended(env.submit("succeed"))
         assert job.status == "succeeded", job.error
         assert (job.fine_tuned_model, job.trained_tokens) == ("acme/succeed@1", 321)
@@ -164,7 +166,8 @@ def test_a_succeeding_worker_is_recorded(tmp_path: Path) -> None:
         assert messages[-1] == "The job has successfully completed."
         work = env.settings.jobs_dir / job.id
         spec = json.loads((work / "spec.json").read_text())
-        assert spec["job_id"] == job.id and spec["tenant"] == "acme" and spec["system_prompt"] is None
+        # the samples get the system prompt the tenant's chats get
+        assert spec["job_id"] == job.id and spec["tenant"] == "acme" and spec["system_prompt"] == "Be Acme."
         assert Path(spec["training_files"][0]["path"]).read_text().startswith("# Handbook")
         assert spec["training_files"][0]["filename"] == "handbook.md" and spec["validation_files"] == []
         assert spec["adapters_dir"] == str(env.settings.adapters_dir.resolve())
@@ -312,7 +315,7 @@ def test_a_child_dies_with_its_parent_even_on_sigkill(tmp_path: Path) -> None:
         pytest.skip("PR_SET_PDEATHSIG is Linux only")
     parent_code = (
         "import subprocess, sys, time\n"
-        "from server.child_process import child_setup\n"
+        "from server.jobs.child_process import child_setup\n"
         "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'], preexec_fn=child_setup(),"
         " start_new_session=True)\n"
         "print(child.pid, flush=True)\n"

@@ -18,13 +18,13 @@ from starlette.testclient import TestClient
 
 from adapters.store import AdapterStore
 from server.errors import install_error_handlers
-from server.files import FileStore
-from server.job_runner import JobRunner
-from server.jobs import JobError, JobStore
+from server.jobs.training_files import FileStore
+from server.jobs.runner import JobRunner
+from server.jobs.job_store import JobError, JobStore
 from server.routes import files as file_routes
 from server.routes import fine_tuning
 from server.settings import Settings
-from server.tenants import TenantRegistry
+from server.tenancy.tenants import TenantRegistry
 from tests.server.helpers import real_services
 from tests.adapters.test_store import publish
 from tests.server.test_files import HANDBOOK
@@ -188,7 +188,8 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        services.runner = JobRunner(services, command=[sys.executable, str(script)])
+        services.runner = JobRunner(services.jobs, services.files, services.store, services.tenants, settings,
+                                    serving=services, command=[sys.executable, str(script)])
         await services.runner.start()
         yield
         await services.runner.stop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from adapters.store import AdapterRef, AdapterStore
-from server.files import FileStore
+from server.jobs.training_files import FileStore
 from server.leftovers import sweep
 from tests.adapters.test_store import publish, visible_tree
 

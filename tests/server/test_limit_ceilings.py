@@ -34,7 +34,7 @@ def test_a_tenant_can_lower_its_limits_but_never_raise_or_clear_the_ceilings(tmp
 
 
 def test_the_enforced_limit_is_the_lower_one_per_field() -> None:
-    from server.tenant_settings import TenantLimits, TenantSettings
+    from server.tenancy.tenant_settings import TenantLimits, TenantSettings
 
     settings = TenantSettings(limits=TenantLimits(requests_per_minute=10, tokens_per_day=500),
                               limit_ceilings=TenantLimits(requests_per_minute=30, concurrent_jobs=2))

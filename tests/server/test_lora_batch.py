@@ -13,8 +13,8 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
 from adapters.execution_plan import ExecutionPlan
-from server.lora_batch import LoRABatch, inject
-from server.lora_stack import concat, input_group, load_lora
+from server.engine.lora_batch import LoRABatch, inject
+from server.engine.lora_stack import concat, input_group, load_lora
 from tests.conftest import make_lora, python_bytes_growth
 
 CPU = torch.device("cpu")

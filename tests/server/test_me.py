@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 from server.errors import install_error_handlers
 from server.routes import me
 from server.settings import Settings
-from server.tenants import TenantRegistry
+from server.tenancy.tenants import TenantRegistry
 from tests.server.helpers import real_services
 from tests.server.test_tenants import ADMIN, ADMIN_KEY, assert_error, bearer
 

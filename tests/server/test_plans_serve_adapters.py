@@ -11,8 +11,8 @@ import torch
 
 from adapters.base_model import load_base, load_tokenizer
 from adapters.execution_plan import ALL_PLANS, ExecutionPlan
-from server.lora_batch import inject
-from server.lora_stack import load_lora
+from server.engine.lora_batch import inject
+from server.engine.lora_stack import load_lora
 from tests.conftest import make_lora
 
 CPU = torch.device("cpu")

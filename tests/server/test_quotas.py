@@ -14,7 +14,9 @@ import pytest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from server import quotas, retention
+from server.tenancy import quotas
+
+from server.jobs import retention
 from server.errors import install_error_handlers
 from server.routes import comparisons, files, fine_tuning, tenants
 from server.settings import Settings
@@ -134,15 +136,18 @@ def test_retention_deletes_old_logs_and_unused_old_files(env: SimpleNamespace) -
     later = time.time() + 40 * retention.DAY_S
     services.settings = env.settings.model_copy(update={"job_log_retention_days": None})
     assert services.settings.file_retention_days is None  # the default: files stay until deleted
-    assert retention.sweep_expired(services, now=later) == retention.Swept(job_logs=0, files=0)  # nothing set
+    def sweep(now: float) -> retention.Swept:
+        return retention.sweep_expired(services.jobs, services.files, services.settings, now=now)
+
+    assert sweep(later) == retention.Swept(job_logs=0, files=0)  # nothing set
     services.settings = env.settings.model_copy(update={"job_log_retention_days": 30.0, "file_retention_days": 30.0})
-    assert retention.sweep_expired(services, now=time.time()) == retention.Swept(0, 0)  # nothing old yet
-    assert retention.sweep_expired(services, now=later) == retention.Swept(job_logs=1, files=1)
+    assert sweep(time.time()) == retention.Swept(0, 0)  # nothing old yet
+    assert sweep(later) == retention.Swept(job_logs=1, files=1)
     assert services.files.get(kept, "acme") is not None and services.files.get(unused, "acme") is None
     events, _ = services.jobs.events(done)
     assert [e.message for e in events] == ["Older events were deleted (log retention)."]
     assert not (env.settings.jobs_dir / done).exists() and services.jobs.get(done) is not None
-    assert retention.sweep_expired(services, now=later) == retention.Swept(0, 0)  # once
+    assert sweep(later) == retention.Swept(0, 0)  # once
 
 
 def test_a_finished_job_can_be_deleted_with_its_log(env: SimpleNamespace) -> None:

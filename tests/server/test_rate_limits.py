@@ -10,8 +10,8 @@ import asyncio
 import pytest
 
 from server.errors import APIError
-from server.rate_limits import DAY_S, Level, RateLimiter, ReleaseAfter
-from server.tenant_settings import TenantLimits
+from server.tenancy.rate_limits import DAY_S, Level, RateLimiter, ReleaseAfter
+from server.tenancy.tenant_settings import TenantLimits
 
 
 class Clock:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from server.tenant_settings import TenantSettings, normalize_origin
+from server.tenancy.tenant_settings import TenantSettings, normalize_origin
 from tests.adapters.test_validation import save_peft_adapter
 from tests.server.test_adapter_routes import BASE, adapter_files
 from tests.server.test_tenants import ADMIN, assert_error, bearer, make_client
@@ -206,13 +206,3 @@ def test_no_key_is_in_the_database_in_clear(env: dict[str, Any]) -> None:
     raw = b"".join(p.read_bytes() for p in env["data"].glob("swaplora.db*"))
     for key in keys:
         assert key[7:].encode() not in raw and key[19:].encode() not in raw
-
-
-def test_training_jobs_get_the_tenant_system_prompt(env: dict[str, Any]) -> None:
-    from server.job_runner import tenant_system_prompt
-
-    services = env["client"].app.state.services
-    assert tenant_system_prompt(services, "acme") is None
-    patch(env, {"system_prompt": "You are Acme's assistant."})
-    assert tenant_system_prompt(services, "acme") == "You are Acme's assistant."
-    assert tenant_system_prompt(services, "globex") is None

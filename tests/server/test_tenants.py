@@ -19,14 +19,14 @@ from starlette.testclient import TestClient
 from adapters.ids import InvalidId
 from adapters.store import AdapterStore
 from server.errors import install_error_handlers
-from server.cors import TenantCORSMiddleware
+from server.tenancy.cors import TenantCORSMiddleware
 from server.routes import adapters as adapter_routes
 from server.routes import chat as chat_routes
 from server.routes import tenant_keys as key_routes
 from server.routes import tenants as tenant_routes
 from server.routes import widget as widget_routes
 from server.settings import Settings
-from server.tenants import TenantExists, TenantNotFound, TenantRegistry
+from server.tenancy.tenants import TenantExists, TenantNotFound, TenantRegistry
 from tests.server.helpers import real_services
 
 ADMIN_KEY = "admin-test-key-0123456789"

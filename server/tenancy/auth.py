@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
-from server.auth_throttle import AuthThrottle
+from server.tenancy.auth_throttle import AuthThrottle
 from server.errors import APIError
 
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}

@@ -5,7 +5,7 @@ Contract:
 - A tenant id follows :mod:`adapters.ids`; creating one returns its first secret key in plain
   text, the only time it exists outside the caller's hands.
 - Two kinds of key: ``secret`` (``sk-swl-``, the tenant's full API) and ``publishable``
-  (``pk-swl-``, for a website's widget: chat only, see :mod:`server.auth`). Both are the prefix
+  (``pk-swl-``, for a website's widget: chat only, see :mod:`server.tenancy.auth`). Both are the prefix
   + 32 random bytes, URL-safe, stored only as a sha256 hex digest. The keys carry 256 bits of
   entropy, so a fast hash loses nothing against guessing and keeps :meth:`authenticate_key`
   cheap enough to run on every request; the digest found by the indexed lookup is still
@@ -13,7 +13,7 @@ Contract:
 - A key is listed and revoked by its id (``key_`` + the first 20 hex digits of its digest) and
   shown by its prefix (the first characters, 72 random bits); never by its secret part. A revoked
   key never authenticates again, from the next request on.
-- Settings (:class:`~server.tenant_settings.TenantSettings`) are one JSON row per tenant,
+- Settings (:class:`~server.tenancy.tenant_settings.TenantSettings`) are one JSON row per tenant,
   validated before they are written; a tenant without a row has the defaults.
 - Every call is one transaction on its own connection (:class:`~server.database.Database`, WAL
   mode), so threads and other processes may share the database file.
@@ -33,7 +33,7 @@ from pathlib import Path
 from adapters.ids import validate_tenant_id
 from adapters.manifest import utc_now_iso
 from server.database import Database
-from server.tenant_settings import TenantSettings
+from server.tenancy.tenant_settings import TenantSettings
 
 KEY_PREFIXES = {"secret": "sk-swl-", "publishable": "pk-swl-"}
 """Key kind -> the prefix its keys start with (both prefixes have the same length)."""

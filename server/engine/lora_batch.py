@@ -2,7 +2,7 @@
 
 :func:`inject` wraps every linear layer a LoRA may target in a :class:`BatchedLoRALinear`.
 Before each forward pass the engine calls :meth:`LoRABatch.set_rows` with one adapter key (or
-None, for ``base``) per row and the ready forms (:class:`~server.lora_stack.LoRAStack`) of those
+None, for ``base``) per row and the ready forms (:class:`~server.engine.lora_stack.LoRAStack`) of those
 adapters. The rows are grouped by adapter: a gather of the activations into ``[G, M, ...]``
 (G adapters, M rows in the largest group; shorter groups are padded). Then per input group
 (q/k/v, gate/up: modules reading the same tensor) ``h = bmm(x_g, A)`` runs once, and per module
@@ -13,7 +13,7 @@ when rows spread evenly over the adapters; no weight is copied per step (a per-r
 copies every row's A and B at every layer and step), and no rank block is computed for rows that
 do not use it (a dense product over the concatenated ranks costs G times the flops). Base rows
 sit in no group and read a zeroed padding slot. A mixed batch's adapters sit in slots of one
-stack (:mod:`server.lora_slots`): one that joins is copied into a free slot, the others stay; one
+stack (:mod:`server.engine.lora_slots`): one that joins is copied into a free slot, the others stay; one
 adapter alone uses its ready form directly.
 
 Nothing is merged into the 4-bit weights; the base layer runs untouched.
@@ -25,8 +25,8 @@ from collections.abc import Mapping
 
 import torch
 
-from server.lora_slots import SlotStack
-from server.lora_stack import LoRAStack
+from server.engine.lora_slots import SlotStack
+from server.engine.lora_stack import LoRAStack
 
 
 class _Plan:
@@ -115,7 +115,7 @@ class LoRABatch:
         self.plan: _Plan | None = None
         """None when every row is ``base``."""
         self.slots = SlotStack()
-        """Where a mixed batch's adapters are stacked (see :mod:`server.lora_slots`)."""
+        """Where a mixed batch's adapters are stacked (see :mod:`server.engine.lora_slots`)."""
 
     def set_rows(self, rows: list[str | None], adapters: Mapping[str, LoRAStack], device: torch.device) -> None:
         """Point every row at its adapter; put the adapters of a mixed batch in slots."""

@@ -23,8 +23,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from server.child_process import child_setup, kill_group, trainer_command, trainer_env
-from server.rate_limits import rate_limited
+from server.jobs.child_process import child_setup, kill_group, trainer_command, trainer_env
+from server.tenancy.rate_limits import rate_limited
 from server.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from adapters.ids import InvalidId, validate_tenant_id
-from server.auth import Principal
+from server.tenancy.auth import Principal
 from server.errors import bad_request, not_found
 
 

@@ -2,12 +2,13 @@
 
 Contract:
 
-- The quotas are fields of :class:`server.tenant_settings.TenantLimits` (so they are the
+- The quotas are fields of :class:`server.tenancy.tenant_settings.TenantLimits` (so they are the
   operator's ceilings that a tenant may only lower): ``storage_bytes`` (adapters, every version,
   plus training files plus job work directories and logs), ``adapters`` (adapter names),
   ``adapter_versions`` (versions of all its adapters together), ``files`` (training files) and
   ``comparisons`` (recorded votes). None is unlimited.
-- :func:`measure` is a tenant's :class:`Usage` now (``GET /v1/tenants/{id}`` shows it).
+- :func:`measure` is a tenant's :class:`Usage` now (``GET /v1/tenants/{id}`` shows it); the
+  stores it reads are passed in (:class:`server.services.Services` joins them).
 - :func:`require_room` raises before anything is stored: 413 ``quota_exceeded`` when the bytes
   would pass ``storage_bytes``, 429 ``quota_exceeded`` when a count would pass its quota; the
   message says what is used, what the quota is and what to delete. Checked when the work is
@@ -18,12 +19,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 from adapters.ids import InvalidId
 from adapters.store import AdapterNotFound, AdapterStore
 from server.errors import APIError
-from server.tenant_settings import TenantLimits
+from server.tenancy.tenant_settings import TenantLimits
 
 QUOTA_EXCEEDED = "quota_exceeded"
 
@@ -61,14 +62,27 @@ _WHAT = {
 }
 
 
-def measure(services: Any, tenant: str) -> Usage:
+class FileUsage(Protocol):
+    def usage(self, tenant: str) -> tuple[int, int]: ...
+
+
+class JobIds(Protocol):
+    def ids_of(self, tenant: str) -> list[str]: ...
+
+
+class VoteCount(Protocol):
+    def count(self, tenant: str) -> int: ...
+
+
+def measure(store: AdapterStore, files: FileUsage, jobs: JobIds, comparisons: VoteCount, jobs_dir: Path,
+            tenant: str) -> Usage:
     """``tenant``'s usage: adapters and versions from the store, files and votes from the database,
-    job work directories from the disk."""
-    adapter_count, versions, adapter_bytes = _adapters(services.store, tenant)
-    file_count, file_bytes = services.files.usage(tenant)
-    job_bytes = sum(_tree_bytes(services.settings.jobs_dir / job_id) for job_id in services.jobs.ids_of(tenant))
+    job work directories (under ``jobs_dir``) from the disk."""
+    adapter_count, versions, adapter_bytes = _adapters(store, tenant)
+    file_count, file_bytes = files.usage(tenant)
+    job_bytes = sum(_tree_bytes(jobs_dir / job_id) for job_id in jobs.ids_of(tenant))
     return Usage(storage_bytes=adapter_bytes + file_bytes + job_bytes, adapters=adapter_count,
-                 adapter_versions=versions, files=file_count, comparisons=services.comparisons.count(tenant))
+                 adapter_versions=versions, files=file_count, comparisons=comparisons.count(tenant))
 
 
 def require_room(limits: TenantLimits, usage: Usage, adding: Adding) -> None:
@@ -83,13 +97,6 @@ def require_room(limits: TenantLimits, usage: Usage, adding: Adding) -> None:
         if cap is not None and more and used + more > cap:
             raise APIError(429, f"The tenant has {used} of its {cap} {noun} (its quota); {remedy} first.",
                            code=QUOTA_EXCEEDED)
-
-
-def check(services: Any, tenant: str, adding: Adding) -> Usage:
-    """:func:`require_room` against ``tenant``'s effective limits and usage now; returns the usage."""
-    usage = measure(services, tenant)
-    require_room(services.tenants.get_settings(tenant).effective_limits, usage, adding)
-    return usage
 
 
 def for_adapter_version(store: AdapterStore, tenant: str, name: str, size: int) -> Adding:

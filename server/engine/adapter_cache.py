@@ -4,7 +4,7 @@ Owned by the engine's worker thread. An adapter is keyed by its immutable ``tena
 so a newly published version is simply a new key and requests in flight keep the version they
 began with. Tiers, fastest first:
 
-- **device**: ready forms (:class:`~server.lora_stack.LoRAStack`) on the model's device, what a
+- **device**: ready forms (:class:`~server.engine.lora_stack.LoRAStack`) on the model's device, what a
   batch stacks from. Adapters of rows in the running batch are pinned and never evicted; the
   budget may be exceeded only while pins require it. Least recently used goes first.
 - **host**: adapters evicted from the device keep their ready tensors in host memory (moved off
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from server.lora_stack import LoRAStack
+from server.engine.lora_stack import LoRAStack
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,13 @@
 """The async side of generation: submit to the engine, read its events without blocking the loop.
 
-:meth:`Scheduler.generate` returns a :class:`Generation`, an async iterator of engine events.
+:meth:`Admitter.generate` returns a :class:`Generation`, an async iterator of engine events.
 The engine calls back from its worker thread; the callback only hands the event to the event
 loop (``call_soon_threadsafe``), so the loop never waits on the model. Leaving the iteration
 early (a client disconnect cancels the streaming task) cancels the request in the engine, which
 drops the row at its next step. Latency metrics (TTFT, inter-token, end-to-end) are taken here,
-where the client's view of time is. :class:`Scheduler` answers 429 with ``Retry-After`` when
-the engine's queue, or one tenant's share of it, is full.
+where the client's view of time is. :class:`Admitter` raises :class:`QueueFull` (a domain error;
+the route answers 429 with ``Retry-After``) when the engine's queue, or one tenant's share of it,
+is full.
 """
 
 from __future__ import annotations
@@ -15,11 +16,10 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
-from server.adapter_cache import AdapterHandle
-from server.engine import Engine, Event, Finished, GenerationRequest
-from server.errors import APIError
+from server.engine.adapter_cache import AdapterHandle
+from server.engine.step_loop import Engine, Event, Finished, GenerationRequest
 from server.metrics import Metrics
-from server.sampling import SamplingParams
+from server.engine.sampling import SamplingParams
 
 
 class Generation:
@@ -64,7 +64,17 @@ class Generation:
                 self._metrics.requests.labels(outcome="disconnected").inc()
 
 
-class Scheduler:
+class QueueFull(Exception):
+    """The engine's waiting room (or one tenant's share of it) is full; the route answers 429."""
+
+    retry_after_s = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class Admitter:
     """Admission control in front of the engine."""
 
     def __init__(
@@ -83,7 +93,7 @@ class Scheduler:
         tenant: str | None = None,
         max_running: int | None = None,
     ) -> Generation:
-        """Queue a request; 429 with ``Retry-After`` when the queue, or the tenant's share, is full."""
+        """Queue a request; :class:`QueueFull` when the queue, or the tenant's share, is full."""
         if self.engine.waiting >= self.max_waiting:
             raise self._busy("The server is at capacity; retry shortly.")
         if self.engine.waiting_for(tenant) >= self.max_waiting_per_tenant:
@@ -91,6 +101,6 @@ class Scheduler:
         request = GenerationRequest(prompt_ids, params, adapter, tenant=tenant, max_running=max_running)
         return Generation(self.engine, request, self.metrics)
 
-    def _busy(self, message: str) -> APIError:
+    def _busy(self, message: str) -> QueueFull:
         self.metrics.requests.labels(outcome="rejected").inc()
-        return APIError(429, message, code="server_busy", headers={"Retry-After": "1"})
+        return QueueFull(message)

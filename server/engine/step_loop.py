@@ -4,7 +4,7 @@ Contract:
 - :meth:`Engine.submit` is thread-safe and never blocks; it returns a :class:`RequestHandle`.
   The engine calls the request's ``emit`` callback from its worker thread with
   :class:`TextDelta` pieces and exactly one final :class:`Finished`.
-- Waiting requests are admitted round-robin across tenants (:class:`~server.fair_queue.FairQueue`);
+- Waiting requests are admitted round-robin across tenants (:class:`~server.engine.fair_queue.FairQueue`);
   a request with ``max_running`` waits while its tenant holds that many rows of the batch.
 - Continuous batching: a request is prefilled alone, at most ``prefill_chunk`` prompt tokens per
   engine step, each step followed by a decode step of the running rows (so a long prompt never
@@ -29,14 +29,14 @@ import torch
 from transformers import DynamicCache
 
 from adapters.base_model import LoadedBase
-from server.adapter_cache import AdapterCache, AdapterHandle, CacheEvents
-from server.detokenizer import IncrementalText
-from server.fair_queue import FairQueue
-from server.kv_batch import KVBatch
-from server.lora_batch import inject
-from server.lora_stack import load_lora
+from server.engine.adapter_cache import AdapterCache, AdapterHandle, CacheEvents
+from server.engine.detokenizer import IncrementalText
+from server.engine.fair_queue import FairQueue
+from server.engine.kv_batch import KVBatch
+from server.engine.lora_batch import inject
+from server.engine.lora_stack import load_lora
 from server.metrics import Metrics
-from server.sampling import SamplingParams, make_generator, sample_rows
+from server.engine.sampling import SamplingParams, make_generator, sample_rows
 
 log = logging.getLogger(__name__)
 IDLE_WAIT_S = 0.5

@@ -4,7 +4,7 @@ Thread-safe (submitters put from the event loop's thread, the engine worker gets
 the oldest request of the tenant whose turn it is, then moves that tenant to the back of the
 line, so one tenant's burst of a hundred requests delays another tenant's single request by at
 most one admission, never by the whole burst. Requests without a tenant (the admin) share one
-lane of their own. Counts are kept per tenant for the scheduler's per-tenant cap. ``get`` may
+lane of their own. Counts are kept per tenant for the admitter's per-tenant cap. ``get`` may
 pass over tenants the caller says have no room (the engine's per-tenant cap on batch rows).
 """
 

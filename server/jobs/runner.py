@@ -5,7 +5,7 @@ Contract:
 - :meth:`JobRunner.start` (in the app's lifespan) first fails every job a previous server left
   ``running`` with code ``server_restarted`` (killing its leftover process group if it still
   runs), then keeps scheduling: ``validating_files`` jobs whose files exist move to ``queued``;
-  queued jobs start round-robin across tenants, oldest first within one (:mod:`server.job_order`),
+  queued jobs start round-robin across tenants, oldest first within one (:mod:`server.jobs.order`),
   at most ``settings.max_concurrent_jobs`` at a time, once the
   base model's directory is known. A start is a call to :meth:`wake` away; a timer retries too.
 - A worker runs in its own process group with ``PR_SET_PDEATHSIG`` (it dies with the server).
@@ -37,14 +37,18 @@ import signal
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from adapters.store import AdapterStore
 from server.cpu_share import CPUShare
-from server.job_order import fair_order
-from server.child_process import child_setup, kill_group, trainer_command, trainer_env
-from server.job_events import describe_event, progress_fields
-from server.jobs import Job, JobError
-from server.services import Services
+from server.jobs.child_process import child_setup, kill_group, trainer_command, trainer_env
+from server.jobs.events import describe_event, progress_fields
+from server.jobs.job_store import Job, JobError, JobStore
+from server.jobs.order import fair_order
+from server.jobs.training_files import FileStore
+from server.jobs.worker_spec import worker_spec
+from server.settings import Settings
+from server.tenancy.tenants import TenantRegistry
 
 log = logging.getLogger(__name__)
 _RETRY_S = 2.0
@@ -57,9 +61,17 @@ RESTARTED = JobError(
 )
 
 
-def tenant_system_prompt(services: Services, tenant: str) -> str | None:
-    """The system prompt the tenant's chats get (and its training samples must get)."""
-    return services.tenants.get_settings(tenant).system_prompt
+class ServingSide(Protocol):
+    """What the runner reads of the serving side, which loads after the runner has started
+    (:class:`server.services.Services` is one)."""
+
+    @property
+    def model_dir(self) -> Path | None: ...
+
+    @property
+    def plan_name(self) -> str | None: ...
+
+    def set_engine_threads(self, threads: int) -> None: ...
 
 
 @dataclass
@@ -77,11 +89,14 @@ class _Worker:
 class JobRunner:
     """Schedules and supervises training workers; lives on the server's event loop."""
 
-    def __init__(self, services: Services, *, command: Sequence[str] | None = None) -> None:
-        self.services = services
-        self.jobs = services.jobs
-        self.files = services.files
-        self.settings = services.settings
+    def __init__(self, jobs: JobStore, files: FileStore, store: AdapterStore, tenants: TenantRegistry,
+                 settings: Settings, serving: ServingSide, *, command: Sequence[str] | None = None) -> None:
+        self.jobs = jobs
+        self.files = files
+        self.store = store
+        self.tenants = tenants
+        self.settings = settings
+        self.serving = serving
         self.command = list(command) if command is not None else trainer_command("trainer.worker")
         self.cpu = CPUShare.for_this_machine(self.settings.torch_threads)
         """How the cores are split between the engine and the workers."""
@@ -143,7 +158,7 @@ class JobRunner:
                     await asyncio.to_thread(self.jobs.transition, job.id, "queued", "Files validated; job queued.")
                 else:
                     await asyncio.to_thread(self._fail, job.id, missing)
-            model_dir = self.services.model_dir
+            model_dir = self.serving.model_dir
             if model_dir is None:
                 return
             slots = self.settings.max_concurrent_jobs - len(self._workers)
@@ -162,32 +177,6 @@ class JobRunner:
     def _fail(self, job_id: str, error: JobError) -> Job | None:
         return self.jobs.transition(job_id, "failed", f"Fine-tuning job failed: {error.message}", error=error)
 
-    def _spec(self, job: Job, model_dir: Path, work_dir: Path) -> dict[str, Any]:
-        def file_entry(file_id: str) -> dict[str, str]:
-            stored = self.files.get(file_id, job.tenant)
-            assert stored is not None
-            return {"path": str(self.files.path(stored).resolve()), "filename": stored.filename}
-
-        return {
-            "job_id": job.id,
-            "tenant": job.tenant,
-            "suffix": job.suffix,
-            "model": job.model,
-            "base_model_dir": str(Path(model_dir).resolve()),
-            "adapters_dir": str(self.settings.adapters_dir.resolve()),
-            "training_files": [file_entry(job.training_file)],
-            "validation_files": [file_entry(job.validation_file)] if job.validation_file else [],
-            "hyperparameters": job.hyperparameters,
-            "seed": job.seed,
-            "system_prompt": tenant_system_prompt(self.services, job.tenant),
-            "work_dir": str(work_dir.resolve()),
-            "device": self.settings.device,
-            # train in the plan the server measured and serves with (None: the worker measures)
-            "execution_plan": self.services.base.plan.name if self.services.base is not None else None,
-            "plan_cache": str(self.settings.data.resolve()),
-            "max_seconds_ceiling": self.settings.max_job_seconds,
-        }
-
     async def _start(self, job: Job, model_dir: Path) -> None:
         missing = await asyncio.to_thread(self._missing_file, job)
         if missing is not None:
@@ -196,7 +185,10 @@ class JobRunner:
         work_dir = self.settings.jobs_dir / job.id
         work_dir.mkdir(parents=True, exist_ok=True)
         spec_path = work_dir / "spec.json"
-        spec_path.write_text(json.dumps(self._spec(job, model_dir, work_dir), indent=2))
+        spec = worker_spec(job, self.files, self.settings, model_dir, work_dir,
+                           system_prompt=self.tenants.get_settings(job.tenant).system_prompt,
+                           plan_name=self.serving.plan_name)
+        spec_path.write_text(json.dumps(spec, indent=2))
         if await asyncio.to_thread(self.jobs.transition, job.id, "running", "Fine-tuning job started.") is None:
             return
         try:
@@ -220,9 +212,7 @@ class JobRunner:
 
     def _share_cores(self) -> None:
         """Give the engine the cores the running workers leave it (see :mod:`server.cpu_share`)."""
-        engine = self.services.engine
-        if engine is not None:
-            engine.set_threads(self.cpu.engine_threads(len(self._workers)))
+        self.serving.set_engine_threads(self.cpu.engine_threads(len(self._workers)))
 
     # ----------------------------------------------------------------------------- one worker
 
@@ -305,7 +295,7 @@ class JobRunner:
             self._fail(worker.job_id, JobError("trainer_crashed", _crash_message(returncode, work_dir)))
         if outcome.get("type") != "succeeded":
             # A worker killed mid-publish may have left a temp or unrecorded version: never let one linger.
-            swept = self.services.store.sweep()
+            swept = self.store.sweep()
             if swept:
                 log.warning("job %s: removed what its worker left in the adapter store: %s", worker.job_id, swept)
 

@@ -1,7 +1,7 @@
 """The mixed batch's adapters in slots, so that adapters join and leave without a rebuild.
 
 A :class:`SlotStack` keeps the adapters of recent multi-adapter batches in one
-:class:`~server.lora_stack.LoRAStack` with room for ``capacity`` adapters: per layer, stacked
+:class:`~server.engine.lora_stack.LoRAStack` with room for ``capacity`` adapters: per layer, stacked
 tensors whose rows are *slots*. :meth:`SlotStack.place` puts a batch's set of adapters in slots and
 returns a view over the first K slots (K = the highest slot the batch uses + 1; views, no copy):
 what the batch's batched matmuls run over.
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from server.lora_stack import LoRAStack, concat, covers, put
+from server.engine.lora_stack import LoRAStack, concat, covers, put
 
 
 class SlotStack:

@@ -31,9 +31,9 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from adapters.ids import InvalidId, validate_tenant_id
-from server.auth import Principal, bearer_key
+from server.tenancy.auth import Principal, bearer_key
 from server.errors import APIError
-from server.tenant_settings import TenantSettings
+from server.tenancy.tenant_settings import TenantSettings
 
 CORS_PATHS = frozenset({"/v1/chat/completions", "/v1/widget/config"})
 PREFLIGHT_HEADERS = {

@@ -12,9 +12,9 @@ Contract:
   ``base`` or an adapter id of the tenant itself (:func:`check_default_model`; that the adapter
   exists is the route's check, against the store).
 - :class:`TenantLimits`: ``None`` means unlimited (the default). The server enforces
-  requests/minute, tokens/day and concurrent requests (:mod:`server.rate_limits`);
+  requests/minute, tokens/day and concurrent requests (:mod:`server.tenancy.rate_limits`);
   ``concurrent_jobs`` is for the fine-tuning job runner; the disk quotas (``storage_bytes``,
-  ``adapters``, ``adapter_versions``, ``files``, ``comparisons``) for :mod:`server.quotas`.
+  ``adapters``, ``adapter_versions``, ``files``, ``comparisons``) for :mod:`server.tenancy.quotas`.
 - Limits are the operator's: ``limit_ceilings`` is set by the admin only (new tenants get the
   server's ``SWAPLORA_DEFAULT_LIMIT_CEILINGS``); ``limits`` is the tenant's own and may only be
   lower (:func:`check_limits`). What is enforced is :attr:`TenantSettings.effective_limits`, the
@@ -60,7 +60,7 @@ class TenantLimits(_Record):
     concurrent_jobs: int | None = Field(None, ge=1, le=1000)
     """Fine-tuning jobs queued or running at once."""
     storage_bytes: int | None = Field(None, ge=1, le=10**15)
-    """Disk for adapters (every version), training files and job logs (:mod:`server.quotas`)."""
+    """Disk for adapters (every version), training files and job logs (:mod:`server.tenancy.quotas`)."""
     adapters: int | None = Field(None, ge=1, le=1_000_000)
     """Adapter names."""
     adapter_versions: int | None = Field(None, ge=1, le=1_000_000)

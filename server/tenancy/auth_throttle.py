@@ -17,7 +17,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 
-from server.rate_limits import rate_limited
+from server.tenancy.rate_limits import rate_limited
 
 
 class AuthThrottle:

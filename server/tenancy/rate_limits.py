@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server.errors import APIError
-from server.tenant_settings import TenantLimits
+from server.tenancy.tenant_settings import TenantLimits
 
 WINDOW_S = 60.0
 DAY_S = 86400

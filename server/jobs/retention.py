@@ -19,9 +19,9 @@ import logging
 import shutil
 import time
 from dataclasses import dataclass
-from typing import Any
-
-from server.jobs import UNFINISHED
+from server.jobs.job_store import UNFINISHED, JobStore
+from server.jobs.training_files import FileStore
+from server.settings import Settings
 
 log = logging.getLogger(__name__)
 DAY_S = 86400
@@ -34,30 +34,30 @@ class Swept:
     files: int = 0
 
 
-def sweep_expired(services: Any, now: float | None = None) -> Swept:
+def sweep_expired(jobs: JobStore, files: FileStore, settings: Settings, now: float | None = None) -> Swept:
     """Delete what has outlived its retention (see the module docstring)."""
-    settings, now = services.settings, time.time() if now is None else now
-    job_logs = files = 0
+    now = time.time() if now is None else now
+    job_logs = deleted_files = 0
     if settings.job_log_retention_days is not None:
-        for job_id in services.jobs.expire_events(int(now - settings.job_log_retention_days * DAY_S)):
+        for job_id in jobs.expire_events(int(now - settings.job_log_retention_days * DAY_S)):
             shutil.rmtree(settings.jobs_dir / job_id, ignore_errors=True)
             job_logs += 1
     if settings.file_retention_days is not None:
-        in_use = {name for job in services.jobs.with_status(*UNFINISHED)
+        in_use = {name for job in jobs.with_status(*UNFINISHED)
                   for name in (job.training_file, job.validation_file) if name}
-        for file_id in services.files.created_before(int(now - settings.file_retention_days * DAY_S)):
-            if file_id not in in_use and services.files.delete(file_id, None):
-                files += 1
-    if job_logs or files:
-        log.info("retention: deleted the logs of %d jobs and %d training files", job_logs, files)
-    return Swept(job_logs, files)
+        for file_id in files.created_before(int(now - settings.file_retention_days * DAY_S)):
+            if file_id not in in_use and files.delete(file_id, None):
+                deleted_files += 1
+    if job_logs or deleted_files:
+        log.info("retention: deleted the logs of %d jobs and %d training files", job_logs, deleted_files)
+    return Swept(job_logs, deleted_files)
 
 
-async def keep_sweeping(services: Any, every_s: float = EVERY_S) -> None:
+async def keep_sweeping(jobs: JobStore, files: FileStore, settings: Settings, every_s: float = EVERY_S) -> None:
     """:func:`sweep_expired` now and every ``every_s`` seconds until cancelled; a failed sweep is logged."""
     while True:
         try:
-            await asyncio.to_thread(sweep_expired, services)
+            await asyncio.to_thread(sweep_expired, jobs, files, settings)
         except Exception:
             log.exception("the retention sweep failed; it runs again in %.0f s", every_s)
         await asyncio.sleep(every_s)
