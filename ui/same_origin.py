@@ -4,7 +4,7 @@ Gradio reflects any ``Origin`` with ``Access-Control-Allow-Credentials: true`` w
 not localhost, so a page on any site could drive a signed-in user's UI session. The UI is only
 ever used from its own pages, which need no CORS at all. :class:`SameOriginOnly` wraps the app
 that holds the mount: under ``prefix`` a CORS preflight gets 403 and every response loses its
-``Access-Control-*`` headers; other paths (the API, whose CORS is :mod:`server.cors`'s) pass
+``Access-Control-*`` headers; other paths (the API, whose CORS is :mod:`server.tenancy.cors`'s) pass
 untouched.
 """
 
