@@ -1,20 +1,21 @@
 """Batched multi-adapter LoRA in plain torch: a batch of any adapter mix in a few batched matmuls.
 
 :func:`inject` wraps every linear layer a LoRA may target in a :class:`BatchedLoRALinear`.
-Before each forward pass the engine calls :meth:`LoRABatch.set_rows` with one adapter key (or
-None, for ``base``) per row and the ready forms (:class:`~server.engine.lora_stack.LoRAStack`) of those
-adapters. The rows are grouped by adapter: a gather of the activations into ``[G, M, ...]``
-(G adapters, M rows in the largest group; shorter groups are padded). Then per input group
-(q/k/v, gate/up: modules reading the same tensor) ``h = bmm(x_g, A)`` runs once, and per module
+Before each forward pass the engine calls :meth:`LoRABatch.set_adapters` with one adapter key
+(or None, for ``base``) per batch row and the loaded adapters
+(:class:`~server.engine.lora_stack.LoRAStack`). The rows are grouped into one *segment* per
+adapter (LoRAX's word): a gather of the activations into ``[G, M, ...]`` (G adapters, M rows in
+the largest segment; shorter segments are padded). Then per input group (q/k/v, gate/up: modules
+reading the same tensor) the *shrink* ``h = bmm(x_g, A)`` runs once, and per module the *expand*
 ``y = bmm(h[..., module's slice], B)``, gathered back to row order and added to the base output.
 
 Why this form (Punica's SGMV, in plain torch): the work is G·M·r per token, as for one adapter
 when rows spread evenly over the adapters; no weight is copied per step (a per-row gather, BGMV,
 copies every row's A and B at every layer and step), and no rank block is computed for rows that
 do not use it (a dense product over the concatenated ranks costs G times the flops). Base rows
-sit in no group and read a zeroed padding slot. A mixed batch's adapters sit in slots of one
-stack (:mod:`server.engine.lora_slots`): one that joins is copied into a free slot, the others stay; one
-adapter alone uses its ready form directly.
+sit in no segment and read a zeroed padding position. A mixed batch's adapters sit in slots of
+one stack (:mod:`server.engine.lora_slots`): one that joins is copied into a free slot, the others
+stay; one adapter alone is used as loaded, with no copy.
 
 Nothing is merged into the 4-bit weights; the base layer runs untouched.
 """
@@ -29,49 +30,49 @@ from server.engine.lora_slots import SlotStack
 from server.engine.lora_stack import LoRAStack
 
 
-class _Plan:
-    """How this forward pass's rows map onto the stack's groups, plus the shared-input cache."""
+class _Segments:
+    """This forward pass's rows in one segment per slot of the stack, plus the shrink's cache."""
 
-    def __init__(self, stack: LoRAStack, groups: list[list[int]], rows: int, device: torch.device) -> None:
+    def __init__(self, stack: LoRAStack, segments: list[list[int]], rows: int, device: torch.device) -> None:
         self.stack = stack
-        self.groups = len(groups)
-        has_base = sum(len(g) for g in groups) < rows
-        width = max(len(g) for g in groups)
-        if has_base and all(len(g) == width for g in groups):
-            width += 1  # base rows need a padding slot to read zeros from
+        self.count = len(segments)
+        has_base = sum(len(s) for s in segments) < rows
+        width = max(len(s) for s in segments)
+        if has_base and all(len(s) == width for s in segments):
+            width += 1  # base rows need a padding position to read zeros from
         self.width = width
         perm: list[int] = []
         pos = [0] * rows
         pad = []
-        zero_slot = 0
-        for g, members in enumerate(groups):
+        zero_position = 0
+        for segment in segments:
             for j in range(width):
-                if j < len(members):
-                    perm.append(members[j])
-                    pos[members[j]] = len(perm) - 1
+                if j < len(segment):
+                    perm.append(segment[j])
+                    pos[segment[j]] = len(perm) - 1
                     pad.append(1.0)
                 else:
-                    perm.append(members[0] if members else 0)
-                    zero_slot = len(perm) - 1
+                    perm.append(segment[0] if segment else 0)
+                    zero_position = len(perm) - 1
                     pad.append(0.0)
-        in_groups = {r for members in groups for r in members}
+        in_segments = {r for segment in segments for r in segment}
         for r in range(rows):
-            if r not in in_groups:
-                pos[r] = zero_slot
+            if r not in in_segments:
+                pos[r] = zero_position
         identity = len(perm) == rows and perm == list(range(rows))
         self.perm = None if identity else torch.tensor(perm, dtype=torch.long, device=device)
         self.pos = None if identity else torch.tensor(pos, dtype=torch.long, device=device)
-        self.pad = torch.tensor(pad, device=device).view(len(groups), width, 1, 1) if has_base else None
+        self.pad = torch.tensor(pad, device=device).view(len(segments), width, 1, 1) if has_base else None
         self._x: torch.Tensor | None = None
         self._group = ""
         self._h: tuple[torch.Tensor, ...] = ()
-        self.direct = self.perm is None and self.pad is None and self.groups == 1
+        self.direct = self.perm is None and self.pad is None and self.count == 1
         """One adapter, every row on it: plain matmuls on the activations as they are, no gathers."""
         if self.direct:
             self._single_a, self._single_b = stack.single
 
-    def hidden(self, group: str, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """``x`` grouped by adapter times the group's A, split per member: ``[G, M*T, r]`` each
+    def shrink(self, group: str, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``x`` in segments times the input group's A, split per member: ``[G, M*T, r]`` each
         (``[rows, T, r]`` when :attr:`direct`). Computed once per input tensor for the group."""
         if x is self._x and group == self._group:
             return self._h
@@ -84,25 +85,25 @@ class _Plan:
             tokens = xs.shape[1]
             if self.perm is not None:
                 xs = xs.index_select(0, self.perm)
-            h = torch.bmm(xs.to(a.dtype).reshape(self.groups, self.width * tokens, -1), a)
+            h = torch.bmm(xs.to(a.dtype).reshape(self.count, self.width * tokens, -1), a)
             if self.pad is not None:
-                h.view(self.groups, self.width, tokens, -1).mul_(self.pad)
+                h.view(self.count, self.width, tokens, -1).mul_(self.pad)
         widths = self.stack.widths[group]
         parts = h.split(widths, dim=-1) if len(widths) > 1 else (h,)
         self._x, self._group, self._h = x, group, parts
         return parts
 
-    def add_delta(self, module: str, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        """``out`` (the base layer's output for ``x``) plus every row's LoRA delta, in place."""
+    def expand_into(self, module: str, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """``out`` (the base layer's output for ``x``) plus every row's LoRA delta (shrink, then
+        expand with the module's B), in place."""
         member = self.stack.members.get(module)
         if member is None:
             return out
-        group, place = member[0], member[1]
-        h = self.hidden(group, x)[place]
+        h = self.shrink(member.group, x)[member.place]
         if self.direct:
             return out.add_(torch.matmul(h, self._single_b[module]))
         y = torch.bmm(h, self.stack.b[module])
-        y = y.view(self.groups * self.width, -1, y.shape[-1])
+        y = y.view(self.count * self.width, -1, y.shape[-1])
         if self.pos is not None:
             y = y.index_select(0, self.pos)
         return out.add_(y.view(out.shape))
@@ -112,31 +113,32 @@ class LoRABatch:
     """The adapters of the rows in the current forward pass (see the module docstring)."""
 
     def __init__(self) -> None:
-        self.plan: _Plan | None = None
+        self.segments: _Segments | None = None
         """None when every row is ``base``."""
         self.slots = SlotStack()
         """Where a mixed batch's adapters are stacked (see :mod:`server.engine.lora_slots`)."""
 
-    def set_rows(self, rows: list[str | None], adapters: Mapping[str, LoRAStack], device: torch.device) -> None:
-        """Point every row at its adapter; put the adapters of a mixed batch in slots."""
-        distinct = sorted({key for key in rows if key is not None})
+    def set_adapters(self, keys: list[str | None], adapters: Mapping[str, LoRAStack], device: torch.device) -> None:
+        """Point every batch row at its adapter (``keys[row]``, None: base); put the adapters of a
+        mixed batch in slots."""
+        distinct = sorted({key for key in keys if key is not None})
         if not distinct:
-            self.plan = None
+            self.segments = None
             return
         if len(distinct) == 1:
-            # One adapter (every prefill, one-tenant batches): its ready form, no copy.
-            stack, index = adapters[distinct[0]], {distinct[0]: 0}
+            # One adapter (every prefill, one-tenant batches): used as loaded, no copy.
+            stack, slot_of = adapters[distinct[0]], {distinct[0]: 0}
         else:
-            stack, index = self.slots.place(distinct, adapters)
-        groups: list[list[int]] = [[] for _ in range(stack.size)]
-        for r, key in enumerate(rows):
+            stack, slot_of = self.slots.place(distinct, adapters)
+        segments: list[list[int]] = [[] for _ in range(stack.size)]
+        for row, key in enumerate(keys):
             if key is not None:
-                groups[index[key]].append(r)
-        self.plan = _Plan(stack, groups, len(rows), device)
+                segments[slot_of[key]].append(row)
+        self.segments = _Segments(stack, segments, len(keys), device)
 
     def clear(self) -> None:
         """Forget the stacked adapters (their memory goes back)."""
-        self.plan = None
+        self.segments = None
         self.slots.clear()
 
 
@@ -151,10 +153,10 @@ class BatchedLoRALinear(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.base_layer(x)
-        plan = self.batch.plan
-        if plan is None:
+        segments = self.batch.segments
+        if segments is None:
             return out
-        return plan.add_delta(self.name, x, out)
+        return segments.expand_into(self.name, x, out)
 
 
 def inject(model: torch.nn.Module, shapes: Mapping[str, tuple[int, int]]) -> LoRABatch:

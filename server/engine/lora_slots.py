@@ -41,8 +41,8 @@ class SlotStack:
         return len(self._keys)
 
     def place(self, wanted: Sequence[str], adapters: Mapping[str, LoRAStack]) -> tuple[LoRAStack, dict[str, int]]:
-        """Slots for every adapter in ``wanted`` (ready forms in ``adapters``); returns the view
-        over the first K slots and each wanted adapter's slot."""
+        """Slots for every adapter in ``wanted`` (loaded, in ``adapters``); returns the view over
+        the first K slots and each wanted adapter's slot."""
         slot_of = {key: slot for slot, key in enumerate(self._keys) if key is not None}
         missing = [key for key in wanted if key not in slot_of]
         needed = set(wanted)

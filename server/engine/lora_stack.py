@@ -1,14 +1,16 @@
 """Adapters in the form the batched LoRA layers compute with: per-input-group stacks of A and B.
 
-A :class:`LoRAStack` holds G adapters (G = :attr:`LoRAStack.size`). Modules that read the same
+A :class:`LoRAStack` holds G adapters (G = :attr:`LoRAStack.size`), one per *slot*. Modules that read the same
 input tensor form an *input group* (``q_proj``/``k_proj``/``v_proj`` and ``gate_proj``/``up_proj``
 of a decoder layer; any other module is a group of its own). Per group the stack keeps one
 ``A [G, in, S]``: the members' ``A^T`` side by side along S, so one batched matmul computes every
 member's rank-space activations. Per module it keeps ``B^T * scale [G, R, out]`` (the scale
-``alpha / r``, or ``alpha / sqrt(r)`` for rsLoRA, folded in at load time).
+``alpha / r``, or ``alpha / sqrt(r)`` for rsLoRA, folded in at load time). The *shrink*
+``x @ A`` maps activations to rank space, the *expand* ``h @ B`` maps them back (Punica's
+words); :class:`Member` says where a module's block sits along S.
 
 :func:`load_lora` reads a validated PEFT directory straight into a stack of one, in the serving
-dtype and on the serving device: that is an adapter's *ready form*, what the adapter cache keeps.
+dtype and on the serving device: a *loaded adapter*, what the adapter cache keeps.
 :func:`concat` joins stacks along G for a batch of several adapters; where the adapters' ranks or
 targeted modules differ, the missing blocks are zeros (a zero block adds nothing).
 """
@@ -20,10 +22,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from safetensors.torch import load_file
 
+from adapters.store import CONFIG_FILE, WEIGHTS_FILE
 from adapters.validation import KEY_PREFIX, READ_BACKEND, lora_scaling
 
 SHARED_INPUT = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
@@ -31,6 +35,23 @@ SHARED_INPUT = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
 
 Layout = tuple[tuple[str, int], ...]
 """A group's members in order with their rank (their width along S)."""
+
+
+class Member(NamedTuple):
+    """Where one module's LoRA sits in its input group's ``A``."""
+
+    group: str
+    """The input group."""
+    place: int
+    """The module's place among the group's members (its piece of the shrink's output)."""
+    start: int
+    """First column of its block along S."""
+    stop: int
+    """One past its last column along S."""
+
+    @property
+    def width(self) -> int:
+        return self.stop - self.start
 
 
 def input_group(module: str) -> tuple[str, int]:
@@ -55,8 +76,8 @@ class LoRAStack:
     """module -> ``B^T * scale``, ``[G, R, out]``."""
     layouts: dict[str, Layout]
     """input group -> its members and their widths along S."""
-    members: dict[str, tuple[str, int, int, int]]
-    """module -> (input group, place in the group, start, stop of its slice along S)."""
+    members: dict[str, Member]
+    """module -> where its block sits in its input group's ``A``."""
 
     @cached_property
     def widths(self) -> dict[str, list[int]]:
@@ -83,23 +104,23 @@ class LoRAStack:
         return LoRAStack(self.size, moved["a"], moved["b"], self.layouts, self.members)
 
 
-def _members(layouts: dict[str, Layout]) -> dict[str, tuple[str, int, int, int]]:
-    members: dict[str, tuple[str, int, int, int]] = {}
+def _members(layouts: dict[str, Layout]) -> dict[str, Member]:
+    members: dict[str, Member] = {}
     for group, layout in layouts.items():
         start = 0
         for place, (module, width) in enumerate(layout):
-            members[module] = (group, place, start, start + width)
+            members[module] = Member(group, place, start, start + width)
             start += width
     return members
 
 
 def load_lora(path: Path, dtype: torch.dtype, device: torch.device) -> LoRAStack:
-    """Read a validated PEFT LoRA directory (safetensors only) into its ready form."""
-    config = json.loads((path / "adapter_config.json").read_text())
+    """Read a validated PEFT LoRA directory (safetensors only) into a stack of one."""
+    config = json.loads((path / CONFIG_FILE).read_text())
     scale = lora_scaling(float(config["lora_alpha"]), int(config["r"]), bool(config.get("use_rslora")))
     # Read on the host (the pread reader, see READ_BACKEND), moved to the serving device as they
     # are; the dtype conversion and transposes happen there, in the copies below.
-    tensors = load_file(str(path / "adapter_model.safetensors"), device="cpu", backend=READ_BACKEND)
+    tensors = load_file(str(path / WEIGHTS_FILE), device="cpu", backend=READ_BACKEND)
     if device.type != "cpu":
         tensors = {key: tensor.to(device) for key, tensor in tensors.items()}
     grouped: dict[str, list[tuple[int, str]]] = {}
@@ -129,9 +150,9 @@ def load_lora(path: Path, dtype: torch.dtype, device: torch.device) -> LoRAStack
 
 
 def concat(parts: Sequence[LoRAStack], capacity: int | None = None) -> LoRAStack:
-    """Stack several adapters' ready forms along G (a new copy; ``parts[0]`` alone is returned as
-    is). With ``capacity``, the tensors have room for that many adapters; the rows after the parts
-    are left unwritten (see :func:`put`)."""
+    """Stack several loaded adapters along G, one slot each (a new copy; ``parts[0]`` alone is
+    returned as is). With ``capacity``, the tensors have room for that many slots; the slots after
+    the parts are left unwritten (see :func:`put`)."""
     size = sum(p.size for p in parts)
     if capacity is None and len(parts) == 1:
         return parts[0]
@@ -161,40 +182,40 @@ def _stacked(blocks: list[torch.Tensor], capacity: int) -> torch.Tensor:
 
 def covers(stack: LoRAStack, part: LoRAStack) -> bool:
     """Whether every block of ``part`` has a place of at least its width in ``stack``'s layout."""
-    for module, (group, _, start, stop) in part.members.items():
+    for module, member in part.members.items():
         held = stack.members.get(module)
-        if held is None or held[0] != group or held[3] - held[2] < stop - start:
+        if held is None or held.group != member.group or held.width < member.width:
             return False
     return True
 
 
-def put(stack: LoRAStack, row: int, part: LoRAStack) -> None:
-    """Copy the one adapter ``part`` into row ``row`` of ``stack`` (which must :func:`cover` it);
+def put(stack: LoRAStack, slot: int, part: LoRAStack) -> None:
+    """Copy the one adapter ``part`` into slot ``slot`` of ``stack`` (which must :func:`covers` it);
     blocks ``part`` lacks, or rank columns beyond its own, become zeros."""
     for group, layout in stack.layouts.items():
         if part.layouts.get(group) == layout:
-            stack.a[group][row].copy_(part.a[group][0])
+            stack.a[group][slot].copy_(part.a[group][0])
             for module, _ in layout:
-                stack.b[module][row].copy_(part.b[module][0])
+                stack.b[module][slot].copy_(part.b[module][0])
             continue
-        stack.a[group][row].zero_()
+        stack.a[group][slot].zero_()
         for module, _ in layout:
-            stack.b[module][row].zero_()
-        _copy_blocks(group, stack.members, stack.a, stack.b, slice(row, row + 1), part)
+            stack.b[module][slot].zero_()
+        _copy_blocks(group, stack.members, stack.a, stack.b, slice(slot, slot + 1), part)
 
 
 def _copy_blocks(
-    group: str, offsets: dict[str, tuple[str, int, int, int]], a: dict[str, torch.Tensor],
-    b: dict[str, torch.Tensor], rows: slice, part: LoRAStack,
+    group: str, offsets: dict[str, Member], a: dict[str, torch.Tensor],
+    b: dict[str, torch.Tensor], slots: slice, part: LoRAStack,
 ) -> None:
-    """``part``'s blocks of ``group`` into ``rows`` of the stacked ``a`` and ``b``, each at its
-    module's offset along S in the stack's layout (``offsets``: module -> group, place, start, stop)."""
-    for module, (own_group, _, start, stop) in part.members.items():
-        if own_group != group:
+    """``part``'s blocks of ``group`` into ``slots`` of the stacked ``a`` and ``b``, each at its
+    module's place along S in the stack's layout (``offsets``)."""
+    for module, member in part.members.items():
+        if member.group != group:
             continue
-        begin = offsets[module][2]
-        a[group][rows, :, begin : begin + stop - start] = part.a[group][:, :, start:stop]
-        b[module][rows, : stop - start] = part.b[module]
+        begin = offsets[module].start
+        a[group][slots, :, begin : begin + member.width] = part.a[group][:, :, member.start : member.stop]
+        b[module][slots, : member.width] = part.b[module]
 
 
 def _union_layout(layouts: list[Layout]) -> Layout:
@@ -217,7 +238,7 @@ def _fill_padded(
     for module, width in layout:
         out = next(p.b[module].shape[2] for p in parts if module in p.b)
         b[module] = template.new_zeros((size, width, out))
-    row = 0
+    slot = 0
     for part in parts:
-        _copy_blocks(group, offsets, a, b, slice(row, row + part.size), part)
-        row += part.size
+        _copy_blocks(group, offsets, a, b, slice(slot, slot + part.size), part)
+        slot += part.size

@@ -98,7 +98,8 @@ class _Row:
     handle: RequestHandle
     text: IncrementalText
     generator: torch.Generator
-    adapter_row: str | None = None
+    adapter_key: str | None = None
+    """The row's adapter in the cache (None: base)."""
     pinned: bool = False
     generated: int = 0
     last_token: int = -1
@@ -233,7 +234,7 @@ class Engine:
                 make_generator(request.params.seed),
             )
             try:
-                row.adapter_row = self.adapters.acquire(request.adapter)
+                row.adapter_key = self.adapters.acquire(request.adapter)
                 row.pinned = True
                 self.metrics.loaded_adapters.set(len(self.adapters.loaded_keys))
             except Exception as exc:
@@ -271,7 +272,7 @@ class Engine:
                     attention_mask=torch.ones((1, stop), dtype=torch.long, device=self.base.device),
                     position_ids=torch.arange(start, stop, device=self.base.device).unsqueeze(0),
                     cache=row.cache,
-                    adapter_rows=[row.adapter_row],
+                    adapter_keys=[row.adapter_key],
                 )
             except Exception:
                 reference = _error_reference()
@@ -303,7 +304,7 @@ class Engine:
             attention_mask=mask,
             position_ids=positions,
             cache=self._kv.cache,
-            adapter_rows=[row.adapter_row for row in self._rows],
+            adapter_keys=[row.adapter_key for row in self._rows],
         )
         self.metrics.batch_size.observe(len(self._rows))
         tokens = sample_rows(logits, [r.request.params for r in self._rows], [r.generator for r in self._rows])
@@ -319,10 +320,10 @@ class Engine:
         attention_mask: torch.Tensor,
         position_ids: torch.Tensor,
         cache: DynamicCache,
-        adapter_rows: list[str | None],
+        adapter_keys: list[str | None],
     ) -> torch.Tensor:
         """Logits of the last position of every row."""
-        self._lora.set_rows(adapter_rows, self.adapters.weights, self.base.device)
+        self._lora.set_adapters(adapter_keys, self.adapters.weights, self.base.device)
         out = self.base.model(
             input_ids=ids,
             attention_mask=attention_mask,

@@ -58,7 +58,7 @@ def served_model(model_dir: Path) -> tuple[torch.nn.Module, LoRABatch]:
 def assert_rows_equal_peft(model_dir: Path, adapters: dict[str, Path], served: torch.nn.Module, batch: LoRABatch,
                            rows: list[str | None], ready: dict) -> None:
     ids = torch.randint(0, 1000, (len(rows), 5), generator=torch.Generator().manual_seed(len(rows)))
-    batch.set_rows(rows, ready, CPU)
+    batch.set_adapters(rows, ready, CPU)
     with torch.inference_mode():
         logits = served(input_ids=ids).logits
     for i, key in enumerate(rows):
@@ -88,23 +88,23 @@ def test_adapters_join_and_leave_slots_without_a_rebuild(tiny_model_dir: Path, a
 
     assert_rows_equal_peft(tiny_model_dir, adapters, served, batch, ["r4", "r16"], ready)
     assert batch.slots.rebuilds == 1 and batch.slots.capacity == 2
-    storage = batch.plan.stack.a[group].data_ptr()
+    storage = batch.segments.stack.a[group].data_ptr()
 
     assert_rows_equal_peft(tiny_model_dir, adapters, served, batch, ["r16", None, "r4"], ready)  # same set
-    assert batch.slots.rebuilds == 1 and batch.plan.stack.a[group].data_ptr() == storage
+    assert batch.slots.rebuilds == 1 and batch.segments.stack.a[group].data_ptr() == storage
 
-    batch.set_rows(["r4"], ready, CPU)  # one adapter alone: its own ready form, slots untouched
-    assert batch.plan.stack is ready["r4"] and batch.plan.direct and batch.slots.rebuilds == 1
+    batch.set_adapters(["r4"], ready, CPU)  # one adapter alone: used as loaded, slots untouched
+    assert batch.segments.stack is ready["r4"] and batch.segments.direct and batch.slots.rebuilds == 1
 
     # A third adapter, with other ranks and targets, finds no free slot: rebuilt with room for 4.
     assert_rows_equal_peft(tiny_model_dir, adapters, served, batch, ["r4", "r8qv", "r16", None], ready)
     assert batch.slots.rebuilds == 2 and batch.slots.capacity == 4
-    storage = batch.plan.stack.a[group].data_ptr()
+    storage = batch.segments.stack.a[group].data_ptr()
 
     # r4 and r8qv leave, rs2 (rank 2, other targets) joins: copied into a freed slot, nothing rebuilt.
     assert_rows_equal_peft(tiny_model_dir, adapters, served, batch, ["rs2", "r16", "rs2"], ready)
-    assert batch.slots.rebuilds == 2 and batch.plan.stack.a[group].data_ptr() == storage
-    assert batch.plan.stack.size == 2  # the batch computes over the slots it uses, not the capacity
+    assert batch.slots.rebuilds == 2 and batch.segments.stack.a[group].data_ptr() == storage
+    assert batch.segments.stack.size == 2  # the batch computes over the slots it uses, not the capacity
 
     # Back to a set in new slots (rs2's old slot reused again): still no rebuild, still exact.
     assert_rows_equal_peft(tiny_model_dir, adapters, served, batch, ["r8qv", "r4", None, "r16"], ready)
@@ -141,7 +141,7 @@ def test_nf4_bf16_rows_stay_within_the_documented_tolerance(
     ready = {key: load_lora(path, lora_dtype, CPU) for key, path in adapters.items()}
     rows = ["r4", None, "r16", "r8qv"]
     ids = torch.randint(0, 1000, (len(rows), 6), generator=torch.Generator().manual_seed(1))
-    batch.set_rows(rows, ready, CPU)
+    batch.set_adapters(rows, ready, CPU)
     with torch.inference_mode():
         logits = served.model(input_ids=ids).logits.float()
     for i, key in enumerate(rows):
@@ -169,7 +169,7 @@ def test_rows_on_a_dense_fp32_base_are_peft_on_the_packed_nf4_base(tiny_model_di
     ready = {key: load_lora(path, torch.float32, CPU) for key, path in adapters.items()}
     rows = ["r16", None, "rs2", "r8qv"]
     ids = torch.randint(0, 1000, (len(rows), 6), generator=torch.Generator().manual_seed(2))
-    batch.set_rows(rows, ready, CPU)
+    batch.set_adapters(rows, ready, CPU)
     with torch.inference_mode():
         logits = served.model(input_ids=ids).logits
     for i, key in enumerate(rows):

@@ -33,7 +33,7 @@ def adapter(embedded_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
 def adapted_logits(model_dir: Path, adapter: Path, plan: ExecutionPlan, ids: torch.Tensor) -> torch.Tensor:
     base = load_base(model_dir, "cpu", plan=plan)
     batch = inject(base.model, base.linear_shapes)
-    batch.set_rows(["a", None], {"a": load_lora(adapter, torch.float32, CPU)}, CPU)
+    batch.set_adapters(["a", None], {"a": load_lora(adapter, torch.float32, CPU)}, CPU)
     with torch.inference_mode():
         logits = base.model(input_ids=ids.expand(2, -1)).logits.float()
     assert not torch.equal(logits[0], logits[1])  # the adapter changes the answer
