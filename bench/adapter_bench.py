@@ -3,12 +3,12 @@
 Prints one JSON object:
 
 - ``cold_load_ms``: p50/p95 of resolve (store lookup of ``tenant/name``) + safetensors read + the
-  ready form (:func:`server.engine.lora_stack.load_lora`: transposed, scaled, grouped A/B in the serving
+  loaded form (:func:`server.engine.lora_stack.load_lora`: transposed, scaled, grouped A/B in the serving
   dtype) for a rank-``--rank`` all-linear adapter of the embedded model, measured with 1, 100 and
   500 adapters registered in the store. ``cold`` evicts the weights file from the page cache first
   (``posix_fadvise(DONTNEED)``), so the bytes come from the disk; ``warm`` reads them from the page
   cache (what a recently written or recently evicted adapter costs).
-- ``stack8_ms``: joining 8 ready forms into one multi-adapter stack (done once per new batch mix).
+- ``stack8_ms``: joining 8 loaded adapters into one multi-adapter stack (done once per new batch mix).
 - ``rss``: resident memory of this process over ``--cycles`` acquire/evict cycles through
   :class:`server.engine.adapter_cache.AdapterCache` with budgets that hold one adapter on the device tier
   and two on the host tier, cycling over 6 adapters (every acquire evicts): RSS at every tenth of

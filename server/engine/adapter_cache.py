@@ -4,13 +4,13 @@ Owned by the engine's worker thread. An adapter is keyed by its immutable ``tena
 so a newly published version is simply a new key and requests in flight keep the version they
 began with. Tiers, fastest first:
 
-- **device**: ready forms (:class:`~server.engine.lora_stack.LoRAStack`) on the model's device, what a
+- **device**: loaded adapters (:class:`~server.engine.lora_stack.LoRAStack`) on the model's device, what a
   batch stacks from. Adapters of rows in the running batch are pinned and never evicted; the
   budget may be exceeded only while pins require it. Least recently used goes first.
 - **host**: adapters evicted from the device keep their ready tensors in host memory (moved off
   the accelerator; on a CPU-only server the same tensors, kept under the host budget), so coming
   back costs a copy, not a file read. Least recently used beyond the host budget is dropped.
-- **disk**: the adapter store; a miss reads safetensors straight into the ready form.
+- **disk**: the adapter store; a miss reads safetensors straight into a loaded adapter.
 """
 
 from __future__ import annotations
