@@ -62,69 +62,111 @@ def outline_records(blocks: list[Block], source: str, title: str = "") -> list[R
     h1 = next((i for i, b in enumerate(blocks) if b.level == 1), None)
     if h1 is not None:
         title = squash(blocks[h1].text)
-    records: list[Record] = []
-    stack: list[tuple[int, str]] = []
-    paragraphs: list[str] = []
-    pending: _Pending | None = None
-
-    def flush_pair() -> None:
-        nonlocal pending
-        if pending is not None and pending.answer and squash(" ".join(pending.answer)):
-            records.append(QARecord(squash(" ".join(pending.question)), squash(" ".join(pending.answer)), source))
-        elif pending is not None:  # a question without an answer is just prose
-            paragraphs.append(squash(" ".join(pending.question)))
-        pending = None
-
-    def flush_section() -> None:
-        flush_pair()
-        if not paragraphs:
-            return
-        path = tuple(text for _, text in stack)
-        if path and path[-1].endswith("?"):
-            records.append(QARecord(path[-1], squash(" ".join(paragraphs)), source))
-        else:
-            records.append(Section(title, path, "\n".join(paragraphs), source))
-        paragraphs.clear()
-
+    outline = _Outline(title, source)
     for index, block in enumerate(blocks):
-        if block.level:
-            flush_section()
-            if index == h1:
-                stack = []
-                continue
-            while stack and stack[-1][0] >= block.level:
-                stack.pop()
-            stack.append((block.level, squash(block.text)))
-            continue
-        lines = block.text.splitlines()
-        in_faq = any(_FAQ_HEADING.search(text) for _, text in stack)
-        if in_faq and _bare_question(block.text):
-            flush_pair()
-            pending = _Pending([block.text], bare=True)
-            continue
+        if index == h1:
+            outline.title_heading()
+        elif block.level:
+            outline.heading(block.level, squash(block.text))
+        else:
+            outline.paragraph(block.text)
+    return outline.finish()
+
+
+class _Outline:
+    """The records of one document, built block by block.
+
+    State: the heading path (``stack``), the prose under it not yet made into a section
+    (``paragraphs``) and the question still collecting its answer (``pending``). A heading closes
+    the section under the previous path; :meth:`finish` closes the last one.
+    """
+
+    def __init__(self, title: str, source: str) -> None:
+        self.title = title
+        self.source = source
+        self.records: list[Record] = []
+        self.stack: list[tuple[int, str]] = []
+        self.paragraphs: list[str] = []
+        self.pending: _Pending | None = None
+
+    def title_heading(self) -> None:
+        """The document's title heading: the section path starts again from nothing."""
+        self._flush_section()
+        self.stack = []
+
+    def heading(self, level: int, text: str) -> None:
+        """A heading at ``level`` (1-6) replaces the path from that level down."""
+        self._flush_section()
+        while self.stack and self.stack[-1][0] >= level:
+            self.stack.pop()
+        self.stack.append((level, text))
+
+    def paragraph(self, text: str) -> None:
+        """A paragraph: a bare FAQ question, the answer to one, or lines of prose and ``Q:``/``A:``."""
+        lines = text.splitlines()
+        pending = self.pending
+        if self._in_faq() and _bare_question(text):
+            self._flush_pair()
+            self.pending = _Pending([text], bare=True)
+            return
         if pending is not None and pending.bare and not _QUESTION.match(lines[0]):
-            pending.answer = [*(pending.answer or []), block.text]
-            continue
+            pending.answer = [*(pending.answer or []), text]
+            return
         if pending is not None and (pending.bare or pending.answer is None and not _ANSWER.match(lines[0])):
-            flush_pair()
+            self._flush_pair()
+        self._lines(lines)
+        if self.pending is not None and self.pending.answer is not None:
+            self._flush_pair()
+
+    def finish(self) -> list[Record]:
+        """All records, once the last section is closed."""
+        self._flush_section()
+        return self.records
+
+    def _in_faq(self) -> bool:
+        return any(_FAQ_HEADING.search(text) for _, text in self.stack)
+
+    def _lines(self, lines: list[str]) -> None:
+        """One paragraph's lines: ``Q:`` opens a pair, ``A:`` starts its answer, the rest continues
+        the open question or answer, or is prose."""
         prose: list[str] = []
         for line in lines:
             if match := _QUESTION.match(line):
-                paragraphs.extend(_unwrap(prose))
+                self.paragraphs.extend(_unwrap(prose))
                 prose = []
-                flush_pair()
-                pending = _Pending([match.group(1)])
-            elif pending is not None and (match := _ANSWER.match(line)):
-                pending.answer = [*(pending.answer or []), match.group(1)]
-            elif pending is not None:
-                (pending.question if pending.answer is None else pending.answer).append(line)
+                self._flush_pair()
+                self.pending = _Pending([match.group(1)])
+            elif self.pending is not None and (match := _ANSWER.match(line)):
+                self.pending.answer = [*(self.pending.answer or []), match.group(1)]
+            elif self.pending is not None:
+                (self.pending.question if self.pending.answer is None else self.pending.answer).append(line)
             else:
                 prose.append(line)
-        paragraphs.extend(_unwrap(prose))
-        if pending is not None and pending.answer is not None:
-            flush_pair()
-    flush_section()
-    return records
+        self.paragraphs.extend(_unwrap(prose))
+
+    def _flush_pair(self) -> None:
+        """The pending question becomes a pair if it has an answer, else prose."""
+        pending, self.pending = self.pending, None
+        if pending is None:
+            return
+        question = squash(" ".join(pending.question))
+        answer = squash(" ".join(pending.answer or []))
+        if answer:
+            self.records.append(QARecord(question, answer, self.source))
+        else:  # a question without an answer is just prose
+            self.paragraphs.append(question)
+
+    def _flush_section(self) -> None:
+        """The prose under the current path becomes a section (a pair under a question heading)."""
+        self._flush_pair()
+        if not self.paragraphs:
+            return
+        path = tuple(text for _, text in self.stack)
+        if path and path[-1].endswith("?"):
+            self.records.append(QARecord(path[-1], squash(" ".join(self.paragraphs)), self.source))
+        else:
+            self.records.append(Section(self.title, path, "\n".join(self.paragraphs), self.source))
+        self.paragraphs = []
 
 
 def _unwrap(lines: list[str]) -> list[str]:
