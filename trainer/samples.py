@@ -31,12 +31,13 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from adapters.chat_format import conversation
 from trainer.questions import Fact, business_name, pair_fact, proper_words, section_fact, sentence_facts
 from trainer.recall import answer_matches, key_terms
-from trainer.sentences import split_sentences
 from trainer.records import ChatRecord, QARecord, Record, Section
+from trainer.sentences import split_sentences
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ class SampleSet:
     train: list[Sample]
     heldout: list[Sample]
     probes: list[Probe]
-    stats: dict = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
 
 
 def build_samples(
@@ -79,36 +80,11 @@ def build_samples(
     sections = [r for r in records if isinstance(r, Section)]
     pairs = [r for r in records if isinstance(r, QARecord)]
     chats = [r for r in records if isinstance(r, ChatRecord)]
-    title = next((s.title for s in sections if s.title), "")
-    first = next((line for s in sections for line in s.text.splitlines() if line.strip()), "")
-    business = business_name(title, first)
-    proper = proper_words([title, *(s.text for s in sections), *(p.answer for p in pairs)])
-    fact_count = len(pairs) + sum(len(split_sentences(s.text)) + 1 for s in sections)
-    if fact_count * phrasings + len(chats) > max_samples:  # a long document: fewer phrasings per fact
-        phrasings = max(2, (max_samples - len(chats)) // max(fact_count, 1))
-    facts = [pair_fact(p, business, proper, phrasings, seed) for p in pairs]
-    for section in sections:
-        facts += sentence_facts(section, business, proper, phrasings, seed)
-        facts.append(section_fact(section, business, max(3, phrasings // 2), seed))
-
-    def sample(messages: list[dict[str, str]], key: str) -> Sample:
-        return Sample(conversation(messages, system_prompt), key)
-
-    facts = _unique_keys(_distinct_questions(facts))
-    groups = {
-        f.key: [sample([{"role": "user", "content": q}, {"role": "assistant", "content": f.answer}], f.key) for q in f.questions]
-        for f in facts
-    }
-    chat_samples = [sample(list(c.messages), c.source) for c in chats]
-    total = sum(map(len, groups.values())) + len(chat_samples)
-    rng = random.Random(seed)
-    wanted = min(round(total * heldout_fraction), max_heldout)
-    heldout = _hold_out(groups, wanted, rng) if facts else []
-    if not facts and len(chat_samples) >= 2 and heldout_fraction > 0:
-        heldout = rng.sample(chat_samples, max(1, min(wanted, len(chat_samples) - 1)))
-    held = {id(s) for s in heldout}
-    train = [s for g in groups.values() for s in g if id(s) not in held] + [s for s in chat_samples if id(s) not in held]
-    rng.shuffle(train)
+    phrasings = _phrasings_that_fit(sections, pairs, len(chats), phrasings, max_samples)
+    business, facts = _facts(sections, pairs, phrasings, seed)
+    groups = {f.key: [_qa_sample(system_prompt, q, f.answer, f.key) for q in f.questions] for f in facts}
+    chat_samples = [_sample(system_prompt, list(c.messages), c.source) for c in chats]
+    train, heldout = _split(groups, chat_samples, heldout_fraction, max_heldout, random.Random(seed))
     probes = _probes(facts, pairs, heldout, max_probes)
     stats = {
         "business": business,
@@ -122,6 +98,59 @@ def build_samples(
         "phrasings": phrasings,
     }
     return SampleSet(train, heldout, probes, stats)
+
+
+def _phrasings_that_fit(
+    sections: list[Section], pairs: list[QARecord], chats: int, phrasings: int, max_samples: int
+) -> int:
+    """``phrasings``, or fewer (never under two) when a long document would exceed ``max_samples``."""
+    fact_count = len(pairs) + sum(len(split_sentences(s.text)) + 1 for s in sections)
+    if fact_count * phrasings + chats > max_samples:
+        return max(2, (max_samples - chats) // max(fact_count, 1))
+    return phrasings
+
+
+def _facts(sections: list[Section], pairs: list[QARecord], phrasings: int, seed: int) -> tuple[str, list[Fact]]:
+    """The business's name and every fact of the pairs and sections, distinct questions and keys."""
+    title = next((s.title for s in sections if s.title), "")
+    first = next((line for s in sections for line in s.text.splitlines() if line.strip()), "")
+    business = business_name(title, first)
+    proper = proper_words([title, *(s.text for s in sections), *(p.answer for p in pairs)])
+    facts = [pair_fact(p, business, proper, phrasings, seed) for p in pairs]
+    for section in sections:
+        facts += sentence_facts(section, business, proper, phrasings, seed)
+        facts.append(section_fact(section, business, max(3, phrasings // 2), seed))
+    return business, _unique_keys(_distinct_questions(facts))
+
+
+def _sample(system_prompt: str | None, messages: list[dict[str, str]], key: str) -> Sample:
+    return Sample(conversation(messages, system_prompt), key)
+
+
+def _qa_sample(system_prompt: str | None, question: str, answer: str, key: str) -> Sample:
+    messages = [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+    return _sample(system_prompt, messages, key)
+
+
+def _split(
+    groups: dict[str, list[Sample]],
+    chat_samples: list[Sample],
+    heldout_fraction: float,
+    max_heldout: int,
+    rng: random.Random,
+) -> tuple[list[Sample], list[Sample]]:
+    """(train, held-out): phrasings held out of the facts' groups, or whole conversations when
+    there are no facts; the training samples shuffled."""
+    total = sum(map(len, groups.values())) + len(chat_samples)
+    wanted = min(round(total * heldout_fraction), max_heldout)
+    heldout = _hold_out(groups, wanted, rng) if groups else []
+    if not groups and len(chat_samples) >= 2 and heldout_fraction > 0:
+        heldout = rng.sample(chat_samples, max(1, min(wanted, len(chat_samples) - 1)))
+    held = {id(s) for s in heldout}
+    train = [s for g in groups.values() for s in g if id(s) not in held]
+    train += [s for s in chat_samples if id(s) not in held]
+    rng.shuffle(train)
+    return train, heldout
 
 
 def _distinct_questions(facts: list[Fact]) -> list[Fact]:

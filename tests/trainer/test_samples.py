@@ -150,3 +150,12 @@ def test_no_question_is_trained_towards_two_answers(records) -> None:
             answers[sample.messages[-2]["content"].lower()].add(sample.messages[-1]["content"])
         assert all(len(a) == 1 for a in answers.values())
     assert len({s.messages[-1]["content"] for s in build_samples([hours], None, seed=0, heldout_fraction=0.0).train}) == 3
+
+
+def test_conversations_next_to_facts_are_all_trained_and_phrasings_are_held_out(records) -> None:
+    turns = [({"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}) for i in range(5)]
+    chats = [ChatRecord(messages, f"c:{i}") for i, messages in enumerate(turns)]
+    built = build_samples([*records, *chats], SYSTEM, seed=0)
+    assert built.heldout and not any(s.fact.startswith("c:") for s in built.heldout)
+    assert sorted(s.fact for s in built.train if s.fact.startswith("c:")) == [f"c:{i}" for i in range(5)]
+    assert built.stats["chat_records"] == 5
