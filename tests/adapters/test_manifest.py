@@ -10,25 +10,7 @@ from typing import Any
 import pytest
 
 from adapters.manifest import AdapterManifest, ManifestError, utc_now_iso
-
-
-def make_manifest(**overrides: Any) -> AdapterManifest:
-    """A valid manifest; keyword arguments replace fields."""
-    fields: dict[str, Any] = dict(
-        tenant="acme",
-        name="support",
-        version=3,
-        base_spec_hash="b" * 64,
-        chat_template_hash="c" * 64,
-        rank=8,
-        alpha=16,
-        target_modules=("v_proj", "q_proj"),
-        weights_sha256="a" * 64,
-        created_at="2025-01-02T03:04:05Z",
-        source="upload",
-    )
-    fields.update(overrides)
-    return AdapterManifest(**fields)
+from tests.adapters.helpers import make_manifest
 
 
 def test_ids_and_normalisation() -> None:

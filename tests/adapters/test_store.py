@@ -13,22 +13,7 @@ import pytest
 from adapters.ids import AdapterRef, InvalidId
 from adapters.manifest import AdapterManifest
 from adapters.store import AdapterNotFound, AdapterStore, StoreError
-from tests.adapters.test_manifest import make_manifest
-
-FILES = {"adapter_config.json": b'{"peft_type": "LORA"}', "adapter_model.safetensors": b"weights"}
-
-
-def manifest_for(tenant: str, name: str, **extra: object) -> Callable[[int], AdapterManifest]:
-    return lambda version: make_manifest(tenant=tenant, name=name, version=version, **extra)
-
-
-def publish(store: AdapterStore, tenant: str = "acme", name: str = "support", **extra: object) -> AdapterManifest:
-    return store.publish(tenant, name, FILES, manifest_for(tenant, name, **extra))
-
-
-def visible_tree(root: Path) -> list[str]:
-    """Every path under root, to prove a failed operation left nothing behind."""
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+from tests.adapters.helpers import FILES, make_manifest, manifest_for, publish, visible_tree
 
 
 def test_publish_writes_a_complete_version(tmp_path: Path) -> None:

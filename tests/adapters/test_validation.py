@@ -1,7 +1,7 @@
 """validate_adapter on real PEFT adapters saved from a tiny Llama, and on hand-broken ones.
 
-The module-level helpers (``TINY_LINEAR_SHAPES``, :func:`save_peft_adapter`) are reused by the
-route tests so both exercise the exact files ``peft`` writes.
+The adapters come from :func:`tests.adapters.helpers.save_peft_adapter`, which the route tests
+use too, so both exercise the exact files ``peft`` writes.
 """
 
 from __future__ import annotations
@@ -17,50 +17,8 @@ from safetensors.torch import load_file, save_file
 
 from adapters.base_model import linear_shapes
 from adapters.validation import AdapterValidationError, validate_adapter
+from tests.adapters.helpers import ALL_SHORT_NAMES, TINY_LINEAR_SHAPES, save_peft_adapter, tiny_llama
 from tests.conftest import python_bytes_growth
-
-_LAYER_SHAPES = {
-    "self_attn.q_proj": (64, 64),
-    "self_attn.k_proj": (64, 32),
-    "self_attn.v_proj": (64, 32),
-    "self_attn.o_proj": (64, 64),
-    "mlp.gate_proj": (64, 128),
-    "mlp.up_proj": (64, 128),
-    "mlp.down_proj": (128, 64),
-}
-TINY_LINEAR_SHAPES: dict[str, tuple[int, int]] = {
-    f"model.layers.{i}.{suffix}": shape for i in range(2) for suffix, shape in _LAYER_SHAPES.items()
-}
-"""Hand-written (in, out) table of a 2-layer Llama: hidden 64, intermediate 128, 4 heads, 2 KV heads."""
-ALL_SHORT_NAMES = ("down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj")
-
-
-def tiny_llama(hidden_size: int = 64, intermediate_size: int = 128) -> torch.nn.Module:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=128,
-        hidden_size=hidden_size,
-        intermediate_size=intermediate_size,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
-    )
-    return LlamaForCausalLM(config)
-
-
-def save_peft_adapter(
-    directory: Path, *, hidden_size: int = 64, r: int = 4, target_modules: Any = "all-linear", **lora: Any
-) -> Path:
-    """Save a real PEFT LoRA (non-zero B, so it changes outputs) for a tiny Llama into ``directory``."""
-    from peft import LoraConfig, get_peft_model
-
-    config = LoraConfig(r=r, lora_alpha=lora.pop("lora_alpha", 8), target_modules=target_modules,
-                        init_lora_weights=False, **lora)
-    get_peft_model(tiny_llama(hidden_size), config).save_pretrained(str(directory))
-    return directory
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +32,7 @@ def config_bytes(adapter_dir: Path, **changes: Any) -> bytes:
     return json.dumps(config).encode()
 
 
-def validate(config: bytes, weights: Path, max_rank: int = 64):  # noqa: ANN201 - test shorthand
+def validate(config: bytes, weights: Path, max_rank: int = 64):
     return validate_adapter(config, weights, TINY_LINEAR_SHAPES, max_rank)
 
 

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from tests.integration.conftest import Server, auth, pytest_runtest_makereport, start_server  # noqa: F401
-from tests.integration.test_fine_tuning import DOC
+from tests.integration.helpers import DOC
 
 T = TypeVar("T")
 Launch = Callable[..., Server]

@@ -14,7 +14,7 @@ import pytest
 
 from tests.faults.conftest import Launch, chat_body, db_row, opened, poll, running_job, worker_pid
 from tests.integration.conftest import Server, assert_openai_error, auth
-from tests.integration.test_fine_tuning import LONG, new_tenant, pid_alive, wait_for
+from tests.integration.helpers import LONG, new_tenant, pid_alive, wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 

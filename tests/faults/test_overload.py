@@ -15,7 +15,7 @@ import pytest
 
 from tests.faults.conftest import Launch, Stream, chat_body, chat_works, poll
 from tests.integration.conftest import Server, assert_openai_error, auth, metric
-from tests.integration.test_fine_tuning import new_tenant
+from tests.integration.helpers import new_tenant
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 

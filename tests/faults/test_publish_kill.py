@@ -26,7 +26,7 @@ PUBLISHER = """
 import os, sys
 from pathlib import Path
 from adapters.store import AdapterStore
-from tests.adapters.test_store import manifest_for
+from tests.adapters.helpers import manifest_for
 from adapters.manifest import sha256_file
 
 store = AdapterStore(Path(sys.argv[1]))

@@ -21,7 +21,7 @@ import pytest
 from tests.conftest import make_lora
 from tests.faults.conftest import DOC, Launch, chat_works, poll, running_job, visible_versions, worker_pid
 from tests.integration.conftest import adapter_files, auth, upload_ok
-from tests.integration.test_fine_tuning import LONG, new_tenant, pid_alive, training, wait_for
+from tests.integration.helpers import LONG, new_tenant, pid_alive, training, wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 

@@ -13,7 +13,7 @@ import pytest
 
 from tests.faults.conftest import Launch, chat_works, db_row, poll, running_job, visible_versions, worker_pid
 from tests.integration.conftest import Server
-from tests.integration.test_fine_tuning import LONG, adapter_dirs, ended, new_tenant, pid_alive, training, wait_for
+from tests.integration.helpers import LONG, adapter_dirs, ended, new_tenant, pid_alive, training, wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 

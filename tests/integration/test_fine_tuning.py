@@ -16,76 +16,21 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
 
 import httpx
 import openai
 import pytest
 
 from tests.integration.conftest import Server, auth, start_server, stop_server
+from tests.integration.helpers import DOC, LONG, WAIT_S, adapter_dirs, new_tenant, pid_alive, training, wait_for
 from tests.trainer.handbook_formats import write_docx, write_html, write_pdf, write_text
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-DOC = b"""# Lumen Lane Bikes
-
-Q: Do you rent bikes?
-A: Yes, city bikes rent for 15 euros a day.
-"""
-"""One fact: few samples and probes, so the trainer's evaluations stay short on a CPU."""
 TINY = {"n_epochs": 3, "max_steps": 3, "max_seq_tokens": 128}
 """A real training, three short steps."""
-LONG = {"n_epochs": 30, "max_steps": 1000, "max_seq_tokens": 128}
-"""A training that runs until it is cancelled or killed."""
-WAIT_S = 600.0
-"""Upper bound for a job to reach a state on two busy CPU cores (only a hang hits it)."""
 FILE_LIMIT = 200_000
-
-
-def raw_job(srv: Server, key: str, job_id: str) -> dict[str, Any]:
-    response = httpx.get(f"{srv.api_url}/fine_tuning/jobs/{job_id}", headers=auth(key), timeout=60)
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def wait_for(srv: Server, key: str, job_id: str, done: Any, what: str) -> dict[str, Any]:
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        job = raw_job(srv, key, job_id)
-        if done(job):
-            return job
-        if job["status"] in ("succeeded", "failed", "cancelled"):
-            pytest.fail(f"{job_id} ended {job['status']} ({job['error']}) before {what}; log:\n{srv.log()}")
-        time.sleep(0.5)
-    pytest.fail(f"{job_id} never got to {what}: {raw_job(srv, key, job_id)}")
-
-
-def training(job: dict[str, Any]) -> bool:
-    """Running and past its first optimizer step (so the worker is deep in training)."""
-    return job["status"] == "running" and bool(job["progress"]) and (job["progress"]["step"] or 0) >= 1
-
-
-def ended(job: dict[str, Any]) -> bool:
-    return job["status"] in ("succeeded", "failed", "cancelled")
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
-def adapter_dirs(srv: Server, tenant: str) -> list[str]:
-    root = srv.data / "adapters" / tenant
-    return sorted(p.name for p in root.iterdir()) if root.is_dir() else []
-
-
-def new_tenant(srv: Server, name: str) -> str:
-    response = httpx.post(f"{srv.api_url}/tenants", json={"id": name}, headers=auth(srv.admin_key), timeout=60)
-    assert response.status_code == 201, response.text
-    return response.json()["api_key"]
 
 
 # --------------------------------------------------------------------------------- restart

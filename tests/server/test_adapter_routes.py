@@ -19,15 +19,8 @@ import torch
 from safetensors.torch import load_file
 from starlette.testclient import TestClient
 
-from tests.adapters.test_store import visible_tree
-from tests.adapters.test_validation import ALL_SHORT_NAMES, TINY_LINEAR_SHAPES, save_peft_adapter
-from tests.server.test_tenants import ADMIN, assert_error, bearer, make_client
-
-BASE = SimpleNamespace(
-    spec=SimpleNamespace(hash="b" * 64, chat_template_hash="c" * 64),
-    linear_shapes=TINY_LINEAR_SHAPES,
-)
-CONFIG, WEIGHTS = "adapter_config.json", "adapter_model.safetensors"
+from tests.adapters.helpers import ALL_SHORT_NAMES, TINY_LINEAR_SHAPES, save_peft_adapter, visible_tree
+from tests.server.helpers import ADMIN, BASE, CONFIG, WEIGHTS, adapter_files, assert_error, bearer, make_client
 
 
 @pytest.fixture(scope="module")
@@ -54,12 +47,6 @@ def env(tmp_path: Path) -> Env:
     client = make_client(tmp_path, base=BASE, max_rank=4, max_upload_bytes=256 * 1024)
     keys = {t: client.post("/v1/tenants", json={"id": t}, headers=ADMIN).json()["api_key"] for t in ("acme", "globex")}
     return Env(client=client, data=tmp_path, acme=bearer(keys["acme"]), globex=bearer(keys["globex"]))
-
-
-def adapter_files(directory: Path, **replace: bytes) -> list[tuple[str, tuple[str, bytes, str]]]:
-    """The multipart ``files`` list for a saved adapter; ``replace`` swaps a file's bytes."""
-    contents = {CONFIG: (directory / CONFIG).read_bytes(), WEIGHTS: (directory / WEIGHTS).read_bytes(), **replace}
-    return [("files", (file_name, content, "application/octet-stream")) for file_name, content in contents.items()]
 
 
 def upload(env: Env, directory: Path, name: str = "support", headers: dict[str, str] | None = None,

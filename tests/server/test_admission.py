@@ -9,12 +9,12 @@ import threading
 
 import pytest
 
-from server.engine.step_loop import Engine, Finished, GenerationRequest
-from server.engine.fair_queue import FairQueue
-from server.metrics import Metrics
-from server.engine.sampling import SamplingParams
 from server.engine.admission import Admitter, QueueFull
-from tests.server.test_engine import Collector, fp32_base, prompt_ids, reference
+from server.engine.fair_queue import FairQueue
+from server.engine.sampling import SamplingParams
+from server.engine.step_loop import Engine, Finished, GenerationRequest
+from server.metrics import Metrics
+from tests.server.helpers import Collector, decode_steps, fp32_base, prompt_ids, reference, wait_until
 
 
 def test_fair_queue_round_robin_and_counts() -> None:
@@ -49,8 +49,7 @@ def test_one_tenants_burst_does_not_starve_another(tiny_model_dir) -> None:
         blocker = Collector()
         handle = engine.submit(GenerationRequest(ids, SamplingParams(10_000, temperature=0, ignore_eos=True), None,
                                                  blocker, tenant="other"))
-        while not blocker.pieces and not blocker.done.is_set():
-            blocker.done.wait(0.01)  # the one slot is busy from here on
+        blocker.wait_started()  # the one slot is busy from here on
         for i in range(6):
             engine.submit(GenerationRequest(ids, SamplingParams(2, temperature=0), None, recorder(f"burst-{i}"),
                                             tenant="burst"))
@@ -59,8 +58,7 @@ def test_one_tenants_burst_does_not_starve_another(tiny_model_dir) -> None:
         assert engine.waiting == 7 and engine.waiting_for("burst") == 6
         handle.cancel()
         assert blocker.wait().reason == "cancelled"
-        while len(finished) < 7:
-            threading.Event().wait(0.01)
+        wait_until(lambda: len(finished) >= 7, "the 7 queued requests to finish")
     finally:
         engine.stop()
     assert finished[:2] == ["burst-0", "single"], finished  # not behind the whole burst
@@ -98,13 +96,12 @@ def test_chunked_prefill_matches_plain_peft_and_interleaves_decode(tiny_model_di
         running = Collector()
         handle = engine.submit(GenerationRequest(prompt_ids(tok, "Hi"), SamplingParams(10_000, temperature=0,
                                                                                       ignore_eos=True), None, running))
-        while not running.pieces and not running.done.is_set():
-            running.done.wait(0.01)
-        steps_before = decode_steps(engine)
+        running.wait_started()
+        steps_before = decode_steps(engine.metrics)
         long = Collector()
         engine.submit(GenerationRequest(long_ids, SamplingParams(8, temperature=0), None, long))
         result = long.wait()
-        steps_during = decode_steps(engine) - steps_before
+        steps_during = decode_steps(engine.metrics) - steps_before
         handle.cancel()
         running.wait()
     finally:
@@ -114,15 +111,6 @@ def test_chunked_prefill_matches_plain_peft_and_interleaves_decode(tiny_model_di
     assert steps_during >= (chunks - 1) + 7, (steps_during, chunks)
     expected = tok.decode(reference(tiny_model_dir, None, long_ids, 8), skip_special_tokens=True)
     assert result.reason == "length" and long.text == expected
-
-
-def decode_steps(engine: Engine) -> float:
-    """How many decode steps the engine has run (the batch-size histogram's count)."""
-    for metric in engine.metrics.batch_size.collect():
-        for sample in metric.samples:
-            if sample.name.endswith("_count"):
-                return sample.value
-    return 0.0
 
 
 def test_fair_queue_passes_over_tenants_without_room() -> None:
@@ -148,8 +136,7 @@ def test_a_tenant_holds_at_most_its_batch_rows(tiny_model_dir) -> None:
         endless = SamplingParams(10_000, temperature=0, ignore_eos=True)
         first, second, other = Collector(), Collector(), Collector()
         first_handle = engine.submit(GenerationRequest(ids, endless, None, first, tenant="greedy", max_running=1))
-        while not first.pieces:
-            assert not first.done.wait(0.01)
+        first.wait_started()
         second_handle = engine.submit(GenerationRequest(ids, endless, None, second, tenant="greedy", max_running=1))
         engine.submit(GenerationRequest(ids, SamplingParams(8, temperature=0, ignore_eos=True), None, other,
                                         tenant="other", max_running=1))
@@ -157,8 +144,7 @@ def test_a_tenant_holds_at_most_its_batch_rows(tiny_model_dir) -> None:
         assert second.pieces == [] and engine.waiting_for("greedy") == 1 and engine.running == 1
         first_handle.cancel()
         first.wait()
-        while not second.pieces:
-            assert not second.done.wait(0.01)
+        second.wait_started()
         second_handle.cancel()
         second.wait()
     finally:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from server.tenancy.auth_throttle import AuthThrottle
 from server.errors import APIError
-from tests.server.test_tenants import assert_error, bearer, make_client
+from server.tenancy.auth_throttle import AuthThrottle
+from tests.server.helpers import assert_error, bearer, make_client
 
 
 class Clock:

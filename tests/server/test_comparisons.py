@@ -11,15 +11,12 @@ import pytest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from adapters.store import AdapterStore
 from server.comparisons import ComparisonStore, prompt_hash
 from server.errors import install_error_handlers
 from server.routes import comparisons as comparison_routes
 from server.settings import Settings
-from server.tenancy.tenants import TenantRegistry
-from tests.server.helpers import real_services
-from tests.adapters.test_store import publish
-from tests.server.test_tenants import ADMIN, ADMIN_KEY, assert_error, bearer
+from tests.adapters.helpers import publish
+from tests.server.helpers import ADMIN, ADMIN_KEY, assert_error, bearer, real_services
 
 
 @pytest.fixture

@@ -7,39 +7,23 @@ tenancy check, so a 503 means "allowed" and a 403 names the rule that refused it
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.server.test_tenant_settings import SITE
-from tests.server.test_tenants import ADMIN, assert_error, bearer, make_client
+from tests.server.helpers import CHAT, SITE, assert_error, bearer
 
 OTHER_SITE = "https://evil.example"
-CHAT = {"model": "base", "messages": [{"role": "user", "content": "hi"}]}
 
 
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, Any]:
-    client = make_client(tmp_path)
-    secret = {}
-    for tenant, origin in (("acme", SITE), ("globex", "https://globex.example")):
-        secret[tenant] = client.post("/v1/tenants", json={"id": tenant}, headers=ADMIN).json()["api_key"]
-        client.patch(f"/v1/tenants/{tenant}", json={"allowed_origins": [origin], "brand_color": "#ff6600",
-                                                    "display_name": tenant.title(), "system_prompt": "secret"},
-                     headers=ADMIN)
-    pk = client.post("/v1/tenants/acme/keys", json={"kind": "publishable"}, headers=ADMIN).json()["api_key"]
-    return {"client": client, "pk": pk, "secret": secret}
-
-
-def preflight(env: dict[str, Any], path: str, origin: str) -> Any:
-    return env["client"].options(path, headers={
+def preflight(cors_env: dict[str, Any], path: str, origin: str) -> Any:
+    return cors_env["client"].options(path, headers={
         "Origin": origin, "Access-Control-Request-Method": "POST",
         "Access-Control-Request-Headers": "authorization, content-type"})
 
 
-def test_preflight_allows_only_the_tenants_origins(env: dict[str, Any]) -> None:
-    allowed = preflight(env, "/v1/chat/completions?tenant=acme", SITE)
+def test_preflight_allows_only_the_tenants_origins(cors_env: dict[str, Any]) -> None:
+    allowed = preflight(cors_env, "/v1/chat/completions?tenant=acme", SITE)
     assert allowed.status_code == 204
     assert allowed.headers["access-control-allow-origin"] == SITE
     assert "authorization" in allowed.headers["access-control-allow-headers"]
@@ -53,19 +37,21 @@ def test_preflight_allows_only_the_tenants_origins(env: dict[str, Any]) -> None:
                          # no scan over every tenant's settings for a stranger)
                          ("/v1/chat/completions", SITE),
                          ("/v1/widget/config", SITE)]:
-        refused = preflight(env, path, origin)
+        refused = preflight(cors_env, path, origin)
         assert_error(refused, 403, "origin_not_allowed")
         assert "access-control-allow-origin" not in refused.headers
 
 
-def test_management_api_never_answers_cross_origin(env: dict[str, Any]) -> None:
-    response = env["client"].get("/v1/tenants/acme", headers={"Origin": SITE, **bearer(env["secret"]["acme"])})
+def test_management_api_never_answers_cross_origin(cors_env: dict[str, Any]) -> None:
+    headers = {"Origin": SITE, **bearer(cors_env["secret"]["acme"])}
+    response = cors_env["client"].get("/v1/tenants/acme", headers=headers)
     assert response.status_code == 200 and "access-control-allow-origin" not in response.headers
-    assert preflight(env, "/v1/tenants/acme", SITE).status_code in (404, 405)
+    assert preflight(cors_env, "/v1/tenants/acme", SITE).status_code in (404, 405)
 
 
-def test_widget_config_for_an_allowed_origin(env: dict[str, Any]) -> None:
-    response = env["client"].get("/v1/widget/config?tenant=acme", headers={"Origin": SITE, **bearer(env["pk"])})
+def test_widget_config_for_an_allowed_origin(cors_env: dict[str, Any]) -> None:
+    headers = {"Origin": SITE, **bearer(cors_env["pk"])}
+    response = cors_env["client"].get("/v1/widget/config?tenant=acme", headers=headers)
     assert response.status_code == 200, response.text
     assert response.headers["access-control-allow-origin"] == SITE and response.headers["vary"] == "Origin"
     assert response.headers["access-control-expose-headers"] == "Retry-After"
@@ -75,28 +61,28 @@ def test_widget_config_for_an_allowed_origin(env: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("origin", [OTHER_SITE, "https://globex.example", None, "null"])
-def test_publishable_key_from_another_origin_is_refused(env: dict[str, Any], origin: str | None) -> None:
-    headers = bearer(env["pk"]) | ({"Origin": origin} if origin else {})
-    config = env["client"].get("/v1/widget/config?tenant=acme", headers=headers)
+def test_publishable_key_from_another_origin_is_refused(cors_env: dict[str, Any], origin: str | None) -> None:
+    headers = bearer(cors_env["pk"]) | ({"Origin": origin} if origin else {})
+    config = cors_env["client"].get("/v1/widget/config?tenant=acme", headers=headers)
     assert_error(config, 403, "origin_not_allowed")
     assert "access-control-allow-origin" not in config.headers
-    assert_error(env["client"].post("/v1/chat/completions", json=CHAT, headers=headers), 403, "origin_not_allowed")
+    assert_error(cors_env["client"].post("/v1/chat/completions", json=CHAT, headers=headers), 403, "origin_not_allowed")
 
 
-def test_publishable_key_chats_only_with_the_default_model(env: dict[str, Any]) -> None:
-    headers = {"Origin": SITE, **bearer(env["pk"])}
-    allowed = env["client"].post("/v1/chat/completions", json=CHAT, headers=headers)
+def test_publishable_key_chats_only_with_the_default_model(cors_env: dict[str, Any]) -> None:
+    headers = {"Origin": SITE, **bearer(cors_env["pk"])}
+    allowed = cors_env["client"].post("/v1/chat/completions", json=CHAT, headers=headers)
     assert_error(allowed, 503, "model_loading")  # passed every tenancy check
     assert allowed.headers["access-control-allow-origin"] == SITE
     for model in ("acme/support", "globex/private", "acme/support@1"):
-        refused = env["client"].post("/v1/chat/completions", json={**CHAT, "model": model}, headers=headers)
+        refused = cors_env["client"].post("/v1/chat/completions", json={**CHAT, "model": model}, headers=headers)
         assert_error(refused, 403, "model_not_allowed")
 
 
-def test_publishable_keys_cannot_force_long_answers(env: dict[str, Any]) -> None:
+def test_publishable_keys_cannot_force_long_answers(cors_env: dict[str, Any]) -> None:
     """A page visitor must not make the server decode thousands of tokens on the tenant's budget."""
-    headers = {"Origin": SITE, **bearer(env["pk"])}
-    chat = env["client"].post
+    headers = {"Origin": SITE, **bearer(cors_env["pk"])}
+    chat = cors_env["client"].post
     assert_error(chat("/v1/chat/completions", json={**CHAT, "ignore_eos": True}, headers=headers),
                  403, "parameter_not_allowed")
     too_long = chat("/v1/chat/completions", json={**CHAT, "max_tokens": 1025}, headers=headers)
@@ -104,34 +90,34 @@ def test_publishable_keys_cannot_force_long_answers(env: dict[str, Any]) -> None
     assert too_long.json()["error"]["param"] == "max_tokens"
     assert_error(chat("/v1/chat/completions", json={**CHAT, "max_tokens": 1024}, headers=headers), 503, "model_loading")
     # a secret key (the tenant's own server) keeps both
-    secret = bearer(env["secret"]["acme"])
+    secret = bearer(cors_env["secret"]["acme"])
     for extra in ({"ignore_eos": True}, {"max_tokens": 4000}):
         assert_error(chat("/v1/chat/completions", json={**CHAT, **extra}, headers=secret), 503, "model_loading")
 
 
-def test_widget_config_of_another_tenant_is_not_found(env: dict[str, Any]) -> None:
-    headers = {"Origin": SITE, **bearer(env["pk"])}
-    assert_error(env["client"].get("/v1/widget/config?tenant=globex", headers=headers), 404)
-    assert_error(env["client"].get("/v1/widget/config", headers=headers), 400)
+def test_widget_config_of_another_tenant_is_not_found(cors_env: dict[str, Any]) -> None:
+    headers = {"Origin": SITE, **bearer(cors_env["pk"])}
+    assert_error(cors_env["client"].get("/v1/widget/config?tenant=globex", headers=headers), 404)
+    assert_error(cors_env["client"].get("/v1/widget/config", headers=headers), 400)
     # the tenant's secret key (a preview, say) reads its config without any origin
-    own = env["client"].get("/v1/widget/config?tenant=acme", headers=bearer(env["secret"]["acme"]))
+    own = cors_env["client"].get("/v1/widget/config?tenant=acme", headers=bearer(cors_env["secret"]["acme"]))
     assert own.status_code == 200 and "access-control-allow-origin" not in own.headers
 
 
-def test_secret_keys_get_no_cors_headers(env: dict[str, Any]) -> None:
-    response = env["client"].post("/v1/chat/completions", json=CHAT,
-                                  headers={"Origin": SITE, **bearer(env["secret"]["acme"])})
+def test_secret_keys_get_no_cors_headers(cors_env: dict[str, Any]) -> None:
+    response = cors_env["client"].post("/v1/chat/completions", json=CHAT,
+                                  headers={"Origin": SITE, **bearer(cors_env["secret"]["acme"])})
     assert_error(response, 503, "model_loading")
     assert "access-control-allow-origin" not in response.headers
 
 
-def test_widget_script_is_served_with_caching(env: dict[str, Any]) -> None:
-    response = env["client"].get("/widget.js")
+def test_widget_script_is_served_with_caching(cors_env: dict[str, Any]) -> None:
+    response = cors_env["client"].get("/widget.js")
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/javascript; charset=utf-8"
     assert "max-age=" in response.headers["cache-control"] and response.headers["etag"]
     assert "attachShadow" in response.text
     # nothing external: the only URL is the embedding example in the header comment
     assert re.findall(r"https?://[^\s\"'<>]+", response.text) == ["https://HOST/widget.js"]
-    again = env["client"].get("/widget.js", headers={"If-None-Match": response.headers["etag"]})
+    again = cors_env["client"].get("/widget.js", headers={"If-None-Match": response.headers["etag"]})
     assert again.status_code == 304 and again.content == b""

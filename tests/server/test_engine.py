@@ -3,57 +3,17 @@ row; cancellation, stop strings, max_tokens and seeds behave; the NF4 path runs.
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
 import pytest
-import torch
-from peft import PeftModel
-from transformers import AutoModelForCausalLM
 
-from adapters.base_model import LoadedBase, load_base, load_tokenizer, spec_for, linear_shapes
+from adapters.base_model import load_base
 from server.engine.adapter_cache import AdapterHandle
-from server.engine.step_loop import Engine, Finished, GenerationRequest, TextDelta
 from server.engine.sampling import SamplingParams
+from server.engine.step_loop import Engine, GenerationRequest
 from tests.conftest import make_lora
-
-
-class Collector:
-    """Gathers one request's events."""
-
-    def __init__(self) -> None:
-        self.pieces: list[str] = []
-        self.finished: Finished | None = None
-        self.done = threading.Event()
-
-    def __call__(self, event) -> None:
-        if isinstance(event, TextDelta):
-            self.pieces.append(event.text)
-        else:
-            self.finished = event
-            self.done.set()
-
-    @property
-    def text(self) -> str:
-        return "".join(self.pieces)
-
-    def wait(self) -> Finished:
-        assert self.done.wait(60), "request did not finish"
-        return self.finished
-
-
-def fp32_base(model_dir: Path) -> LoadedBase:
-    """The tiny model unquantized in fp32, where batching must be exact."""
-    tokenizer = load_tokenizer(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-    return LoadedBase(model, tokenizer, spec_for(model_dir, tokenizer), linear_shapes(model),
-                      torch.device("cpu"), 512, frozenset())
-
-
-def prompt_ids(tokenizer, text: str) -> list[int]:
-    rendered = tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False)
-    return tokenizer(rendered, add_special_tokens=False).input_ids
+from tests.server.helpers import Collector, batched_steps, counter_value, decode_steps, fp32_base, prompt_ids, reference
 
 
 @pytest.fixture(scope="module")
@@ -63,16 +23,6 @@ def loras(tiny_model_dir: Path, tmp_path_factory) -> dict[str, Path]:
         "r4": make_lora(tiny_model_dir, root / "r4", rank=4, seed=1),
         "r8": make_lora(tiny_model_dir, root / "r8", rank=8, seed=2, modules=["q_proj", "v_proj", "down_proj"]),
     }
-
-
-def reference(model_dir: Path, adapter: Path | None, ids: list[int], max_tokens: int) -> list[int]:
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-    if adapter is not None:
-        model = PeftModel.from_pretrained(model, adapter).eval()
-    inputs = torch.tensor([ids])
-    out = model.generate(input_ids=inputs, attention_mask=torch.ones_like(inputs), max_new_tokens=max_tokens,
-                         min_new_tokens=max_tokens, do_sample=False)
-    return out[0, len(ids):].tolist()
 
 
 def test_mixed_batch_with_joins_and_leaves_equals_plain_peft(tiny_model_dir, loras):
@@ -85,22 +35,25 @@ def test_mixed_batch_with_joins_and_leaves_equals_plain_peft(tiny_model_dir, lor
         ("A longer question that makes this prompt longer than the others", loras["r4"], 16),
         ("Base again", None, 9),
     ]
+    prompts = [prompt_ids(tok, text) for text, _, _ in cases]  # tokenized up front: the first two arrive together
     engine = Engine(base, max_batch_size=8, max_prefills_per_step=1)
     engine.start()
     try:
         collectors = []
-        for i, (text, adapter, max_tokens) in enumerate(cases):
+        for i, ((_, adapter, max_tokens), ids) in enumerate(zip(cases, prompts)):
             c = Collector()
             handle = AdapterHandle(f"t/{adapter.name}@1", adapter) if adapter else None
-            engine.submit(GenerationRequest(prompt_ids(tok, text), SamplingParams(max_tokens, temperature=0), handle, c))
+            engine.submit(GenerationRequest(ids, SamplingParams(max_tokens, temperature=0), handle, c))
             collectors.append(c)
             time.sleep(0.02 * i)  # staggered: later rows join a batch already decoding
         results = [c.wait() for c in collectors]
     finally:
         engine.stop()
-    assert max(engine.metrics.batch_size.collect()[0].samples, key=lambda s: s.value)  # steps ran
-    for (text, adapter, max_tokens), c, fin in zip(cases, collectors, results):
-        expected = tok.decode(reference(tiny_model_dir, adapter, prompt_ids(tok, text), max_tokens), skip_special_tokens=True)
+    assert decode_steps(engine.metrics) > 0
+    # Continuous batching happened: some decode steps ran two rows or more at once.
+    assert batched_steps(engine.metrics) >= 1, (decode_steps(engine.metrics), batched_steps(engine.metrics))
+    for (text, adapter, max_tokens), ids, c, fin in zip(cases, prompts, collectors, results):
+        expected = tok.decode(reference(tiny_model_dir, adapter, ids, max_tokens), skip_special_tokens=True)
         assert fin.reason == "length" and fin.completion_tokens == max_tokens
         assert c.text == expected, (text, adapter)
 
@@ -158,8 +111,7 @@ def test_stop_string_ends_generation_and_is_not_included(nf4_engine):
 def test_cancel_stops_the_row_at_the_next_step(nf4_engine):
     c = Collector()
     handle = nf4_engine.submit(GenerationRequest(prompt_ids(nf4_engine.base.tokenizer, "Hi"), SamplingParams(400, temperature=0), None, c))
-    while not c.pieces and not c.done.is_set():
-        time.sleep(0.005)
+    c.wait_started()
     handle.cancel()
     fin = c.wait()
     assert fin.reason == "cancelled"
@@ -171,7 +123,7 @@ def test_adapter_cache_evicts_lru_and_reports_bad_files(nf4_engine, loras, tmp_p
     second = run(nf4_engine, "Hi", SamplingParams(6, temperature=0), AdapterHandle("t/b@1", loras["r8"]))
     assert first.finished.reason == second.finished.reason == "length"
     assert nf4_engine.adapters.loaded_keys == ["t/b@1"]  # over budget: "t/a@1" was evicted
-    assert nf4_engine.metrics.adapter_evictions._value.get() >= 1
+    assert counter_value(nf4_engine.metrics, "swaplora_adapter_cache_evictions_total") >= 1
     (tmp_path / "adapter_config.json").write_text("{}")
     broken = run(nf4_engine, "Hi", SamplingParams(6, temperature=0), AdapterHandle("t/broken@1", tmp_path))
     assert broken.finished.reason == "error" and "t/broken@1" in broken.finished.error

@@ -16,9 +16,7 @@ from server.jobs.file_check import FileChecker
 from server.jobs.training_files import FileStore
 from server.routes import files as file_routes
 from server.settings import Settings
-from server.tenancy.tenants import TenantRegistry
-from tests.server.helpers import real_services
-from tests.server.test_tenants import ADMIN, ADMIN_KEY, assert_error, bearer
+from tests.server.helpers import ADMIN, ADMIN_KEY, assert_error, bearer, real_services
 
 ROOT = Path(__file__).resolve().parents[2]
 HANDBOOK = (ROOT / "examples" / "handbook.md").read_bytes()

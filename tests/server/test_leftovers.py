@@ -7,7 +7,7 @@ from pathlib import Path
 from adapters.store import AdapterRef, AdapterStore
 from server.jobs.training_files import FileStore
 from server.leftovers import sweep
-from tests.adapters.test_store import publish, visible_tree
+from tests.adapters.helpers import publish, visible_tree
 
 
 def test_a_crashs_leftovers_go_and_complete_data_stays(tmp_path: Path) -> None:

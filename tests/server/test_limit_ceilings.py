@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.server.test_tenants import ADMIN, assert_error, bearer, make_client
-from tests.server.helpers import UNSET_NEWER_LIMITS
+from tests.server.helpers import ADMIN, UNSET_NEWER_LIMITS, assert_error, bearer, make_client
 
 
 def test_a_tenant_can_lower_its_limits_but_never_raise_or_clear_the_ceilings(tmp_path: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
@@ -11,9 +10,7 @@ from starlette.testclient import TestClient
 from server.errors import install_error_handlers
 from server.routes import me
 from server.settings import Settings
-from server.tenancy.tenants import TenantRegistry
-from tests.server.helpers import real_services
-from tests.server.test_tenants import ADMIN, ADMIN_KEY, assert_error, bearer
+from tests.server.helpers import ADMIN, ADMIN_KEY, assert_error, bearer, real_services
 
 
 def test_me_names_the_keys_owner(tmp_path: Path) -> None:

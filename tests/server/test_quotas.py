@@ -14,15 +14,13 @@ import pytest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from server.tenancy import quotas
-
-from server.jobs import retention
 from server.errors import install_error_handlers
+from server.jobs import retention
 from server.routes import comparisons, files, fine_tuning, tenants
 from server.settings import Settings
-from tests.adapters.test_store import publish
-from tests.server.helpers import real_services
-from tests.server.test_tenants import ADMIN, ADMIN_KEY, assert_error, bearer
+from server.tenancy import quotas
+from tests.adapters.helpers import publish
+from tests.server.helpers import ADMIN, ADMIN_KEY, assert_error, bearer, real_services
 
 DOC = b"# Opening hours\n\nWe open Tuesday to Saturday, 9:30 to 18:00.\n"
 

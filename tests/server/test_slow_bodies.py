@@ -11,7 +11,6 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import uvicorn
@@ -20,8 +19,7 @@ from starlette.applications import Starlette
 from server.errors import install_error_handlers
 from server.routes import tenants as tenant_routes
 from server.settings import Settings
-from tests.server.helpers import real_services
-from tests.server.test_tenants import ADMIN_KEY
+from tests.server.helpers import ADMIN_KEY, real_services, wait_until
 
 IDLE_S = 0.5
 MIN_RATE = 200
@@ -40,8 +38,8 @@ def port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    while not server.started:
-        time.sleep(0.01)
+    wait_until(lambda: server.started or not thread.is_alive(), "uvicorn to start")
+    assert server.started, "uvicorn stopped before it started serving"
     yield free
     server.should_exit = True
     thread.join(10)

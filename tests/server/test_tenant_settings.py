@@ -13,12 +13,8 @@ from typing import Any
 import pytest
 
 from server.tenancy.tenant_settings import TenantSettings, normalize_origin
-from tests.adapters.test_validation import save_peft_adapter
-from tests.server.test_adapter_routes import BASE, adapter_files
-from tests.server.test_tenants import ADMIN, assert_error, bearer, make_client
-from tests.server.helpers import UNSET_NEWER_LIMITS
-
-SITE = "https://shop.example"
+from tests.adapters.helpers import save_peft_adapter
+from tests.server.helpers import ADMIN, BASE, SITE, UNSET_NEWER_LIMITS, adapter_files, assert_error, bearer, make_client
 
 
 @pytest.fixture

@@ -1,64 +1,20 @@
-"""TenantRegistry on a real SQLite file, bearer auth, and the tenant routes through Starlette.
-
-:func:`make_client` (a small app with the management routes and the real error handlers) is
-reused by the adapter route tests.
-"""
+"""TenantRegistry on a real SQLite file, bearer auth, and the tenant routes through Starlette
+(:func:`tests.server.helpers.make_client`: the management routes and the real error handlers)."""
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
 import pytest
-from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.testclient import TestClient
 
 from adapters.ids import InvalidId
-from adapters.store import AdapterStore
-from server.errors import install_error_handlers
-from server.tenancy.cors import TenantCORSMiddleware
-from server.routes import adapters as adapter_routes
-from server.routes import chat as chat_routes
-from server.routes import tenant_keys as key_routes
-from server.routes import tenants as tenant_routes
-from server.routes import widget as widget_routes
 from server.settings import Settings
 from server.tenancy.tenants import TenantExists, TenantNotFound, TenantRegistry
-from tests.server.helpers import real_services
 
-ADMIN_KEY = "admin-test-key-0123456789"
-ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
-def make_client(data: Path, base: Any = None, **settings: Any) -> TestClient:
-    """A TestClient on the management, widget and chat routes (behind the CORS middleware) with a
-    real store and registry under ``data`` and no engine (chat answers 503 after its checks)."""
-    config = Settings(data=data, admin_key=settings.pop("admin_key", ADMIN_KEY), **settings)
-    app = Starlette(
-        routes=[*tenant_routes.routes, *key_routes.routes, *adapter_routes.routes, *widget_routes.routes,
-                *chat_routes.routes],
-        middleware=[Middleware(TenantCORSMiddleware)],
-    )
-    install_error_handlers(app)
-    app.state.services = real_services(config, base=base)
-    return TestClient(app)
-
-
-def assert_error(response: Any, status: int, code: str | None = None) -> dict[str, Any]:
-    """The response is an OpenAI-shaped error with this status (and code); return its fields."""
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert set(error) == {"message", "type", "param", "code"} and error["message"]
-    if code is not None:
-        assert error["code"] == code
-    return error
+# tests/server/test_jobs.py and test_job_limits.py still import these four from this module.
+from tests.server.helpers import ADMIN, ADMIN_KEY, assert_error, bearer, make_client
 
 
 # ------------------------------------------------------------------------------- registry
