@@ -38,7 +38,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,12 +111,18 @@ def prepare_model(
 ) -> Prepared:
     """The base (NF4 unless ``quantize`` is False) with a trainable LoRA per ``hp``; the base in
     ``plan``'s form, or one chosen as :func:`adapters.base_model.load_base` chooses it."""
-    from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
-
     if pick_device(device).type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(cpu_threads())
     base = load_base(Path(base_model_dir), device, quantize=quantize, plan=plan, request=request,
                      plan_cache=plan_cache)
+    model = _trainable_base(base, hp, quantize)
+    return Prepared.wrap(base, _with_lora(model, hp, init_adapter))
+
+
+def _trainable_base(base: LoadedBase, hp: Hyperparameters, quantize: bool) -> torch.nn.Module:
+    """``base.model`` frozen, with norms and embeddings in fp32 and gradient checkpointing per ``hp``."""
+    from peft import prepare_model_for_kbit_training
+
     checkpointing = hp.gradient_checkpointing
     if checkpointing == "auto":
         checkpointing = base.device.type == "cuda"
@@ -138,20 +144,25 @@ def prepare_model(
         if checkpointing:
             model.enable_input_require_grads()
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model
+
+
+def _with_lora(model: torch.nn.Module, hp: Hyperparameters, init_adapter: Path | None) -> torch.nn.Module:
+    """``model`` wrapped in a trainable LoRA: ``init_adapter``'s weights, or a new one per ``hp``."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+
     if init_adapter is not None:
-        model = PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
-    else:
-        targets = hp.target_modules if hp.target_modules == "all-linear" else list(hp.target_modules)
-        config = LoraConfig(
-            r=hp.lora_rank,
-            lora_alpha=2 * hp.lora_rank if hp.lora_alpha == "auto" else hp.lora_alpha,
-            lora_dropout=hp.lora_dropout,
-            target_modules=targets,
-            bias="none",
-            task_type="CAUSAL_LM",
-        )
-        model = get_peft_model(model, config)
-    return Prepared.wrap(base, model)
+        return PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
+    targets = hp.target_modules if hp.target_modules == "all-linear" else list(hp.target_modules)
+    config = LoraConfig(
+        r=hp.lora_rank,
+        lora_alpha=2 * hp.lora_rank if hp.lora_alpha == "auto" else hp.lora_alpha,
+        lora_dropout=hp.lora_dropout,
+        target_modules=targets,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config)
 
 
 def freeze_around_dense(model: torch.nn.Module) -> None:
@@ -247,7 +258,7 @@ def _micro_step(prepared: Prepared, row: PackedBatch, weight: float) -> float:
     return float(loss.detach()) * weight
 
 
-def _steps(batches: Sequence[PackedBatch], accumulation: int, rng: random.Random):
+def _steps(batches: Sequence[PackedBatch], accumulation: int, rng: random.Random) -> Iterator[list[PackedBatch]]:
     """Groups of ``accumulation`` rows, reshuffled every epoch, forever."""
     while True:
         order = list(batches)
@@ -262,7 +273,7 @@ def train(
     hp: Hyperparameters,
     *,
     seed: int,
-    on_progress: Callable[[dict], None] | None = None,
+    on_progress: Callable[[dict[str, float]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> TrainResult:
     """Train the LoRA in ``prepared.model`` on ``batches``; see the module docstring."""
@@ -271,59 +282,111 @@ def train(
         raise ValueError("No training tokens: every sample's answer is empty.")
     resolved = plan(prepared, rows, hp)
     torch.manual_seed(seed)
-    model = prepared.model
-    model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
+    prepared.model.train()
+    params = [p for p in prepared.model.parameters() if p.requires_grad]
     optimizer = make_optimizer(params, resolved.learning_rate)
+    schedule = _Schedule.of(resolved, hp.warmup_ratio)
     steps_per_epoch = math.ceil(len(rows) / resolved.gradient_accumulation_steps)
-    planned = total = resolved.total_steps
-    warmup = round(hp.warmup_ratio * planned)
-    losses: list[float] = []
-    step = tokens = 0
-    stopped = False
-    start = time.monotonic()
     groups = _steps(rows, resolved.gradient_accumulation_steps, random.Random(seed))
-    while step < total:
+    run = _Run(start=time.monotonic())
+    while run.step < schedule.total:
         if should_stop is not None and should_stop():
-            stopped = True
+            run.stopped = True
             break
         group = next(groups)
-        lr = learning_rate_at(step, total, warmup, resolved.learning_rate)
-        for param_group in optimizer.param_groups:
-            param_group["lr"] = lr
-        weight_sum = sum(r.trained_tokens for r in group)
-        loss = sum(_micro_step(prepared, r, r.trained_tokens / weight_sum) for r in group)
-        if not math.isfinite(loss):
-            raise FloatingPointError(f"The training loss became {loss} at step {step + 1}.")
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        tokens += sum(r.sample_tokens for r in group)
-        losses.append(loss)
-        elapsed = time.monotonic() - start
-        # Re-plan so the cosine schedule ends inside the budget (never beyond the original plan).
-        affordable = step + int((resolved.max_seconds - elapsed) / (elapsed / step))
-        total = max(step, min(planned, affordable))
+        lr = schedule.learning_rate(run.step)
+        loss = _optimizer_step(prepared, optimizer, params, group, lr, run.step)
+        run.record(loss, sum(r.sample_tokens for r in group))
+        schedule.replan(run.step, run.elapsed)
         if on_progress is not None:
-            on_progress(
-                {
-                    "step": step,
-                    "total_steps": total,
-                    "epoch": round(step / steps_per_epoch, 3),
-                    "train_loss": round(loss, 4),
-                    "learning_rate": lr,
-                    "tokens_per_second": round(tokens / elapsed, 1),
-                    "elapsed_s": round(elapsed, 1),
-                }
-            )
-    model.eval()
-    tail = losses[-10:]
-    return TrainResult(
-        steps=step,
-        trained_tokens=tokens,
-        seconds=time.monotonic() - start,
-        final_loss=sum(tail) / len(tail) if tail else float("nan"),
-        stopped_early=stopped,
-        plan=resolved,
-    )
+            on_progress(run.report(schedule.total, steps_per_epoch, lr))
+    prepared.model.eval()
+    return run.result(resolved)
+
+
+@dataclass
+class _Schedule:
+    """Warm-up then cosine decay over ``total`` steps; :meth:`replan` moves ``total`` so the decay
+    ends inside the time budget, never beyond the original plan."""
+
+    planned: int
+    warmup: int
+    peak: float
+    max_seconds: float
+    total: int
+
+    @classmethod
+    def of(cls, resolved: Resolved, warmup_ratio: float) -> _Schedule:
+        planned = resolved.total_steps
+        return cls(planned, round(warmup_ratio * planned), resolved.learning_rate, resolved.max_seconds, planned)
+
+    def learning_rate(self, step: int) -> float:
+        return learning_rate_at(step, self.total, self.warmup, self.peak)
+
+    def replan(self, step: int, elapsed: float) -> None:
+        """After ``step`` steps in ``elapsed`` seconds: as many steps as the mean step time affords."""
+        affordable = step + int((self.max_seconds - elapsed) / (elapsed / step))
+        self.total = max(step, min(self.planned, affordable))
+
+
+def _optimizer_step(
+    prepared: Prepared,
+    optimizer: torch.optim.Optimizer,
+    params: list[torch.nn.Parameter],
+    group: list[PackedBatch],
+    lr: float,
+    step: int,
+) -> float:
+    """One optimizer step at ``lr`` over ``group``'s rows, each weighted by its trained tokens;
+    returns the step's loss. A loss that is not finite raises :class:`FloatingPointError`."""
+    for param_group in optimizer.param_groups:
+        param_group["lr"] = lr
+    weight_sum = sum(r.trained_tokens for r in group)
+    loss = sum(_micro_step(prepared, r, r.trained_tokens / weight_sum) for r in group)
+    if not math.isfinite(loss):
+        raise FloatingPointError(f"The training loss became {loss} at step {step + 1}.")
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss
+
+
+@dataclass
+class _Run:
+    """What the loop has done so far: steps, tokens, losses, time."""
+
+    start: float
+    step: int = 0
+    tokens: int = 0
+    elapsed: float = 0.0
+    stopped: bool = False
+    losses: list[float] = field(default_factory=list)
+
+    def record(self, loss: float, tokens: int) -> None:
+        self.step += 1
+        self.tokens += tokens
+        self.losses.append(loss)
+        self.elapsed = time.monotonic() - self.start
+
+    def report(self, total: int, steps_per_epoch: int, lr: float) -> dict[str, float]:
+        """The ``on_progress`` dict for the step just recorded."""
+        return {
+            "step": self.step,
+            "total_steps": total,
+            "epoch": round(self.step / steps_per_epoch, 3),
+            "train_loss": round(self.losses[-1], 4),
+            "learning_rate": lr,
+            "tokens_per_second": round(self.tokens / self.elapsed, 1),
+            "elapsed_s": round(self.elapsed, 1),
+        }
+
+    def result(self, resolved: Resolved) -> TrainResult:
+        tail = self.losses[-10:]
+        return TrainResult(
+            steps=self.step,
+            trained_tokens=self.tokens,
+            seconds=time.monotonic() - self.start,
+            final_loss=sum(tail) / len(tail) if tail else float("nan"),
+            stopped_early=self.stopped,
+            plan=resolved,
+        )

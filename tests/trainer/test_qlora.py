@@ -17,7 +17,7 @@ from trainer.evaluate import eval_loss, probe_recall
 from trainer.hyperparameters import parse
 from trainer.packing import pack
 from trainer.publish import publish_adapter
-from trainer.qlora import learning_rate_at, prepare_model, row_loss, train
+from trainer.qlora import _Schedule, learning_rate_at, prepare_model, row_loss, train
 from trainer.samples import Probe, build_samples
 from trainer.tokenize import encode
 
@@ -75,6 +75,17 @@ def test_learning_rate_warms_up_then_decays_to_zero() -> None:
     assert rates[:5] == sorted(rates[:5]) and max(rates) == pytest.approx(1e-3)
     assert rates[4:] == sorted(rates[4:], reverse=True)
     assert learning_rate_at(20, 20, 4, 1e-3) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_the_schedule_replans_to_end_inside_the_time_budget() -> None:
+    schedule = _Schedule(planned=100, warmup=10, peak=1e-3, max_seconds=60.0, total=100)
+    schedule.replan(10, 30.0)  # 3 s a step: 10 more steps fit in the 30 s left
+    assert schedule.total == 20
+    assert schedule.learning_rate(19) > 0 and schedule.learning_rate(20) == pytest.approx(0.0, abs=1e-12)
+    schedule.replan(10, 1.0)  # fast steps: never beyond the original plan
+    assert schedule.total == 100
+    schedule.replan(10, 120.0)  # over budget: ends at the step just taken
+    assert schedule.total == 10
 
 
 def test_training_lowers_the_loss_and_reports_progress(tiny_model_dir: Path, samples) -> None:
