@@ -1,16 +1,19 @@
-"""Training hyperparameters: OpenAI's names plus swaplora's extensions, checked at the edge.
+"""Training hyperparameters: OpenAI's names plus swaplora's extensions; the schema both sides share.
 
 :func:`parse` turns a caller's dict (a fine-tuning job's ``hyperparameters``, CLI flags) into a
 frozen :class:`Hyperparameters`, raising :class:`HyperparameterError` (message + offending key)
 for unknown keys, wrong types or out-of-range values; :func:`normalise` is the same as a JSON dict
-with every default filled in (what ``trainer.check hyperparameters`` prints and manifests record).
+with every default filled in (what the server stores on a job and manifests record).
 
 Many fields accept ``"auto"``; :meth:`Hyperparameters.resolve` turns them into numbers once the
 data size, the model width and the device are known (the rules are in each field's docstring).
 The defaults train a one-page handbook into SmolLM2-135M on two CPU cores in a few minutes and
 scale to an 8B model on a GPU (the learning rate shrinks with model width, the budget grows).
 
-This module never imports torch: the server's edge check (``trainer.check``) uses it.
+Who uses it: the server validates a job's hyperparameters with it in-process when the job is
+created (``POST /v1/fine_tuning/jobs``), and the trainer parses the same dict again from the job
+spec before training. It imports nothing beyond the standard library (never torch): a test
+checks ``sys.modules``.
 """
 
 from __future__ import annotations
@@ -123,15 +126,14 @@ class Hyperparameters:
         """
         n_samples, rows = max(1, n_samples), max(1, rows)
         epochs = self.n_epochs if self.n_epochs != AUTO else min(30, max(3, math.ceil(1200 / n_samples)))
-        accumulation = self.gradient_accumulation_steps
-        if accumulation == AUTO:
-            per_row = n_samples / rows
-            if self.batch_size == AUTO:
-                # Sample tokens per row: above the row length when samples share a prompt.
-                per_row_tokens = sample_tokens / rows if sample_tokens else self.row_tokens(device_type)
-                accumulation = max(1, round(TOKENS_PER_STEP / per_row_tokens))
-            else:
-                accumulation = max(1, round(self.batch_size / per_row))
+        if self.gradient_accumulation_steps != AUTO:
+            accumulation = int(self.gradient_accumulation_steps)
+        elif self.batch_size == AUTO:
+            # Sample tokens per row: above the row length when samples share a prompt.
+            per_row_tokens = sample_tokens / rows if sample_tokens else self.row_tokens(device_type)
+            accumulation = max(1, round(TOKENS_PER_STEP / per_row_tokens))
+        else:
+            accumulation = max(1, round(self.batch_size / (n_samples / rows)))
         accumulation = min(accumulation, rows)
         base_lr = self.learning_rate
         if base_lr == AUTO:

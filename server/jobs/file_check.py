@@ -1,14 +1,16 @@
-"""Validation at the edge: ``python -m trainer.check`` in a subprocess, bounded in time and memory.
+"""Validation of uploads at the edge: ``python -m trainer.check`` in a subprocess, bounded in time and memory.
 
-Contract: :meth:`FileChecker.check_file` and :meth:`FileChecker.check_hyperparameters` return the
-checker's one JSON object (``{"ok": true, ...}`` or ``{"ok": false, "code", "message"}``; see
-docs/training-jobs.md). Whatever goes wrong with the checker itself (it crashes, runs past the
-timeout, exceeds its memory limit, prints something that is not one JSON object) becomes
-``{"ok": false, "code": "invalid_file", "message": "<name> could not be read ..."}``: the caller
-answers 400 and keeps nothing. A timed-out checker is killed with its whole process group. At most ``max_running`` checkers run at
-once (``SWAPLORA_MAX_CONCURRENT_CHECKS``); a check that finds no free slot within ``wait_s`` is a
-429 with ``Retry-After``, so a burst of uploads cannot fork without bound.
+Contract: :meth:`FileChecker.check_file` returns the checker's one JSON object (``{"ok": true,
+...}`` or ``{"ok": false, "code", "message"}``; see docs/training-jobs.md). Whatever goes wrong
+with the checker itself (it crashes, runs past the timeout, exceeds its memory limit, prints
+something that is not one JSON object) becomes ``{"ok": false, "code": "invalid_file",
+"message": "<name> could not be read ..."}``: the caller answers 400 and keeps nothing. A
+timed-out checker is killed with its whole process group. At most ``max_running`` checkers run
+at once (``SWAPLORA_MAX_CONCURRENT_CHECKS``); a check that finds no free slot within ``wait_s``
+is a 429 with ``Retry-After``, so a burst of uploads cannot fork without bound.
 Parsing untrusted PDFs and DOCX files in a separate, limited process keeps the server safe.
+(Hyperparameters need no such process: the route checks them in-process with
+:mod:`adapters.hyperparameters`.)
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from server.jobs.child_process import child_setup, kill_group, trainer_command, trainer_env
-from server.tenancy.rate_limits import rate_limited
 from server.settings import Settings
+from server.tenancy.rate_limits import rate_limited
 
 log = logging.getLogger(__name__)
 _MAX_OUTPUT = 1024 * 1024
@@ -60,9 +62,6 @@ class FileChecker:
         failure = f"{filename} could not be read"
         # "--filename=NAME": a name that begins with "-" (e.g. "-notes.txt") stays a value, not an option
         return await self._run(["file", str(path), f"--filename={filename}"], failure)
-
-    async def check_hyperparameters(self, hyperparameters: dict[str, Any]) -> dict[str, Any]:
-        return await self._run(["hyperparameters", json.dumps(hyperparameters)], "hyperparameters could not be checked")
 
     async def _run(self, args: list[str], failure: str) -> dict[str, Any]:
         slots = _slots(self.max_running)

@@ -5,8 +5,9 @@ Contract:
 - ``POST /v1/fine_tuning/jobs`` (JSON: ``model``, ``training_file``, optional ``validation_file``,
   ``suffix``, ``hyperparameters``, ``seed``; the admin adds ``tenant``): ``model`` is ``base`` or an
   adapter of the acting tenant (else 404 ``model_not_found``); files must be the tenant's (else
-  404 ``file_not_found``, the same for another tenant's file); hyperparameters are checked by
-  ``trainer.check`` (400 ``invalid_hyperparameters`` naming the parameter). ``suffix`` is the
+  404 ``file_not_found``, the same for another tenant's file); hyperparameters are checked and
+  normalised in-process by :mod:`adapters.hyperparameters`, the schema the trainer applies, then
+  held to the operator's ceilings (400 ``invalid_hyperparameters`` naming the parameter). ``suffix`` is the
   adapter name the job publishes to (``<tenant>/<suffix>``, a new version each run); when omitted
   it is derived: the adapter's own name when continuing from one, else a slug of the training
   file's name (``Handbook v2.md`` -> ``handbook-v2``). The job starts in ``validating_files``.
@@ -25,6 +26,7 @@ import re
 import secrets
 import shutil
 from collections.abc import AsyncIterator
+from dataclasses import asdict
 from typing import Any
 
 from sse_starlette import EventSourceResponse
@@ -33,19 +35,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from adapters.hyperparameters import HyperparameterError, normalise
 from adapters.ids import InvalidId, parse_model_id, validate_adapter_name
 from adapters.store import AdapterNotFound
-from server.tenancy.auth import authenticate
-from server.tenancy import quotas
 from server.errors import APIError, bad_request, model_not_found, not_found
-from server.jobs.file_check import FileChecker
 from server.jobs.job_store import TERMINAL, Job, JobEvent
-from server.tenancy.rate_limits import check_concurrent_jobs
 from server.routes.files import file_not_found
 from server.routes.paging import list_object, page_query
 from server.routes.tenants import read_json_object
-from server.tenancy.scope import acting_tenant, read_scope
 from server.services import Services, services_of
+from server.settings import Settings
+from server.tenancy import quotas
+from server.tenancy.auth import authenticate
+from server.tenancy.rate_limits import check_concurrent_jobs
+from server.tenancy.scope import acting_tenant, read_scope
 
 _FIELDS = frozenset({"model", "training_file", "validation_file", "suffix", "hyperparameters", "seed", "tenant"})
 _POLL_S = 0.5
@@ -67,7 +70,7 @@ def job_object(job: Job) -> dict[str, Any]:
         "validation_file": job.validation_file,
         "hyperparameters": job.hyperparameters,
         "seed": job.seed,
-        "error": {"code": job.error.code, "message": job.error.message, "param": job.error.param} if job.error else None,
+        "error": asdict(job.error) if job.error else None,
         "result_files": [],
         "estimated_finish": job.estimated_finish,
         "integrations": [],
@@ -122,11 +125,12 @@ async def create_job(request: Request) -> JSONResponse:
         seed = secrets.randbelow(2**31)
     elif type(seed) is not int or not 0 <= seed < 2**31:
         raise bad_request("'seed' must be an integer from 0 to 2147483647.", param="seed")
-    hyperparameters = await _checked_hyperparameters(services, data.get("hyperparameters"))
+    hyperparameters = _checked_hyperparameters(services.settings, data.get("hyperparameters"))
     job = await run_in_threadpool(
         lambda: services.jobs.create(
-            tenant=tenant, model=model, training_file=training.id, validation_file=validation.id if validation else None,
-            suffix=suffix, hyperparameters=hyperparameters, seed=seed,
+            tenant=tenant, model=model, training_file=training.id,
+            validation_file=validation.id if validation else None, suffix=suffix, hyperparameters=hyperparameters,
+            seed=seed,
         )
     )
     if services.runner is not None:
@@ -170,7 +174,7 @@ def _owned_file(services: Services, tenant: str, data: dict[str, Any], param: st
     return stored
 
 
-def _within_ceilings(settings: Any, hyperparameters: dict[str, Any]) -> None:
+def _within_ceilings(settings: Settings, hyperparameters: dict[str, Any]) -> None:
     """The operator's ceilings (``SWAPLORA_MAX_JOB_SECONDS``, ``SWAPLORA_MAX_JOB_EPOCHS``): 400 above them."""
     for key, ceiling, unit in (("max_seconds", settings.max_job_seconds, "seconds"),
                                ("n_epochs", settings.max_job_epochs, "epochs")):
@@ -180,20 +184,19 @@ def _within_ceilings(settings: Any, hyperparameters: dict[str, Any]) -> None:
                               param=f"hyperparameters.{key}", code="invalid_hyperparameters")
 
 
-async def _checked_hyperparameters(services: Services, hyperparameters: object) -> dict[str, Any]:
+def _checked_hyperparameters(settings: Settings, hyperparameters: object) -> dict[str, Any]:
+    """The hyperparameters normalised (defaults filled in), or a 400 naming the one at fault."""
     if hyperparameters is None:
         hyperparameters = {}
     if not isinstance(hyperparameters, dict):
         raise bad_request("'hyperparameters' must be an object.", param="hyperparameters")
-    verdict = await FileChecker.from_settings(services.settings).check_hyperparameters(hyperparameters)
-    if verdict["ok"] and isinstance(verdict.get("hyperparameters"), dict):
-        _within_ceilings(services.settings, verdict["hyperparameters"])
-        return verdict["hyperparameters"]
-    param = verdict.get("param")
-    param = param if isinstance(param, str) and param.startswith("hyperparameters") else (
-        f"hyperparameters.{param}" if isinstance(param, str) else "hyperparameters")
-    message = verdict.get("message") if isinstance(verdict.get("message"), str) else "Invalid hyperparameters."
-    raise bad_request(message, param=param, code="invalid_hyperparameters")
+    try:
+        normalised = normalise(hyperparameters)
+    except HyperparameterError as exc:
+        param = f"hyperparameters.{exc.param}" if exc.param else "hyperparameters"
+        raise bad_request(exc.message, param=param, code="invalid_hyperparameters") from None
+    _within_ceilings(settings, normalised)
+    return normalised
 
 
 # ----------------------------------------------------------------------------------- read / cancel

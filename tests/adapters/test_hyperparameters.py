@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from trainer.hyperparameters import AUTO, MAX_RANK, HyperparameterError, Hyperparameters, normalise, parse
+from adapters.hyperparameters import AUTO, MAX_RANK, HyperparameterError, Hyperparameters, normalise, parse
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -86,7 +86,7 @@ def test_batch_size_sets_accumulation_in_packed_rows() -> None:
 
 
 def test_module_does_not_import_torch() -> None:
-    code = "import sys, trainer.hyperparameters as h; h.normalise({}); print('torch' in sys.modules)"
+    code = "import sys, adapters.hyperparameters as h; h.normalise({}); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -7,8 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from tests.trainer.handbook_formats import HANDBOOK, write_pdf
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,18 +38,14 @@ def test_file_verdicts(tmp_path: Path) -> None:
     assert check("file", str(big), "--filename", "big.txt")["code"] == "file_too_large"
 
 
-def test_hyperparameter_verdicts() -> None:
-    pytest.importorskip("trainer.hyperparameters")
-    good = check("hyperparameters", json.dumps({"n_epochs": 2}))
-    assert good["ok"] is True and good["hyperparameters"]["n_epochs"] == 2
-    assert len(good["hyperparameters"]) > 1  # defaults filled in
-    bad = check("hyperparameters", json.dumps({"n_epochs": 2, "warp_speed": 9}))
-    assert bad["ok"] is False and bad["code"] == "invalid_hyperparameters" and bad["param"] == "warp_speed"
-    assert check("hyperparameters", "[1, 2]")["code"] == "invalid_hyperparameters"
-    assert check("hyperparameters", "{oops")["code"] == "invalid_hyperparameters"
+def test_hyperparameters_are_no_longer_a_subcommand() -> None:
+    """The server checks them in-process (adapters.hyperparameters); only untrusted files need a process."""
+    result = subprocess.run([sys.executable, "-m", "trainer.check", "hyperparameters", "{}"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "invalid choice" in result.stderr
 
 
-def test_neither_subcommand_imports_torch_or_transformers(tmp_path: Path) -> None:
+def test_checking_files_imports_neither_torch_nor_transformers(tmp_path: Path) -> None:
     pdf = write_pdf(tmp_path / "h.pdf")
     script = (
         "import sys, io, contextlib\n"
@@ -59,7 +53,6 @@ def test_neither_subcommand_imports_torch_or_transformers(tmp_path: Path) -> Non
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         f"    main(['file', {str(pdf)!r}])\n"
         f"    main(['file', {str(HANDBOOK)!r}])\n"
-        "    main(['hyperparameters', '{}'])\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'peft', 'bitsandbytes'))\n"
         "print(heavy)\n"
     )
