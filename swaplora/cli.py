@@ -15,7 +15,8 @@ Contract:
   [--epochs N] [--max-seconds S] [--hyperparameters JSON] [--from NAME[@V]] FILE...`` trains an
   adapter on the files without a server (:func:`trainer.terminal.train_in_terminal`: a progress
   bar on stderr), publishes it to ``<data>/adapters`` and prints its ``tenant/name@version``;
-  bad files or hyperparameters exit 2 with the message.
+  the job spec is built with :meth:`adapters.job_spec.JobSpec.build`, as the server builds its
+  workers' specs; bad names, files or hyperparameters exit 2 with the message.
 - ``swaplora --version`` prints the installed version.
 
 :func:`main` returns a process exit status: 0 on success, 2 on bad arguments or settings.
@@ -99,6 +100,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     import json
     import uuid
 
+    from adapters.job_spec import InputFile, InvalidJobSpec, JobSpec
+
     settings = _settings(args, ("model", "data"))
     try:
         hyperparameters = json.loads(args.hyperparameters or "{}")
@@ -115,30 +118,25 @@ def _cmd_train(args: argparse.Namespace) -> int:
         from adapters.embedded import prepare_embedded_model
 
         model_dir = prepare_embedded_model(settings.models_dir)
+    try:
+        spec = JobSpec.build(
+            job_id=f"ftjob-cli-{uuid.uuid4().hex[:12]}", tenant=args.tenant, suffix=args.name,
+            model=f"{args.tenant}/{args.continue_from}" if args.continue_from else "base",
+            base_model_dir=model_dir, adapters_dir=settings.adapters_dir,
+            training_files=[InputFile(p, p.name) for p in args.files],
+            validation_files=[InputFile(p, p.name) for p in args.validation or []],
+            hyperparameters=hyperparameters, seed=args.seed, system_prompt=args.system_prompt, device=args.device,
+            execution_plan=_fixed_plan(settings), plan_cache=settings.data,
+        )
+    except InvalidJobSpec as exc:  # a bad tenant or adapter name: the user's input
+        print(f"swaplora train: {exc.message} ({exc.code})", file=sys.stderr)
+        return 2
     from trainer.terminal import train_in_terminal
 
-    def files(paths: list[Path]) -> list[dict[str, str]]:
-        return [{"path": str(p.resolve()), "filename": p.name} for p in paths]
-
-    return train_in_terminal({
-        "job_id": f"ftjob-cli-{uuid.uuid4().hex[:12]}",
-        "tenant": args.tenant,
-        "suffix": args.name,
-        "model": f"{args.tenant}/{args.continue_from}" if args.continue_from else "base",
-        "base_model_dir": str(model_dir.resolve()),
-        "adapters_dir": str(settings.adapters_dir.resolve()),
-        "training_files": files(args.files),
-        "validation_files": files(args.validation or []),
-        "hyperparameters": hyperparameters,
-        "seed": args.seed,
-        "system_prompt": args.system_prompt,
-        "device": args.device,
-        "execution_plan": _fixed_plan(settings),
-        "plan_cache": str(settings.data.resolve()),
-    })
+    return train_in_terminal(spec.to_dict())
 
 
-def _fixed_plan(settings) -> str | None:
+def _fixed_plan(settings: Settings) -> str | None:
     """The plan SWAPLORA_COMPUTE_DTYPE and SWAPLORA_CPU_WEIGHTS fix, if they fix one (else measured)."""
     request = settings.plan_request
     if not request.fixed:

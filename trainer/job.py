@@ -1,15 +1,21 @@
 """One training job, start to finish: documents -> samples -> tokens -> train -> evaluate -> publish.
 
-:class:`JobSpec` is the spec of docs/training-jobs.md. :func:`run_job` runs it and reports
-through ``emit`` the protocol's events in order (``status`` validating_files, ``status``
-running, ``eval`` before, ``progress`` at most about once a second, ``message``, ``eval`` after,
-``succeeded``), and returns the published manifest. On any refusal or failure it emits one
-``failed`` event and raises :class:`JobError` (``code``, ``message``); nothing is published
-then. Codes: ``invalid_spec``, ``invalid_training_file``, ``invalid_validation_file``,
-``invalid_hyperparameters``, ``model_not_found`` (the adapter to continue from does not exist
-in this tenant), ``incompatible_model`` (it was trained for another base), ``cancelled``
-(``should_stop`` said so; checked between stages and before every step), ``out_of_memory``,
-``training_failed`` (e.g. the loss diverged).
+:func:`run_job` runs an :class:`adapters.job_spec.JobSpec` and reports through ``emit`` (each
+event's JSON object, :mod:`adapters.worker_events`) the protocol's events in order (``status``
+validating_files, ``status`` running, ``message`` with the plan, ``eval`` before, ``progress`` at
+most about once a second and at the last step, ``eval`` after, ``succeeded``), and returns the
+published manifest. On any refusal or failure it emits one ``failed`` event and raises
+:class:`JobError` (``code``, ``message``); nothing is published then. Codes:
+``invalid_training_file``, ``invalid_validation_file``, ``invalid_hyperparameters``,
+``model_not_found`` (the adapter to continue from does not exist in this tenant),
+``incompatible_model`` (it was trained for another base), ``cancelled`` (``should_stop`` said
+so; checked between stages and before every step), ``out_of_memory``, ``training_failed``
+(e.g. the loss diverged). A malformed spec never gets here: building or reading a
+:class:`JobSpec` raises :class:`adapters.job_spec.InvalidJobSpec` (``invalid_spec``).
+
+The named steps: :func:`_read_inputs` (hyperparameters, the adapter to continue from, samples;
+every input check before a model loads), :func:`_load` (base + LoRA, packed rows, the plan),
+:func:`_evaluate` (before and after), :func:`_train`, :func:`_publish`.
 
 Continuing from an adapter (``model`` = ``tenant/name[@version]`` of the same tenant) starts the
 LoRA from that version's weights (its rank and targets are kept). With ``validation_files`` the
@@ -22,26 +28,53 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from adapters.base_model import load_tokenizer, spec_for
 from adapters.execution_plan import ExecutionPlan
-from adapters.ids import InvalidId, parse_model_id, validate_adapter_name, validate_tenant_id
+from adapters.hyperparameters import HyperparameterError, Hyperparameters, Resolved, parse
+from adapters.ids import InvalidId, parse_model_id
+from adapters.job_spec import InputFile, JobSpec
 from adapters.manifest import AdapterManifest
 from adapters.store import AdapterNotFound, AdapterStore
+from adapters.worker_events import (
+    EvalEvent,
+    FailedEvent,
+    MessageEvent,
+    ProgressEvent,
+    Stage,
+    StatusEvent,
+    SucceededEvent,
+    WorkerEvent,
+)
 from trainer.documents import DocumentError, load_records
-from trainer.hyperparameters import HyperparameterError, Hyperparameters, parse
-from trainer.samples import SampleSet, build_samples
+from trainer.evaluate import eval_loss, probe_recall
+from trainer.packing import PackedBatch, pack
+from trainer.publish import publish_adapter
+from trainer.qlora import Prepared, TrainResult, plan, prepare_model, train
+from trainer.records import Record
+from trainer.samples import Sample, SampleSet, build_samples
+from trainer.tokenize import encode
 
+__all__ = ["Emit", "InputFile", "JobError", "JobSpec", "data_sha256", "run_job"]
 log = logging.getLogger(__name__)
 Emit = Callable[[dict[str, Any]], None]
+"""Receives each event's JSON object (``WorkerEvent.to_dict()``)."""
+Send = Callable[[WorkerEvent], None]
+ShouldStop = Callable[[], bool]
 
 
 class JobError(RuntimeError):
-    """Why a job failed: a protocol ``code`` and a message fit for the job's owner."""
+    """Why a job failed: a protocol ``code`` and a message fit for the job's owner.
+
+    An exception the worker turns into its ``failed`` event; the server's record of a failed job
+    is a different thing, ``server.jobs.job_store.JobFailure``.
+    """
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -50,91 +83,45 @@ class JobError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class InputFile:
-    path: Path
-    """Where the file is on disk."""
-    filename: str
-    """The name it was uploaded under (decides the format, appears in messages)."""
+class _Inputs:
+    """Everything a job reads before it loads a model, every input check passed."""
+
+    hp: Hyperparameters
+    store: AdapterStore
+    init_path: Path | None
+    """The stored adapter version to continue from, if any."""
+    continued_from: str | None
+    samples: SampleSet
+    digest: str
+    """:func:`data_sha256` of the training files."""
 
 
 @dataclass(frozen=True)
-class JobSpec:
-    """A job as the server (or the CLI) describes it; see docs/training-jobs.md."""
+class _Loaded:
+    """The base with its LoRA on the device, the data packed for it and the resolved plan."""
 
-    job_id: str
-    tenant: str
-    suffix: str
-    base_model_dir: Path
-    adapters_dir: Path
-    training_files: tuple[InputFile, ...]
-    model: str = "base"
-    validation_files: tuple[InputFile, ...] = ()
-    hyperparameters: Mapping[str, Any] | None = None
-    seed: int = 0
-    system_prompt: str | None = None
-    work_dir: Path | None = None
-    device: str | None = None
-    execution_plan: str | None = None
-    """The plan the base computes in (``nf4-bf16``, ``dense-fp32``, ...): the server's own, so
-    that training and serving agree; None: choose as the server would (``plan_cache``)."""
-    plan_cache: Path | None = None
-    """Directory of the measured-plan cache (the data directory) when ``execution_plan`` is None."""
-    max_seconds_ceiling: float | None = None
-    """The operator's ceiling on the training loop's budget (``auto`` budgets are held to it too)."""
-
-    @classmethod
-    def from_dict(cls, data: object) -> JobSpec:
-        """Build from the worker's JSON spec; :class:`JobError` ``invalid_spec`` if malformed."""
-        def files(key: str) -> tuple[InputFile, ...]:
-            items = data.get(key) or []
-            if not isinstance(items, list):
-                raise TypeError(f"{key} must be a list")
-            return tuple(InputFile(Path(f["path"]), str(f["filename"])) for f in items)
-
-        try:
-            if not isinstance(data, dict):
-                raise TypeError("the spec must be a JSON object")
-            seed = data.get("seed", 0)
-            if type(seed) is not int:
-                raise TypeError("seed must be an integer")
-            return cls(
-                job_id=str(data["job_id"]),
-                tenant=validate_tenant_id(data["tenant"]),
-                suffix=validate_adapter_name(data["suffix"]),
-                model=str(data.get("model") or "base"),
-                base_model_dir=Path(data["base_model_dir"]),
-                adapters_dir=Path(data["adapters_dir"]),
-                training_files=files("training_files"),
-                validation_files=files("validation_files"),
-                hyperparameters=data.get("hyperparameters") or {},
-                seed=seed,
-                system_prompt=data.get("system_prompt") or None,
-                work_dir=Path(data["work_dir"]) if data.get("work_dir") else None,
-                device=data.get("device") or None,
-                execution_plan=_plan_name(data.get("execution_plan")),
-                plan_cache=Path(data["plan_cache"]) if data.get("plan_cache") else None,
-                max_seconds_ceiling=_positive(data.get("max_seconds_ceiling")),
-            )
-        except (KeyError, TypeError, ValueError, InvalidId) as exc:
-            raise JobError("invalid_spec", f"Invalid job spec: {exc}") from None
+    prepared: Prepared
+    hp: Hyperparameters
+    """The job's hyperparameters held to the operator's ceiling."""
+    budget: int
+    """Tokens per packed row."""
+    rows: list[PackedBatch]
+    held_rows: list[PackedBatch]
+    resolved: Resolved
 
 
-def _positive(value: object) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise TypeError("max_seconds_ceiling must be a positive number")
-    return float(value)
+@dataclass(frozen=True)
+class _Evaluation:
+    eval_loss: float
+    probe_recall: float
+    answers: list[dict[str, Any]]
+
+    def event(self, stage: Stage) -> EvalEvent:
+        return EvalEvent(stage, self.eval_loss, self.probe_recall)
 
 
-def _plan_name(value: object) -> str | None:
-    if value is None:
-        return None
-    return ExecutionPlan.from_name(str(value)).name  # ValueError names the valid plans
-
-
-def _records(files: tuple[InputFile, ...], code: str) -> list:
-    records: list = []
+def _records(files: tuple[InputFile, ...], code: str) -> list[Record]:
+    records: list[Record] = []
     for file in files:
         try:
             records += load_records(file.path, file.filename)
@@ -161,7 +148,8 @@ def _samples(spec: JobSpec, hp: Hyperparameters) -> SampleSet:
     fraction = 0.0 if spec.validation_files else hp.heldout_fraction
     samples = build_samples(records, spec.system_prompt, spec.seed, heldout_fraction=fraction)
     if spec.validation_files:
-        held = build_samples(_records(spec.validation_files, "invalid_validation_file"), spec.system_prompt, spec.seed, 0.0)
+        validation = _records(spec.validation_files, "invalid_validation_file")
+        held = build_samples(validation, spec.system_prompt, spec.seed, 0.0)
         samples.heldout = held.train
         samples.probes = held.probes or samples.probes
     if not samples.train:
@@ -190,87 +178,117 @@ def _init_adapter(spec: JobSpec, store: AdapterStore) -> tuple[Path | None, str 
     return resolved.path, resolved.manifest.model_id
 
 
-def run_job(spec: JobSpec, emit: Emit, should_stop: Callable[[], bool] = lambda: False) -> AdapterManifest:
+def run_job(spec: JobSpec, emit: Emit, should_stop: ShouldStop = lambda: False) -> AdapterManifest:
     """Run ``spec``; emit the protocol events; return the published manifest or raise :class:`JobError`."""
+
+    def send(event: WorkerEvent) -> None:
+        emit(event.to_dict())
+
     try:
-        return _run(spec, emit, should_stop)
+        return _run(spec, send, should_stop)
     except JobError as exc:
-        emit({"type": "failed", "code": exc.code, "message": exc.message})
+        send(FailedEvent(exc.code, exc.message))
         raise
     except MemoryError:
         message = "The trainer ran out of memory; try a smaller max_seq_tokens or lora_rank."
-        emit({"type": "failed", "code": "out_of_memory", "message": message})
+        send(FailedEvent("out_of_memory", message))
         raise JobError("out_of_memory", message) from None
 
 
-def _check_stop(should_stop: Callable[[], bool]) -> None:
+def _check_stop(should_stop: ShouldStop) -> None:
     if should_stop():
         raise JobError("cancelled", "The job was cancelled; nothing was published.")
 
 
-def _run(spec: JobSpec, emit: Emit, should_stop: Callable[[], bool]) -> AdapterManifest:
-    import torch
-
-    from trainer.evaluate import eval_loss, probe_recall
-    from trainer.packing import pack
-    from trainer.publish import publish_adapter
-    from trainer.qlora import plan, prepare_model, train
-    from trainer.tokenize import encode
-
-    emit({"type": "status", "status": "validating_files", "message": f"Reading {len(spec.training_files)} file(s)."})
+def _run(spec: JobSpec, send: Send, should_stop: ShouldStop) -> AdapterManifest:
+    send(StatusEvent("validating_files", f"Reading {len(spec.training_files)} file(s)."))
+    inputs = _read_inputs(spec)
+    _check_stop(should_stop)
+    send(StatusEvent("running", f"{len(inputs.samples.train)} training samples; loading the base model."))
     try:
-        hp = parse(dict(spec.hyperparameters or {}))
+        loaded = _load(spec, inputs)
+        send(MessageEvent(f"{len(loaded.rows)} packed rows of up to {loaded.budget} tokens; plan: "
+                          f"{loaded.resolved.n_epochs} epochs, {loaded.resolved.total_steps} steps, "
+                          f"learning rate {loaded.resolved.learning_rate:.2e}."))
+        _check_stop(should_stop)
+        before = _evaluate(spec, loaded, inputs.samples)
+        send(before.event("before"))
+        result = _train(spec, loaded, send, should_stop)
+        _check_stop(should_stop)
+        after = _evaluate(spec, loaded, inputs.samples)
+        send(after.event("after"))
+        _check_stop(should_stop)
+        manifest = _publish(spec, inputs, loaded, before, after, result)
+    except torch.OutOfMemoryError:
+        raise MemoryError from None
+    except FloatingPointError as exc:
+        raise JobError("training_failed", str(exc)) from None
+    send(SucceededEvent(manifest.model_id, result.trained_tokens, manifest.metrics))
+    return manifest
+
+
+def _read_inputs(spec: JobSpec) -> _Inputs:
+    """Step 1: the hyperparameters, the adapter to continue from and the samples, all checked."""
+    try:
+        hp = parse(dict(spec.hyperparameters))
     except HyperparameterError as exc:
         raise JobError("invalid_hyperparameters", exc.message) from None
     store = AdapterStore(spec.adapters_dir)
     init_path, continued_from = _init_adapter(spec, store)
     samples = _samples(spec, hp)
-    digest = data_sha256(spec.training_files)
-    _check_stop(should_stop)
-    emit({"type": "status", "status": "running", "message": f"{len(samples.train)} training samples; loading the base model."})
-    try:
-        execution = ExecutionPlan.from_name(spec.execution_plan, "the server's plan") if spec.execution_plan else None
-        prepared = prepare_model(spec.base_model_dir, hp, device=spec.device, init_adapter=init_path,
-                                 plan=execution, plan_cache=spec.plan_cache)
-        hp = hp.within(spec.max_seconds_ceiling, prepared.device.type)
-        budget = min(hp.row_tokens(prepared.device.type), prepared.context_length)
-        rows = pack([encode(prepared.tokenizer, s.messages) for s in samples.train], budget, spec.seed)
-        held_rows = pack([encode(prepared.tokenizer, s.messages) for s in samples.heldout], budget, spec.seed)
-        resolved = plan(prepared, rows, hp)
-        emit({"type": "message", "level": "info", "message": f"{len(rows)} packed rows of up to {budget} tokens; "
-              f"plan: {resolved.n_epochs} epochs, {resolved.total_steps} steps, learning rate {resolved.learning_rate:.2e}."})
-        _check_stop(should_stop)
-        before = (eval_loss(prepared, held_rows), probe_recall(prepared, samples.probes, spec.system_prompt)[0])
-        emit({"type": "eval", "stage": "before", "eval_loss": before[0], "probe_recall": before[1]})
-        last = [0.0]
+    return _Inputs(hp, store, init_path, continued_from, samples, data_sha256(spec.training_files))
 
-        def progress(event: dict) -> None:
-            if time.monotonic() - last[0] >= 1.0 or event["step"] == event["total_steps"]:
-                last[0] = time.monotonic()
-                emit({"type": "progress", **event})
 
-        result = train(prepared, rows, hp, seed=spec.seed, on_progress=progress, should_stop=should_stop)
-        _check_stop(should_stop)
-        after_recall, answers = probe_recall(prepared, samples.probes, spec.system_prompt)
-        after = (eval_loss(prepared, held_rows), after_recall)
-        emit({"type": "eval", "stage": "after", "eval_loss": after[0], "probe_recall": after[1]})
-        _check_stop(should_stop)
-        metrics = {
-            "eval_loss_before": before[0], "eval_loss_after": after[0],
-            "probe_recall_before": before[1], "probe_recall_after": after[1],
-            "train_loss": result.final_loss, "steps": result.steps, "train_seconds": round(result.seconds, 1),
-        }
-        extra = {
-            "job_id": spec.job_id, "data_sha256": digest, "hyperparameters": hp.to_dict(),
-            "resolved_hyperparameters": asdict(resolved), "seed": spec.seed, "samples": samples.stats,
-            "trained_tokens": result.trained_tokens, "base_model": prepared.spec.name,
-            "continued_from": continued_from, "probe_answers": answers, "execution_plan": prepared.plan.name,
-        }
-        manifest = publish_adapter(prepared, store, spec.tenant, spec.suffix, metrics=metrics, extra=extra)
-    except torch.OutOfMemoryError:
-        raise MemoryError from None
-    except FloatingPointError as exc:
-        raise JobError("training_failed", str(exc)) from None
-    emit({"type": "succeeded", "fine_tuned_model": manifest.model_id, "trained_tokens": result.trained_tokens,
-          "metrics": manifest.metrics})
-    return manifest
+def _load(spec: JobSpec, inputs: _Inputs) -> _Loaded:
+    """Step 2: the base (in the server's execution plan, if named) with its LoRA, the samples
+    tokenized and packed into rows, and the plan of epochs and steps."""
+    execution = ExecutionPlan.from_name(spec.execution_plan, "the server's plan") if spec.execution_plan else None
+    prepared = prepare_model(spec.base_model_dir, inputs.hp, device=spec.device, init_adapter=inputs.init_path,
+                             plan=execution, plan_cache=spec.plan_cache)
+    hp = inputs.hp.within(spec.max_seconds_ceiling, prepared.device.type)
+    budget = min(hp.row_tokens(prepared.device.type), prepared.context_length)
+
+    def packed(samples: Sequence[Sample]) -> list[PackedBatch]:
+        return pack([encode(prepared.tokenizer, s.messages) for s in samples], budget, spec.seed)
+
+    rows = packed(inputs.samples.train)
+    return _Loaded(prepared, hp, budget, rows, packed(inputs.samples.heldout), plan(prepared, rows, hp))
+
+
+def _evaluate(spec: JobSpec, loaded: _Loaded, samples: SampleSet) -> _Evaluation:
+    """Steps 3 and 5: the held-out loss and the probe recall (with the answers given)."""
+    loss = eval_loss(loaded.prepared, loaded.held_rows)
+    recall, answers = probe_recall(loaded.prepared, samples.probes, spec.system_prompt)
+    return _Evaluation(loss, recall, answers)
+
+
+def _train(spec: JobSpec, loaded: _Loaded, send: Send, should_stop: ShouldStop) -> TrainResult:
+    """Step 4: the training loop, reporting ``progress`` at most about once a second and at the end."""
+    last = 0.0
+
+    def progress(values: dict[str, Any]) -> None:
+        nonlocal last
+        if time.monotonic() - last >= 1.0 or values["step"] == values["total_steps"]:
+            last = time.monotonic()
+            send(ProgressEvent.from_fields(values))
+
+    return train(loaded.prepared, loaded.rows, loaded.hp, seed=spec.seed, on_progress=progress,
+                 should_stop=should_stop)
+
+
+def _publish(spec: JobSpec, inputs: _Inputs, loaded: _Loaded, before: _Evaluation, after: _Evaluation,
+             result: TrainResult) -> AdapterManifest:
+    """Step 6: the adapter as a new version of ``<tenant>/<suffix>``, with what made it."""
+    metrics = {
+        "eval_loss_before": before.eval_loss, "eval_loss_after": after.eval_loss,
+        "probe_recall_before": before.probe_recall, "probe_recall_after": after.probe_recall,
+        "train_loss": result.final_loss, "steps": result.steps, "train_seconds": round(result.seconds, 1),
+    }
+    extra = {
+        "job_id": spec.job_id, "data_sha256": inputs.digest, "hyperparameters": loaded.hp.to_dict(),
+        "resolved_hyperparameters": asdict(loaded.resolved), "seed": spec.seed, "samples": inputs.samples.stats,
+        "trained_tokens": result.trained_tokens, "base_model": loaded.prepared.spec.name,
+        "continued_from": inputs.continued_from, "probe_answers": after.answers,
+        "execution_plan": loaded.prepared.plan.name,
+    }
+    return publish_adapter(loaded.prepared, inputs.store, spec.tenant, spec.suffix, metrics=metrics, extra=extra)

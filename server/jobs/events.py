@@ -1,11 +1,12 @@
-"""A trainer worker's JSON-lines event, described as an OpenAI fine-tuning job event.
+"""A trainer worker's event (:mod:`adapters.worker_events`), described as an OpenAI fine-tuning job event.
 
-Contract: :func:`describe_event` turns one event of docs/training-jobs.md into the message,
-level (``info``, ``warn``, ``error``), type (``message`` or ``metrics``) and data of the event the
-job store records, or None for events that are not recorded as such (the final ``failed``, which
-the runner records with the job's state change, and unknown types). Missing or mistyped fields
-never raise: a worker's output is trusted for nothing. :func:`progress_fields` is what a
-``progress`` event changes on the job itself (``step``, ``total_steps``, ``estimated_finish``).
+Contract: :func:`describe_event` turns one typed worker event into the message, level (``info``,
+``warn``, ``error``), type (``message`` or ``metrics``) and data of the event the job store
+records, or None for the final ``failed`` event (the runner records it with the job's state
+change). Parsing (and dropping malformed lines or mistyped fields) is
+:func:`adapters.worker_events.parse_event`'s; texts are cut to 2000 characters here.
+:func:`progress_fields` is what a ``progress`` event changes on the job itself (``step``,
+``total_steps``, ``estimated_finish``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from typing import Any
+
+from adapters.worker_events import (
+    EvalEvent,
+    MessageEvent,
+    ProgressEvent,
+    StatusEvent,
+    SucceededEvent,
+    WorkerEvent,
+)
 
 _LEVELS = {"debug": "info", "info": "info", "warning": "warn", "warn": "warn", "error": "error"}
 
@@ -25,47 +35,42 @@ class DescribedEvent:
     data: dict[str, Any] | None
 
 
-def _number(value: Any, spec: str) -> str:
-    return format(value, spec) if isinstance(value, int | float) and not isinstance(value, bool) else "n/a"
+def _number(value: float | None, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
 
 
-def _text(value: Any, default: str) -> str:
-    return value[:2000] if isinstance(value, str) and value else default
+def _text(value: str | None, default: str) -> str:
+    return value[:2000] if value else default
 
 
-def describe_event(event: dict[str, Any]) -> DescribedEvent | None:
-    kind = event.get("type")
-    data = {k: v for k, v in event.items() if k != "type"}
-    if kind == "status":
-        status = _text(event.get("status"), "unknown")
-        return DescribedEvent(_text(event.get("message"), f"Trainer status: {status}."), "info", "message", data)
-    if kind == "progress":
-        message = (f"Step {event.get('step')}/{event.get('total_steps')}: "
-                   f"training loss={_number(event.get('train_loss'), '.4f')}")
-        return DescribedEvent(message, "info", "metrics", data)
-    if kind == "eval":
-        stage = "before" if event.get("stage") == "before" else "after"
-        message = (f"Evaluation {stage} training: eval loss={_number(event.get('eval_loss'), '.4f')}, "
-                   f"probe recall={_number(event.get('probe_recall'), '.0%')}")
-        return DescribedEvent(message, "info", "metrics", data)
-    if kind == "message":
-        level = _LEVELS.get(str(event.get("level")), "info")
-        return DescribedEvent(_text(event.get("message"), "(empty message)"), level, "message", None)
-    if kind == "succeeded":
-        model = _text(event.get("fine_tuned_model"), "(unnamed)")
-        metrics = event.get("metrics")
-        return DescribedEvent(f"New fine-tuned model created: {model}", "info", "message",
-                              metrics if isinstance(metrics, dict) else None)
-    return None
+def _data(event: WorkerEvent) -> dict[str, Any]:
+    return {k: v for k, v in event.to_dict().items() if k != "type"}
 
 
-def progress_fields(event: dict[str, Any]) -> dict[str, Any]:
+def describe_event(event: WorkerEvent) -> DescribedEvent | None:
+    if isinstance(event, StatusEvent):
+        status = _text(event.status, "unknown")
+        return DescribedEvent(_text(event.message, f"Trainer status: {status}."), "info", "message", _data(event))
+    if isinstance(event, ProgressEvent):
+        message = f"Step {event.step}/{event.total_steps}: training loss={_number(event.train_loss, '.4f')}"
+        return DescribedEvent(message, "info", "metrics", _data(event))
+    if isinstance(event, EvalEvent):
+        message = (f"Evaluation {event.stage} training: eval loss={_number(event.eval_loss, '.4f')}, "
+                   f"probe recall={_number(event.probe_recall, '.0%')}")
+        return DescribedEvent(message, "info", "metrics", _data(event))
+    if isinstance(event, MessageEvent):
+        level = _LEVELS.get(event.level, "info")
+        return DescribedEvent(_text(event.message, "(empty message)"), level, "message", None)
+    if isinstance(event, SucceededEvent):
+        return DescribedEvent(f"New fine-tuned model created: {_text(event.fine_tuned_model, '(unnamed)')}",
+                              "info", "message", event.metrics)
+    return None  # a FailedEvent: the runner records it with the job's state change
+
+
+def progress_fields(event: ProgressEvent) -> dict[str, Any]:
     """The job fields a ``progress`` event sets: step, total steps and an estimated finish time."""
-    step, total, elapsed = event.get("step"), event.get("total_steps"), event.get("elapsed_s")
-    fields: dict[str, Any] = {
-        "step": step if type(step) is int else None,
-        "total_steps": total if type(total) is int else None,
-    }
-    if type(step) is int and type(total) is int and isinstance(elapsed, int | float) and 0 < step <= total:
+    step, total, elapsed = event.step, event.total_steps, event.elapsed_s
+    fields: dict[str, Any] = {"step": step, "total_steps": total}
+    if step is not None and total is not None and elapsed is not None and 0 < step <= total:
         fields["estimated_finish"] = int(time.time() + elapsed / step * (total - step))
     return fields

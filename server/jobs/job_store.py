@@ -84,7 +84,15 @@ _UPDATABLE = frozenset({
 
 
 @dataclass(frozen=True)
-class JobError:
+class JobFailure:
+    """Why a job ended ``failed``, as recorded and shown in the job's ``error`` object.
+
+    Named for what it is, a record and not an exception (so not ``*Error``; it was ``JobError``,
+    the name the trainer's exception ``trainer.job.JobError`` also has). ``code`` is stable (the
+    runner's codes, or the worker's from its ``failed`` event); ``param`` names the request field
+    at fault, if one is.
+    """
+
     code: str
     message: str
     param: str | None = None
@@ -112,7 +120,7 @@ class Job:
     finished_at: int | None
     fine_tuned_model: str | None
     trained_tokens: int | None
-    error: JobError | None
+    error: JobFailure | None
     metrics: dict[str, Any] | None
     step: int | None
     total_steps: int | None
@@ -142,7 +150,7 @@ class JobEvent:
 def _job(row: Any) -> Job:
     values = dict(row)
     code, message, param = values.pop("error_code"), values.pop("error_message"), values.pop("error_param")
-    values["error"] = JobError(code, message or "", param) if code else None
+    values["error"] = JobFailure(code, message or "", param) if code else None
     values["hyperparameters"] = json.loads(values["hyperparameters"])
     values["metrics"] = json.loads(values["metrics"]) if values["metrics"] else None
     return Job(**values)
@@ -154,7 +162,7 @@ def _event(row: Any) -> JobEvent:
     return JobEvent(**values)
 
 
-def _insert_event(db: Any, job_id: str, message: str, level: str, type: str, data: dict | None) -> None:
+def _insert_event(db: Any, job_id: str, message: str, level: str, type: str, data: dict[str, Any] | None) -> None:
     db.execute(
         "INSERT INTO job_events (id, job_id, created_at, level, message, type, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
         ("ftevent-" + uuid.uuid4().hex[:24], job_id, int(time.time()), level, message, type,
@@ -196,7 +204,7 @@ class JobStore:
 
     def list_jobs(self, tenant: str | None, *, after: str | None = None, limit: int = 20) -> tuple[list[Job], bool]:
         """A page of jobs, newest first, and whether more follow; ``after``: last id already seen."""
-        where, args = ["1 = 1"], []
+        where, args = ["1 = 1"], list[str]()
         if tenant is not None:
             where, args = [*where, "tenant = ?"], [*args, tenant]
         if after is not None:
@@ -214,7 +222,7 @@ class JobStore:
         return [_job(r) for r in rows]
 
     def transition(
-        self, job_id: str, status: str, message: str, *, level: str = "info", error: JobError | None = None,
+        self, job_id: str, status: str, message: str, *, level: str = "info", error: JobFailure | None = None,
         **fields: Any,
     ) -> Job | None:
         """Move the job to ``status`` with ``fields`` and an event; None if the move is not allowed."""
@@ -250,7 +258,8 @@ class JobStore:
             db.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", [*fields.values(), job_id])
 
     def add_event(
-        self, job_id: str, message: str, *, level: str = "info", type: str = "message", data: dict | None = None,
+        self, job_id: str, message: str, *, level: str = "info", type: str = "message",
+        data: dict[str, Any] | None = None,
     ) -> None:
         with self._db.transaction() as db:
             _insert_event(db, job_id, message, level, type, data)

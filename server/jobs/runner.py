@@ -9,8 +9,8 @@ Contract:
   at most ``settings.max_concurrent_jobs`` at a time, once the
   base model's directory is known. A start is a call to :meth:`wake` away; a timer retries too.
 - A worker runs in its own process group with ``PR_SET_PDEATHSIG`` (it dies with the server).
-  Its stdout is read as JSON-lines events (docs/training-jobs.md) into the job store; lines that
-  are not events are logged and skipped; stderr goes to ``<data>/jobs/<id>/worker.log``.
+  Its stdout is read as JSON-lines events (:func:`adapters.worker_events.parse_event`) into the
+  job store; lines that are not events are logged and skipped; stderr goes to ``<data>/jobs/<id>/worker.log``.
   The job ends ``succeeded`` after a ``succeeded`` event, ``failed`` with the worker's code after
   a ``failed`` event, and ``failed`` with ``trainer_crashed`` when the process ends any other way.
 - :meth:`cancel` cancels a job that has not started at once; a running one gets SIGTERM on its
@@ -22,8 +22,9 @@ Contract:
   ``server_restarted`` (:data:`RESTARTED`: the server stopped, by SIGTERM or a crash, while the
   job ran; nothing was published; create the job again), ``trainer_crashed`` (the worker died
   without reporting a result, e.g. killed by SIGKILL or out of memory), ``file_not_found`` (a
-  training or validation file was deleted before the start), or the worker's own code from its
-  ``failed`` event (docs/training-jobs.md).
+  training or validation file was deleted before the start), ``invalid_spec`` (the job makes no
+  valid :class:`~adapters.job_spec.JobSpec`), or the worker's own code from its ``failed`` event
+  (docs/training-jobs.md).
 """
 
 from __future__ import annotations
@@ -39,11 +40,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from adapters.job_spec import InvalidJobSpec
 from adapters.store import AdapterStore
+from adapters.worker_events import FailedEvent, Outcome, ProgressEvent, SucceededEvent, WorkerEvent, parse_event
 from server.cpu_share import CPUShare
 from server.jobs.child_process import child_setup, kill_group, trainer_command, trainer_env
 from server.jobs.events import describe_event, progress_fields
-from server.jobs.job_store import Job, JobError, JobStore
+from server.jobs.job_store import Job, JobFailure, JobStore
 from server.jobs.order import fair_order
 from server.jobs.training_files import FileStore
 from server.jobs.worker_spec import worker_spec
@@ -55,10 +58,9 @@ _RETRY_S = 2.0
 _MAX_LINE = 1024 * 1024
 _DRAIN_S = 5.0
 """Time to read the rest of a worker's stdout once it has exited."""
-RESTARTED = JobError(
-    "server_restarted", "The server stopped while this job was running; the partial training was discarded "
-    "and nothing was published. Create the job again."
-)
+_CANCELLED = "Fine-tuning job cancelled."
+RESTARTED = JobFailure("server_restarted", "The server stopped while this job was running; the partial training "
+                       "was discarded and nothing was published. Create the job again.")
 
 
 class ServingSide(Protocol):
@@ -79,7 +81,7 @@ class _Worker:
     job_id: str
     tenant: str
     process: asyncio.subprocess.Process
-    outcome: dict[str, Any] | None = None
+    outcome: Outcome | None = None
     """The worker's ``succeeded`` or ``failed`` event, once seen."""
     stop_reason: str | None = None
     """``cancel`` or ``shutdown`` once the server asked the worker to stop."""
@@ -103,9 +105,9 @@ class JobRunner:
         self._workers: dict[str, _Worker] = {}
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self._stopping = False
-        self._background: set[asyncio.Task] = set()
+        self._background: set[asyncio.Task[None]] = set()
         """Supervisors and SIGKILL timers; held here because the loop keeps only weak references."""
 
     # ----------------------------------------------------------------------------- lifecycle
@@ -168,13 +170,13 @@ class JobRunner:
             for job in fair_order(queued, [w.tenant for w in self._workers.values()], slots):
                 await self._start(job, model_dir)
 
-    def _missing_file(self, job: Job) -> JobError | None:
+    def _missing_file(self, job: Job) -> JobFailure | None:
         for param, file_id in (("training_file", job.training_file), ("validation_file", job.validation_file)):
             if file_id is not None and self.files.get(file_id, job.tenant) is None:
-                return JobError("file_not_found", f"File {file_id!r} was deleted before the job started.", param)
+                return JobFailure("file_not_found", f"File {file_id!r} was deleted before the job started.", param)
         return None
 
-    def _fail(self, job_id: str, error: JobError) -> Job | None:
+    def _fail(self, job_id: str, error: JobFailure) -> Job | None:
         return self.jobs.transition(job_id, "failed", f"Fine-tuning job failed: {error.message}", error=error)
 
     async def _start(self, job: Job, model_dir: Path) -> None:
@@ -185,10 +187,14 @@ class JobRunner:
         work_dir = self.settings.jobs_dir / job.id
         work_dir.mkdir(parents=True, exist_ok=True)
         spec_path = work_dir / "spec.json"
-        spec = worker_spec(job, self.files, self.settings, model_dir, work_dir,
-                           system_prompt=self.tenants.get_settings(job.tenant).system_prompt,
-                           plan_name=self.serving.plan_name)
-        spec_path.write_text(json.dumps(spec, indent=2))
+        try:
+            spec = worker_spec(job, self.files, self.settings, model_dir, work_dir,
+                               system_prompt=self.tenants.get_settings(job.tenant).system_prompt,
+                               plan_name=self.serving.plan_name)
+        except InvalidJobSpec as exc:
+            await asyncio.to_thread(self._fail, job.id, JobFailure(exc.code, exc.message))
+            return
+        spec_path.write_text(json.dumps(spec.to_dict(), indent=2))
         if await asyncio.to_thread(self.jobs.transition, job.id, "running", "Fine-tuning job started.") is None:
             return
         try:
@@ -201,7 +207,7 @@ class JobRunner:
                 )
         except OSError:
             log.exception("job %s: the training worker did not start", job.id)  # the details stay in the log
-            await asyncio.to_thread(self._fail, job.id, JobError("trainer_crashed", "The trainer did not start."))
+            await asyncio.to_thread(self._fail, job.id, JobFailure("trainer_crashed", "The trainer did not start."))
             return
         await asyncio.to_thread(self.jobs.update, job.id, pid=process.pid)
         worker = _Worker(job.id, job.tenant, process)
@@ -233,7 +239,8 @@ class JobRunner:
             reader.cancel()
             kill_group(worker.process.pid, signal.SIGKILL)
             await _exit_status(worker.process)
-            await asyncio.to_thread(self._fail, worker.job_id, JobError("trainer_crashed", "Supervising the trainer failed."))
+            failure = JobFailure("trainer_crashed", "Supervising the trainer failed.")
+            await asyncio.to_thread(self._fail, worker.job_id, failure)
         finally:
             self._workers.pop(worker.job_id, None)
             self._share_cores()
@@ -251,49 +258,40 @@ class JobRunner:
                 continue
             if not line:
                 return
-            try:
-                event = json.loads(line)
-            except (UnicodeDecodeError, json.JSONDecodeError):
-                event = None
-            if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+            event = parse_event(line)
+            if event is None:
                 log.warning("job %s: not an event: %r", worker.job_id, line[:200])
                 continue
-            if event["type"] in ("succeeded", "failed"):
+            if isinstance(event, SucceededEvent | FailedEvent):
                 worker.outcome = event
             await asyncio.to_thread(self._record, worker.job_id, event)
 
-    def _record(self, job_id: str, event: dict[str, Any]) -> None:
+    def _record(self, job_id: str, event: WorkerEvent) -> None:
         described = describe_event(event)
         if described is None:
             return
-        if event["type"] == "progress":
+        if isinstance(event, ProgressEvent):
             self.jobs.update(job_id, **progress_fields(event))
         self.jobs.add_event(job_id, described.message, level=described.level, type=described.type, data=described.data)
 
     def _finish(self, worker: _Worker, returncode: int, work_dir: Path) -> None:
         _clean_work_dir(work_dir)  # first: a job that reads as ended has no scratch left
-        outcome = worker.outcome or {}
-        if outcome.get("type") == "succeeded" and isinstance(outcome.get("fine_tuned_model"), str):
+        outcome = worker.outcome
+        if isinstance(outcome, SucceededEvent):
             if returncode != 0:
                 log.warning("job %s: worker exited %d after publishing", worker.job_id, returncode)
-            tokens = outcome.get("trained_tokens")
-            metrics = outcome.get("metrics")
-            self.jobs.transition(
-                worker.job_id, "succeeded", "The job has successfully completed.",
-                fine_tuned_model=outcome["fine_tuned_model"], trained_tokens=tokens if type(tokens) is int else None,
-                metrics=metrics if isinstance(metrics, dict) else None,
-            )
+            self.jobs.transition(worker.job_id, "succeeded", "The job has successfully completed.",
+                                 fine_tuned_model=outcome.fine_tuned_model, trained_tokens=outcome.trained_tokens,
+                                 metrics=outcome.metrics)
         elif worker.stop_reason == "cancel":
-            self.jobs.transition(worker.job_id, "cancelled", "Fine-tuning job cancelled.")
+            self.jobs.transition(worker.job_id, "cancelled", _CANCELLED)
         elif worker.stop_reason == "shutdown":
             self._fail(worker.job_id, RESTARTED)
-        elif outcome.get("type") == "failed":
-            code = outcome.get("code") if isinstance(outcome.get("code"), str) else "training_failed"
-            message = outcome.get("message") if isinstance(outcome.get("message"), str) else "Training failed."
-            self._fail(worker.job_id, JobError(code, message))
+        elif isinstance(outcome, FailedEvent):
+            self._fail(worker.job_id, JobFailure(outcome.code, outcome.message))
         else:
-            self._fail(worker.job_id, JobError("trainer_crashed", _crash_message(returncode, work_dir)))
-        if outcome.get("type") != "succeeded":
+            self._fail(worker.job_id, JobFailure("trainer_crashed", _crash_message(returncode, work_dir)))
+        if not isinstance(outcome, SucceededEvent):
             # A worker killed mid-publish may have left a temp or unrecorded version: never let one linger.
             swept = self.store.sweep()
             if swept:
@@ -309,7 +307,7 @@ class JobRunner:
                 return job
             worker = self._workers.get(job_id)
             if worker is None:
-                cancelled = await asyncio.to_thread(self.jobs.transition, job_id, "cancelled", "Fine-tuning job cancelled.")
+                cancelled = await asyncio.to_thread(self.jobs.transition, job_id, "cancelled", _CANCELLED)
                 return cancelled or await asyncio.to_thread(self.jobs.get, job_id)
             self._signal(worker, "cancel")
         await worker.done.wait()

@@ -59,7 +59,7 @@ if mode == "garbage":
     emit(type="mystery")
     emit(type="succeeded", fine_tuned_model="acme/x@1", trained_tokens="many", metrics=[1])
     sys.exit(0)
-if mode == "silent_exit":
+if mode == "silent":  # exits 0 without a result
     sys.exit(0)
 if mode == "orphan":  # a child that outlives the worker, holding its stdout open
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
@@ -186,7 +186,7 @@ def test_a_failed_event_fails_the_job_with_the_workers_code(tmp_path: Path) -> N
     run(test, tmp_path)
 
 
-@pytest.mark.parametrize("mode", ["crash", "silent_exit"])
+@pytest.mark.parametrize("mode", ["crash", "silent"])  # suffixes are adapter names: no "_"
 def test_a_worker_that_ends_without_a_result_is_a_crash(tmp_path: Path, mode: str) -> None:
     async def test(env: Env) -> None:
         job = await env.ended(env.submit(mode))

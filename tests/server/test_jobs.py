@@ -20,7 +20,7 @@ from adapters.store import AdapterStore
 from server.errors import install_error_handlers
 from server.jobs.training_files import FileStore
 from server.jobs.runner import JobRunner
-from server.jobs.job_store import JobError, JobStore
+from server.jobs.job_store import JobFailure, JobStore
 from server.routes import files as file_routes
 from server.routes import fine_tuning
 from server.settings import Settings
@@ -102,16 +102,16 @@ def test_any_live_state_can_fail_or_be_cancelled(store: JobStore) -> None:
             job = new_job(store)
             for status in prefix:
                 store.transition(job.id, status, status)
-            error = JobError("x", "why", "training_file") if end == "failed" else None
+            error = JobFailure("x", "why", "training_file") if end == "failed" else None
             ended = store.transition(job.id, end, end, error=error)
             assert ended is not None and ended.status == end and ended.error == error
 
 
 def test_a_failure_records_its_error_and_an_error_event(store: JobStore) -> None:
     job = new_job(store)
-    store.transition(job.id, "failed", "Fine-tuning job failed: bad file", error=JobError("invalid_file", "bad file"))
+    store.transition(job.id, "failed", "Fine-tuning job failed: bad file", error=JobFailure("invalid_file", "bad file"))
     failed = store.get(job.id)
-    assert failed.error == JobError("invalid_file", "bad file", None)
+    assert failed.error == JobFailure("invalid_file", "bad file", None)
     newest = store.events(job.id, limit=1)[0][0]
     assert newest.level == "error" and "bad file" in newest.message
 
