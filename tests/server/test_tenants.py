@@ -16,7 +16,6 @@ from server.tenancy.tenants import TenantExists, TenantNotFound, TenantRegistry
 # tests/server/test_jobs.py and test_job_limits.py still import these four from this module.
 from tests.server.helpers import ADMIN, ADMIN_KEY, assert_error, bearer, make_client
 
-
 # ------------------------------------------------------------------------------- registry
 
 
