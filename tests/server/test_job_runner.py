@@ -18,6 +18,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from adapters.job_spec import JobSpec
 from server.jobs.training_files import FileStore
 from server.jobs.runner import JobRunner
 from server.jobs.job_store import Job, JobStore
@@ -171,6 +172,7 @@ def test_a_succeeding_worker_is_recorded(tmp_path: Path) -> None:
         assert Path(spec["training_files"][0]["path"]).read_text().startswith("# Handbook")
         assert spec["training_files"][0]["filename"] == "handbook.md" and spec["validation_files"] == []
         assert spec["adapters_dir"] == str(env.settings.adapters_dir.resolve())
+        assert JobSpec.from_dict(spec).to_dict() == spec  # the worker reads what the runner wrote
         assert sorted(p.name for p in work.iterdir()) == ["spec.json", "worker.log"]  # scratch cleaned
 
     run(test, tmp_path)
@@ -249,6 +251,15 @@ def test_jobs_queue_behind_the_running_one_and_queued_jobs_cancel_at_once(tmp_pa
         await env.runner.cancel(first.id)
         assert (await env.ended(second)).status == "succeeded"
         assert env.jobs.get(third.id).status == "cancelled"
+
+    run(test, tmp_path)
+
+
+def test_a_job_that_makes_no_valid_spec_fails_before_a_worker_starts(tmp_path: Path) -> None:
+    async def test(env: Env) -> None:
+        job = await env.ended(env.submit("succeed_underscored"))  # only the store, not the route, lets it in
+        assert job.status == "failed" and job.error.code == "invalid_spec" and "adapter name" in job.error.message
+        assert job.pid is None and not (env.settings.jobs_dir / job.id / "spec.json").exists()
 
     run(test, tmp_path)
 

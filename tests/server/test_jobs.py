@@ -16,8 +16,10 @@ import pytest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
+from adapters.hyperparameters import normalise
 from adapters.store import AdapterStore
 from server.errors import install_error_handlers
+from server.jobs.file_check import FileChecker
 from server.jobs.training_files import FileStore
 from server.jobs.runner import JobRunner
 from server.jobs.job_store import JobFailure, JobStore
@@ -262,6 +264,20 @@ def test_cancel_over_http(api: SimpleNamespace) -> None:
     cancelled = api.client.post(f"/v1/fine_tuning/jobs/{job['id']}/cancel", headers=api.acme)
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
     assert_error(api.client.post(f"/v1/fine_tuning/jobs/{job['id']}/cancel", headers=api.acme), 409)
+
+
+def test_hyperparameters_are_checked_in_process(api: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No checker process for them (only uploaded files need one): the route answers without one."""
+
+    async def no_checker(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a checker process was started for hyperparameters")
+
+    monkeypatch.setattr(FileChecker, "_check", no_checker)
+    bad = assert_error(create(api, hyperparameters={"warp_speed": 9}), 400, "invalid_hyperparameters")
+    assert bad["param"] == "hyperparameters.warp_speed" and "Unknown hyperparameter 'warp_speed'" in bad["message"]
+    job = create(api, suffix="fail-inprocess", hyperparameters={"n_epochs": 2.0, "target_modules": ["q_proj"]})
+    assert job.status_code == 200, job.text
+    assert job.json()["hyperparameters"] == {**normalise({}), "n_epochs": 2, "target_modules": ["q_proj"]}
 
 
 @pytest.mark.parametrize(("body", "status", "code", "param"), [

@@ -19,6 +19,7 @@ import pytest
 
 from adapters.ids import AdapterRef
 from adapters.store import AdapterStore
+from adapters.worker_events import parse_event
 
 ROOT = Path(__file__).resolve().parents[2]
 HANDBOOK = ROOT / "examples" / "handbook.md"
@@ -50,7 +51,9 @@ def run_worker(spec: Path) -> tuple[int, list[dict[str, Any]]]:
     done = subprocess.run(
         [sys.executable, "-m", "trainer.worker", str(spec)], cwd=ROOT, capture_output=True, text=True, timeout=300
     )
-    return done.returncode, [json.loads(line) for line in done.stdout.splitlines()]
+    lines = done.stdout.splitlines()
+    assert all(parse_event(line) is not None for line in lines), lines  # every line a typed event
+    return done.returncode, [json.loads(line) for line in lines]
 
 
 def test_worker_trains_and_publishes(tiny_model_dir: Path, tmp_path: Path) -> None:
