@@ -21,10 +21,14 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from adapters.execution_plan import ExecutionPlan, PlanRequest
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 QUANTIZATION: dict[str, str | bool] = {
     "load_in_4bit": True,
@@ -67,7 +71,7 @@ class BaseModelSpec:
         )
         return sha256_text(payload)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "hash": self.hash}
 
 
@@ -76,7 +80,7 @@ class LoadedBase:
     """A base model in memory with what the rest of the system needs to know about it."""
 
     model: torch.nn.Module
-    tokenizer: object
+    tokenizer: PreTrainedTokenizerBase
     spec: BaseModelSpec
     linear_shapes: dict[str, tuple[int, int]]
     """Module name -> (in_features, out_features) of every linear layer a LoRA may target."""
@@ -122,7 +126,7 @@ def pick_device(requested: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def load_tokenizer(model_dir: Path):
+def load_tokenizer(model_dir: Path) -> PreTrainedTokenizerBase:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
@@ -133,7 +137,7 @@ def load_tokenizer(model_dir: Path):
     return tokenizer
 
 
-def spec_for(model_dir: Path, tokenizer) -> BaseModelSpec:
+def spec_for(model_dir: Path, tokenizer: PreTrainedTokenizerBase) -> BaseModelSpec:
     return BaseModelSpec(
         name=model_dir.resolve().name,
         model_fingerprint=model_fingerprint(model_dir),
@@ -151,7 +155,7 @@ def linear_shapes(model: torch.nn.Module) -> dict[str, tuple[int, int]]:
     return shapes
 
 
-def _eos_ids(model: torch.nn.Module, tokenizer) -> frozenset[int]:
+def _eos_ids(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase) -> frozenset[int]:
     ids: set[int] = set()
     configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
     for value in (configured, tokenizer.eos_token_id):
@@ -162,12 +166,12 @@ def _eos_ids(model: torch.nn.Module, tokenizer) -> frozenset[int]:
     return frozenset(ids)
 
 
-def load_nf4_model(model_dir: Path, device: torch.device, *, quantize: bool = True) -> torch.nn.Module:
+def load_nf4_model(model_dir: Path, device: torch.device, *, quantize: bool = True) -> PreTrainedModel:
     """The model in ``model_dir`` as bitsandbytes loads it: NF4 with double quantization, the rest
     in bf16, in eval mode, not yet in any plan's form (``quantize=False``: all bf16)."""
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    quant = BitsAndBytesConfig(
+    quant = BitsAndBytesConfig(  # type: ignore[no-untyped-call]  # transformers leaves its __init__ unannotated
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,
@@ -182,7 +186,8 @@ def load_nf4_model(model_dir: Path, device: torch.device, *, quantize: bool = Tr
         use_safetensors=True,
         trust_remote_code=False,
     )
-    return model.eval()
+    model.train(False)  # eval mode: what PreTrainedModel.eval() does (it is unannotated)
+    return model
 
 
 def load_base(
@@ -215,7 +220,7 @@ def load_base(
     model = load_nf4_model(model_dir, target, quantize=quantize)
     if not quantize:
         plan = plan or unquantized_plan(target, request)
-        model = model.to(plan.dtype)
+        model = model.to(plan.dtype)  # type: ignore[arg-type]  # transformers' @wraps'd to() loses self for mypy
     else:
         if plan is not None and plan.weights == "dense" and target.type != "cpu":
             plan = replace(plan, weights="nf4", reason=f"{plan.reason}; dense weights are for CPUs only")

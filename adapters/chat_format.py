@@ -16,6 +16,10 @@ A template may reject a conversation (some demand alternating roles); that surfa
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 
 def conversation(messages: Iterable[Mapping[str, str]], system_prompt: str | None = None) -> list[dict[str, str]]:
@@ -28,6 +32,8 @@ def conversation(messages: Iterable[Mapping[str, str]], system_prompt: str | Non
     return turns
 
 
-def render(tokenizer, turns: list[dict[str, str]], add_generation_prompt: bool) -> str:
+def render(tokenizer: PreTrainedTokenizerBase, turns: list[dict[str, str]], add_generation_prompt: bool) -> str:
     """The template's text for ``turns``; with ``add_generation_prompt`` it ends at the assistant header."""
-    return tokenizer.apply_chat_template(turns, add_generation_prompt=add_generation_prompt, tokenize=False)
+    text = tokenizer.apply_chat_template(turns, add_generation_prompt=add_generation_prompt, tokenize=False)
+    assert isinstance(text, str)  # tokenize=False: the rendered text, never ids
+    return text

@@ -56,7 +56,7 @@ def prepare_embedded_model(models_dir: Path) -> Path:
         model = AutoModelForCausalLM.from_pretrained(
             source.parent, gguf_file=source.name, quantization_config=GgufConfig(dequantize=True)
         )
-        model = model.to(torch.bfloat16)
+        model = model.to(torch.bfloat16)  # type: ignore[arg-type]  # transformers' @wraps'd to() loses self for mypy
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         (tmp / _DONE_MARKER).write_text("ok\n")

@@ -19,7 +19,7 @@ chosen by measurement (:mod:`adapters.plan_choice`) or fixed by the operator thr
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 
@@ -47,7 +47,7 @@ class ExecutionPlan:
 
     @property
     def dtype(self) -> torch.dtype:
-        return getattr(torch, self.compute_dtype)
+        return cast(torch.dtype, getattr(torch, self.compute_dtype))
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "compute_dtype": self.compute_dtype, "weights": self.weights,

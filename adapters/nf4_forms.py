@@ -18,9 +18,14 @@ same base whichever plan trained or serves it.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, TypeGuard, cast
+
 import torch
 
 from adapters.execution_plan import ExecutionPlan
+
+if TYPE_CHECKING:
+    from bitsandbytes.nn.modules import Linear4bit
 
 
 class NF4DenseLinear(torch.nn.Linear):
@@ -38,20 +43,23 @@ class NF4DenseLinear(torch.nn.Linear):
         return super().forward(x.to(dtype)).to(x.dtype)
 
 
-def is_packed_nf4(module: torch.nn.Module) -> bool:
+def is_packed_nf4(module: torch.nn.Module) -> TypeGuard[Linear4bit]:
     """True for bitsandbytes' 4-bit linear layer (without importing bitsandbytes eagerly)."""
     return type(module).__name__ in ("Linear4bit", "LinearNF4") and hasattr(module.weight, "quant_state")
 
 
-def dequantized_weight(module: torch.nn.Module, dtype: torch.dtype) -> torch.Tensor:
+def dequantized_weight(module: Linear4bit, dtype: torch.dtype) -> torch.Tensor:
     """The NF4 weight of a ``Linear4bit`` dequantized straight into ``dtype``, exactly as
     bitsandbytes' inference GEMM (``bitsandbytes::gemm_4bit``) does for inputs of that dtype: the
     double-quantized block scales decoded in fp32, then code times scale rounded once to ``dtype``.
     (``bitsandbytes.functional.dequantize_4bit`` rounds the scales to the storage dtype first.)"""
     import bitsandbytes  # noqa: F401  (registers the torch.ops.bitsandbytes kernels)
+    from bitsandbytes.nn.modules import Params4bit
 
     weight = module.weight
+    assert isinstance(weight, Params4bit)  # torch declares nn.Linear.weight a Tensor
     state = weight.quant_state
+    assert state is not None  # is_packed_nf4: a quantized layer always has its state
     if getattr(state, "packing_format_for_cpu", False):
         raise RuntimeError("the layer was repacked for the fused CPU kernel; dequantize before any forward")
     ops = torch.ops.bitsandbytes
@@ -60,11 +68,12 @@ def dequantized_weight(module: torch.nn.Module, dtype: torch.dtype) -> torch.Ten
         absmax = ops.dequantize_blockwise.default(
             state.absmax, state.state2.absmax, state.state2.code, state.state2.blocksize, torch.float32
         ) + state.offset
-    return ops.dequantize_4bit.default(weight.data.view(-1, 1), absmax, state.blocksize, state.quant_type,
-                                      state.shape, dtype)
+    dequantized = ops.dequantize_4bit.default(weight.data.view(-1, 1), absmax, state.blocksize, state.quant_type,
+                                              state.shape, dtype)
+    return cast(torch.Tensor, dequantized)
 
 
-def densify(module: torch.nn.Module, dtype: torch.dtype) -> NF4DenseLinear:
+def densify(module: Linear4bit, dtype: torch.dtype) -> NF4DenseLinear:
     """An :class:`NF4DenseLinear` computing what ``module`` (a ``Linear4bit``) computes."""
     weight = dequantized_weight(module, dtype)
     dense = NF4DenseLinear(

@@ -26,13 +26,17 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from adapters.execution_plan import ALL_PLANS, ExecutionPlan, PlanRequest
+from adapters.execution_plan import ALL_PLANS, ComputeDtype, ExecutionPlan, PlanRequest
 from adapters.machine import machine_key, total_memory_bytes
 from adapters.nf4_forms import is_packed_nf4
-from adapters.plan_probe import bf16_slowdown, first_layer, probe_plans
+from adapters.plan_probe import bf16_slowdown, first_layer, output_head, probe_plans
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +62,9 @@ def _cuda_plan(request: PlanRequest) -> ExecutionPlan:
     return ExecutionPlan("float32", "nf4", "CUDA without bf16 support: NF4 kernels, fp32 compute")
 
 
-def _cache_key(model: torch.nn.Module, candidates: list[ExecutionPlan], threads: int) -> str:
+def _cache_key(model: PreTrainedModel, candidates: list[ExecutionPlan], threads: int) -> str:
     linears, depth = first_layer(model)
-    head = model.get_output_embeddings()
+    head = output_head(model)
     shape = {
         "layer": [(m.in_features, m.out_features) for m in linears], "depth": depth,
         "head": list(head.weight.shape), "candidates": [p.name for p in candidates], "threads": threads,
@@ -69,7 +73,7 @@ def _cache_key(model: torch.nn.Module, candidates: list[ExecutionPlan], threads:
     return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def _read_cache(path: Path | None) -> dict:
+def _read_cache(path: Path | None) -> dict[str, Any]:
     if path is None or not path.is_file():
         return {}
     try:
@@ -104,7 +108,7 @@ def pick_fastest(measured: dict[str, dict[str, float]]) -> tuple[str, float]:
 
 
 def choose_plan(
-    model: torch.nn.Module,
+    model: PreTrainedModel,
     device: torch.device,
     request: PlanRequest | None = None,
     cache_dir: Path | None = None,
@@ -151,11 +155,11 @@ def unquantized_plan(device: torch.device, request: PlanRequest | None = None) -
     if device.type == "cuda":
         return replace(_cuda_plan(request), weights="dense")
     slowdown = bf16_slowdown(1024)
-    dtype = "float32" if slowdown > BF16_TOO_SLOW else "bfloat16"
+    dtype: ComputeDtype = "float32" if slowdown > BF16_TOO_SLOW else "bfloat16"
     return ExecutionPlan(dtype, "dense", f"bf16 matmul {slowdown:.1f}x the fp32 time here")
 
 
-def _measure(model: torch.nn.Module, candidates: list[ExecutionPlan]) -> ExecutionPlan:
+def _measure(model: PreTrainedModel, candidates: list[ExecutionPlan]) -> ExecutionPlan:
     started = time.perf_counter()
     notes = []
     has_fp32 = any(p.compute_dtype == "float32" for p in candidates)

@@ -26,11 +26,16 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, cast
 
 import torch
 
 from adapters.execution_plan import ExecutionPlan
 from adapters.nf4_forms import densify, is_packed_nf4
+
+if TYPE_CHECKING:
+    from bitsandbytes.nn.modules import Linear4bit
+    from transformers import PreTrainedModel
 
 WORKLOADS = ("serve_1", "serve_16", "train")
 _ROWS = {"serve_1": 1, "serve_16": 16, "train": 256}
@@ -44,7 +49,7 @@ WORKING_SET = 64 << 20
 TRAIN_LAYERS = 1
 
 
-def decoder_layers(model: torch.nn.Module) -> list[list[torch.nn.Module]]:
+def decoder_layers(model: torch.nn.Module) -> list[list[Linear4bit]]:
     """The packed linear layers of every decoder layer, in order."""
     for module in model.modules():
         if isinstance(module, torch.nn.ModuleList) and len(module) > 0:
@@ -54,18 +59,18 @@ def decoder_layers(model: torch.nn.Module) -> list[list[torch.nn.Module]]:
     raise ValueError("no decoder layer with NF4 linear layers found")
 
 
-def first_layer(model: torch.nn.Module) -> tuple[list[torch.nn.Module], int]:
+def first_layer(model: torch.nn.Module) -> tuple[list[Linear4bit], int]:
     """The packed linear layers of the first decoder layer, and how many decoder layers there are."""
     layers = decoder_layers(model)
     return layers[0], len(layers)
 
 
-def _weight_bytes(plan: ExecutionPlan, linears: Sequence[torch.nn.Module]) -> int:
+def _weight_bytes(plan: ExecutionPlan, linears: Sequence[Linear4bit]) -> int:
     per_weight = plan.dtype.itemsize if plan.weights == "dense" else 0.5
     return int(sum(m.in_features * m.out_features * per_weight for m in linears))
 
 
-def layers_to_stream(plan: ExecutionPlan, layers: Sequence[Sequence[torch.nn.Module]], work: str) -> int:
+def layers_to_stream(plan: ExecutionPlan, layers: Sequence[Sequence[Linear4bit]], work: str) -> int:
     """How many decoder layers ``work`` runs through for ``plan`` (see the module docstring)."""
     if work == "train":
         return min(TRAIN_LAYERS, len(layers))
@@ -89,10 +94,10 @@ def _timed(fn: Callable[[], object], best: float | None) -> float:
     return fastest
 
 
-def _layers_for(plan: ExecutionPlan, linears: Sequence[torch.nn.Module], train: bool) -> list[torch.nn.Module]:
+def _layers_for(plan: ExecutionPlan, linears: Sequence[Linear4bit], train: bool) -> list[torch.nn.Linear]:
     if plan.weights == "dense":
         return [densify(m, plan.dtype) for m in linears]
-    copies = []
+    copies: list[torch.nn.Linear] = []
     for module in linears:
         clone = copy.deepcopy(module)
         clone.compute_dtype, clone.compute_type_is_set = plan.dtype, True
@@ -102,7 +107,7 @@ def _layers_for(plan: ExecutionPlan, linears: Sequence[torch.nn.Module], train: 
     return copies
 
 
-def _workload(modules: Sequence[torch.nn.Module], rows: int, train: bool, dtype: torch.dtype) -> Callable[[], None]:
+def _workload(modules: Sequence[torch.nn.Linear], rows: int, train: bool, dtype: torch.dtype) -> Callable[[], None]:
     """One call of the workload: every module on ``rows`` tokens (forward, and backward to the
     inputs when ``train``)."""
     inputs = [torch.randn(rows, m.in_features, dtype=dtype, requires_grad=train) for m in modules]
@@ -117,7 +122,7 @@ def _workload(modules: Sequence[torch.nn.Module], rows: int, train: bool, dtype:
             return
         total = sum(m(x).float().sum() for m, x in zip(modules, inputs))
         assert isinstance(total, torch.Tensor)
-        total.backward()
+        torch.autograd.backward(total)
 
     return run
 
@@ -130,13 +135,19 @@ def bf16_slowdown(width: int) -> float:
     return _timed(lambda: a16 @ b16, fp32) / fp32
 
 
-def _head(out_head: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Linear:
+def output_head(model: PreTrainedModel) -> torch.nn.Linear:
+    """The model's output head (its ``lm_head``, as ``get_output_embeddings()`` finds it)."""
+    head = model.get_output_embeddings()  # type: ignore[no-untyped-call]  # transformers leaves it unannotated
+    return cast(torch.nn.Linear, head)
+
+
+def _head(out_head: torch.nn.Linear, dtype: torch.dtype) -> torch.nn.Linear:
     head = torch.nn.Linear(out_head.in_features, out_head.out_features, bias=False, device="meta")
     head.weight = torch.nn.Parameter(out_head.weight.detach().to(dtype), requires_grad=False)
     return head
 
 
-def probe_plans(model: torch.nn.Module, candidates: Sequence[ExecutionPlan]) -> dict[str, dict[str, float]]:
+def probe_plans(model: PreTrainedModel, candidates: Sequence[ExecutionPlan]) -> dict[str, dict[str, float]]:
     """Per candidate plan name, per workload: estimated seconds of one step (see the module docstring).
 
     The candidates take turns, :data:`ROUNDS` times per workload, and each keeps its fastest
@@ -145,12 +156,12 @@ def probe_plans(model: torch.nn.Module, candidates: Sequence[ExecutionPlan]) -> 
     """
     layers = decoder_layers(model)
     depth = len(layers)
-    heads = {plan.dtype: _head(model.get_output_embeddings(), plan.dtype) for plan in candidates}
-    built: dict[tuple[str, int, bool], list[torch.nn.Module]] = {}
+    heads = {plan.dtype: _head(output_head(model), plan.dtype) for plan in candidates}
+    built: dict[tuple[str, int, bool], list[torch.nn.Linear]] = {}
     results: dict[str, dict[str, float]] = {plan.name: {} for plan in candidates}
     for work in WORKLOADS:
         rows, train = _ROWS[work], work == "train"
-        runs = {}
+        runs: dict[str, tuple[float, Callable[[], None], Callable[[], None]]] = {}
         for plan in candidates:
             count = layers_to_stream(plan, layers, work)
             key = (plan.name, count, train)
