@@ -89,7 +89,7 @@ class _Segments:
             if self.pad is not None:
                 h.view(self.count, self.width, tokens, -1).mul_(self.pad)
         widths = self.stack.widths[group]
-        parts = h.split(widths, dim=-1) if len(widths) > 1 else (h,)
+        parts = torch.split(h, widths, dim=-1) if len(widths) > 1 else (h,)
         self._x, self._group, self._h = x, group, parts
         return parts
 
@@ -145,14 +145,14 @@ class LoRABatch:
 class BatchedLoRALinear(torch.nn.Module):
     """A base linear layer plus the batch's LoRA deltas (see the module docstring)."""
 
-    def __init__(self, base_layer: torch.nn.Module, name: str, batch: LoRABatch) -> None:
+    def __init__(self, base_layer: torch.nn.Linear, name: str, batch: LoRABatch) -> None:
         super().__init__()
         self.base_layer = base_layer
         self.name = name
         self.batch = batch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.base_layer(x)
+        out: torch.Tensor = self.base_layer(x)
         segments = self.batch.segments
         if segments is None:
             return out

@@ -163,10 +163,11 @@ def concat(parts: Sequence[LoRAStack], capacity: int | None = None) -> LoRAStack
     layouts: dict[str, Layout] = {}
     for group in groups:
         found = [p.layouts.get(group) for p in parts]
-        if all(layout == found[0] for layout in found):  # the common case: whole blocks copied
-            layouts[group] = found[0]
+        first = found[0]
+        if first is not None and all(layout == first for layout in found):  # the common case: whole blocks copied
+            layouts[group] = first
             a[group] = _stacked([p.a[group] for p in parts], capacity)
-            for module, _ in found[0]:
+            for module, _ in first:
                 b[module] = _stacked([p.b[module] for p in parts], capacity)
             continue
         layouts[group] = _union_layout([layout for layout in found if layout])

@@ -259,6 +259,7 @@ class Engine:
         budget = self.prefill_chunk
         while self._prefilling and budget > 0:
             row = self._prefilling[0]
+            assert row.cache is not None  # admission gave the row its own cache
             prompt = row.request.prompt_ids
             if row.handle.cancelled:
                 self._prefilling.pop(0)
@@ -298,6 +299,7 @@ class Engine:
         if not self._rows:
             return
         mask, positions = self._kv.step_inputs()
+        assert self._kv.cache is not None  # rows are running
         ids = torch.tensor([[row.last_token] for row in self._rows], dtype=torch.long, device=self.base.device)
         logits = self._forward(
             ids,
@@ -332,7 +334,8 @@ class Engine:
             logits_to_keep=1,
             **{self._cache_kwarg: cache},
         )
-        return out.logits[:, -1, :]
+        logits: torch.Tensor = out.logits[:, -1, :]
+        return logits
 
     def _accept(self, row: _Row, token: int) -> bool:
         """Record a sampled token; emit text; finish the row when done. True if finished."""
