@@ -46,7 +46,7 @@ import torch
 
 from adapters.base_model import BaseModelSpec, LoadedBase, load_base, pick_device
 from adapters.execution_plan import ExecutionPlan, PlanRequest
-from trainer.hyperparameters import Hyperparameters, Resolved
+from adapters.hyperparameters import Hyperparameters, Resolved
 from trainer.packing import PackedBatch
 from trainer.tokenize import IGNORE_INDEX
 

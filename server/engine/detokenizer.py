@@ -24,18 +24,21 @@ Contract:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Protocol
 
 _INCOMPLETE = "\ufffd"
 
 
+class TokenDecoder(Protocol):
+    """What :class:`IncrementalText` needs of a tokenizer (a Hugging Face one has it)."""
+
+    def decode(self, token_ids: list[int], skip_special_tokens: bool = ...) -> str | list[str]: ...
+
+
 class IncrementalText:
-    """Turns generated token ids into text pieces, honouring stop strings.
+    """Turns generated token ids into text pieces, honouring stop strings."""
 
-    ``tokenizer`` is a Hugging Face tokenizer (anything with ``decode(ids, skip_special_tokens=)``).
-    """
-
-    def __init__(self, tokenizer: Any, stop: tuple[str, ...] = ()) -> None:
+    def __init__(self, tokenizer: TokenDecoder, stop: tuple[str, ...] = ()) -> None:
         self._tokenizer = tokenizer
         self._stop = tuple(s for s in stop if s)
         self._overlap = max((len(s) for s in self._stop), default=0)
@@ -78,7 +81,8 @@ class IncrementalText:
         return self._take((self._text + self._new_text()).rstrip(_INCOMPLETE), None)
 
     def _decode(self, ids: list[int]) -> str:
-        text: str = self._tokenizer.decode(ids, skip_special_tokens=True)
+        text = self._tokenizer.decode(ids, skip_special_tokens=True)
+        assert isinstance(text, str)  # a list only for a batch of id lists
         return text
 
     def _new_text(self) -> str:

@@ -11,10 +11,10 @@ from safetensors.torch import load_file
 
 from adapters.base_model import load_base
 from adapters.execution_plan import ExecutionPlan
+from adapters.hyperparameters import parse
 from adapters.store import AdapterStore
 from trainer.documents import load_records
 from trainer.evaluate import eval_loss, probe_recall
-from trainer.hyperparameters import parse
 from trainer.packing import pack
 from trainer.publish import publish_adapter
 from trainer.qlora import _Schedule, learning_rate_at, prepare_model, row_loss, train

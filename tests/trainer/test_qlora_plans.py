@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from adapters.execution_plan import ALL_PLANS, ExecutionPlan
+from adapters.hyperparameters import parse
 from adapters.nf4_forms import NF4DenseLinear, is_packed_nf4
-from trainer.hyperparameters import parse
 from trainer.packing import pack
 from trainer.qlora import prepare_model, row_loss
 from trainer.tokenize import encode
