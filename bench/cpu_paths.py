@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from adapters.base_model import load_base, load_nf4_model  # noqa: E402
 from adapters.execution_plan import ALL_PLANS, ExecutionPlan  # noqa: E402
+from adapters.hyperparameters import parse  # noqa: E402
 from adapters.machine import machine_info  # noqa: E402
 from adapters.plan_choice import choose_plan  # noqa: E402
 from bench import train_data  # noqa: E402
@@ -46,7 +47,6 @@ from bench.engine_bench import engine_load, prompts  # noqa: E402
 from server.engine.adapter_cache import AdapterHandle  # noqa: E402
 from server.engine.step_loop import Engine  # noqa: E402
 from tests.conftest import make_lora  # noqa: E402
-from trainer.hyperparameters import parse  # noqa: E402
 from trainer.packing import pack  # noqa: E402
 from trainer.qlora import Prepared, make_optimizer, prepare_model, row_loss  # noqa: E402
 

@@ -48,12 +48,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from adapters.base_model import load_base, pick_device  # noqa: E402
 from adapters.execution_plan import PlanRequest  # noqa: E402
+from adapters.hyperparameters import parse  # noqa: E402
 from adapters.validation import KEY_PREFIX  # noqa: E402
 from bench.engine_bench import engine_load, prompts, round_ratios  # noqa: E402
 from bench.train_data import rounded  # noqa: E402
 from server.engine.adapter_cache import AdapterHandle  # noqa: E402
 from server.engine.step_loop import Engine  # noqa: E402
-from trainer.hyperparameters import parse  # noqa: E402
 from trainer.packing import pack  # noqa: E402
 from trainer.qlora import prepare_model, train  # noqa: E402
 from trainer.tokenize import IGNORE_INDEX, EncodedSample  # noqa: E402

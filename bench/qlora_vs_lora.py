@@ -33,10 +33,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from adapters.base_model import pick_device  # noqa: E402
+from adapters.hyperparameters import Hyperparameters  # noqa: E402
 from adapters.machine import machine_info  # noqa: E402
 from bench import train_data  # noqa: E402
 from trainer.evaluate import eval_loss  # noqa: E402
-from trainer.hyperparameters import Hyperparameters  # noqa: E402
 from trainer.packing import pack  # noqa: E402
 from trainer.qlora import prepare_model, train  # noqa: E402
 

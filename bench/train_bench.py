@@ -46,10 +46,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from adapters.base_model import load_base, load_nf4_model, pick_device  # noqa: E402
 from adapters.execution_plan import ExecutionPlan  # noqa: E402
+from adapters.hyperparameters import Hyperparameters, Resolved  # noqa: E402
 from adapters.plan_choice import choose_plan  # noqa: E402
 from adapters.machine import machine_info  # noqa: E402
 from bench import train_data  # noqa: E402
-from trainer.hyperparameters import Hyperparameters, Resolved  # noqa: E402
 from trainer.packing import pack  # noqa: E402
 from trainer.qlora import plan_rows  # noqa: E402
 from trainer.tokenize import IGNORE_INDEX  # noqa: E402

@@ -21,7 +21,7 @@ from typing import Any
 
 from adapters.base_model import load_tokenizer
 from adapters.embedded import prepare_embedded_model
-from trainer.hyperparameters import Hyperparameters, parse
+from adapters.hyperparameters import Hyperparameters, parse
 from trainer.tokenize import EncodedSample, encode
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -46,8 +46,8 @@ from tests.conftest import make_lora  # noqa: E402
 
 def train_child(args: argparse.Namespace) -> None:
     """The training side, in its own process (as a job's worker is): prints its tokens/s."""
+    from adapters.hyperparameters import parse
     from bench.cpu_paths import TrainSide
-    from trainer.hyperparameters import parse
 
     model_dir = train_data.default_model_dir()
     data = train_data.bench_samples(model_dir, seed=0, max_seq_tokens=parse({}).row_tokens("cpu"))

@@ -18,10 +18,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from adapters.hyperparameters import MAX_RANK
 from adapters.manifest import AdapterManifest, sha256_file
 from adapters.store import CONFIG_FILE, WEIGHTS_FILE, AdapterStore
 from adapters.validation import validate_adapter
-from trainer.hyperparameters import MAX_RANK
 from trainer.qlora import Prepared
 
 
