@@ -16,6 +16,7 @@ Contract:
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import sqlite3
 import uuid
@@ -131,14 +132,17 @@ class ComparisonStore:
             rows = db.execute(
                 f"SELECT {_COLUMNS} FROM comparisons {where} ORDER BY seq DESC LIMIT ?", (*params, limit)
             ).fetchall()
-        return [Comparison(*row[:6], bool(row[6]), row[7]) for row in rows]
+        return [
+            Comparison(id_, owner, left, right, sha256, vote, bool(blind), created_at)
+            for id_, owner, left, right, sha256, vote, blind, created_at in rows
+        ]
 
     def count(self, tenant: str) -> int:
         """How many votes ``tenant`` has recorded."""
         with self._connect() as db:
             return int(db.execute("SELECT COUNT(*) FROM comparisons WHERE tenant = ?", (tenant,)).fetchone()[0])
 
-    def stats(self, tenant: str | None) -> list[PairStats]:
+    def stats(self, tenant: str | None) -> builtins.list[PairStats]:  # ``list`` is the method above
         """Per-pair tallies, the most-voted pairs first."""
         where, params = self._scope(tenant)
         with self._connect() as db:

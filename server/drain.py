@@ -35,6 +35,7 @@ from types import FrameType
 from typing import Any
 
 import uvicorn
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server.errors import APIError
 
@@ -45,11 +46,6 @@ SHUTTING_DOWN = "server_shutting_down"
 RETRY_AFTER_S = 5
 """``Retry-After`` of that 503: by then another instance (or this one, restarted) may answer."""
 _WEBSOCKET_SERVICE_RESTART = 1012
-
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class Drain:

@@ -8,6 +8,8 @@ shape, so a client never sees a stack trace and the server never drops a connect
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -42,7 +44,7 @@ class APIError(Exception):
         code: str | None = None,
         param: str | None = None,
         type: str | None = None,
-        headers: dict[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -52,7 +54,7 @@ class APIError(Exception):
         self.type = type or _TYPE_BY_STATUS.get(status, "api_error")
         self.headers = headers or {}
 
-    def body(self) -> dict:
+    def body(self) -> dict[str, Any]:
         """The JSON body OpenAI clients parse."""
         return {
             "error": {

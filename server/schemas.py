@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 
 from server.errors import APIError, bad_request
 
@@ -90,7 +91,7 @@ def _is_field(part: object) -> bool:
     return text not in _UNION_TAGS and "[" not in text and not text.startswith("function-")
 
 
-def _describe(error: dict) -> tuple[str, str | None]:
+def _describe(error: ErrorDetails) -> tuple[str, str | None]:
     loc = ".".join(str(part) for part in error.get("loc", ()) if _is_field(part))
     kind = error.get("type", "")
     if kind == "json_invalid":

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from server.engine.adapter_cache import AdapterHandle
 from server.engine.step_loop import Engine, Event, Finished, GenerationRequest
@@ -40,7 +40,7 @@ class Generation:
     def cancel(self) -> None:
         self._handle.cancel()
 
-    async def __aiter__(self) -> AsyncIterator[Event]:
+    async def __aiter__(self) -> AsyncGenerator[Event, None]:
         last = None
         try:
             while True:

@@ -46,14 +46,14 @@ from server.upload_limits import read_capped
 from server.services import Services, services_of
 
 
-def _ready_services(request: Request):
+def _ready_services(request: Request) -> Services:
     services = services_of(request)
     if services.engine is None:
         raise model_loading()
     return services
 
 
-def resolve_adapter(services, principal: Principal, model: str) -> tuple[str, AdapterHandle | None]:
+def resolve_adapter(services: Services, principal: Principal, model: str) -> tuple[str, AdapterHandle | None]:
     """The served model id (``base`` or ``tenant/name@version``) and the adapter to use."""
     try:
         ref = parse_model_id(model)
@@ -68,6 +68,7 @@ def resolve_adapter(services, principal: Principal, model: str) -> tuple[str, Ad
     except AdapterNotFound:
         raise model_not_found(model) from None
     manifest = resolved.manifest
+    assert services.base is not None  # the engine serves it (_ready_services)
     if manifest.base_spec_hash != services.base.spec.hash:
         raise APIError(
             409,
@@ -78,11 +79,14 @@ def resolve_adapter(services, principal: Principal, model: str) -> tuple[str, Ad
     return manifest.model_id, AdapterHandle(manifest.model_id, resolved.path)
 
 
-def _context_limit(services) -> int:
+def _context_limit(services: Services) -> int:
+    assert services.base is not None  # the engine serves it (_ready_services)
     return min(services.base.context_length, services.settings.max_context)
 
 
-def _sampling(services, body: ChatCompletionRequest, prompt_len: int, ceiling: int | None = None) -> SamplingParams:
+def _sampling(
+    services: Services, body: ChatCompletionRequest, prompt_len: int, ceiling: int | None = None
+) -> SamplingParams:
     """The request's sampling; ``ceiling`` bounds the completion when the request names none."""
     limit = _context_limit(services)
     if prompt_len >= limit:
@@ -109,7 +113,7 @@ def _sampling(services, body: ChatCompletionRequest, prompt_len: int, ceiling: i
     )
 
 
-def _usage(finished: Finished) -> dict:
+def _usage(finished: Finished) -> dict[str, int]:
     return {
         "prompt_tokens": finished.prompt_tokens,
         "completion_tokens": finished.completion_tokens,
@@ -185,6 +189,7 @@ async def chat_completions(request: Request) -> Response | ReleaseAfter:
     body = parse_json(ChatCompletionRequest, await read_capped(request, services_of(request).settings.max_chat_body_bytes))
     settings = await run_in_threadpool(_tenant_settings, request, principal, body)
     services = _ready_services(request)
+    assert services.base is not None and services.admitter is not None  # both set before the engine
     admission = _admit(services, principal, settings)
     try:
         served_model, adapter = await run_in_threadpool(resolve_adapter, services, principal, body.model)
@@ -261,7 +266,7 @@ async def _complete(request: Request, generation: Generation, cid: str, created:
         await events.aclose()
 
 
-def _chunk(cid: str, created: int, model: str, delta: dict, finish_reason: str | None) -> dict:
+def _chunk(cid: str, created: int, model: str, delta: dict[str, str], finish_reason: str | None) -> dict[str, str]:
     return {
         "data": json.dumps(
             {
@@ -277,7 +282,7 @@ def _chunk(cid: str, created: int, model: str, delta: dict, finish_reason: str |
 
 async def _stream(
     generation: Generation, cid: str, created: int, model: str, include_usage: bool
-) -> AsyncIterator[dict]:
+) -> AsyncIterator[dict[str, str]]:
     yield _chunk(cid, created, model, {"role": "assistant", "content": ""}, None)
     async for event in generation:
         if isinstance(event, TextDelta):

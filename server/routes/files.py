@@ -105,7 +105,9 @@ def _spool(upload: UploadFile, target: Path) -> None:
 
 
 def _refused(verdict: dict[str, Any], limit: int) -> APIError:
-    message = verdict.get("message") if isinstance(verdict.get("message"), str) else "The file was refused."
+    message = verdict.get("message")
+    if not isinstance(message, str):
+        message = "The file was refused."
     if verdict.get("code") == "file_too_large":
         return APIError(413, message, code="file_too_large", param="file")
     return bad_request(message, param="file", code="invalid_file")

@@ -20,15 +20,17 @@ async def ready(request: Request) -> JSONResponse:
         return JSONResponse({"status": "failed", "error": services.load_error}, status_code=503)
     if services.engine is None:
         return JSONResponse({"status": "loading"}, status_code=503, headers={"Retry-After": "5"})
-    spec = services.base.spec
+    base = services.base
+    assert base is not None  # set before the engine
+    spec = base.spec
     return JSONResponse(
         {
             "status": "ready",
             "model": spec.name,
             "base_spec_hash": spec.hash,
-            "device": str(services.base.device),
-            "context_length": services.base.context_length,
-            "execution_plan": {key: value for key, value in services.base.plan.to_dict().items() if key != "measured_ms"},
+            "device": str(base.device),
+            "context_length": base.context_length,
+            "execution_plan": {key: value for key, value in base.plan.to_dict().items() if key != "measured_ms"},
         }
     )
 

@@ -8,6 +8,7 @@ does not exist.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -15,7 +16,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from adapters.ids import BASE_MODEL_ID, InvalidId, parse_model_id
-from adapters.store import AdapterNotFound
+from adapters.manifest import AdapterManifest
+from adapters.store import AdapterNotFound, AdapterStore
 from server.tenancy.auth import authenticate, can_use_tenant
 from server.errors import model_not_found
 from server.services import services_of
@@ -28,11 +30,11 @@ def _created(iso: str) -> int:
         return 0
 
 
-def _base_entry(request: Request) -> dict:
+def _base_entry(request: Request) -> dict[str, Any]:
     return {"id": BASE_MODEL_ID, "object": "model", "created": request.app.state.started_at, "owned_by": "swaplora"}
 
 
-def _adapter_entry(manifest) -> dict:
+def _adapter_entry(manifest: AdapterManifest) -> dict[str, Any]:
     return {
         "id": manifest.adapter_id,
         "object": "model",
@@ -42,7 +44,7 @@ def _adapter_entry(manifest) -> dict:
     }
 
 
-def _list(store, tenant: str | None) -> list[dict]:
+def _list(store: AdapterStore, tenant: str | None) -> list[dict[str, Any]]:
     entries = []
     for summary in store.list_adapters(tenant):
         try:

@@ -34,6 +34,7 @@ from adapters.ids import InvalidId, validate_tenant_id
 from server.tenancy.auth import Principal, bearer_key
 from server.errors import APIError
 from server.tenancy.tenant_settings import TenantSettings
+from server.tenancy.tenants import TenantRegistry
 
 CORS_PATHS = frozenset({"/v1/chat/completions", "/v1/widget/config"})
 PREFLIGHT_HEADERS = {
@@ -91,7 +92,7 @@ class TenantCORSMiddleware:
         await self.app(scope, receive, send_with_cors)
 
 
-def _preflight_allowed(registry, scope: Scope, origin: str) -> bool:
+def _preflight_allowed(registry: TenantRegistry, scope: Scope, origin: str) -> bool:
     tenants = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("tenant")
     if not tenants:
         return False  # see the module docstring: no scan over every tenant for a stranger
@@ -102,7 +103,7 @@ def _preflight_allowed(registry, scope: Scope, origin: str) -> bool:
     return registry.get_tenant(tenant_id) is not None and registry.get_settings(tenant_id).allows_origin(origin)
 
 
-def _request_allowed(registry, key: str | None, origin: str) -> bool:
+def _request_allowed(registry: TenantRegistry, key: str | None, origin: str) -> bool:
     owner = registry.authenticate_key(key) if key else None
     if owner is None or owner.kind != "publishable":
         return False

@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import ErrorDetails
 
 from adapters.ids import InvalidId, parse_model_id
 from server.errors import APIError, bad_request
@@ -164,7 +165,9 @@ class TenantSettings(_Record):
 
     def allows_origin(self, origin: str | None) -> bool:
         """Whether a browser page at ``origin`` may use this tenant's publishable keys."""
-        return bool(origin) and origin.lower() in self.allowed_origins
+        if not origin:
+            return False
+        return origin.lower() in self.allowed_origins
 
 
 def lower_of(*all_limits: TenantLimits) -> TenantLimits:
@@ -225,7 +228,7 @@ def merge_patch(current: TenantSettings, patch: dict[str, Any]) -> dict[str, Any
 
 def settings_error(exc: Exception) -> APIError:
     """A pydantic error on a settings change as a 400 that names the field."""
-    errors = getattr(exc, "errors", lambda: [])()
+    errors: list[ErrorDetails] = getattr(exc, "errors", lambda: [])()
     if not errors:
         return bad_request(str(exc))
     first = errors[0]
