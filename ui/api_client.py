@@ -17,11 +17,14 @@ from __future__ import annotations
 import html
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import gradio as gr
 import httpx
 import openai
+
+if TYPE_CHECKING:
+    from openai.types.chat import ChatCompletionMessageParam
 
 TIMEOUT_S = 300.0
 """Generous: a chat on a busy CPU server or a large upload may take minutes."""
@@ -52,6 +55,11 @@ def _from_openai(exc: openai.OpenAIError, api_url: str) -> ApiError:
     if isinstance(body, Mapping) and isinstance(body.get("message"), str):
         return ApiError(body["message"], status, body.get("code"))
     return ApiError(getattr(exc, "message", None) or str(exc), status)
+
+
+def _openai_messages(messages: Sequence[Mapping[str, str]]) -> list[ChatCompletionMessageParam]:
+    """The ``{"role", "content"}`` mappings as the openai client's message type (the same dicts)."""
+    return cast("list[ChatCompletionMessageParam]", list(messages))
 
 
 class ApiClient:
@@ -86,16 +94,24 @@ class ApiClient:
             return body
         raise _from_body(response.status_code, body, f"The server answered {response.status_code}.")
 
+    async def _object(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        """:meth:`request` for an endpoint that answers a JSON object."""
+        return cast(dict[str, Any], await self.request(method, path, **kwargs))
+
+    async def _data(self, path: str, **kwargs: Any) -> list[dict[str, Any]]:
+        """The ``data`` list of a ``GET`` list endpoint's answer."""
+        return cast(list[dict[str, Any]], (await self.request("GET", path, **kwargs))["data"])
+
     # ------------------------------------------------------------------- identity and models
 
     async def me(self) -> dict[str, Any]:
-        return await self.request("GET", "/v1/me")
+        return await self._object("GET", "/v1/me")
 
     async def tenants(self) -> list[dict[str, Any]]:
-        return (await self.request("GET", "/v1/tenants"))["data"]
+        return await self._data("/v1/tenants")
 
     async def tenant(self, tenant_id: str) -> dict[str, Any]:
-        return await self.request("GET", f"/v1/tenants/{tenant_id}")
+        return await self._object("GET", f"/v1/tenants/{tenant_id}")
 
     async def stream_chat(
         self, model: str, messages: Sequence[Mapping[str, str]], temperature: float, max_tokens: int
@@ -105,7 +121,8 @@ class ApiClient:
                                     timeout=TIMEOUT_S)
         try:
             stream = await client.chat.completions.create(
-                model=model, messages=list(messages), temperature=temperature, max_tokens=max_tokens, stream=True
+                model=model, messages=_openai_messages(messages), temperature=temperature, max_tokens=max_tokens,
+                stream=True,
             )
             async for chunk in stream:
                 delta = chunk.choices[0].delta.content if chunk.choices else None
@@ -119,52 +136,52 @@ class ApiClient:
 
     async def adapters(self) -> list[dict[str, Any]]:
         """Every adapter the key may see, each with all its versions' manifests."""
-        return (await self.request("GET", "/v1/adapters"))["data"]
+        return await self._data("/v1/adapters")
 
     async def adapter(self, adapter_id: str) -> dict[str, Any]:
-        return await self.request("GET", f"/v1/adapters/{adapter_id}")
+        return await self._object("GET", f"/v1/adapters/{adapter_id}")
 
     async def rollback(self, adapter_id: str, version: int) -> dict[str, Any]:
-        return await self.request("POST", f"/v1/adapters/{adapter_id}/rollback", json={"version": version})
+        return await self._object("POST", f"/v1/adapters/{adapter_id}/rollback", json={"version": version})
 
     async def delete_adapter(self, adapter_id: str) -> dict[str, Any]:
-        return await self.request("DELETE", f"/v1/adapters/{adapter_id}")
+        return await self._object("DELETE", f"/v1/adapters/{adapter_id}")
 
     async def delete_version(self, adapter_id: str, version: int) -> dict[str, Any]:
-        return await self.request("DELETE", f"/v1/adapters/{adapter_id}/versions/{version}")
+        return await self._object("DELETE", f"/v1/adapters/{adapter_id}/versions/{version}")
 
     async def upload_adapter(self, name: str, paths: Sequence[Path], tenant: str | None) -> dict[str, Any]:
         data = {"name": name, **({"tenant": tenant} if tenant else {})}
         files = [("files", (p.name, p.read_bytes(), "application/octet-stream")) for p in paths]
-        return await self.request("POST", "/v1/adapters", data=data, files=files)
+        return await self._object("POST", "/v1/adapters", data=data, files=files)
 
     # ------------------------------------------------------------------- comparisons
 
     async def record_vote(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        return await self.request("POST", "/v1/comparisons", json=dict(body))
+        return await self._object("POST", "/v1/comparisons", json=dict(body))
 
     async def comparison_stats(self) -> list[dict[str, Any]]:
-        return (await self.request("GET", "/v1/comparisons/stats"))["data"]
+        return await self._data("/v1/comparisons/stats")
 
     # ------------------------------------------------------------------- files and fine-tuning jobs
 
     async def upload_file(self, path: Path, tenant: str | None) -> dict[str, Any]:
         data = {"purpose": "fine-tune", **({"tenant": tenant} if tenant else {})}
-        return await self.request("POST", "/v1/files", data=data, files={"file": (path.name, path.read_bytes())})
+        return await self._object("POST", "/v1/files", data=data, files={"file": (path.name, path.read_bytes())})
 
     async def create_job(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        return await self.request("POST", "/v1/fine_tuning/jobs", json=dict(body))
+        return await self._object("POST", "/v1/fine_tuning/jobs", json=dict(body))
 
     async def job(self, job_id: str) -> dict[str, Any]:
-        return await self.request("GET", f"/v1/fine_tuning/jobs/{job_id}")
+        return await self._object("GET", f"/v1/fine_tuning/jobs/{job_id}")
 
     async def jobs(self, limit: int = 20) -> list[dict[str, Any]]:
-        return (await self.request("GET", "/v1/fine_tuning/jobs", params={"limit": limit}))["data"]
+        return await self._data("/v1/fine_tuning/jobs", params={"limit": limit})
 
     async def job_events(self, job_id: str, after: str | None = None) -> dict[str, Any]:
         """One page of the job's events, newest first; ``after`` continues with older ones."""
         params: dict[str, Any] = {"limit": 100, **({"after": after} if after else {})}
-        return await self.request("GET", f"/v1/fine_tuning/jobs/{job_id}/events", params=params)
+        return await self._object("GET", f"/v1/fine_tuning/jobs/{job_id}/events", params=params)
 
     async def cancel_job(self, job_id: str) -> dict[str, Any]:
-        return await self.request("POST", f"/v1/fine_tuning/jobs/{job_id}/cancel")
+        return await self._object("POST", f"/v1/fine_tuning/jobs/{job_id}/cancel")

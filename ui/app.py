@@ -54,6 +54,7 @@ def theme() -> gr.themes.Base:
 def build_ui(api_url: str, sessions: UiSessions, prefix: str) -> gr.Blocks:
     """The Blocks for the server at ``api_url`` (its root, e.g. ``http://127.0.0.1:8000``), behind the
     :class:`ui.key_gate.KeyGate` mounted at ``prefix`` that keeps ``sessions``."""
+    blocks: gr.Blocks
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(CACHE_SECONDS, CACHE_SECONDS)) as blocks:
         gr.Markdown(f"## {TITLE} — chat, train and compare LoRA adapters")
         session, acting = build_sign_in(blocks, api_url, sessions, prefix)

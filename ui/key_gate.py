@@ -31,9 +31,9 @@ import html
 import re
 from collections.abc import Mapping
 from http.cookies import SimpleCookie
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -74,9 +74,10 @@ class KeyGate:
     # ------------------------------------------------------------------ what handlers use
 
     @staticmethod
-    def user(request: Any) -> str | None:
+    def user(request: Request) -> str | None:
         """Gradio's ``auth_dependency``: the user this gate let through, else None (Gradio's 401)."""
-        return request.scope.get(USER_SCOPE_KEY)
+        user: str | None = request.scope.get(USER_SCOPE_KEY)
+        return user
 
     # ------------------------------------------------------------------ the middleware
 
