@@ -80,15 +80,7 @@ def load_model(services: Services) -> None:
 
 def create_app(settings: Settings) -> Starlette:
     settings.data.mkdir(parents=True, exist_ok=True)
-    services = Services(
-        settings=settings,
-        store=AdapterStore(settings.adapters_dir),
-        tenants=TenantRegistry(settings.db_path),
-        metrics=Metrics(),
-        comparisons=ComparisonStore(settings.db_path),
-        files=FileStore(settings.db_path, settings.files_dir),
-        jobs=JobStore(settings.db_path),
-    )
+    services = Services.on_disk(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

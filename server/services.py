@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 
@@ -59,6 +59,20 @@ class Services:
     def require_room(self, tenant: str, adding: quotas.Adding) -> None:
         """413/429 ``quota_exceeded`` when ``adding`` would pass one of ``tenant``'s quotas."""
         quotas.require_room(self.tenants.get_settings(tenant).effective_limits, self.usage(tenant), adding)
+
+    @classmethod
+    def on_disk(cls, settings: Settings, **fields: Any) -> Services:
+        """Every store opened under ``settings.data``; ``fields`` set the rest (``base``, ...)."""
+        return cls(
+            settings=settings,
+            store=AdapterStore(settings.adapters_dir),
+            tenants=TenantRegistry(settings.db_path),
+            metrics=Metrics(),
+            comparisons=ComparisonStore(settings.db_path),
+            files=FileStore(settings.db_path, settings.files_dir),
+            jobs=JobStore(settings.db_path),
+            **fields,
+        )
 
     @property
     def plan_name(self) -> str | None:

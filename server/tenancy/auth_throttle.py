@@ -44,6 +44,11 @@ class AuthThrottle:
             wait = recent[0] + self.window_s - now
         raise rate_limited("Too many failed authentications from this address; retry later.", math.ceil(wait))
 
+    def tracked(self) -> set[str]:
+        """The addresses whose failures are held now (the memory bound's subject)."""
+        with self._lock:
+            return set(self._failures)
+
     def record(self, address: str) -> None:
         """Count one failed authentication of ``address``."""
         with self._lock:

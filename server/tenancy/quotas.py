@@ -31,7 +31,8 @@ QUOTA_EXCEEDED = "quota_exceeded"
 
 @dataclass(frozen=True)
 class Usage:
-    """What one tenant stores now."""
+    """Amounts of what a tenant stores: what it stores now, or (as :data:`Adding`) what a request
+    is about to store."""
 
     storage_bytes: int = 0
     adapters: int = 0
@@ -43,15 +44,8 @@ class Usage:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class Adding:
-    """What a request is about to store."""
-
-    storage_bytes: int = 0
-    adapters: int = 0
-    adapter_versions: int = 0
-    files: int = 0
-    comparisons: int = 0
+Adding = Usage
+"""What a request is about to store (the same amounts)."""
 
 
 _WHAT = {

@@ -52,17 +52,9 @@ one whole: quotas it leaves out are unlimited)."""
 
 
 def real_services(settings: Settings, **fields: Any) -> Services:
-    """Every store real under ``settings.data``; ``fields`` set the rest (``base``, ``model_dir``...)."""
-    return Services(
-        settings=settings,
-        store=AdapterStore(settings.adapters_dir),
-        tenants=TenantRegistry(settings.db_path),
-        metrics=Metrics(),
-        comparisons=ComparisonStore(settings.db_path),
-        files=FileStore(settings.db_path, settings.files_dir),
-        jobs=JobStore(settings.db_path),
-        **fields,
-    )
+    """Every store real under ``settings.data`` (as the app opens them); ``fields`` set the rest
+    (``base``, ``model_dir``...)."""
+    return Services.on_disk(settings, **fields)
 
 
 # ------------------------------------------------------------------------------- route clients

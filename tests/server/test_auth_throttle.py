@@ -37,7 +37,7 @@ def test_tracked_addresses_are_bounded() -> None:
     throttle = AuthThrottle(max_failures=2, max_addresses=100)
     for i in range(1000):
         throttle.record(f"10.0.{i // 256}.{i % 256}")
-    assert len(throttle._failures) == 100
+    assert len(throttle.tracked()) == 100
 
 
 def test_guessing_keys_over_http_gets_429(tmp_path: Path) -> None:
