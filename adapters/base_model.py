@@ -171,7 +171,7 @@ def load_nf4_model(model_dir: Path, device: torch.device, *, quantize: bool = Tr
     in bf16, in eval mode, not yet in any plan's form (``quantize=False``: all bf16)."""
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    quant = BitsAndBytesConfig(  # type: ignore[no-untyped-call]  # transformers leaves its __init__ unannotated
+    quant = BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,

@@ -86,3 +86,9 @@ class PlanRequest:
     @property
     def fixed(self) -> bool:
         return self.compute_dtype != "auto" and self.cpu_weights != "auto"
+
+    def fixed_plan(self) -> ExecutionPlan | None:
+        """The plan this request fixes (neither setting ``auto``), else None (it is measured)."""
+        if self.compute_dtype == "auto" or self.cpu_weights == "auto":
+            return None
+        return ExecutionPlan(self.compute_dtype, self.cpu_weights)

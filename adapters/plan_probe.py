@@ -137,7 +137,7 @@ def bf16_slowdown(width: int) -> float:
 
 def output_head(model: PreTrainedModel) -> torch.nn.Linear:
     """The model's output head (its ``lm_head``, as ``get_output_embeddings()`` finds it)."""
-    head = model.get_output_embeddings()  # type: ignore[no-untyped-call]  # transformers leaves it unannotated
+    head = model.get_output_embeddings()
     return cast(torch.nn.Linear, head)
 
 

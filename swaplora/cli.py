@@ -138,12 +138,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _fixed_plan(settings: Settings) -> str | None:
     """The plan SWAPLORA_COMPUTE_DTYPE and SWAPLORA_CPU_WEIGHTS fix, if they fix one (else measured)."""
-    request = settings.plan_request
-    if not request.fixed:
-        return None
-    from adapters.execution_plan import ExecutionPlan
-
-    return ExecutionPlan(request.compute_dtype, request.cpu_weights).name
+    plan = settings.plan_request.fixed_plan()
+    return plan.name if plan is not None else None
 
 
 def _add_data_flag(parser: argparse.ArgumentParser) -> None:

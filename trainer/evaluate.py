@@ -75,10 +75,10 @@ def _answers(prepared: Prepared, questions: Sequence[str], system_prompt: str | 
 
 def probe_recall(
     prepared: Prepared, probes: Sequence[Probe], system_prompt: str | None, max_new_tokens: int = 48
-) -> tuple[float, list[dict]]:
+) -> tuple[float, list[dict[str, object]]]:
     """(share of probes answered correctly, per-probe ``{question, expect, answer, correct}``)."""
     prepared.model.eval()
-    results: list[dict] = []
+    results: list[dict[str, object]] = []
     for start in range(0, len(probes), PROBE_BATCH):
         chunk = probes[start : start + PROBE_BATCH]
         answers = _answers(prepared, [p.question for p in chunk], system_prompt, max_new_tokens)
@@ -93,7 +93,7 @@ def probe_recall(
             )
     if not results:
         return float("nan"), results
-    return sum(r["correct"] for r in results) / len(results), results
+    return sum(r["correct"] is True for r in results) / len(results), results
 
 
 def stored_adapter_recall(

@@ -26,7 +26,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from trainer.outline import Block, squash
+
+if TYPE_CHECKING:
+    from markdown_it.token import Token
 
 _MAX_HEADING = 300  # longer lines are never headings (and never reach a backtracking pattern)
 _ATX = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
@@ -118,7 +123,7 @@ def markdown_blocks(text: str) -> tuple[list[Block], str]:
     return blocks, ""
 
 
-def _inline_text(token) -> str:
+def _inline_text(token: Token) -> str:
     parts: list[str] = []
     for child in token.children or []:
         if child.type in ("text", "code_inline"):  # inline HTML tags are markup, not text
@@ -132,7 +137,8 @@ def _inline_text(token) -> str:
 
 def html_blocks(text: str) -> tuple[list[Block], str]:
     """Headings and paragraphs of an HTML page (rules in the module doc)."""
-    from bs4 import BeautifulSoup, NavigableString, Tag
+    from bs4 import BeautifulSoup, Tag
+    from bs4.element import NavigableString
 
     soup = BeautifulSoup(text, "lxml")
     title = squash(soup.title.get_text()) if soup.title else ""

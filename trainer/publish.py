@@ -48,7 +48,7 @@ def publish_adapter(
     """Validate the trained LoRA in ``prepared`` and publish it as the next ``tenant/name`` version."""
     with tempfile.TemporaryDirectory(prefix="swaplora-adapter-") as tmp:
         work = Path(tmp)
-        prepared.model.save_pretrained(work, safe_serialization=True)
+        prepared.model.save_pretrained(str(work), safe_serialization=True)
         weights = work / WEIGHTS_FILE
         validated = validate_adapter((work / CONFIG_FILE).read_bytes(), weights, prepared.linear_shapes, MAX_RANK)
         weights_sha256 = sha256_file(weights)

@@ -41,6 +41,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import torch
 
@@ -50,6 +51,10 @@ from adapters.hyperparameters import Hyperparameters, Resolved
 from trainer.packing import PackedBatch
 from trainer.tokenize import IGNORE_INDEX
 
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
 log = logging.getLogger(__name__)
 
 
@@ -57,8 +62,8 @@ log = logging.getLogger(__name__)
 class Prepared:
     """A base model with trainable LoRA layers, ready for :func:`train`."""
 
-    model: torch.nn.Module
-    tokenizer: object
+    model: PeftModel
+    tokenizer: PreTrainedTokenizerBase
     spec: BaseModelSpec
     device: torch.device
     linear_shapes: dict[str, tuple[int, int]] = field(default_factory=dict)
@@ -69,7 +74,7 @@ class Prepared:
     """How the base computes (see :mod:`adapters.execution_plan`)."""
 
     @classmethod
-    def wrap(cls, base: LoadedBase, model: torch.nn.Module) -> Prepared:
+    def wrap(cls, base: LoadedBase, model: PeftModel) -> Prepared:
         """``model`` (``base.model`` wrapped in LoRA) with everything else taken from ``base``."""
         return cls(model, base.tokenizer, base.spec, base.device, base.linear_shapes,
                    base.context_length, base.eos_token_ids, base.plan)
@@ -132,7 +137,7 @@ def _trainable_base(base: LoadedBase, hp: Hyperparameters, quantize: bool) -> to
             # bitsandbytes repacks NF4 weights for a fast CPU inference kernel the first time a
             # layer runs in eval mode; that kernel has no backward, so training after any eval
             # (the "before" evaluation) would silently get wrong gradients. Keep the plain layout.
-            module.support_avx512bf16_for_cpu = False
+            setattr(module, "support_avx512bf16_for_cpu", False)
     if quantize and base.plan.weights == "nf4":
         model = prepare_model_for_kbit_training(
             model,
@@ -142,12 +147,13 @@ def _trainable_base(base: LoadedBase, hp: Hyperparameters, quantize: bool) -> to
     else:
         freeze_around_dense(model)
         if checkpointing:
-            model.enable_input_require_grads()
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            hf = cast("PreTrainedModel", model)
+            hf.enable_input_require_grads()
+            hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model
 
 
-def _with_lora(model: torch.nn.Module, hp: Hyperparameters, init_adapter: Path | None) -> torch.nn.Module:
+def _with_lora(model: torch.nn.Module, hp: Hyperparameters, init_adapter: Path | None) -> PeftModel:
     """``model`` wrapped in a trainable LoRA: ``init_adapter``'s weights, or a new one per ``hp``."""
     from peft import LoraConfig, PeftModel, get_peft_model
 
@@ -156,7 +162,8 @@ def _with_lora(model: torch.nn.Module, hp: Hyperparameters, init_adapter: Path |
     targets = hp.target_modules if hp.target_modules == "all-linear" else list(hp.target_modules)
     config = LoraConfig(
         r=hp.lora_rank,
-        lora_alpha=2 * hp.lora_rank if hp.lora_alpha == "auto" else hp.lora_alpha,
+        # peft annotates lora_alpha as int but uses any number (alpha / r); a float alpha is kept as is
+        lora_alpha=2 * hp.lora_rank if hp.lora_alpha == "auto" else hp.lora_alpha,  # type: ignore[arg-type]
         lora_dropout=hp.lora_dropout,
         target_modules=targets,
         bias="none",
@@ -191,7 +198,8 @@ def cpu_threads() -> int:
 
 def plan(prepared: Prepared, batches: Sequence[PackedBatch], hp: Hyperparameters) -> Resolved:
     """``hp`` resolved for these packed rows on this model and device."""
-    return plan_rows(batches, hp, hidden_size=int(prepared.model.config.hidden_size), device_type=prepared.device.type)
+    hidden_size = int(cast("PreTrainedModel", prepared.model).config.hidden_size)
+    return plan_rows(batches, hp, hidden_size=hidden_size, device_type=prepared.device.type)
 
 
 def plan_rows(batches: Sequence[PackedBatch], hp: Hyperparameters, *, hidden_size: int, device_type: str) -> Resolved:
@@ -217,9 +225,9 @@ def learning_rate_at(step: int, total: int, warmup: int, peak: float) -> float:
 def make_optimizer(params: list[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
     """bitsandbytes ``PagedAdamW`` (32-bit), or torch's AdamW where bitsandbytes cannot serve."""
     try:
-        import bitsandbytes as bnb
+        from bitsandbytes.optim.adamw import PagedAdamW
 
-        return bnb.optim.PagedAdamW(params, lr=lr, weight_decay=0.0)
+        return PagedAdamW(params, lr=lr, weight_decay=0.0)
     except Exception as exc:  # no backend for this device, or an old bitsandbytes
         log.warning("PagedAdamW unavailable (%s); using torch.optim.AdamW", exc)
         return torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
@@ -254,7 +262,7 @@ def row_loss(prepared: Prepared, row: PackedBatch) -> torch.Tensor:
 def _micro_step(prepared: Prepared, row: PackedBatch, weight: float) -> float:
     """Forward and backward one row; its mean loss is scaled by ``weight``."""
     loss = row_loss(prepared, row)
-    (loss * weight).backward()
+    torch.autograd.backward(loss * weight)
     return float(loss.detach()) * weight
 
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from transformers import PreTrainedTokenizerBase
+
 from adapters.chat_format import render
 
 IGNORE_INDEX = -100
@@ -45,11 +47,11 @@ class EncodedSample:
         return sum(1 for label in self.labels if label != IGNORE_INDEX)
 
 
-def _ids(tokenizer, text: str) -> list[int]:
+def _ids(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False).input_ids)
 
 
-def _prefix_length(tokenizer, full: list[int], turns: list[dict[str, str]], generation_prompt: bool) -> int:
+def _prefix_length(tokenizer: PreTrainedTokenizerBase, full: list[int], turns: list[dict[str, str]], generation_prompt: bool) -> int:
     ids = _ids(tokenizer, render(tokenizer, turns, add_generation_prompt=generation_prompt))
     if full[: len(ids)] != ids:
         raise TokenizeError(
@@ -59,7 +61,7 @@ def _prefix_length(tokenizer, full: list[int], turns: list[dict[str, str]], gene
     return len(ids)
 
 
-def encode(tokenizer, messages: list[dict[str, str]]) -> EncodedSample:
+def encode(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]]) -> EncodedSample:
     """Token ids of ``messages`` (already including any system prompt) with assistant-only labels."""
     if not any(m["role"] == "assistant" for m in messages):
         raise TokenizeError("A training sample needs at least one assistant message.")
@@ -70,7 +72,7 @@ def encode(tokenizer, messages: list[dict[str, str]]) -> EncodedSample:
             continue
         start = _prefix_length(tokenizer, full, messages[:index], generation_prompt=True)
         end = _prefix_length(tokenizer, full, messages[: index + 1], generation_prompt=False)
-        while end > start and not tokenizer.decode([full[end - 1]]).strip():
+        while end > start and not str(tokenizer.decode([full[end - 1]])).strip():
             end -= 1  # the template's newline after the end-of-turn token
         labels[start:end] = full[start:end]
     return EncodedSample(input_ids=full, labels=labels)

@@ -123,7 +123,7 @@ class FileStore:
         ``after`` is the id of the last file of the previous page; an unknown ``after`` gives an
         empty page.
         """
-        where, args = ["1 = 1"], []
+        where, args = ["1 = 1"], list[str]()
         if tenant is not None:
             where, args = [*where, "tenant = ?"], [*args, tenant]
         if purpose is not None:

@@ -230,6 +230,7 @@ async def cancel_job(request: Request) -> JSONResponse:
     if job.finished:
         raise APIError(409, f"Job {job.id} has already ended ({job.status}).", code="job_already_ended")
     runner = services_of(request).runner
+    assert runner is not None  # set for as long as the app runs
     ended = await runner.cancel(job.id)
     return JSONResponse(job_object(ended or job))
 
