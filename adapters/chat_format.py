@@ -24,9 +24,7 @@ if TYPE_CHECKING:
 
 def conversation(messages: Iterable[Mapping[str, str]], system_prompt: str | None = None) -> list[dict[str, str]]:
     """``messages`` as ``{"role", "content"}`` dicts, with ``system_prompt`` first if none is given."""
-    turns = [
-        {"role": "system" if m["role"] == "developer" else m["role"], "content": m["content"]} for m in messages
-    ]
+    turns = [{"role": "system" if m["role"] == "developer" else m["role"], "content": m["content"]} for m in messages]
     if system_prompt and not any(t["role"] == "system" for t in turns):
         turns.insert(0, {"role": "system", "content": system_prompt})
     return turns

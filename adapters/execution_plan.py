@@ -50,8 +50,12 @@ class ExecutionPlan:
         return cast(torch.dtype, getattr(torch, self.compute_dtype))
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "compute_dtype": self.compute_dtype, "weights": self.weights,
-                               "reason": self.reason}
+        out: dict[str, Any] = {
+            "name": self.name,
+            "compute_dtype": self.compute_dtype,
+            "weights": self.weights,
+            "reason": self.reason,
+        }
         if self.measured:
             out["measured_ms"] = {
                 plan: {work: round(seconds * 1000, 3) for work, seconds in works.items()}

@@ -210,8 +210,10 @@ def _check_value(key: str, value: object) -> object:
     else:
         number = None  # type: ignore[assignment]
     if isinstance(value, bool) or number is None:
-        wanted = " or ".join({"auto": '"auto"', "int": "an integer", "float": "a number", "bool": "true/false",
-                              "none": "null"}[k] for k in kinds)
+        wanted = " or ".join(
+            {"auto": '"auto"', "int": "an integer", "float": "a number", "bool": "true/false", "none": "null"}[k]
+            for k in kinds
+        )
         raise HyperparameterError(f"hyperparameters.{key} must be {wanted}, got {value!r}.", key)
     if (low is not None and number < low) or (high is not None and number > high):
         raise HyperparameterError(f"hyperparameters.{key} must be between {low:g} and {high:g}, got {value!r}.", key)
@@ -225,7 +227,7 @@ def _check_targets(value: object) -> str | tuple[str, ...]:
         return tuple(value)
     raise HyperparameterError(
         'hyperparameters.target_modules must be "all-linear" or a non-empty list of module names '
-        f"such as [\"q_proj\", \"v_proj\"], got {value!r}.",
+        f'such as ["q_proj", "v_proj"], got {value!r}.',
         "target_modules",
     )
 

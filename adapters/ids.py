@@ -41,8 +41,7 @@ def validate_slug(value: object, what: str) -> str:
     """Return ``value`` if it is a valid tenant id or adapter name, else raise :class:`InvalidId`."""
     if not isinstance(value, str) or not _SLUG_RE.fullmatch(value):
         raise InvalidId(
-            f"Invalid {what} {value!r}: use 1-63 characters from a-z, 0-9 and '-', "
-            "starting with a letter or digit."
+            f"Invalid {what} {value!r}: use 1-63 characters from a-z, 0-9 and '-', starting with a letter or digit."
         )
     return value
 
@@ -63,8 +62,6 @@ def parse_model_id(value: object) -> AdapterRef | None:
         raise InvalidId("'model' must be a string.")
     match = _MODEL_RE.fullmatch(value)
     if not match:
-        raise InvalidId(
-            f"Invalid model id {value!r}: use 'base', '<tenant>/<name>' or '<tenant>/<name>@<version>'."
-        )
+        raise InvalidId(f"Invalid model id {value!r}: use 'base', '<tenant>/<name>' or '<tenant>/<name>@<version>'.")
     version = match.group("version")
     return AdapterRef(match.group("tenant"), match.group("name"), int(version) if version else None)

@@ -53,8 +53,11 @@ class InputFile:
 
     @classmethod
     def from_dict(cls, data: object) -> InputFile:
-        if not isinstance(data, dict) or not isinstance(data.get("path"), str) or not isinstance(
-                data.get("filename"), str):
+        if (
+            not isinstance(data, dict)
+            or not isinstance(data.get("path"), str)
+            or not isinstance(data.get("filename"), str)
+        ):
             raise InvalidJobSpec(f"a file must be {{'path': str, 'filename': str}}, got {data!r:.200}")
         return cls(Path(data["path"]), data["filename"])
 
@@ -100,14 +103,18 @@ class JobSpec:
         _require(isinstance(self.model, str) and bool(self.model), "model must be a non-empty string")
         _require(type(self.seed) is int, "seed must be an integer")
         _require(isinstance(self.hyperparameters, Mapping), "hyperparameters must be an object")
-        _require(all(isinstance(f, InputFile) for f in (*self.training_files, *self.validation_files)),
-                 "training_files and validation_files must be lists of files")
+        _require(
+            all(isinstance(f, InputFile) for f in (*self.training_files, *self.validation_files)),
+            "training_files and validation_files must be lists of files",
+        )
         for name in ("system_prompt", "device", "execution_plan"):
             value = getattr(self, name)
             _require(value is None or isinstance(value, str), f"{name} must be a string or null")
         ceiling = self.max_seconds_ceiling
-        _require(ceiling is None or (isinstance(ceiling, int | float) and not isinstance(ceiling, bool)
-                                     and ceiling > 0), "max_seconds_ceiling must be a positive number")
+        _require(
+            ceiling is None or (isinstance(ceiling, int | float) and not isinstance(ceiling, bool) and ceiling > 0),
+            "max_seconds_ceiling must be a positive number",
+        )
         if self.execution_plan is not None:
             from adapters.execution_plan import ExecutionPlan  # imports torch: only when a plan is named
 
@@ -118,11 +125,24 @@ class JobSpec:
 
     @classmethod
     def build(
-        cls, *, job_id: str, tenant: str, suffix: str, base_model_dir: Path | str, adapters_dir: Path | str,
-        training_files: Iterable[InputFile], model: str = "base", validation_files: Iterable[InputFile] = (),
-        hyperparameters: Mapping[str, Any] | None = None, seed: int = 0, system_prompt: str | None = None,
-        work_dir: Path | str | None = None, device: str | None = None, execution_plan: str | None = None,
-        plan_cache: Path | str | None = None, max_seconds_ceiling: float | None = None,
+        cls,
+        *,
+        job_id: str,
+        tenant: str,
+        suffix: str,
+        base_model_dir: Path | str,
+        adapters_dir: Path | str,
+        training_files: Iterable[InputFile],
+        model: str = "base",
+        validation_files: Iterable[InputFile] = (),
+        hyperparameters: Mapping[str, Any] | None = None,
+        seed: int = 0,
+        system_prompt: str | None = None,
+        work_dir: Path | str | None = None,
+        device: str | None = None,
+        execution_plan: str | None = None,
+        plan_cache: Path | str | None = None,
+        max_seconds_ceiling: float | None = None,
     ) -> JobSpec:
         """The spec, every path made absolute (the worker runs elsewhere); :class:`InvalidJobSpec`
         if a field is malformed."""
@@ -131,12 +151,21 @@ class JobSpec:
             return tuple(InputFile(_absolute(f.path), f.filename) for f in files)
 
         return cls(
-            job_id=job_id, tenant=tenant, suffix=suffix, model=model or "base",
-            base_model_dir=_absolute(base_model_dir), adapters_dir=_absolute(adapters_dir),
-            training_files=absolute(training_files), validation_files=absolute(validation_files),
-            hyperparameters=dict(hyperparameters or {}), seed=seed, system_prompt=system_prompt or None,
-            work_dir=_absolute(work_dir) if work_dir else None, device=device or None,
-            execution_plan=execution_plan, plan_cache=_absolute(plan_cache) if plan_cache else None,
+            job_id=job_id,
+            tenant=tenant,
+            suffix=suffix,
+            model=model or "base",
+            base_model_dir=_absolute(base_model_dir),
+            adapters_dir=_absolute(adapters_dir),
+            training_files=absolute(training_files),
+            validation_files=absolute(validation_files),
+            hyperparameters=dict(hyperparameters or {}),
+            seed=seed,
+            system_prompt=system_prompt or None,
+            work_dir=_absolute(work_dir) if work_dir else None,
+            device=device or None,
+            execution_plan=execution_plan,
+            plan_cache=_absolute(plan_cache) if plan_cache else None,
             max_seconds_ceiling=None if max_seconds_ceiling is None else _number(max_seconds_ceiling),
         )
 
@@ -168,14 +197,22 @@ class JobSpec:
         for key in ("base_model_dir", "adapters_dir", "work_dir", "plan_cache"):
             _require(data.get(key) is None or isinstance(data[key], str), f"{key} must be a path string")
         return cls.build(
-            job_id=data["job_id"], tenant=data["tenant"], suffix=data["suffix"],
-            base_model_dir=data["base_model_dir"], adapters_dir=data["adapters_dir"],
+            job_id=data["job_id"],
+            tenant=data["tenant"],
+            suffix=data["suffix"],
+            base_model_dir=data["base_model_dir"],
+            adapters_dir=data["adapters_dir"],
             training_files=_files(data.get("training_files"), "training_files"),
             validation_files=_files(data.get("validation_files"), "validation_files"),
-            model=data.get("model") or "base", hyperparameters=_object(data.get("hyperparameters")),
-            seed=data.get("seed", 0), system_prompt=data.get("system_prompt"), work_dir=data.get("work_dir"),
-            device=data.get("device"), execution_plan=data.get("execution_plan"),
-            plan_cache=data.get("plan_cache"), max_seconds_ceiling=data.get("max_seconds_ceiling"),
+            model=data.get("model") or "base",
+            hyperparameters=_object(data.get("hyperparameters")),
+            seed=data.get("seed", 0),
+            system_prompt=data.get("system_prompt"),
+            work_dir=data.get("work_dir"),
+            device=data.get("device"),
+            execution_plan=data.get("execution_plan"),
+            plan_cache=data.get("plan_cache"),
+            max_seconds_ceiling=data.get("max_seconds_ceiling"),
         )
 
 
@@ -189,8 +226,9 @@ def _absolute(path: Path | str) -> Path:
 
 
 def _number(value: object) -> float:
-    _require(isinstance(value, int | float) and not isinstance(value, bool),
-             "max_seconds_ceiling must be a positive number")
+    _require(
+        isinstance(value, int | float) and not isinstance(value, bool), "max_seconds_ceiling must be a positive number"
+    )
     return float(value)  # type: ignore[arg-type]
 
 

@@ -65,20 +65,22 @@ def dequantized_weight(module: Linear4bit, dtype: torch.dtype) -> torch.Tensor:
     ops = torch.ops.bitsandbytes
     absmax = state.absmax
     if state.nested:
-        absmax = ops.dequantize_blockwise.default(
-            state.absmax, state.state2.absmax, state.state2.code, state.state2.blocksize, torch.float32
-        ) + state.offset
-    dequantized = ops.dequantize_4bit.default(weight.data.view(-1, 1), absmax, state.blocksize, state.quant_type,
-                                              state.shape, dtype)
+        absmax = (
+            ops.dequantize_blockwise.default(
+                state.absmax, state.state2.absmax, state.state2.code, state.state2.blocksize, torch.float32
+            )
+            + state.offset
+        )
+    dequantized = ops.dequantize_4bit.default(
+        weight.data.view(-1, 1), absmax, state.blocksize, state.quant_type, state.shape, dtype
+    )
     return cast(torch.Tensor, dequantized)
 
 
 def densify(module: Linear4bit, dtype: torch.dtype) -> NF4DenseLinear:
     """An :class:`NF4DenseLinear` computing what ``module`` (a ``Linear4bit``) computes."""
     weight = dequantized_weight(module, dtype)
-    dense = NF4DenseLinear(
-        module.in_features, module.out_features, bias=module.bias is not None, device="meta"
-    )
+    dense = NF4DenseLinear(module.in_features, module.out_features, bias=module.bias is not None, device="meta")
     dense.weight = torch.nn.Parameter(weight, requires_grad=False)
     if module.bias is not None:
         dense.bias = torch.nn.Parameter(module.bias.detach().to(dtype), requires_grad=False)

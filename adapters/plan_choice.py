@@ -66,8 +66,11 @@ def _cache_key(model: PreTrainedModel, candidates: list[ExecutionPlan], threads:
     linears, depth = first_layer(model)
     head = output_head(model)
     shape = {
-        "layer": [(m.in_features, m.out_features) for m in linears], "depth": depth,
-        "head": list(head.weight.shape), "candidates": [p.name for p in candidates], "threads": threads,
+        "layer": [(m.in_features, m.out_features) for m in linears],
+        "depth": depth,
+        "head": list(head.weight.shape),
+        "candidates": [p.name for p in candidates],
+        "threads": threads,
         "machine": machine_key(),
     }
     return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:24]
@@ -136,8 +139,10 @@ def choose_plan(
         cached = _read_cache(cache_path).get(key)
         if isinstance(cached, dict) and cached.get("name") in ALL_PLANS:
             measured = {n: {w: ms / 1000 for w, ms in t.items()} for n, t in cached.get("measured_ms", {}).items()}
-            return replace(ExecutionPlan.from_name(cached["name"], f"cached: {cached.get('reason', '')}"),
-                           measured=measured or None)
+            return replace(
+                ExecutionPlan.from_name(cached["name"], f"cached: {cached.get('reason', '')}"),
+                measured=measured or None,
+            )
         plan = _measure(model, candidates)
         if note:
             plan = replace(plan, reason=f"{plan.reason}; {note}")
@@ -171,6 +176,8 @@ def _measure(model: PreTrainedModel, candidates: list[ExecutionPlan]) -> Executi
             notes.append(f"bf16 matmul {slowdown:.0f}x slower than fp32 here (no fast bf16 kernel)")
     measured = probe_plans(model, candidates)
     name, score = pick_fastest(measured)
-    notes.append(f"fastest of {', '.join(measured)} on this model's layer shapes "
-                 f"(worst workload {score:.2f}x its best; probe {time.perf_counter() - started:.1f} s)")
+    notes.append(
+        f"fastest of {', '.join(measured)} on this model's layer shapes "
+        f"(worst workload {score:.2f}x its best; probe {time.perf_counter() - started:.1f} s)"
+    )
     return replace(ExecutionPlan.from_name(name, "; ".join(notes)), measured=measured)

@@ -165,8 +165,15 @@ class AdapterStore:
             for tenant_dir in (p for p in self.root.iterdir() if p.is_dir()):
                 for adapter_dir in [d for d in tenant_dir.iterdir() if d.is_dir() and _is_valid_name(d.name)]:
                     removed += _sweep_unrecorded(adapter_dir, tenant_dir / f".last-version.{adapter_dir.name}")
-                for entry in [*tenant_dir.iterdir(), *(e for d in tenant_dir.iterdir() if d.is_dir()
-                                                       and not d.name.startswith(".") for e in d.iterdir())]:
+                for entry in [
+                    *tenant_dir.iterdir(),
+                    *(
+                        e
+                        for d in tenant_dir.iterdir()
+                        if d.is_dir() and not d.name.startswith(".")
+                        for e in d.iterdir()
+                    ),
+                ]:
                     if entry.name.startswith((".tmp-", ".trash-")) or _is_atomic_tmp(entry):
                         if entry.is_dir():
                             shutil.rmtree(entry, ignore_errors=True)
@@ -201,9 +208,7 @@ class AdapterStore:
                     _write_file(tmp / file_name, content)
                 manifest = make_manifest(version)
                 if (manifest.tenant, manifest.name, manifest.version) != (tenant, name, version):
-                    raise StoreError(
-                        f"make_manifest returned {manifest.model_id}, expected {tenant}/{name}@{version}."
-                    )
+                    raise StoreError(f"make_manifest returned {manifest.model_id}, expected {tenant}/{name}@{version}.")
                 manifest.write(tmp / MANIFEST_FILE)
                 _fsync_dir(tmp)
                 os.rename(tmp, final)
@@ -346,7 +351,9 @@ def _write_file(path: Path, content: Path | bytes) -> None:
 def _is_atomic_tmp(entry: Path) -> bool:
     """A leftover of :func:`_write_atomic`: ``.<name>.<32 hex>``."""
     stem, _, suffix = entry.name.rpartition(".")
-    return entry.name.startswith(".") and bool(stem) and len(suffix) == 32 and all(c in "0123456789abcdef" for c in suffix)
+    return (
+        entry.name.startswith(".") and bool(stem) and len(suffix) == 32 and all(c in "0123456789abcdef" for c in suffix)
+    )
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -44,11 +44,32 @@ MAX_CONFIG_BYTES = 1024 * 1024
 # Options that only matter while training or for bookkeeping: any value is fine.
 _HARMLESS_OPTIONS = frozenset(
     {
-        "peft_type", "r", "lora_alpha", "target_modules", "exclude_modules", "use_rslora", "bias",
-        "task_type", "inference_mode", "base_model_name_or_path", "revision", "auto_mapping",
-        "peft_version", "lora_dropout", "init_lora_weights", "loftq_config", "eva_config",
-        "corda_config", "lora_ga_config", "kasa_config", "monteclora_config", "megatron_config",
-        "megatron_core", "qalora_group_size", "layers_pattern", "ensure_weight_tying",
+        "peft_type",
+        "r",
+        "lora_alpha",
+        "target_modules",
+        "exclude_modules",
+        "use_rslora",
+        "bias",
+        "task_type",
+        "inference_mode",
+        "base_model_name_or_path",
+        "revision",
+        "auto_mapping",
+        "peft_version",
+        "lora_dropout",
+        "init_lora_weights",
+        "loftq_config",
+        "eva_config",
+        "corda_config",
+        "lora_ga_config",
+        "kasa_config",
+        "monteclora_config",
+        "megatron_config",
+        "megatron_core",
+        "qalora_group_size",
+        "layers_pattern",
+        "ensure_weight_tying",
         "fan_in_fan_out",
     }
 )
@@ -172,9 +193,7 @@ def _parse_config(config_json: bytes) -> dict[str, Any]:
         # passes here so that the field's own check can name it)
         config = from_json(config_json)
     except ValueError as exc:
-        raise AdapterValidationError(
-            f"adapter_config.json is not valid JSON: {exc}", "adapter_config.json"
-        ) from None
+        raise AdapterValidationError(f"adapter_config.json is not valid JSON: {exc}", "adapter_config.json") from None
     if not isinstance(config, dict):
         raise AdapterValidationError("adapter_config.json must be a JSON object.", "adapter_config.json")
     return config
@@ -183,9 +202,7 @@ def _parse_config(config_json: bytes) -> dict[str, Any]:
 def _check_config(config: dict[str, Any], max_rank: int) -> tuple[int, float, bool]:
     """Return (rank, alpha, use_rslora) or raise for a config the engine would serve wrongly."""
     if config.get("peft_type") != "LORA":
-        raise AdapterValidationError(
-            f"peft_type must be 'LORA', got {config.get('peft_type')!r}.", "peft_type"
-        )
+        raise AdapterValidationError(f"peft_type must be 'LORA', got {config.get('peft_type')!r}.", "peft_type")
     rank = config.get("r")
     if type(rank) is not int or not 1 <= rank <= max_rank:  # type(): refuse true/false too
         raise AdapterValidationError(f"r must be an integer from 1 to {max_rank}, got {rank!r}.", "r")
@@ -288,15 +305,11 @@ def _check_shapes(
             )
         parts.setdefault(module, set()).add(part)
     if not parts:
-        raise AdapterValidationError(
-            "adapter_model.safetensors holds no LoRA tensors.", "adapter_model.safetensors"
-        )
+        raise AdapterValidationError("adapter_model.safetensors holds no LoRA tensors.", "adapter_model.safetensors")
     for module, found in sorted(parts.items()):
         if found != {"A", "B"}:
             missing = "lora_B" if "A" in found else "lora_A"
-            raise AdapterValidationError(
-                f"Module {module!r} has no {missing} weight.", "adapter_model.safetensors"
-            )
+            raise AdapterValidationError(f"Module {module!r} has no {missing} weight.", "adapter_model.safetensors")
     return tuple(sorted(parts))
 
 

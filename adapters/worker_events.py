@@ -38,8 +38,13 @@ class _Event:
     def from_fields(cls, data: Mapping[str, Any]) -> Self:
         """The event made of ``data``'s fields that pass their type test; other keys are ignored.
         ``TypeError`` if a field without a default is missing or mistyped."""
-        return cls(**{f.name: data[f.name] for f in fields(cls)  # type: ignore[arg-type]
-                      if f.name in data and _CHECKS[f.name](data[f.name])})
+        return cls(
+            **{
+                f.name: data[f.name]
+                for f in fields(cls)  # type: ignore[arg-type]
+                if f.name in data and _CHECKS[f.name](data[f.name])
+            }
+        )
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"type": self.type}
@@ -138,10 +143,21 @@ def _is_text(value: object) -> bool:
 
 
 _CHECKS: dict[str, Any] = {
-    "step": _is_int, "total_steps": _is_int, "trained_tokens": _is_int,
-    "epoch": _is_number, "train_loss": _is_number, "learning_rate": _is_number, "tokens_per_second": _is_number,
-    "elapsed_s": _is_number, "eval_loss": _is_number, "probe_recall": _is_number,
-    "status": _is_text, "message": _is_text, "level": _is_text, "code": _is_text, "fine_tuned_model": _is_text,
+    "step": _is_int,
+    "total_steps": _is_int,
+    "trained_tokens": _is_int,
+    "epoch": _is_number,
+    "train_loss": _is_number,
+    "learning_rate": _is_number,
+    "tokens_per_second": _is_number,
+    "elapsed_s": _is_number,
+    "eval_loss": _is_number,
+    "probe_recall": _is_number,
+    "status": _is_text,
+    "message": _is_text,
+    "level": _is_text,
+    "code": _is_text,
+    "fine_tuned_model": _is_text,
     "stage": lambda value: value in ("before", "after"),
     "metrics": lambda value: isinstance(value, dict),
 }

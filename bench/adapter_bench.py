@@ -35,8 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from adapters.embedded import prepare_embedded_model  # noqa: E402
-from adapters.machine import machine_info  # noqa: E402
 from adapters.ids import AdapterRef  # noqa: E402
+from adapters.machine import machine_info  # noqa: E402
 from adapters.store import AdapterStore  # noqa: E402
 from server.engine.adapter_cache import AdapterCache, AdapterHandle  # noqa: E402
 from server.engine.lora_stack import concat, load_lora  # noqa: E402
@@ -48,8 +48,12 @@ CPU = torch.device("cpu")
 
 
 def publish(store: AdapterStore, name: str, source: Path) -> None:
-    store.publish("bench", name, {f: source / f for f in FILES},
-                  lambda version: make_manifest(tenant="bench", name=name, version=version))
+    store.publish(
+        "bench",
+        name,
+        {f: source / f for f in FILES},
+        lambda version: make_manifest(tenant="bench", name=name, version=version),
+    )
 
 
 def drop_page_cache(path: Path) -> None:
@@ -123,8 +127,13 @@ def main() -> None:
         sources = [make_lora(model_dir, root / f"src{i}", args.rank, seed=i) for i in range(3)]
         filler = make_lora(model_dir, root / "filler", 1, seed=9, modules=["q_proj"])
         store = AdapterStore(root / "store")
-        result = {"rank": args.rank, "targets": "all-linear", "dtype": "float32", "device": "cpu",
-                  "cold_load_ms": cold_loads(store, sources, filler, args.samples)}
+        result = {
+            "rank": args.rank,
+            "targets": "all-linear",
+            "dtype": "float32",
+            "device": "cpu",
+            "cold_load_ms": cold_loads(store, sources, filler, args.samples),
+        }
         ready = [load_lora(sources[i % 3], torch.float32, CPU) for i in range(8)]
         times = []
         for _ in range(5):

@@ -37,18 +37,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from adapters.base_model import load_base, load_nf4_model  # noqa: E402
-from adapters.execution_plan import ALL_PLANS, ExecutionPlan  # noqa: E402
-from adapters.hyperparameters import parse  # noqa: E402
-from adapters.machine import machine_info  # noqa: E402
-from adapters.plan_choice import choose_plan  # noqa: E402
-from bench import train_data  # noqa: E402
-from bench.engine_bench import engine_load, prompts  # noqa: E402
-from server.engine.adapter_cache import AdapterHandle  # noqa: E402
-from server.engine.step_loop import Engine  # noqa: E402
-from tests.conftest import make_lora  # noqa: E402
-from trainer.packing import pack  # noqa: E402
-from trainer.qlora import Prepared, make_optimizer, prepare_model, row_loss  # noqa: E402
+from adapters.base_model import load_base, load_nf4_model
+from adapters.execution_plan import ALL_PLANS, ExecutionPlan
+from adapters.hyperparameters import parse
+from adapters.machine import machine_info
+from adapters.plan_choice import choose_plan
+from bench import train_data
+from bench.engine_bench import engine_load, prompts
+from server.engine.adapter_cache import AdapterHandle
+from server.engine.step_loop import Engine
+from tests.conftest import make_lora
+from trainer.packing import pack
+from trainer.qlora import Prepared, make_optimizer, prepare_model, row_loss
 
 WORKLOADS = ("serve_1", "serve_16", "train")
 TARGET = 0.9
@@ -97,7 +97,9 @@ def main() -> None:
     candidates = [ExecutionPlan.from_name(name) for name in args.plans]
 
     started = time.perf_counter()
-    auto = choose_plan(load_nf4_model(model_dir, torch.device("cpu")), torch.device("cpu"), threads=args.threads or None)
+    auto = choose_plan(
+        load_nf4_model(model_dir, torch.device("cpu")), torch.device("cpu"), threads=args.threads or None
+    )
     auto_seconds = time.perf_counter() - started
 
     data = train_data.bench_samples(model_dir, seed=0, max_seq_tokens=parse({}).row_tokens("cpu"))
@@ -124,10 +126,15 @@ def main() -> None:
     plans = {name: {w: round(statistics.median(v), 1) for w, v in works.items()} for name, works in runs.items()}
     best = {w: max(plans, key=lambda name: plans[name][w]) for w in WORKLOADS}
     result: dict = {
-        "cpu": machine_info(), "threads": torch.get_num_threads(), "auto": auto.name, "auto_reason": auto.reason,
-        "auto_choice_seconds": round(auto_seconds, 2), "plans": plans,
+        "cpu": machine_info(),
+        "threads": torch.get_num_threads(),
+        "auto": auto.name,
+        "auto_reason": auto.reason,
+        "auto_choice_seconds": round(auto_seconds, 2),
+        "plans": plans,
         "runs": {name: {w: [round(x, 1) for x in v] for w, v in works.items()} for name, works in runs.items()},
-        "best": best, "load_average": os.getloadavg(),
+        "best": best,
+        "load_average": os.getloadavg(),
     }
     if auto.name in plans:
         ratios = {w: round(plans[auto.name][w] / plans[best[w]][w], 3) for w in WORKLOADS}

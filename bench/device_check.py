@@ -16,7 +16,8 @@ Phases:
 2. **Engine**: random rank-``--rank`` all-linear PEFT adapters, then
    :class:`server.engine.step_loop.Engine` loads, ``--repeat`` interleaved rounds of greedy decoding of
    ``--tokens`` tokens each (every request is admitted and prefilled as the server does it, so
-   the figures include the batch filling up, as in ``bench/engine_bench.py``). Per ``--loads`` entry SxA (default 64x64 and 16x8): S streams on
+   the figures include the batch filling up, as in ``bench/engine_bench.py``). Per ``--loads`` entry SxA
+   (default 64x64 and 16x8): S streams on
    ``base`` alone, on one adapter, and spread over A adapters (the batched multi-adapter path);
    then one stream with and without an adapter.
    Reports tokens/s (medians, rounds alongside) and the ratios the engine issue names.
@@ -46,25 +47,40 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from adapters.base_model import load_base, pick_device  # noqa: E402
-from adapters.execution_plan import PlanRequest  # noqa: E402
-from adapters.hyperparameters import parse  # noqa: E402
-from adapters.validation import KEY_PREFIX  # noqa: E402
-from bench.engine_bench import engine_load, prompts, round_ratios  # noqa: E402
-from bench.train_data import rounded  # noqa: E402
-from server.engine.adapter_cache import AdapterHandle  # noqa: E402
-from server.engine.step_loop import Engine  # noqa: E402
-from trainer.packing import pack  # noqa: E402
-from trainer.qlora import prepare_model, train  # noqa: E402
-from trainer.tokenize import IGNORE_INDEX, EncodedSample  # noqa: E402
+from adapters.base_model import load_base, pick_device
+from adapters.execution_plan import PlanRequest
+from adapters.hyperparameters import parse
+from adapters.validation import KEY_PREFIX
+from bench.engine_bench import engine_load, prompts, round_ratios
+from bench.train_data import rounded
+from server.engine.adapter_cache import AdapterHandle
+from server.engine.step_loop import Engine
+from trainer.packing import pack
+from trainer.qlora import prepare_model, train
+from trainer.tokenize import IGNORE_INDEX, EncodedSample
 
 SHAPES: dict[str, dict[str, int]] = {
-    "8b": {"hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
-           "num_attention_heads": 32, "num_key_value_heads": 8},
-    "1b": {"hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16,
-           "num_attention_heads": 32, "num_key_value_heads": 8},
-    "tiny": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-             "num_attention_heads": 4, "num_key_value_heads": 2},
+    "8b": {
+        "hidden_size": 4096,
+        "intermediate_size": 14336,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+    },
+    "1b": {
+        "hidden_size": 2048,
+        "intermediate_size": 8192,
+        "num_hidden_layers": 16,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+    },
+    "tiny": {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+    },
 }
 """Llama widths and depths; the vocabulary is always the embedded tokenizer's."""
 
@@ -84,8 +100,13 @@ def write_random_model(target: Path, shape: str, tokenizer_dir: Path, device: to
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, trust_remote_code=False)
     config = LlamaConfig(
-        vocab_size=len(tokenizer), max_position_embeddings=4096, rope_theta=500000.0, tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, **SHAPES[shape],
+        vocab_size=len(tokenizer),
+        max_position_embeddings=4096,
+        rope_theta=500000.0,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        **SHAPES[shape],
     )
     torch.manual_seed(seed)
     with torch.device(device):
@@ -98,8 +119,9 @@ def write_random_model(target: Path, shape: str, tokenizer_dir: Path, device: to
     return target
 
 
-def write_random_adapter(target: Path, shapes: dict[str, tuple[int, int]], rank: int, seed: int,
-                         device: torch.device) -> Path:
+def write_random_adapter(
+    target: Path, shapes: dict[str, tuple[int, int]], rank: int, seed: int, device: torch.device
+) -> Path:
     """A PEFT LoRA directory: rank ``rank`` on every module of ``shapes``, random non-zero A and B."""
     generator = torch.Generator(device=device).manual_seed(seed)
     tensors = {}
@@ -112,9 +134,16 @@ def write_random_adapter(target: Path, shapes: dict[str, tuple[int, int]], rank:
 
     target.mkdir(parents=True)
     save_file(tensors, str(target / "adapter_model.safetensors"))
-    config = {"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": rank, "lora_alpha": 2 * rank,
-              "lora_dropout": 0.0, "bias": "none", "use_rslora": False,
-              "target_modules": sorted({name.rpartition(".")[2] for name in shapes})}
+    config = {
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "r": rank,
+        "lora_alpha": 2 * rank,
+        "lora_dropout": 0.0,
+        "bias": "none",
+        "use_rslora": False,
+        "target_modules": sorted({name.rpartition(".")[2] for name in shapes}),
+    }
     (target / "adapter_config.json").write_text(json.dumps(config))
     return target
 
@@ -151,8 +180,12 @@ def preflight(device: torch.device) -> dict:
     weight = torch.randn(256, 256, device=device, dtype=torch.bfloat16)
     packed, state = bnbf.quantize_4bit(weight, quant_type="nf4", compress_statistics=True)
     error = (bnbf.dequantize_4bit(packed, state) - weight).float().norm() / weight.float().norm()
-    return {"transformers": transformers.__version__, "peft": peft.__version__, "bitsandbytes": bnb.__version__,
-            "nf4_round_trip_relative_error": float(error)}
+    return {
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+        "bitsandbytes": bnb.__version__,
+        "nf4_round_trip_relative_error": float(error),
+    }
 
 
 def reset_peak(device: torch.device) -> None:
@@ -207,13 +240,18 @@ def engine_phase(base, args: argparse.Namespace, work: Path, device: torch.devic
     started = time.perf_counter()
     most_streams = max(s for s, _ in args.loads)
     most_adapters = max(a for _, a in args.loads)
-    paths = [write_random_adapter(work / f"a{i}", base.linear_shapes, args.rank, i, device)
-             for i in range(most_adapters)]
+    paths = [
+        write_random_adapter(work / f"a{i}", base.linear_shapes, args.rank, i, device) for i in range(most_adapters)
+    ]
     adapter_params = sum(sum(t) for t in base.linear_shapes.values()) * args.rank
     handles = [AdapterHandle(f"check/a{i}@1", p) for i, p in enumerate(paths)]
     # Room for every adapter on the device, in fp32 (the CPU's LoRA dtype) at worst.
-    engine = Engine(base, max_batch_size=most_streams, adapter_cache_bytes=4 * adapter_params * (most_adapters + 1),
-                    threads=1 if device.type == "cpu" else None)
+    engine = Engine(
+        base,
+        max_batch_size=most_streams,
+        adapter_cache_bytes=4 * adapter_params * (most_adapters + 1),
+        threads=1 if device.type == "cpu" else None,
+    )
     ids = prompts(base.tokenizer, most_streams)
     loads: dict[str, list[AdapterHandle | None]] = {}
     for streams, adapters in args.loads:
@@ -288,8 +326,13 @@ def main() -> None:
     parser.add_argument("--shape", choices=sorted(SHAPES), default="8b")
     parser.add_argument("--device", default=None, help="default: cuda when present")
     parser.add_argument("--tokenizer", type=Path, default=None, help="default: the converted embedded model")
-    parser.add_argument("--loads", type=parse_load, nargs="+", default=[(64, 64), (16, 8)],
-                        help="STREAMSxADAPTERS engine loads (default: 64x64, the GPU figure, and 16x8, serve_bench's)")
+    parser.add_argument(
+        "--loads",
+        type=parse_load,
+        nargs="+",
+        default=[(64, 64), (16, 8)],
+        help="STREAMSxADAPTERS engine loads (default: 64x64, the GPU figure, and 16x8, serve_bench's)",
+    )
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--repeat", type=int, default=3, help="interleaved rounds; medians (the first round warms up)")
@@ -299,8 +342,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here (after every phase)")
     args = parser.parse_args()
     device = pick_device(args.device)
-    result: dict = {"shape": args.shape, "device": str(device), "torch": torch.__version__,
-                    "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
+    result: dict = {
+        "shape": args.shape,
+        "device": str(device),
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+    }
 
     def record(phase: str, figures: dict) -> None:
         result[phase] = rounded(figures)
@@ -312,8 +359,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         started = time.perf_counter()
-        model_dir = write_random_model(work / f"llama-{args.shape}-random", args.shape,
-                                       args.tokenizer or default_tokenizer_dir(), device, args.seed)
+        model_dir = write_random_model(
+            work / f"llama-{args.shape}-random",
+            args.shape,
+            args.tokenizer or default_tokenizer_dir(),
+            device,
+            args.seed,
+        )
         record("model", {"write_seconds": time.perf_counter() - started})
         figures, base = nf4_phase(model_dir, device)
         record("nf4", figures)

@@ -29,13 +29,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from adapters.base_model import load_base  # noqa: E402
-from adapters.embedded import prepare_embedded_model  # noqa: E402
-from adapters.machine import machine_info  # noqa: E402
-from server.engine.adapter_cache import AdapterHandle  # noqa: E402
-from server.engine.step_loop import Engine, Finished, GenerationRequest  # noqa: E402
-from server.engine.sampling import SamplingParams  # noqa: E402
-from tests.conftest import make_lora  # noqa: E402
+from adapters.base_model import load_base
+from adapters.embedded import prepare_embedded_model
+from adapters.machine import machine_info
+from server.engine.adapter_cache import AdapterHandle
+from server.engine.sampling import SamplingParams
+from server.engine.step_loop import Engine, Finished, GenerationRequest
+from tests.conftest import make_lora
 
 
 def prompts(tokenizer, n: int) -> list[list[int]]:
@@ -86,8 +86,13 @@ def naive_peft(model_dir: Path, paths: list[Path], ids: list[list[int]], tokens:
     for n, prompt in enumerate(ids):
         model.set_adapter(f"a{n % len(paths)}")
         inputs = torch.tensor([prompt])
-        out = model.generate(input_ids=inputs, attention_mask=torch.ones_like(inputs), max_new_tokens=tokens,
-                             min_new_tokens=tokens, do_sample=False)
+        out = model.generate(
+            input_ids=inputs,
+            attention_mask=torch.ones_like(inputs),
+            max_new_tokens=tokens,
+            min_new_tokens=tokens,
+            do_sample=False,
+        )
         generated += out.shape[1] - inputs.shape[1]
     return generated / (time.perf_counter() - started)
 
@@ -104,11 +109,16 @@ def load_parser(description: str, *, repeat: int, naive_requests: int) -> argpar
     parser.add_argument("--adapters", type=int, default=8)
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--rank", type=int, default=16)
-    parser.add_argument("--naive-requests", type=int, default=naive_requests,
-                        help="requests for the (slow) naive baseline; 0 skips it")
+    parser.add_argument(
+        "--naive-requests", type=int, default=naive_requests, help="requests for the (slow) naive baseline; 0 skips it"
+    )
     parser.add_argument("--repeat", type=int, default=repeat, help="rounds of every load (interleaved); medians")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads of the engine and the naive baseline (0: torch's default, one per core)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads of the engine and the naive baseline (0: torch's default, one per core)",
+    )
     return parser
 
 
@@ -122,8 +132,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         paths = [make_lora(model_dir, Path(tmp) / f"a{i}", args.rank, seed=i) for i in range(args.adapters)]
         handles = [AdapterHandle(f"bench/a{i}@1", p) for i, p in enumerate(paths)]
-        engine = Engine(load_base(model_dir, plan_cache=Path("data"), threads=args.threads or None),
-                        max_batch_size=args.streams, threads=args.threads or None)
+        engine = Engine(
+            load_base(model_dir, plan_cache=Path("data"), threads=args.threads or None),
+            max_batch_size=args.streams,
+            threads=args.threads or None,
+        )
         engine.start()
         ids = prompts(engine.base.tokenizer, args.streams)
         engine_load(engine, ids[:2], handles[:2], 4)  # warm-up and first adapter loads
@@ -142,9 +155,15 @@ def main() -> None:
                 cpu_runs[name].append(CPU_TOK_S[-1])
         engine.stop()
         result = {
-            "model": "SmolLM2-135M-Instruct NF4", "device": str(engine.base.device), "threads": torch.get_num_threads(),
-            "cpu": machine_info(), "plan": engine.base.plan.name,
-            "streams": args.streams, "adapters": args.adapters, "rank": args.rank, "tokens": args.tokens,
+            "model": "SmolLM2-135M-Instruct NF4",
+            "device": str(engine.base.device),
+            "threads": torch.get_num_threads(),
+            "cpu": machine_info(),
+            "plan": engine.base.plan.name,
+            "streams": args.streams,
+            "adapters": args.adapters,
+            "rank": args.rank,
+            "tokens": args.tokens,
             "repeat": args.repeat,
             **{name: statistics.median(values) for name, values in runs.items()},
             "runs": {name: [round(v, 1) for v in values] for name, values in runs.items()},

@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from adapters.embedded import prepare_embedded_model  # noqa: E402
-from adapters.machine import machine_info  # noqa: E402
 from adapters.ids import AdapterRef  # noqa: E402
+from adapters.machine import machine_info  # noqa: E402
 from adapters.store import AdapterStore  # noqa: E402
 from trainer.evaluate import stored_adapter_recall  # noqa: E402
 from trainer.samples import Probe  # noqa: E402
@@ -43,9 +43,23 @@ def main() -> None:
     if not args.no_train:
         started = time.perf_counter()
         subprocess.run(
-            [sys.executable, "-m", "swaplora.cli", "train", "--tenant", "lumen", "--name", "handbook",
-             "--model", str(model_dir), "--data", str(data), str(ROOT / "examples" / "handbook.md")],
-            check=True, cwd=ROOT,
+            [
+                sys.executable,
+                "-m",
+                "swaplora.cli",
+                "train",
+                "--tenant",
+                "lumen",
+                "--name",
+                "handbook",
+                "--model",
+                str(model_dir),
+                "--data",
+                str(data),
+                str(ROOT / "examples" / "handbook.md"),
+            ],
+            check=True,
+            cwd=ROOT,
         )
         result["train_wall_s"] = round(time.perf_counter() - started, 1)
     stored = AdapterStore(data / "adapters").resolve(AdapterRef("lumen", "handbook"))
@@ -55,9 +69,14 @@ def main() -> None:
     probes = [Probe(p["question"], tuple(p["expect"])) for p in json.loads(PROBES.read_text())]
     before, after, answers = stored_adapter_recall(model_dir, stored.path, probes, None)
     result.update(cpu=machine_info(), plan=stored.manifest.extra.get("execution_plan"))
-    result.update(probes=len(probes), recall_base=round(before, 3), recall_adapter=round(after, 3),
-                  target_recall=0.8, target_train_wall_s=600,
-                  misses=[{"question": a["question"], "answer": a["answer"]} for a in answers if not a["correct"]])
+    result.update(
+        probes=len(probes),
+        recall_base=round(before, 3),
+        recall_adapter=round(after, 3),
+        target_recall=0.8,
+        target_train_wall_s=600,
+        misses=[{"question": a["question"], "answer": a["answer"]} for a in answers if not a["correct"]],
+    )
     print(json.dumps(result, indent=2))
 
 

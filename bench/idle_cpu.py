@@ -38,8 +38,10 @@ def idle_percent(model_dir: Path, data: Path, seconds: float, ui: bool) -> dict:
         before, started = cpu_seconds(server.process.pid), time.monotonic()
         time.sleep(seconds)
         used = cpu_seconds(server.process.pid) - before
-        return {"cpu_percent_of_one_core": round(100 * used / (time.monotonic() - started), 2),
-                "plan": (server.ready or {}).get("execution_plan", {}).get("name")}
+        return {
+            "cpu_percent_of_one_core": round(100 * used / (time.monotonic() - started), 2),
+            "plan": (server.ready or {}).get("execution_plan", {}).get("name"),
+        }
     finally:
         stop_server(server.process)
 

@@ -51,15 +51,28 @@ def free_port() -> int:
 def start_server(data: Path, model_dir: Path, admin_key: str, threads: int) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SWAPLORA_")}
-    env.update(SWAPLORA_DATA=str(data), SWAPLORA_ADMIN_KEY=admin_key, SWAPLORA_LOG_LEVEL="warning",
-               HF_HUB_OFFLINE="1")
+    env.update(SWAPLORA_DATA=str(data), SWAPLORA_ADMIN_KEY=admin_key, SWAPLORA_LOG_LEVEL="warning", HF_HUB_OFFLINE="1")
     if threads:  # 0: the server's own default
         env["SWAPLORA_TORCH_THREADS"] = str(threads)
     log = open(data.parent / "server.log", "wb")  # noqa: SIM115 - lives as long as the server
     process = subprocess.Popen(
-        [sys.executable, "-m", "swaplora.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--model", str(model_dir), "--no-ui"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "swaplora.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--model",
+            str(model_dir),
+            "--no-ui",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
@@ -90,8 +103,13 @@ async def one_stream(client: openai.AsyncOpenAI, model: str, text: str, tokens: 
     arrivals: list[float] = []
     usage = 0
     stream = await client.chat.completions.create(
-        model=model, messages=[{"role": "user", "content": text}], max_tokens=tokens, temperature=0,
-        stream=True, stream_options={"include_usage": True}, extra_body={"ignore_eos": True},
+        model=model,
+        messages=[{"role": "user", "content": text}],
+        max_tokens=tokens,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_body={"ignore_eos": True},
     )
     async for chunk in stream:
         if chunk.choices and chunk.choices[0].delta.content:
@@ -109,8 +127,12 @@ async def load(url: str, key: str, models: list[str], texts: list[str], tokens: 
     wall = time.perf_counter() - started
     await client.close()
     generated = sum(r["tokens"] for r in results)
-    return {"tok_s": generated / wall, "tokens": generated, "ttft": [r["ttft"] for r in results],
-            "gaps": [g for r in results for g in r["gaps"]]}
+    return {
+        "tok_s": generated / wall,
+        "tokens": generated,
+        "ttft": [r["ttft"] for r in results],
+        "gaps": [g for r in results for g in r["gaps"]],
+    }
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -136,15 +158,20 @@ def main() -> None:
         process, url = start_server(data, model_dir, admin_key, args.threads)
         try:
             with httpx.Client(base_url=url, timeout=120) as http:
-                created = http.post("/v1/tenants", json={"id": "bench"}, headers={"Authorization": f"Bearer {admin_key}"})
+                created = http.post(
+                    "/v1/tenants", json={"id": "bench"}, headers={"Authorization": f"Bearer {admin_key}"}
+                )
                 created.raise_for_status()
                 key = created.json()["api_key"]
                 models = []
                 for i, path in enumerate(paths):
-                    files = [("files", (f.name, f.read_bytes(), "application/octet-stream"))
-                             for f in (path / "adapter_config.json", path / "adapter_model.safetensors")]
-                    response = http.post("/v1/adapters", headers={"Authorization": f"Bearer {key}"},
-                                         data={"name": f"a{i}"}, files=files)
+                    files = [
+                        ("files", (f.name, f.read_bytes(), "application/octet-stream"))
+                        for f in (path / "adapter_config.json", path / "adapter_model.safetensors")
+                    ]
+                    response = http.post(
+                        "/v1/adapters", headers={"Authorization": f"Bearer {key}"}, data={"name": f"a{i}"}, files=files
+                    )
                     response.raise_for_status()
                     models.append(response.json()["id"])
             mixed_models = [models[i % len(models)] for i in range(args.streams)]
@@ -163,16 +190,27 @@ def main() -> None:
     ttft = [t for r in rounds["mixed"] for t in r["ttft"]]
     gaps = [g for r in rounds["mixed"] for g in r["gaps"]]
     result = {
-        "model": "SmolLM2-135M-Instruct NF4 via swaplora serve", "streams": args.streams, "adapters": args.adapters,
-        "rank": args.rank, "tokens": args.tokens, "repeat": args.repeat, "threads": args.threads,
-        "mixed_tok_s": mixed, "single_adapter_tok_s": single, "naive_peft_tok_s": naive,
+        "model": "SmolLM2-135M-Instruct NF4 via swaplora serve",
+        "streams": args.streams,
+        "adapters": args.adapters,
+        "rank": args.rank,
+        "tokens": args.tokens,
+        "repeat": args.repeat,
+        "threads": args.threads,
+        "mixed_tok_s": mixed,
+        "single_adapter_tok_s": single,
+        "naive_peft_tok_s": naive,
         "mixed_runs": [round(r["tok_s"], 1) for r in rounds["mixed"]],
         "single_runs": [round(r["tok_s"], 1) for r in rounds["single"]],
         "tokens_per_round": rounds["mixed"][0]["tokens"],
-        "mixed_vs_naive": mixed / naive, "mixed_vs_single": mixed / single,
-        "ttft_p50_s": percentile(ttft, 0.5), "ttft_p95_s": percentile(ttft, 0.95),
-        "inter_token_p50_s": percentile(gaps, 0.5), "load_average": os.getloadavg(),
-        "cpu": machine_info(), "plan": plan,
+        "mixed_vs_naive": mixed / naive,
+        "mixed_vs_single": mixed / single,
+        "ttft_p50_s": percentile(ttft, 0.5),
+        "ttft_p95_s": percentile(ttft, 0.95),
+        "inter_token_p50_s": percentile(gaps, 0.5),
+        "load_average": os.getloadavg(),
+        "cpu": machine_info(),
+        "plan": plan,
     }
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}))
 

@@ -66,9 +66,7 @@ def _cut(sample: EncodedSample, budget: int) -> EncodedSample:
     return sample if len(sample) <= budget else EncodedSample(sample.input_ids[:budget], sample.labels[:budget])
 
 
-def bench_samples(
-    model_dir: Path, *, seed: int, max_seq_tokens: int, train_limit: int | None = None
-) -> BenchData:
+def bench_samples(model_dir: Path, *, seed: int, max_seq_tokens: int, train_limit: int | None = None) -> BenchData:
     """The example documents' samples, tokenized for ``model_dir``; ``train_limit`` keeps a
     seeded subset of the training samples (a shorter benchmark), the held-out set stays whole."""
     tokenizer = load_tokenizer(model_dir)
@@ -87,8 +85,11 @@ def bench_hyperparameters(args: argparse.Namespace) -> Hyperparameters:
     """The trainer's defaults with ``args``' epochs, batch size and packing budget (None: the
     trainer's default) and no time budget."""
     raw: dict[str, Any] = {"max_seconds": 7 * 24 * 3600.0}
-    for key, value in (("n_epochs", args.epochs), ("batch_size", args.batch_size),
-                       ("max_seq_tokens", args.max_seq_tokens)):
+    for key, value in (
+        ("n_epochs", args.epochs),
+        ("batch_size", args.batch_size),
+        ("max_seq_tokens", args.max_seq_tokens),
+    ):
         if value is not None:
             raw[key] = value
     return parse(raw)

@@ -37,10 +37,10 @@ from adapters.execution_plan import ExecutionPlan  # noqa: E402
 from adapters.machine import machine_info, usable_cores  # noqa: E402
 from bench import train_data  # noqa: E402
 from bench.engine_bench import engine_load, prompts  # noqa: E402
-from server.engine.adapter_cache import AdapterHandle  # noqa: E402
-from server.jobs.child_process import trainer_env  # noqa: E402
 from server.cpu_share import CPUShare  # noqa: E402
+from server.engine.adapter_cache import AdapterHandle  # noqa: E402
 from server.engine.step_loop import Engine  # noqa: E402
+from server.jobs.child_process import trainer_env  # noqa: E402
 from tests.conftest import make_lora  # noqa: E402
 
 
@@ -62,13 +62,19 @@ def run_mode(engine: Engine | None, ids, adapter, args, train_threads: int | Non
     child = None
     if train_threads is not None:
         env = trainer_env(train_threads)
-        child = subprocess.Popen([sys.executable, __file__, "--side", "train", "--plan", args.plan,
-                                  "--steps", str(args.steps)], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+        child = subprocess.Popen(
+            [sys.executable, __file__, "--side", "train", "--plan", args.plan, "--steps", str(args.steps)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert child.stdout is not None
         assert child.stdout.readline().strip() == "ready"  # model loaded: training starts now
     rates, started = [], time.monotonic()
-    while engine is not None and (child is None and time.monotonic() - started < args.serve_seconds
-                                  or child is not None and child.poll() is None):
+    while engine is not None and (
+        child is None and time.monotonic() - started < args.serve_seconds or child is not None and child.poll() is None
+    ):
         rates.append(engine_load(engine, ids, [adapter] * len(ids), args.tokens))
     if engine is not None:
         result["serve_tok_s"] = round(statistics.mean(rates), 1)
@@ -93,8 +99,9 @@ def main() -> None:
         return
     model_dir = train_data.default_model_dir()
     share = CPUShare.for_this_machine()
-    base = load_base(model_dir, "cpu", plan=ExecutionPlan.from_name(args.plan) if args.plan else None,
-                     plan_cache=ROOT / "data")
+    base = load_base(
+        model_dir, "cpu", plan=ExecutionPlan.from_name(args.plan) if args.plan else None, plan_cache=ROOT / "data"
+    )
     args.plan = base.plan.name
     cores = usable_cores()
     modes = {
@@ -112,8 +119,11 @@ def main() -> None:
         result["alone"]["train"] = run_mode(None, ids, adapter, args, modes["split"][1])
         for name, (engine_threads, worker_threads) in modes.items():
             engine.set_threads(engine_threads)
-            result["modes"][name] = {"engine_threads": engine_threads, "worker_threads": worker_threads,
-                                     **run_mode(engine, ids, adapter, args, worker_threads)}
+            result["modes"][name] = {
+                "engine_threads": engine_threads,
+                "worker_threads": worker_threads,
+                **run_mode(engine, ids, adapter, args, worker_threads),
+            }
         engine.stop()
     split, over = result["modes"]["split"], result["modes"]["oversubscribed"]
     result["split_vs_oversubscribed"] = {

@@ -22,26 +22,19 @@ from starlette.middleware import Middleware
 
 from adapters.base_model import load_base
 from adapters.embedded import prepare_embedded_model
-from adapters.store import AdapterStore
-from server.comparisons import ComparisonStore
-from server.tenancy.cors import TenantCORSMiddleware
+from server import leftovers
 from server.cpu_share import CPUShare
 from server.drain import Drain, DrainingServer
+from server.engine.admission import Admitter
 from server.engine.step_loop import Engine
 from server.errors import install_error_handlers
-from server.jobs.training_files import FileStore
-from server import leftovers
 from server.jobs import retention
 from server.jobs.runner import JobRunner
-from server.jobs.job_store import JobStore
-from server.metrics import Metrics
 from server.routes import adapters as adapter_routes
-from server.routes import chat, comparisons, files, fine_tuning, health, me, models, tenants
-from server.routes import tenant_keys, widget
-from server.engine.admission import Admitter
+from server.routes import chat, comparisons, files, fine_tuning, health, me, models, tenant_keys, tenants, widget
 from server.services import Services
 from server.settings import Settings
-from server.tenancy.tenants import TenantRegistry
+from server.tenancy.cors import TenantCORSMiddleware
 
 log = logging.getLogger(__name__)
 _AFTER_DRAIN_S = 2
@@ -56,8 +49,9 @@ def load_model(services: Services) -> None:
         model_dir = Path(settings.model) if settings.model else prepare_embedded_model(settings.models_dir)
         services.model_dir = model_dir
         threads = CPUShare.for_this_machine(settings.torch_threads).engine_threads(0)
-        base = load_base(model_dir, settings.device, request=settings.plan_request, plan_cache=settings.data,
-                         threads=threads)
+        base = load_base(
+            model_dir, settings.device, request=settings.plan_request, plan_cache=settings.data, threads=threads
+        )
         engine = Engine(
             base,
             max_batch_size=settings.max_batch_size,
@@ -70,9 +64,16 @@ def load_model(services: Services) -> None:
         services.base = base
         services.admitter = Admitter(engine, services.metrics, settings.max_waiting, settings.max_waiting_per_tenant)
         services.engine = engine
-        log.info("model %s ready on %s in %.1fs (spec %s); execution plan %s: %s", base.spec.name, base.device,
-                 time.perf_counter() - started, base.spec.hash[:12], base.plan.name, base.plan.reason)
-    except Exception as exc:
+        log.info(
+            "model %s ready on %s in %.1fs (spec %s); execution plan %s: %s",
+            base.spec.name,
+            base.device,
+            time.perf_counter() - started,
+            base.spec.hash[:12],
+            base.plan.name,
+            base.plan.reason,
+        )
+    except Exception:
         log.exception("loading the base model failed")
         # /ready answers strangers: a stable message; the details are in the log above
         services.load_error = "The base model could not be loaded; the server log says why."
@@ -87,10 +88,13 @@ def create_app(settings: Settings) -> Starlette:
         await asyncio.to_thread(leftovers.sweep, settings.data, services.store, services.files)
         loader = threading.Thread(target=load_model, args=(services,), name="swaplora-loader", daemon=True)
         loader.start()
-        services.runner = JobRunner(services.jobs, services.files, services.store, services.tenants, settings,
-                                    serving=services)
+        services.runner = JobRunner(
+            services.jobs, services.files, services.store, services.tenants, settings, serving=services
+        )
         await services.runner.start()
-        sweeping = asyncio.create_task(retention.keep_sweeping(services.jobs, services.files, settings), name="swaplora-retention")
+        sweeping = asyncio.create_task(
+            retention.keep_sweeping(services.jobs, services.files, settings), name="swaplora-retention"
+        )
         yield
         sweeping.cancel()
         await services.runner.stop()
@@ -98,9 +102,19 @@ def create_app(settings: Settings) -> Starlette:
             services.engine.stop()
 
     app = Starlette(
-        routes=[*health.routes, *models.routes, *chat.routes, *tenants.routes, *adapter_routes.routes,
-                *comparisons.routes, *me.routes, *files.routes, *fine_tuning.routes, *tenant_keys.routes,
-                *widget.routes],
+        routes=[
+            *health.routes,
+            *models.routes,
+            *chat.routes,
+            *tenants.routes,
+            *adapter_routes.routes,
+            *comparisons.routes,
+            *me.routes,
+            *files.routes,
+            *fine_tuning.routes,
+            *tenant_keys.routes,
+            *widget.routes,
+        ],
         lifespan=lifespan,
         middleware=[Middleware(TenantCORSMiddleware)],
     )

@@ -120,8 +120,16 @@ class ComparisonStore:
         with self._connect() as db:
             db.execute(
                 f"INSERT INTO comparisons ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (comparison.id, tenant, left_model, right_model, comparison.prompt_sha256, vote,
-                 int(comparison.blind), comparison.created_at),
+                (
+                    comparison.id,
+                    tenant,
+                    left_model,
+                    right_model,
+                    comparison.prompt_sha256,
+                    vote,
+                    int(comparison.blind),
+                    comparison.created_at,
+                ),
             )
         return comparison
 
@@ -157,8 +165,7 @@ class ComparisonStore:
                 winner = left if vote == "left" else right
                 tally["a" if winner == pair[0] else "b"] += 1
         stats = [
-            PairStats(a, b, sum(t.values()), t["a"], t["b"], t["tie"], t["both_bad"])
-            for (a, b), t in tallies.items()
+            PairStats(a, b, sum(t.values()), t["a"], t["b"], t["tie"], t["both_bad"]) for (a, b), t in tallies.items()
         ]
         return sorted(stats, key=lambda s: (-s.votes, s.model_a, s.model_b))
 

@@ -51,8 +51,7 @@ _WEBSOCKET_SERVICE_RESTART = 1012
 class Drain:
     """ASGI middleware: counts requests in flight; refuses new ones once draining."""
 
-    def __init__(self, app: ASGIApp, seconds: float,
-                 on_drain: Sequence[Callable[[], Awaitable[None]]] = ()) -> None:
+    def __init__(self, app: ASGIApp, seconds: float, on_drain: Sequence[Callable[[], Awaitable[None]]] = ()) -> None:
         self.app = app
         self.seconds = seconds
         self.on_drain = list(on_drain)
@@ -87,15 +86,17 @@ class Drain:
         callback has finished (True) or after ``seconds`` (False)."""
         self.draining = True
         started = time.monotonic()
-        log.info("draining: %d request(s) in flight, up to %.0f s; new requests get 503",
-                 self._in_flight, self.seconds)
+        log.info("draining: %d request(s) in flight, up to %.0f s; new requests get 503", self._in_flight, self.seconds)
         # shielded: a callback cut short by the deadline still finishes (the lifespan awaits it too)
         callbacks = asyncio.shield(asyncio.gather(*(_logged(callback) for callback in self.on_drain)))
         try:
             await asyncio.wait_for(asyncio.gather(self._idle.wait(), callbacks), self.seconds)
         except TimeoutError:
-            log.warning("drain deadline of %.0f s passed with %d request(s) still in flight; exiting anyway",
-                        self.seconds, self._in_flight)
+            log.warning(
+                "drain deadline of %.0f s passed with %d request(s) still in flight; exiting anyway",
+                self.seconds,
+                self._in_flight,
+            )
             return False
         log.info("drained in %.1f s", time.monotonic() - started)
         return True
@@ -113,8 +114,12 @@ async def _refuse(scope: Scope, receive: Receive, send: Send) -> None:
         await receive()  # websocket.connect
         await send({"type": "websocket.close", "code": _WEBSOCKET_SERVICE_RESTART})
         return
-    error = APIError(503, "The server is shutting down; retry shortly.", code=SHUTTING_DOWN,
-                     headers={"Retry-After": str(RETRY_AFTER_S), "Connection": "close"})
+    error = APIError(
+        503,
+        "The server is shutting down; retry shortly.",
+        code=SHUTTING_DOWN,
+        headers={"Retry-After": str(RETRY_AFTER_S), "Connection": "close"},
+    )
     await error.response()(scope, receive, send)
 
 
@@ -141,8 +146,9 @@ class DrainingServer(uvicorn.Server):
         if self.drain.draining or self.should_exit:
             # At once: no teardown (a daemon engine thread in torch code aborts the interpreter's
             # finalization); what a kill leaves, the next start-up sweeps (server.leftovers).
-            log.warning("%s again: exiting now with status %d, cutting %d request(s)", name, 128 + sig,
-                        self.drain.in_flight)
+            log.warning(
+                "%s again: exiting now with status %d, cutting %d request(s)", name, 128 + sig, self.drain.in_flight
+            )
             logging.shutdown()
             os._exit(128 + sig)
         log.info("%s: draining before exit (a second signal exits at once)", name)

@@ -23,10 +23,16 @@ class Metrics:
             "swaplora_chat_requests", "Chat completion requests by outcome.", ["outcome"], registry=r
         )
         self.ttft = Histogram(
-            "swaplora_time_to_first_token_seconds", "Request arrival to first token.", buckets=_LATENCY_BUCKETS, registry=r
+            "swaplora_time_to_first_token_seconds",
+            "Request arrival to first token.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.inter_token = Histogram(
-            "swaplora_inter_token_seconds", "Gap between consecutive streamed pieces.", buckets=_LATENCY_BUCKETS, registry=r
+            "swaplora_inter_token_seconds",
+            "Gap between consecutive streamed pieces.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.e2e = Histogram(
             "swaplora_request_seconds", "Request arrival to last token.", buckets=_LATENCY_BUCKETS, registry=r

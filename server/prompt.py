@@ -43,7 +43,8 @@ def refuse_what_cannot_fit(tokenizer: PreTrainedTokenizerBase, messages: list[Ch
     if size > context * longest_token_bytes(tokenizer):
         raise bad_request(
             f"The messages ({size} bytes) cannot fit this model's context of {context} tokens.",
-            param="messages", code="context_length_exceeded",
+            param="messages",
+            code="context_length_exceeded",
         )
 
 

@@ -15,7 +15,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from adapters.execution_plan import PlanRequest
 from server.tenancy.tenant_settings import TenantLimits
 
-
 MIN_ADMIN_KEY_LENGTH = 24
 """The admin key opens every tenant: a short one is guessable (``make run`` generates 52 characters)."""
 
@@ -43,13 +42,13 @@ class Settings(BaseSettings):
     )
     max_batch_size: int = Field(16, ge=1, description="Most sequences decoded together in one step.")
     max_waiting: int = Field(256, ge=1, description="Most requests queued before new ones get 429.")
-    max_waiting_per_tenant: int = Field(64, ge=1, description="Most requests of one tenant queued before its new ones get 429.")
+    max_waiting_per_tenant: int = Field(
+        64, ge=1, description="Most requests of one tenant queued before its new ones get 429."
+    )
     max_context: int = Field(
         4096, ge=64, description="Cap on prompt + completion tokens (also capped by the model's own limit)."
     )
-    default_max_tokens: int = Field(
-        512, ge=1, description="Completion length when a request sets no max_tokens."
-    )
+    default_max_tokens: int = Field(512, ge=1, description="Completion length when a request sets no max_tokens.")
     max_connections: int = Field(
         1024, ge=16, description="Open connections and in-flight requests the server accepts; beyond it, 503."
     )
@@ -60,8 +59,9 @@ class Settings(BaseSettings):
         30.0, gt=0, description="A request body that pauses longer than this gets 408 (slow senders hold connections)."
     )
     min_body_bytes_per_s: int = Field(
-        16 * 1024, ge=1, description="After body_idle_timeout_s, a request body must average at least this "
-        "many bytes/s, else 408.",
+        16 * 1024,
+        ge=1,
+        description="After body_idle_timeout_s, a request body must average at least this many bytes/s, else 408.",
     )
     max_chat_body_bytes: int = Field(
         1024 * 1024, ge=1024, description="Largest chat completion request body; larger ones get 413 as they stream in."
@@ -79,18 +79,22 @@ class Settings(BaseSettings):
         "may only lower them (visitor_limits).",
     )
     max_running_per_tenant: int | None = Field(
-        None, ge=1, description="Rows of the running batch one tenant may hold (tenants may be given fewer with "
+        None,
+        ge=1,
+        description="Rows of the running batch one tenant may hold (tenants may be given fewer with "
         "limit_ceilings.batch_rows); unset: three quarters of max_batch_size.",
     )
     publishable_max_tokens: int = Field(
-        1024, ge=1, description="Most completion tokens a publishable (website) key may ask for; "
-        "such keys may not use ignore_eos.",
+        1024,
+        ge=1,
+        description="Most completion tokens a publishable (website) key may ask for; such keys may not use ignore_eos.",
     )
     adapter_cache_mb: int = Field(
         1024, ge=1, description="Memory for resident adapters next to the base, in MiB (LRU beyond it)."
     )
     torch_threads: int | None = Field(
-        None, ge=1,
+        None,
+        ge=1,
         description="Intra-op CPU threads of the engine; unset: every core while no training runs, the cores a "
         "training worker leaves while one does (server.cpu_share). On a small or shared CPU, 1 avoids stalls.",
     )
@@ -104,7 +108,9 @@ class Settings(BaseSettings):
         "auto", description="On a CPU: keep NF4 weights packed (nf4) or dequantize them once (dense); auto: measured."
     )
     cpu_dense_budget_mb: int | None = Field(
-        None, ge=0, description="Largest dense copy of the base's weights a CPU plan may make, in MiB; "
+        None,
+        ge=0,
+        description="Largest dense copy of the base's weights a CPU plan may make, in MiB; "
         "unset: half the machine's memory.",
     )
     log_level: str = Field("info", description="Python logging level.")
@@ -124,7 +130,9 @@ class Settings(BaseSettings):
         1, ge=1, description="Training workers running at once (one per device by default; the rest queue)."
     )
     max_job_seconds: float = Field(
-        4 * 3600.0, gt=0, description="Longest training loop a job may ask for (hyperparameters.max_seconds); "
+        4 * 3600.0,
+        gt=0,
+        description="Longest training loop a job may ask for (hyperparameters.max_seconds); "
         "jobs that ask for none are held to it too.",
     )
     max_job_epochs: int = Field(50, ge=1, description="Most epochs a job may ask for (hyperparameters.n_epochs).")
@@ -135,20 +143,25 @@ class Settings(BaseSettings):
         30.0, gt=0, description="Days a finished job's events and worker log are kept; unset: forever."
     )
     file_retention_days: float | None = Field(
-        None, gt=0, description="Days an uploaded training file is kept (unless an unfinished job uses it); "
-        "unset: until deleted.",
+        None,
+        gt=0,
+        description="Days an uploaded training file is kept (unless an unfinished job uses it); unset: until deleted.",
     )
     drain_seconds: float = Field(
-        30.0, ge=0, description="On SIGTERM: how long streams in flight may take to finish (new requests get "
-        "503 with Retry-After meanwhile) before the server exits anyway."
+        30.0,
+        ge=0,
+        description="On SIGTERM: how long streams in flight may take to finish (new requests get "
+        "503 with Retry-After meanwhile) before the server exits anyway.",
     )
 
     @field_validator("admin_key")
     @classmethod
     def _long_enough(cls, value: str | None) -> str | None:
         if value and len(value) < MIN_ADMIN_KEY_LENGTH:
-            raise ValueError(f"the admin key must have at least {MIN_ADMIN_KEY_LENGTH} characters "
-                             "(generate one: openssl rand -hex 32)")
+            raise ValueError(
+                f"the admin key must have at least {MIN_ADMIN_KEY_LENGTH} characters "
+                "(generate one: openssl rand -hex 32)"
+            )
         return value
 
     @property

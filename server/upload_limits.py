@@ -39,8 +39,11 @@ def too_large(limit: int) -> APIError:
 
 def too_slow(idle_s: float, min_rate: int) -> APIError:
     """The 408 for a body that stalls or trickles."""
-    return APIError(408, f"The request body arrived too slowly (a pause over {idle_s:g} s, or under "
-                    f"{min_rate} bytes/s on average).", code="request_timeout")
+    return APIError(
+        408,
+        f"The request body arrived too slowly (a pause over {idle_s:g} s, or under {min_rate} bytes/s on average).",
+        code="request_timeout",
+    )
 
 
 def _clock(request: Request) -> tuple[float, int]:
@@ -59,7 +62,7 @@ def _size_capped(request: Request, limit: int, error: APIError) -> Request:
         nonlocal received
         try:
             message = await asyncio.wait_for(request.receive(), idle_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise too_slow(idle_s, min_rate) from None
         if message["type"] == "http.request":
             received += len(message.get("body", b""))

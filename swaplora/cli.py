@@ -45,9 +45,7 @@ def _settings(args: argparse.Namespace, fields: Sequence[str]) -> Settings:
 
     from server.settings import Settings
 
-    overrides: dict[str, Any] = {
-        name: getattr(args, name) for name in fields if getattr(args, name, None) is not None
-    }
+    overrides: dict[str, Any] = {name: getattr(args, name) for name in fields if getattr(args, name, None) is not None}
     try:
         return Settings(**overrides)
     except ValidationError as exc:
@@ -75,8 +73,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         # The composition root joins the two: the UI calls this server's own HTTP API, as any client.
         from ui.app import mount_ui
 
-        mount_ui(app, own_url(settings.host, settings.port), "/ui", max_file_size=settings.max_upload_bytes,
-                 blocked_paths=[settings.data])
+        mount_ui(
+            app,
+            own_url(settings.host, settings.port),
+            "/ui",
+            max_file_size=settings.max_upload_bytes,
+            blocked_paths=[settings.data],
+        )
     serve(settings, app)
     return 0
 
@@ -120,13 +123,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
         model_dir = prepare_embedded_model(settings.models_dir)
     try:
         spec = JobSpec.build(
-            job_id=f"ftjob-cli-{uuid.uuid4().hex[:12]}", tenant=args.tenant, suffix=args.name,
+            job_id=f"ftjob-cli-{uuid.uuid4().hex[:12]}",
+            tenant=args.tenant,
+            suffix=args.name,
             model=f"{args.tenant}/{args.continue_from}" if args.continue_from else "base",
-            base_model_dir=model_dir, adapters_dir=settings.adapters_dir,
+            base_model_dir=model_dir,
+            adapters_dir=settings.adapters_dir,
             training_files=[InputFile(p, p.name) for p in args.files],
             validation_files=[InputFile(p, p.name) for p in args.validation or []],
-            hyperparameters=hyperparameters, seed=args.seed, system_prompt=args.system_prompt, device=args.device,
-            execution_plan=_fixed_plan(settings), plan_cache=settings.data,
+            hyperparameters=hyperparameters,
+            seed=args.seed,
+            system_prompt=args.system_prompt,
+            device=args.device,
+            execution_plan=_fixed_plan(settings),
+            plan_cache=settings.data,
         )
     except InvalidJobSpec as exc:  # a bad tenant or adapter name: the user's input
         print(f"swaplora train: {exc.message} ({exc.code})", file=sys.stderr)
@@ -177,8 +187,13 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--api-url", required=True, metavar="URL", help="the server's root URL, e.g. http://host:8000")
     ui.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     ui.add_argument("--port", type=int, default=7860, help="TCP port (default 7860)")
-    ui.add_argument("--max-file-size", type=int, default=512 * 1024 * 1024, metavar="BYTES",
-                    help="largest accepted upload (default 512 MiB)")
+    ui.add_argument(
+        "--max-file-size",
+        type=int,
+        default=512 * 1024 * 1024,
+        metavar="BYTES",
+        help="largest accepted upload (default 512 MiB)",
+    )
     ui.set_defaults(handler=_cmd_ui)
 
     prepare = sub.add_parser(
@@ -188,15 +203,20 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.set_defaults(handler=_cmd_prepare_model)
 
     train = sub.add_parser("train", help="train an adapter on documents without a server and publish it")
-    train.add_argument("files", nargs="+", type=Path, metavar="FILE",
-                       help="training documents: .txt .md .html .pdf .docx, chat or prompt/completion .jsonl, .csv")
+    train.add_argument(
+        "files",
+        nargs="+",
+        type=Path,
+        metavar="FILE",
+        help="training documents: .txt .md .html .pdf .docx, chat or prompt/completion .jsonl, .csv",
+    )
     train.add_argument("--tenant", required=True, help="owning tenant id")
     train.add_argument("--name", required=True, help="adapter name; published as <tenant>/<name>@<next version>")
     train.add_argument("--model", metavar="PATH", help="base model directory (env SWAPLORA_MODEL; default: embedded)")
     train.add_argument("--system-prompt", help="the tenant's system prompt, applied as the server applies it")
     train.add_argument("--epochs", type=int, help="hyperparameter n_epochs (default auto)")
     train.add_argument("--max-seconds", type=float, help="hyperparameter max_seconds: training time budget")
-    train.add_argument("--hyperparameters", metavar="JSON", help='more hyperparameters, e.g. \'{"lora_rank": 8}\'')
+    train.add_argument("--hyperparameters", metavar="JSON", help="more hyperparameters, e.g. '{\"lora_rank\": 8}'")
     train.add_argument("--validation", action="append", type=Path, metavar="FILE", help="held-out file (repeatable)")
     train.add_argument("--from", dest="continue_from", metavar="NAME[@V]", help="continue from this tenant adapter")
     train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")

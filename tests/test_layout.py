@@ -46,8 +46,18 @@ ROOMS = {
     # package: (server modules it may import besides its own, third-party roots it must not import)
     "server/engine": ({"server.metrics"}, {"starlette", "sse_starlette", "uvicorn", "fastapi"}),
     "server/tenancy": ({"server.errors", "server.database", "server.metrics"}, set()),
-    "server/jobs": ({"server.errors", "server.database", "server.metrics", "server.settings", "server.tenancy",
-                     "server.cpu_share", "server.services"}, set()),
+    "server/jobs": (
+        {
+            "server.errors",
+            "server.database",
+            "server.metrics",
+            "server.settings",
+            "server.tenancy",
+            "server.cpu_share",
+            "server.services",
+        },
+        set(),
+    ),
 }
 """Each room of server/ and what it may reach: the engine nothing but metrics (and never the web
 framework); tenancy and jobs never the engine, the routes or the app."""

@@ -3,7 +3,8 @@
 - JSONL: one JSON object per non-blank line, either ``{"messages": [{"role", "content"}, ...]}``
   (roles ``system``/``developer``/``user``/``assistant``; string contents, or OpenAI's list of
   text parts; no tool calls; at least one user message; the last message is the assistant's;
-  extra keys such as ``name`` or ``weight`` are ignored) or ``{"prompt": str, "completion": str}``. Formats may mix. The first bad line stops
+  extra keys such as ``name`` or ``weight`` are ignored) or ``{"prompt": str, "completion": str}``. Formats
+  may mix. The first bad line stops
   the read with an error naming its line number.
 - CSV: a header row with ``question`` and ``answer`` columns (any case, any order, other columns
   ignored); the delimiter (``,``, ``;`` or tab) is sniffed from the header. Blank rows are
@@ -44,7 +45,10 @@ def jsonl_records(text: str, filename: str) -> list[Record]:
                 raise DocumentError(f'{where}: "prompt" and "completion" must both be strings, the prompt not empty')
             if not completion.strip():
                 raise DocumentError(f'{where}: "completion" is empty')
-            messages = ({"role": "user", "content": prompt.strip()}, {"role": "assistant", "content": completion.strip()})
+            messages = (
+                {"role": "user", "content": prompt.strip()},
+                {"role": "assistant", "content": completion.strip()},
+            )
         else:
             keys = ", ".join(sorted(row)) or "none"
             raise DocumentError(f'{where}: expected "messages" or "prompt"/"completion" (keys found: {keys})')
@@ -65,7 +69,10 @@ def _messages(value: object, where: str) -> tuple[dict[str, str], ...]:
         if message.get("tool_calls") or message.get("function_call"):
             raise DocumentError(f"{where}: messages[{index}] has tool calls; training on tool calls is not supported")
         if isinstance(content, list):  # OpenAI content parts: [{"type": "text", "text": "..."}]
-            if not all(isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str) for part in content):
+            if not all(
+                isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)
+                for part in content
+            ):
                 raise DocumentError(f"{where}: messages[{index}].content parts must all be text parts")
             content = "".join(part["text"] for part in content)
         if not isinstance(content, str) or not content.strip():

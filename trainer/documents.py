@@ -12,7 +12,8 @@ with a message that says so and where. Limits against abuse: :data:`MAX_FILE_BYT
 :data:`MAX_CHARACTERS` of text, :data:`MAX_PDF_PAGES`, and for DOCX (a ZIP) the uncompressed
 sizes (all members, and the XML parts) and member count are checked from the ZIP directory
 before anything is inflated (:data:`MAX_DOCX_UNCOMPRESSED`, :data:`MAX_DOCX_XML`,
-:data:`MAX_DOCX_MEMBERS`); Python's zipfile never inflates a member past its declared size. Exceeding a size limit raises code
+:data:`MAX_DOCX_MEMBERS`); Python's zipfile never inflates a member past its declared size. Exceeding a size
+limit raises code
 ``file_too_large``; every other refusal is ``invalid_file``: empty files, unsupported types,
 corrupt files, PDFs without extractable text, bad encodings, wrong JSONL/CSV schemas, and
 documents that yield no usable text.
@@ -147,7 +148,7 @@ def _pdf(path: Path, filename: str) -> list[Record]:
         raise DocumentError(f"{filename}: {error}", "file_too_large") from None
     except PermissionError as error:
         raise DocumentError(f"{filename}: {error}; upload it without a password") from None
-    except Exception as error:  # noqa: BLE001 - any parser failure on an untrusted file is a corrupt file
+    except Exception as error:
         raise DocumentError(f"{filename}: not a readable PDF ({type(error).__name__})") from None
     if not text.strip():
         raise DocumentError(f"{filename}: the PDF has no extractable text (scanned pages need OCR first)")
@@ -170,7 +171,7 @@ def _docx(path: Path, filename: str) -> list[Record]:
         raise DocumentError(f"{filename}: the DOCX unpacks to too much data", "file_too_large")
     try:
         blocks, title = docx_blocks(path)
-    except Exception as error:  # noqa: BLE001 - any parser failure on an untrusted file is a corrupt file
+    except Exception as error:
         raise DocumentError(f"{filename}: not a readable DOCX file ({type(error).__name__})") from None
     if sum(len(b.text) for b in blocks) > MAX_CHARACTERS:
         raise DocumentError(f"{filename}: over {MAX_CHARACTERS:,} characters of text", "file_too_large")

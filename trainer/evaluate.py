@@ -21,8 +21,8 @@ from typing import Any
 import torch
 
 from adapters.base_model import load_base
-from adapters.execution_plan import ExecutionPlan
 from adapters.chat_format import conversation, render
+from adapters.execution_plan import ExecutionPlan
 from trainer.packing import PackedBatch
 from trainer.qlora import Prepared, row_loss
 from trainer.recall import answer_matches
@@ -97,7 +97,11 @@ def probe_recall(
 
 
 def stored_adapter_recall(
-    base_model_dir: Path, adapter_dir: Path, probes: Sequence[Probe], system_prompt: str | None, device: str = "cpu",
+    base_model_dir: Path,
+    adapter_dir: Path,
+    probes: Sequence[Probe],
+    system_prompt: str | None,
+    device: str = "cpu",
     plan: ExecutionPlan | None = None,
 ) -> tuple[float, float, list[dict[str, Any]]]:
     """Probe recall of the base and of the stored adapter in ``adapter_dir`` (see the module docstring)."""

@@ -207,9 +207,13 @@ def _run(spec: JobSpec, send: Send, should_stop: ShouldStop) -> AdapterManifest:
     send(StatusEvent("running", f"{len(inputs.samples.train)} training samples; loading the base model."))
     try:
         loaded = _load(spec, inputs)
-        send(MessageEvent(f"{len(loaded.rows)} packed rows of up to {loaded.budget} tokens; plan: "
-                          f"{loaded.resolved.n_epochs} epochs, {loaded.resolved.total_steps} steps, "
-                          f"learning rate {loaded.resolved.learning_rate:.2e}."))
+        send(
+            MessageEvent(
+                f"{len(loaded.rows)} packed rows of up to {loaded.budget} tokens; plan: "
+                f"{loaded.resolved.n_epochs} epochs, {loaded.resolved.total_steps} steps, "
+                f"learning rate {loaded.resolved.learning_rate:.2e}."
+            )
+        )
         _check_stop(should_stop)
         before = _evaluate(spec, loaded, inputs.samples)
         send(before.event("before"))
@@ -243,8 +247,14 @@ def _load(spec: JobSpec, inputs: _Inputs) -> _Loaded:
     """Step 2: the base (in the server's execution plan, if named) with its LoRA, the samples
     tokenized and packed into rows, and the plan of epochs and steps."""
     execution = ExecutionPlan.from_name(spec.execution_plan, "the server's plan") if spec.execution_plan else None
-    prepared = prepare_model(spec.base_model_dir, inputs.hp, device=spec.device, init_adapter=inputs.init_path,
-                             plan=execution, plan_cache=spec.plan_cache)
+    prepared = prepare_model(
+        spec.base_model_dir,
+        inputs.hp,
+        device=spec.device,
+        init_adapter=inputs.init_path,
+        plan=execution,
+        plan_cache=spec.plan_cache,
+    )
     hp = inputs.hp.within(spec.max_seconds_ceiling, prepared.device.type)
     budget = min(hp.row_tokens(prepared.device.type), prepared.context_length)
 
@@ -272,23 +282,33 @@ def _train(spec: JobSpec, loaded: _Loaded, send: Send, should_stop: ShouldStop) 
             last = time.monotonic()
             send(ProgressEvent.from_fields(values))
 
-    return train(loaded.prepared, loaded.rows, loaded.hp, seed=spec.seed, on_progress=progress,
-                 should_stop=should_stop)
+    return train(loaded.prepared, loaded.rows, loaded.hp, seed=spec.seed, on_progress=progress, should_stop=should_stop)
 
 
-def _publish(spec: JobSpec, inputs: _Inputs, loaded: _Loaded, before: _Evaluation, after: _Evaluation,
-             result: TrainResult) -> AdapterManifest:
+def _publish(
+    spec: JobSpec, inputs: _Inputs, loaded: _Loaded, before: _Evaluation, after: _Evaluation, result: TrainResult
+) -> AdapterManifest:
     """Step 6: the adapter as a new version of ``<tenant>/<suffix>``, with what made it."""
     metrics = {
-        "eval_loss_before": before.eval_loss, "eval_loss_after": after.eval_loss,
-        "probe_recall_before": before.probe_recall, "probe_recall_after": after.probe_recall,
-        "train_loss": result.final_loss, "steps": result.steps, "train_seconds": round(result.seconds, 1),
+        "eval_loss_before": before.eval_loss,
+        "eval_loss_after": after.eval_loss,
+        "probe_recall_before": before.probe_recall,
+        "probe_recall_after": after.probe_recall,
+        "train_loss": result.final_loss,
+        "steps": result.steps,
+        "train_seconds": round(result.seconds, 1),
     }
     extra = {
-        "job_id": spec.job_id, "data_sha256": inputs.digest, "hyperparameters": loaded.hp.to_dict(),
-        "resolved_hyperparameters": asdict(loaded.resolved), "seed": spec.seed, "samples": inputs.samples.stats,
-        "trained_tokens": result.trained_tokens, "base_model": loaded.prepared.spec.name,
-        "continued_from": inputs.continued_from, "probe_answers": after.answers,
+        "job_id": spec.job_id,
+        "data_sha256": inputs.digest,
+        "hyperparameters": loaded.hp.to_dict(),
+        "resolved_hyperparameters": asdict(loaded.resolved),
+        "seed": spec.seed,
+        "samples": inputs.samples.stats,
+        "trained_tokens": result.trained_tokens,
+        "base_model": loaded.prepared.spec.name,
+        "continued_from": inputs.continued_from,
+        "probe_answers": after.answers,
         "execution_plan": loaded.prepared.plan.name,
     }
     return publish_adapter(loaded.prepared, inputs.store, spec.tenant, spec.suffix, metrics=metrics, extra=extra)

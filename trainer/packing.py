@@ -96,7 +96,10 @@ def _row(prefix: int, samples: Sequence[EncodedSample]) -> PackedBatch:
         positions += range(shared, len(sample))
         segments += [number] * (len(sample) - shared)
     return PackedBatch(
-        _tensor(ids), _tensor(labels), _tensor(positions), samples=len(samples),
+        _tensor(ids),
+        _tensor(labels),
+        _tensor(positions),
+        samples=len(samples),
         sample_tokens=sum(len(s) for s in samples),
         segments=torch.tensor(segments, dtype=torch.long) if shared else None,
     )
@@ -169,7 +172,9 @@ def _first_fit(prefix: int, members: list[EncodedSample], budget: int) -> list[l
     return rows
 
 
-def pack(samples: Sequence[EncodedSample], token_budget: int, seed: int, *, share_prefix: bool = True) -> list[PackedBatch]:
+def pack(
+    samples: Sequence[EncodedSample], token_budget: int, seed: int, *, share_prefix: bool = True
+) -> list[PackedBatch]:
     """Rows of at most ``token_budget`` tokens holding every sample once, in a seeded order
     (``share_prefix=False``: no shared prompts, every row restarts its positions)."""
     if token_budget < 1:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from trainer.outline import Block, squash
@@ -40,10 +39,36 @@ _LIST_OR_QA = re.compile(r"^\s*(?:[-*+\u2022]|\d+[.)]|(?:Q|A|Question|Answer)\s*
 _HEADING_TAGS = {f"h{n}": n for n in range(1, 7)}
 _DROPPED_TAGS = ["script", "style", "nav", "noscript", "template", "svg", "form", "head"]
 _BLOCK_TAGS = {
-    "p", "div", "section", "article", "main", "header", "footer", "aside", "li", "ul", "ol", "dl", "dt",
-    "dd", "blockquote", "pre", "table", "thead", "tbody", "tr", "figure", "figcaption", "caption",
-    "address", "details", "summary", "body", "html", "hr",
-}  # fmt: skip
+    "p",
+    "div",
+    "section",
+    "article",
+    "main",
+    "header",
+    "footer",
+    "aside",
+    "li",
+    "ul",
+    "ol",
+    "dl",
+    "dt",
+    "dd",
+    "blockquote",
+    "pre",
+    "table",
+    "thead",
+    "tbody",
+    "tr",
+    "figure",
+    "figcaption",
+    "caption",
+    "address",
+    "details",
+    "summary",
+    "body",
+    "html",
+    "hr",
+}
 
 
 def _looks_like_heading(line: str) -> bool:

@@ -56,8 +56,14 @@ def publish_adapter(
 
         def make_manifest(version: int) -> AdapterManifest:
             return validated.manifest(
-                tenant=tenant, name=name, version=version, spec=prepared.spec, weights_sha256=weights_sha256,
-                source="training", metrics=json_safe(metrics), extra=json_safe(extra),
+                tenant=tenant,
+                name=name,
+                version=version,
+                spec=prepared.spec,
+                weights_sha256=weights_sha256,
+                source="training",
+                metrics=json_safe(metrics),
+                extra=json_safe(extra),
             )
 
         return store.publish(tenant, name, {CONFIG_FILE: config, WEIGHTS_FILE: weights}, make_manifest)

@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -49,6 +49,7 @@ from adapters.base_model import BaseModelSpec, LoadedBase, load_base, pick_devic
 from adapters.execution_plan import ExecutionPlan, PlanRequest
 from adapters.hyperparameters import Hyperparameters, Resolved
 from trainer.packing import PackedBatch
+from trainer.schedule import Schedule
 from trainer.tokenize import IGNORE_INDEX
 
 if TYPE_CHECKING:
@@ -76,8 +77,16 @@ class Prepared:
     @classmethod
     def wrap(cls, base: LoadedBase, model: PeftModel) -> Prepared:
         """``model`` (``base.model`` wrapped in LoRA) with everything else taken from ``base``."""
-        return cls(model, base.tokenizer, base.spec, base.device, base.linear_shapes,
-                   base.context_length, base.eos_token_ids, base.plan)
+        return cls(
+            model,
+            base.tokenizer,
+            base.spec,
+            base.device,
+            base.linear_shapes,
+            base.context_length,
+            base.eos_token_ids,
+            base.plan,
+        )
 
     def precision(self) -> contextlib.AbstractContextManager[object]:
         """The autocast the forward passes run under (see the module docstring)."""
@@ -118,8 +127,7 @@ def prepare_model(
     ``plan``'s form, or one chosen as :func:`adapters.base_model.load_base` chooses it."""
     if pick_device(device).type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(cpu_threads())
-    base = load_base(Path(base_model_dir), device, quantize=quantize, plan=plan, request=request,
-                     plan_cache=plan_cache)
+    base = load_base(Path(base_model_dir), device, quantize=quantize, plan=plan, request=request, plan_cache=plan_cache)
     model = _trainable_base(base, hp, quantize)
     return Prepared.wrap(base, _with_lora(model, hp, init_adapter))
 
@@ -137,7 +145,7 @@ def _trainable_base(base: LoadedBase, hp: Hyperparameters, quantize: bool) -> to
             # bitsandbytes repacks NF4 weights for a fast CPU inference kernel the first time a
             # layer runs in eval mode; that kernel has no backward, so training after any eval
             # (the "before" evaluation) would silently get wrong gradients. Keep the plain layout.
-            setattr(module, "support_avx512bf16_for_cpu", False)
+            cast(Any, module).support_avx512bf16_for_cpu = False
     if quantize and base.plan.weights == "nf4":
         model = prepare_model_for_kbit_training(
             model,
@@ -214,14 +222,6 @@ def plan_rows(batches: Sequence[PackedBatch], hp: Hyperparameters, *, hidden_siz
     )
 
 
-def learning_rate_at(step: int, total: int, warmup: int, peak: float) -> float:
-    """Linear warm-up over ``warmup`` steps, then cosine decay reaching 0 after ``total`` steps."""
-    if step < warmup:
-        return peak * (step + 1) / (warmup + 1)
-    progress = (step - warmup) / max(1, total - warmup)
-    return peak * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
 def make_optimizer(params: list[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
     """bitsandbytes ``PagedAdamW`` (32-bit), or torch's AdamW where bitsandbytes cannot serve."""
     try:
@@ -293,7 +293,7 @@ def train(
     prepared.model.train()
     params = [p for p in prepared.model.parameters() if p.requires_grad]
     optimizer = make_optimizer(params, resolved.learning_rate)
-    schedule = _Schedule.of(resolved, hp.warmup_ratio)
+    schedule = Schedule.of(resolved, hp.warmup_ratio)
     steps_per_epoch = math.ceil(len(rows) / resolved.gradient_accumulation_steps)
     groups = _steps(rows, resolved.gradient_accumulation_steps, random.Random(seed))
     run = _Run(start=time.monotonic())
@@ -310,31 +310,6 @@ def train(
             on_progress(run.report(schedule.total, steps_per_epoch, lr))
     prepared.model.eval()
     return run.result(resolved)
-
-
-@dataclass
-class _Schedule:
-    """Warm-up then cosine decay over ``total`` steps; :meth:`replan` moves ``total`` so the decay
-    ends inside the time budget, never beyond the original plan."""
-
-    planned: int
-    warmup: int
-    peak: float
-    max_seconds: float
-    total: int
-
-    @classmethod
-    def of(cls, resolved: Resolved, warmup_ratio: float) -> _Schedule:
-        planned = resolved.total_steps
-        return cls(planned, round(warmup_ratio * planned), resolved.learning_rate, resolved.max_seconds, planned)
-
-    def learning_rate(self, step: int) -> float:
-        return learning_rate_at(step, self.total, self.warmup, self.peak)
-
-    def replan(self, step: int, elapsed: float) -> None:
-        """After ``step`` steps in ``elapsed`` seconds: as many steps as the mean step time affords."""
-        affordable = step + int((self.max_seconds - elapsed) / (elapsed / step))
-        self.total = max(step, min(self.planned, affordable))
 
 
 def _optimizer_step(

@@ -11,8 +11,9 @@ times of day, points and vouchers, what something includes, durations, warrantie
 (``within 30 days``), deposits, payment methods, weekdays, availability and permission, and
 parking; where those find little, :data:`FALLBACK_RULES` ask about passives (``are
 delivered``, ``must be ordered``) and objects (``What do the breads contain?``).
-:func:`sentence_templates` asks about contact details, founding and the town from the whole
-sentence; :func:`generic_templates` adds catch-all questions so every sentence is asked about.
+:mod:`trainer.sentence_questions` asks about contact details, founding and the town from the
+whole sentence, and adds catch-all questions so every sentence is asked about.
+The words and patterns the rules match on are :mod:`trainer.question_words`.
 """
 
 from __future__ import annotations
@@ -21,31 +22,22 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from trainer.sentences import Clause, article, base_form, singular
-
-DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-BUSINESS_WORDS = {"shop", "store", "business", "company", "we", "us", "you", "office", "restaurant", "cafe",
-                  "salon", "studio", "clinic", "hotel", "bakery", "workshop", "practice", "firm", "team"}  # fmt: skip
-_PERSON_WORDS = ("mechanic", "manager", "owner", "founder", "chef", "director", "head", "boss", "staff", "doctor",
-                 "teacher", "coach", "instructor", "assistant", "receptionist", "ceo", "driver", "baker", "cook",
-                 "waiter", "guide", "agent", "officer", "advisor", "adviser", "consultant", "engineer", "technician",
-                 "nurse", "vet", "dentist", "lawyer", "accountant", "secretary", "captain", "leader", "president",
-                 "chair", "trainer", "host", "contact", "person", "partner", "expert", "specialist")  # fmt: skip
-_MONEY = re.compile(r"(?:[£$€]\s?\d[\d,.]*|\b\d[\d,.]*\s?(?:pounds?|euros?|dollars?|gbp|eur|usd|pence|cents?)\b)", re.I)
-_TIME = re.compile(r"\b\d{1,2}(?::\d{2})?\s?(?:[ap]\.?m\.?)|\b\d{1,2}:\d{2}\b", re.I)
-_PHONE = re.compile(r"\+?\d[\d ()-]{6,}\d")
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-_PER = re.compile(r"\b(?:per|a|an|each)\s+(day|hour|week|month|night|year|person|session|lesson)\b", re.I)
-_WITHIN = re.compile(r"\bwithin\s+(\S+)\s+(days?|weeks?|months?|hours?|years?)\b", re.I)
-_DURATION = re.compile(r"^(\S+(?:\s+working)?\s+(?:minutes?|hours?|days?|weeks?|months?))\b", re.I)
-_STREET = re.compile(r"\b\d+\s+[A-Z]\w+\s+(?:Street|St|Road|Rd|Lane|Avenue|Ave|Way|Square|Place|Drive)\b")
-_MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December"
-_TOWN = re.compile(
-    rf"\b(?:in the (?:town|city|village) of|in)\s+(?!(?:{_MONTHS}|{'|'.join(DAYS)})\b)([A-Z][\w-]+(?:\s[A-Z][\w-]+)?)"
+from trainer.question_words import (
+    BUSINESS_WORDS,
+    CUSTOMER_ACTIONS,
+    DAYS,
+    DURATION,
+    MONEY,
+    OBJECT_END,
+    PARTICIPLE,
+    PER,
+    PERSON_WORDS,
+    STREET,
+    TIME,
+    TRANSITIVE,
+    WITHIN,
 )
-_FOUNDED = re.compile(r"\b(?:founded|established|opened|started|set up)\b(?:\s+in\s+(\d{4}))?(?:.*?\bby\s+([A-Z][\w-]+(?:\s[A-Z][\w-]+)*))?")
-_PARTICIPLE = r"(\w+ed|sold|done|taken|given|made|held|kept|paid|run|seen|sent|bought|built|shown|written)"
-_OBJECT_END = r"\s+(?:only|just|also|on|in|at|from|until|till|before|after|between|by|every|for|within|with|to)\b"
+from trainer.sentences import Clause, article, base_form, singular
 
 
 def day_names(text: str) -> list[str]:
@@ -96,31 +88,48 @@ class Predicate:
 
 
 def _predicate(clause: Clause, verb: str, rest: str, p: Phrases) -> Predicate:
-    passive = re.match(rf"^be\s+{_PARTICIPLE}\b", rest)
-    after_be = re.match(rf"^{_PARTICIPLE}\b", rest) if verb in ("is", "are") else None
+    passive = re.match(rf"^be\s+{PARTICIPLE}\b", rest)
+    after_be = re.match(rf"^{PARTICIPLE}\b", rest) if verb in ("is", "are") else None
     done = passive or after_be
     participle = done.group(1) if done else None
-    obj = "" if verb in ("is", "are") else re.split(_OBJECT_END, f" {rest}")[0].strip()
+    obj = "" if verb in ("is", "are") else re.split(OBJECT_END, f" {rest}")[0].strip()
     obj = obj if len(obj.split()) <= 4 and not re.search(r"\d", obj) else ""
-    return Predicate(clause, verb, rest, p, "" if p.is_business else "{at}", participle,
-                     base_form(participle) if participle else None, obj)  # fmt: skip
+    return Predicate(
+        clause,
+        verb,
+        rest,
+        p,
+        "" if p.is_business else "{at}",
+        participle,
+        base_form(participle) if participle else None,
+        obj,
+    )
 
 
 def _prices(q: Predicate) -> list[str]:
     np, the, one, does, is_, at = q.p.np, q.p.the, q.p.one, q.p.does, q.p.is_, q.at
-    money = _MONEY.search(q.rest)
-    if not money or not (
-        q.verb in ("cost", "costs", "charge", "charges")
-        or re.match(r"^(?:only |just |about |from )?$", q.rest[: money.start()])  # "Tickets are 5 euros"
-        or re.search(r"\bfor (?:only |just )?$", q.rest[: money.start()])  # "can be hired for 25 pounds"
+    money = MONEY.search(q.rest)
+    if (
+        not money
+        or not (
+            q.verb in ("cost", "costs", "charge", "charges")
+            or re.match(r"^(?:only |just |about |from )?$", q.rest[: money.start()])  # "Tickets are 5 euros"
+            or re.search(r"\bfor (?:only |just )?$", q.rest[: money.start()])  # "can be hired for 25 pounds"
+        )
     ):
         return []
-    out = [f"How much {does} {np} cost{at}?", f"What is the price of {the}{at}?", f"How much {is_} {np}{at}?",
-           f"What {does} {np} cost{at}?", f"How much do I pay for {one}{at}?", f"How much do you charge for {one}?",
-           f"How expensive {is_} {np}{at}?"]  # fmt: skip
+    out = [
+        f"How much {does} {np} cost{at}?",
+        f"What is the price of {the}{at}?",
+        f"How much {is_} {np}{at}?",
+        f"What {does} {np} cost{at}?",
+        f"How much do I pay for {one}{at}?",
+        f"How much do you charge for {one}?",
+        f"How expensive {is_} {np}{at}?",
+    ]
     if q.action and not q.p.is_business:
         out += [f"How much does it cost to {q.action} {one}{at}?", f"What does it cost to {q.action} {one}{at}?"]
-    if per := _PER.search(q.rest):
+    if per := PER.search(q.rest):
         unit = per.group(1).lower()
         out += [f"How much {is_} {np} per {unit}{at}?", f"What does one {unit} of {singular(q.p.head)} cost{at}?"]
     return out
@@ -131,18 +140,29 @@ def _names(q: Predicate) -> list[str]:
     if q.verb not in ("is", "are") or not re.match(r"^(?:called|named|known as)\b", q.rest):
         return []
     out = [f"What is {the} called{at}?", f"What is the name of {the}{at}?", f"What's {the} called?"]
-    if any(word in q.p.head.lower().split() for word in _PERSON_WORDS):
+    if any(word in q.p.head.lower().split() for word in PERSON_WORDS):
         return out + [f"Who is {the}{at}?", f"Who is {{biz_s}} {singular(q.p.head)}?", f"Who works as {the}{at}?"]
     return out + [f"What is {{biz_s}} {q.p.head} called?", f"What name does {the} have?"]
 
 
 def _places(q: Predicate) -> list[str]:
-    if q.verb not in ("is", "are") or not re.match(r"^(?:located\s+)?(?:at|on|near|next to|opposite|behind|beside|in)\b", q.rest):
+    if q.verb not in ("is", "are") or not re.match(
+        r"^(?:located\s+)?(?:at|on|near|next to|opposite|behind|beside|in)\b", q.rest
+    ):
         return []
-    out = [f"Where {q.p.is_} {q.p.np}{q.at}?", f"Where {q.p.is_} {q.p.np} located?", f"Where can I find {q.p.the}{q.at}?"]
-    if q.p.is_business or _STREET.search(q.rest):
-        out += ["What is the address of {biz}?", "What is {biz_s} street address?", "Where are you located?",
-                "Which street is {biz} on?", "How do I find {biz}?"]  # fmt: skip
+    out = [
+        f"Where {q.p.is_} {q.p.np}{q.at}?",
+        f"Where {q.p.is_} {q.p.np} located?",
+        f"Where can I find {q.p.the}{q.at}?",
+    ]
+    if q.p.is_business or STREET.search(q.rest):
+        out += [
+            "What is the address of {biz}?",
+            "What is {biz_s} street address?",
+            "Where are you located?",
+            "Which street is {biz} on?",
+            "How do I find {biz}?",
+        ]
     return out
 
 
@@ -150,9 +170,15 @@ def _hours(q: Predicate) -> list[str]:
     np, is_ = q.p.np, q.p.is_
     out: list[str] = []
     if re.match(r"^open\b", q.rest) or q.verb in ("opens", "open"):
-        out += [f"When {is_} {np} open?", "What are {biz_s} opening hours?", f"What time does {np} open?",
-                f"What time does {np} close?", f"Which days {is_} {np} open?", "What are the opening hours{at}?",
-                "When can I visit {biz}?"]  # fmt: skip
+        out += [
+            f"When {is_} {np} open?",
+            "What are {biz_s} opening hours?",
+            f"What time does {np} open?",
+            f"What time does {np} close?",
+            f"Which days {is_} {np} open?",
+            "What are the opening hours{at}?",
+            "When can I visit {biz}?",
+        ]
         out += [f"Is {np} open on {day}s?" for day in day_names(q.rest)]
     if re.match(r"^closed\b", q.rest):
         out += [f"When {is_} {np} closed?", f"Which days {is_} {np} closed?", f"{q.p.Is} {np} open every day?"]
@@ -161,22 +187,32 @@ def _hours(q: Predicate) -> list[str]:
 
 
 def _times(q: Predicate) -> list[str]:
-    time = _TIME.search(q.rest)
+    time = TIME.search(q.rest)
     if not time or re.match(r"^(?:open|closed)\b", q.rest):
         return []
     np, does, at = q.p.np, q.p.does, q.at
     phrase = f"{base_form(q.verb)} {q.obj}".strip()
     out = [f"When {does} {np} {phrase}{at}?", f"What time {does} {np} {phrase}?"]
     if re.search(r"\b(?:before|until|till|by)\s+" + re.escape(time.group()), q.rest):
-        out += [f"Until what time {does} {np} {phrase}{at}?", f"What is the latest time {np} {q.verb} {q.obj}".strip() + "?"]
+        out += [
+            f"Until what time {does} {np} {phrase}{at}?",
+            f"What is the latest time {np} {q.verb} {q.obj}".strip() + "?",
+        ]
     return out
 
 
 def _points(q: Predicate) -> list[str]:
-    if not (re.search(r"\b(?:per|a|each)\s+(?:point|pound|euro|dollar)", q.rest) or re.search(r"\d+ points?\b", q.rest)):
+    if not (
+        re.search(r"\b(?:per|a|each)\s+(?:point|pound|euro|dollar)", q.rest) or re.search(r"\d+ points?\b", q.rest)
+    ):
         return []
-    return ["How many points do I get per pound{at}?", "How do I earn points{at}?", "What do points give me{at}?",
-            "How many points do I need for a voucher{at}?", "What is a voucher worth{at}?"]  # fmt: skip
+    return [
+        "How many points do I get per pound{at}?",
+        "How do I earn points{at}?",
+        "What do points give me{at}?",
+        "How many points do I need for a voucher{at}?",
+        "What is a voucher worth{at}?",
+    ]
 
 
 def _includes(q: Predicate) -> list[str]:
@@ -184,26 +220,46 @@ def _includes(q: Predicate) -> list[str]:
         return []
     first = re.split(r",|\band\b|\bor\b", re.sub(r"^with\s+", "", q.rest))[0].strip()
     np, one, does, at = q.p.np, q.p.one, q.p.does, q.at
-    return [f"What {does} {np} include{at}?", f"What comes with {one}{at}?", f"What do I get with {one}?",
-            f"{does.capitalize()} {np} include {first}?"]  # fmt: skip
+    return [
+        f"What {does} {np} include{at}?",
+        f"What comes with {one}{at}?",
+        f"What do I get with {one}?",
+        f"{does.capitalize()} {np} include {first}?",
+    ]
 
 
 def _durations(q: Predicate) -> list[str]:
     np, does, at = q.p.np, q.p.does, q.at
     out: list[str] = []
-    if q.verb in ("takes", "take", "lasts", "last") and _DURATION.match(q.rest):
-        out += [f"How long {does} {np} take{at}?", f"How much time {does} {np} take?", f"When will my {singular(q.p.head)} be ready{at}?"]
+    if q.verb in ("takes", "take", "lasts", "last") and DURATION.match(q.rest):
+        out += [
+            f"How long {does} {np} take{at}?",
+            f"How much time {does} {np} take?",
+            f"When will my {singular(q.p.head)} be ready{at}?",
+        ]
     if "while you wait" in q.rest:
-        out += [f"How long {does} {np} take{at}?", f"Can I wait while {np} {q.p.is_} done?", f"{q.p.Is} {np} done while I wait{at}?"]
+        out += [
+            f"How long {does} {np} take{at}?",
+            f"Can I wait while {np} {q.p.is_} done?",
+            f"{q.p.Is} {np} done while I wait{at}?",
+        ]
     if re.search(r"\b(?:warranty|guarantee)\b", q.rest):
         word = "guarantee" if "guarantee" in q.rest else "warranty"
-        out += [f"How long is the {word} on {np}{at}?", f"What {word} {does} {np} come with{at}?",
-                f"{does.capitalize()} {np} have a {word}?", f"How many years of {word} {does} {np} get?"]  # fmt: skip
-    if within := _WITHIN.search(q.rest):
+        out += [
+            f"How long is the {word} on {np}{at}?",
+            f"What {word} {does} {np} come with{at}?",
+            f"{does.capitalize()} {np} have a {word}?",
+            f"How many years of {word} {does} {np} get?",
+        ]
+    if within := WITHIN.search(q.rest):
         act, np = q.action or base_form(q.verb), q.p.np
         policy = act in ("return", "refund", "exchange", "cancel")
-        out += [f"How long do I have to {act} {np}{at}?", f"How many {within.group(2).rstrip('s')}s do I have to {act} {np}?",
-                f"Can I {act} {np}{at}?", f"What is the {act} policy{at}?" if policy else f"When can I {act} {np}?"]  # fmt: skip
+        out += [
+            f"How long do I have to {act} {np}{at}?",
+            f"How many {within.group(2).rstrip('s')}s do I have to {act} {np}?",
+            f"Can I {act} {np}{at}?",
+            f"What is the {act} policy{at}?" if policy else f"When can I {act} {np}?",
+        ]
         if "receipt" in q.rest:
             out += [f"Do I need a receipt to {act} {np}{at}?"]
     return out
@@ -212,16 +268,25 @@ def _durations(q: Predicate) -> list[str]:
 def _deposits(q: Predicate) -> list[str]:
     if not (q.p.head.lower().startswith("deposit") or "deposit" in q.rest):
         return []
-    out = ["How much is the deposit{at}?", "Is there a deposit{at}?", "How big is the deposit{at}?", "What deposit do I pay{at}?"]
+    out = [
+        "How much is the deposit{at}?",
+        "Is there a deposit{at}?",
+        "How big is the deposit{at}?",
+        "What deposit do I pay{at}?",
+    ]
     if m := re.search(r"\bfor (each|every|a|an|the) (\w+)", q.rest):
         out += [f"How much is the deposit for {article(m.group(2))}{q.at}?"]
     return out
 
 
 def _payments(q: Predicate) -> list[str]:
-    if q.verb not in ("accept", "accepts", "take", "takes") or not re.search(r"\b(?:cash|cards?|cheques?|checks?|voucher|paypal)\b", q.rest, re.I):
+    if q.verb not in ("accept", "accepts", "take", "takes") or not re.search(
+        r"\b(?:cash|cards?|cheques?|checks?|voucher|paypal)\b", q.rest, re.I
+    ):
         return []
-    items = [re.sub(r"^(?:but\s+)?(?:not\s+)?(?:the\s+)?", "", i.strip()) for i in re.split(r",|\band\b|\bor\b", q.rest)]
+    items = [
+        re.sub(r"^(?:but\s+)?(?:not\s+)?(?:the\s+)?", "", i.strip()) for i in re.split(r",|\band\b|\bor\b", q.rest)
+    ]
     out = ["How can I pay{at}?", "Which payment methods does {biz} accept?", "What forms of payment are accepted{at}?"]
     out += [f"Can I pay by {singular(item)}{{at}}?" for item in items if item and item[0].islower()][:4]
     return out + [f"Do you take {item}?" for item in items if item and item[0].isupper()][:2]
@@ -231,7 +296,11 @@ def _weekdays(q: Predicate) -> list[str]:
     if not day_names(q.rest) or re.match(r"^(?:open|closed)\b", q.rest):
         return []
     np, at = q.p.np, q.at
-    part = f"{q.p.is_} {np} {q.participle}" if q.participle else f"{q.p.does} {np} {f'{base_form(q.verb)} {q.obj}'.strip()}"
+    part = (
+        f"{q.p.is_} {np} {q.participle}"
+        if q.participle
+        else f"{q.p.does} {np} {f'{base_form(q.verb)} {q.obj}'.strip()}"
+    )
     out = [f"When {part}{at}?", f"On which day {part}?", f"What day {part}{at}?"]
     out += [f"Which {when} {part}{at}?" for when in ("evening", "morning", "afternoon") if when in q.rest]
     return out
@@ -241,7 +310,7 @@ def _passives(q: Predicate) -> list[str]:
     if not q.participle or not q.action or q.participle in ("called", "named", "located", "based", "closed", "opened"):
         return []
     np, head, at, part = q.p.np, q.p.head, q.at, q.participle
-    mine = _CUSTOMER_ACTIONS.get(q.action)  # what a customer does: the shop sells, I buy
+    mine = CUSTOMER_ACTIONS.get(q.action)  # what a customer does: the shop sells, I buy
     if q.verb in ("is", "are"):
         out = [f"{q.p.Is} {np} {part}{at}?", f"Does {{biz}} {q.action} {head}?"]
     else:  # a modal: "can be hired", "must be ordered"
@@ -251,8 +320,10 @@ def _passives(q: Predicate) -> list[str]:
     if mine:
         out += [f"Can I {mine} {head}{at}?", f"How do I {mine} {q.p.one}{at}?"]
     if "advance" in q.rest:
-        out += [f"How far in advance {q.verb if q.verb in ('must', 'should') else 'should'} {np} be {part}{at}?",
-                f"How many days ahead do I need to {q.action} {q.p.one}?"]  # fmt: skip
+        out += [
+            f"How far in advance {q.verb if q.verb in ('must', 'should') else 'should'} {np} be {part}{at}?",
+            f"How many days ahead do I need to {q.action} {q.p.one}?",
+        ]
     if re.search(r"\bfree\b", q.rest):
         out += [f"{q.p.Is} {np} {part} for free{at}?", f"Do I pay for {q.action.removesuffix('e')}ing {np}?"]
     return out
@@ -263,14 +334,19 @@ def _availability(q: Predicate) -> list[str]:
     if re.match(r"^(?:welcome|allowed|permitted)\b", q.rest):
         return [f"{Is} {np} allowed{at}?", f"Can I bring {one}{at}?", f"{Is} {np} welcome{at}?"]
     if re.match(r"^(?:available|offered|on offer|in stock)\b", q.rest):
-        return [f"{Is} {np} available{at}?", f"Can I get {q.p.head}{at}?", f"Do you have {q.p.head}?", f"Do you offer {q.p.head}?"]
+        return [
+            f"{Is} {np} available{at}?",
+            f"Can I get {q.p.head}{at}?",
+            f"Do you have {q.p.head}?",
+            f"Do you offer {q.p.head}?",
+        ]
     return []
 
 
 def _objects(q: Predicate) -> list[str]:
     """What a subject has, gives or gets: "What do the breads contain?", "What do members get?"."""
     base = base_form(q.verb)
-    if base not in _TRANSITIVE or not (q.obj or base in ("get", "receive", "earn")):
+    if base not in TRANSITIVE or not (q.obj or base in ("get", "receive", "earn")):
         return []
     out = [f"What {q.p.does} {q.p.np} {base}{q.at}?"]
     if base in ("get", "receive", "earn"):
@@ -280,18 +356,30 @@ def _objects(q: Predicate) -> list[str]:
 
 def _parking(q: Predicate) -> list[str]:
     if q.verb in ("park", "parks") or re.search(r"\bpark(?:ing)?\b", q.rest):
-        return ["Where can I park{at}?", "Is there parking{at}?", "Is parking free{at}?", "Where do customers park{at}?"]
+        return [
+            "Where can I park{at}?",
+            "Is there parking{at}?",
+            "Is parking free{at}?",
+            "Where do customers park{at}?",
+        ]
     return []
 
 
-_CUSTOMER_ACTIONS = {"sell": "buy", "hire": "hire", "rent": "rent", "book": "book", "order": "order", "return": "return",
-                     "exchange": "exchange", "reserve": "reserve", "collect": "collect", "buy": "buy"}  # fmt: skip
-_TRANSITIVE = {"contain", "offer", "sell", "provide", "serve", "stock", "need", "require", "cover", "use", "hold",
-               "earn", "get", "give", "receive", "bake", "make", "teach", "repair", "deliver", "answer"}  # fmt: skip
 RULES: tuple[Callable[[Predicate], list[str]], ...] = (
-    _prices, _names, _places, _hours, _times, _points, _includes, _durations, _deposits, _payments, _weekdays,
-    _availability, _parking,
-)  # fmt: skip
+    _prices,
+    _names,
+    _places,
+    _hours,
+    _times,
+    _points,
+    _includes,
+    _durations,
+    _deposits,
+    _payments,
+    _weekdays,
+    _availability,
+    _parking,
+)
 FALLBACK_RULES: tuple[Callable[[Predicate], list[str]], ...] = (_passives, _objects)
 _ENOUGH = 4
 
@@ -304,33 +392,3 @@ def predicate_templates(clause: Clause, verb: str, rest: str, p: Phrases) -> lis
     if len(out) < _ENOUGH:
         out += [template for rule in FALLBACK_RULES for template in rule(q)]
     return out
-
-
-def sentence_templates(sentence: str) -> list[str]:
-    """Questions triggered by the sentence as a whole: contact details, founding, the town."""
-    out: list[str] = []
-    if _PHONE.search(sentence):
-        out += ["What is {biz_s} phone number?", "What number do I call to reach {biz}?", "How can I call {biz}?",
-                "What is the telephone number{at}?", "How do I phone {biz}?"]  # fmt: skip
-    if _EMAIL.search(sentence):
-        out += ["What is {biz_s} email address?", "How can I email {biz}?", "What email address does {biz} use?",
-                "Where do I write to {biz}?"]  # fmt: skip
-    if _PHONE.search(sentence) or _EMAIL.search(sentence):
-        out += ["How can I contact {biz}?", "How do I get in touch with {biz}?"]
-    if founded := _FOUNDED.search(sentence):
-        if founded.group(1):
-            out += ["When was {biz} founded?", "What year was {biz} founded?", "How long has {biz} existed?",
-                    "When did {biz} start?", "In which year did {biz} open?"]  # fmt: skip
-        if founded.group(2):
-            out += ["Who founded {biz}?", "Who started {biz}?", "Who is the founder of {biz}?", "Who set up {biz}?"]
-    if _TOWN.search(sentence) and not _STREET.search(sentence):
-        out += ["Where is {biz}?", "In which town is {biz}?", "What town is {biz} in?", "Where is {biz} based?"]
-    return out
-
-
-def generic_templates(clause: Clause, p: Phrases) -> list[str]:
-    """Catch-all questions about the subject: every sentence gets at least these."""
-    if p.is_business:
-        return ["What is {biz}?", "Tell me about {biz}.", "What kind of business is {biz}?", "What does {biz} do?"]
-    return [f"What about {p.the}{{at}}?", f"Tell me about {p.the}{{at}}.", f"What should I know about {p.the}{{at}}?",
-            f"What can you tell me about {p.the}?"]  # fmt: skip

@@ -28,11 +28,13 @@ from __future__ import annotations
 import random
 import re
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import zip_longest
 
-from trainer.question_rules import Phrases, generic_templates, predicate_templates, sentence_templates
+from trainer.question_rules import Phrases, predicate_templates
 from trainer.records import QARecord, Section
+from trainer.sentence_questions import generic_templates, sentence_templates
 from trainer.sentences import MAX_SENTENCE, Clause, parse, split_sentences
 
 _GENERIC_TITLE_WORDS = re.compile(
@@ -41,12 +43,30 @@ _GENERIC_TITLE_WORDS = re.compile(
     re.IGNORECASE,
 )
 _SYNONYMS = [
-    ("bicycles", "bikes"), ("bicycle", "bike"), ("bikes", "bicycles"), ("bike", "bicycle"), ("hired", "rented"),
-    ("hire a", "rent a"), ("hire", "rental"), ("programme", "scheme"), ("program", "scheme"), ("shop", "store"),
-    ("second-hand", "used"), ("phone", "telephone"), ("price", "cost"), ("purchase", "buy"), ("buy", "purchase"),
-    ("cheque", "check"), ("lessons", "classes"), ("repairs", "fixes"), ("dog", "pet"), ("email", "e-mail"),
-    ("how much is", "what is the price of"), ("what time", "when"), ("opening hours", "hours"),
-]  # fmt: skip
+    ("bicycles", "bikes"),
+    ("bicycle", "bike"),
+    ("bikes", "bicycles"),
+    ("bike", "bicycle"),
+    ("hired", "rented"),
+    ("hire a", "rent a"),
+    ("hire", "rental"),
+    ("programme", "scheme"),
+    ("program", "scheme"),
+    ("shop", "store"),
+    ("second-hand", "used"),
+    ("phone", "telephone"),
+    ("price", "cost"),
+    ("purchase", "buy"),
+    ("buy", "purchase"),
+    ("cheque", "check"),
+    ("lessons", "classes"),
+    ("repairs", "fixes"),
+    ("dog", "pet"),
+    ("email", "e-mail"),
+    ("how much is", "what is the price of"),
+    ("what time", "when"),
+    ("opening hours", "hours"),
+]
 _GENERIC_PHRASINGS = 4
 MAX_PASSAGE = 1200
 _PRONOUNS = {"it", "this", "that", "they", "these", "those", "he", "she", "there", "here"}
@@ -113,12 +133,17 @@ def _fill(template: str, business: str) -> list[str]:
     return filled
 
 
+def _same_case(word: str) -> Callable[[re.Match[str]], str]:
+    """A replacement that writes ``word`` capitalised where the match was."""
+    return lambda match: word if match.group()[0].islower() else word.capitalize()
+
+
 def _synonym(question: str) -> str | None:
     """``question`` with its first word that has a synonym swapped (placeholders untouched)."""
     for word, other in _SYNONYMS:
         pattern = re.compile(rf"(?<![{{\w]){re.escape(word)}\b", re.IGNORECASE)
         if pattern.search(question):
-            return pattern.sub(lambda m: other if m.group()[0].islower() else other.capitalize(), question, count=1)
+            return pattern.sub(_same_case(other), question, count=1)
     return None
 
 
@@ -197,13 +222,23 @@ def _topic(section: Section) -> str:
 def section_fact(section: Section, business: str, phrasings: int, seed: int) -> Fact:
     """The passage as an answer to questions about its heading path (or the business, at the top)."""
     if topic := _topic(section):
-        templates = [f"Tell me about {topic}{{at}}.", f"What can you tell me about {topic}{{at}}?",
-                     f"What should I know about {topic}{{at}}?", f"Can you explain {topic}{{at}}?",
-                     f"Give me the details on {topic}{{at}}.", f"What is the information on {topic}{{at}}?"]  # fmt: skip
+        templates = [
+            f"Tell me about {topic}{{at}}.",
+            f"What can you tell me about {topic}{{at}}?",
+            f"What should I know about {topic}{{at}}?",
+            f"Can you explain {topic}{{at}}?",
+            f"Give me the details on {topic}{{at}}.",
+            f"What is the information on {topic}{{at}}?",
+        ]
         templates += [f"What about {part.strip()}{{at}}?" for part in re.split(r"\band\b|&|,", topic) if part.strip()]
     else:
-        templates = ["Tell me about {biz}.", "What can you tell me about {biz}?", "Give me an overview of {biz}.",
-                     "Who are {biz}?", "What is {biz}?"]  # fmt: skip
+        templates = [
+            "Tell me about {biz}.",
+            "What can you tell me about {biz}?",
+            "Give me an overview of {biz}.",
+            "Who are {biz}?",
+            "What is {biz}?",
+        ]
     first, more = _expand(templates, business)
     key = f"{section.source}#{'/'.join(section.headings)}#passage"
     return Fact(key, _passage(section.text), _choose(key, [(first, more)], phrasings, seed), "passage")
@@ -233,7 +268,9 @@ def pair_fact(pair: QARecord, business: str, proper: set[str], phrasings: int, s
             re.sub(r"^Do you (.+)\?$", r"Is it true that you \1?", question),
         ]
     first, more = _expand(rewrites, business)
-    pattern = [t for sentence in split_sentences(pair.answer) for t in _pattern_templates(sentence, business, proper)[2]]
+    pattern = [
+        t for sentence in split_sentences(pair.answer) for t in _pattern_templates(sentence, business, proper)[2]
+    ]
     pattern_first, pattern_more = _expand(pattern, business)
     key = f"{pair.source}#faq#{pair.question}"
     tiers = [([question],), (first, pattern_first, more, pattern_more)]

@@ -8,7 +8,8 @@ aside); what follows is split into predicates at ``and``/``, and`` before anothe
 its first ``:``, ``;`` or dash.
 
 Sentences longer than :data:`MAX_SENTENCE` characters are cut at spaces, so no pattern ever
-runs on unbounded text. Also the small grammar helpers question templates need: :func:`base_form` (``takes`` -> ``take``,
+runs on unbounded text. Also the small grammar helpers question templates need: :func:`base_form` (``takes``
+-> ``take``,
 ``hired`` -> ``hire``, ``sold`` -> ``sell``), :func:`singular` and :func:`split_sentences`.
 """
 
@@ -18,34 +19,171 @@ import re
 from dataclasses import dataclass
 
 MAX_SENTENCE = 500
-_ABBREVIATIONS = ("e.g.", "i.e.", "etc.", "Mr.", "Mrs.", "Ms.", "Dr.", "St.", "No.", "approx.", "incl.", "vs.", "Co.",
-                  "Ltd.", "Inc.", "Corp.", "Jr.", "Sr.", "Ave.", "Rd.", "Mt.", "Tel.", "a.m.", "p.m.", "ca.", "Nr.")  # fmt: skip
+_ABBREVIATIONS = (
+    "e.g.",
+    "i.e.",
+    "etc.",
+    "Mr.",
+    "Mrs.",
+    "Ms.",
+    "Dr.",
+    "St.",
+    "No.",
+    "approx.",
+    "incl.",
+    "vs.",
+    "Co.",
+    "Ltd.",
+    "Inc.",
+    "Corp.",
+    "Jr.",
+    "Sr.",
+    "Ave.",
+    "Rd.",
+    "Mt.",
+    "Tel.",
+    "a.m.",
+    "p.m.",
+    "ca.",
+    "Nr.",
+)
 _SPLIT = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[A-Z0-9\"'(])")
 _AUX = {"is", "are", "was", "were", "can", "will", "may", "must", "should", "could", "might", "has", "have"}
 _IRREGULAR = {
-    "is": "be", "are": "be", "was": "be", "were": "be", "has": "have", "sold": "sell", "done": "do",
-    "taken": "take", "given": "give", "made": "make", "held": "hold", "kept": "keep", "paid": "pay",
-    "run": "run", "bought": "buy", "sent": "send", "brought": "bring", "shown": "show", "seen": "see",
-    "told": "tell", "written": "write", "found": "find", "left": "leave", "built": "build", "spent": "spend",
-    "goes": "go", "does": "do", "opened": "open", "offered": "offer", "delivered": "deliver",
-    "covered": "cover", "welcomed": "welcome", "ordered": "order", "cancelled": "cancel", "refunded": "refund", "serviced": "service",
-}  # fmt: skip
+    "is": "be",
+    "are": "be",
+    "was": "be",
+    "were": "be",
+    "has": "have",
+    "sold": "sell",
+    "done": "do",
+    "taken": "take",
+    "given": "give",
+    "made": "make",
+    "held": "hold",
+    "kept": "keep",
+    "paid": "pay",
+    "run": "run",
+    "bought": "buy",
+    "sent": "send",
+    "brought": "bring",
+    "shown": "show",
+    "seen": "see",
+    "told": "tell",
+    "written": "write",
+    "found": "find",
+    "left": "leave",
+    "built": "build",
+    "spent": "spend",
+    "goes": "go",
+    "does": "do",
+    "opened": "open",
+    "offered": "offer",
+    "delivered": "deliver",
+    "covered": "cover",
+    "welcomed": "welcome",
+    "ordered": "order",
+    "cancelled": "cancel",
+    "refunded": "refund",
+    "serviced": "service",
+}
 _PLURALS = {
-    "loaves": "loaf", "leaves": "leaf", "shelves": "shelf", "halves": "half", "knives": "knife", "lives": "life",
-    "wives": "wife", "men": "man", "women": "woman", "children": "child", "people": "person", "mice": "mouse",
-    "feet": "foot", "teeth": "tooth", "geese": "goose", "series": "series", "species": "species",
-}  # fmt: skip
+    "loaves": "loaf",
+    "leaves": "leaf",
+    "shelves": "shelf",
+    "halves": "half",
+    "knives": "knife",
+    "lives": "life",
+    "wives": "wife",
+    "men": "man",
+    "women": "woman",
+    "children": "child",
+    "people": "person",
+    "mice": "mouse",
+    "feet": "foot",
+    "teeth": "tooth",
+    "geese": "goose",
+    "series": "series",
+    "species": "species",
+}
 _DETERMINERS = {"a", "an", "the", "our", "your", "every", "each", "all", "this", "these", "its", "their", "any", "my"}
 _PREPOSITIONS = {"on", "in", "at", "during", "from", "after", "before", "for", "since", "until", "by", "with"}
 VERBS = _AUX | {
-    "costs", "cost", "takes", "take", "includes", "include", "comes", "come", "gets", "get", "gives",
-    "give", "offers", "offer", "runs", "run", "opens", "open", "closes", "close", "accepts", "accept",
-    "sells", "sell", "provides", "provide", "lasts", "last", "starts", "start", "needs", "need",
-    "charges", "charge", "park", "parks", "answers", "answer", "covers", "cover", "requires", "require",
-    "contains", "contain", "delivers", "deliver", "serves", "serve", "stocks", "stock", "ships", "ship",
-    "works", "work", "lives", "live", "sits", "sit", "stands", "stand", "earn", "earns", "pay", "pays",
-    "welcomes", "welcome", "helps", "help", "repairs", "repair", "uses", "use", "holds", "hold",
-}  # fmt: skip
+    "costs",
+    "cost",
+    "takes",
+    "take",
+    "includes",
+    "include",
+    "comes",
+    "come",
+    "gets",
+    "get",
+    "gives",
+    "give",
+    "offers",
+    "offer",
+    "runs",
+    "run",
+    "opens",
+    "open",
+    "closes",
+    "close",
+    "accepts",
+    "accept",
+    "sells",
+    "sell",
+    "provides",
+    "provide",
+    "lasts",
+    "last",
+    "starts",
+    "start",
+    "needs",
+    "need",
+    "charges",
+    "charge",
+    "park",
+    "parks",
+    "answers",
+    "answer",
+    "covers",
+    "cover",
+    "requires",
+    "require",
+    "contains",
+    "contain",
+    "delivers",
+    "deliver",
+    "serves",
+    "serve",
+    "stocks",
+    "stock",
+    "ships",
+    "ship",
+    "works",
+    "work",
+    "lives",
+    "live",
+    "sits",
+    "sit",
+    "stands",
+    "stand",
+    "earn",
+    "earns",
+    "pay",
+    "pays",
+    "welcomes",
+    "welcome",
+    "helps",
+    "help",
+    "repairs",
+    "repair",
+    "uses",
+    "use",
+    "holds",
+    "hold",
+}
 
 
 @dataclass(frozen=True)
@@ -173,7 +311,9 @@ def base_form(verb: str) -> str:
 def singular(noun_phrase: str) -> str:
     """``hybrid bikes`` -> ``hybrid bike``; ``puncture repairs`` -> ``puncture repair`` (last word only)."""
     match = re.search(r" (?:for|of|with|in|on) ", noun_phrase)
-    head, sep, tail = (noun_phrase[: match.start()], match.group(), noun_phrase[match.end() :]) if match else (noun_phrase, "", "")
+    head, sep, tail = (
+        (noun_phrase[: match.start()], match.group(), noun_phrase[match.end() :]) if match else (noun_phrase, "", "")
+    )
     words = head.split()
     if not words:
         return noun_phrase

@@ -20,8 +20,14 @@ from tqdm import tqdm
 from trainer.job import JobError, JobSpec, run_job
 
 INPUT_ERRORS = frozenset(
-    {"invalid_spec", "invalid_training_file", "invalid_validation_file", "invalid_hyperparameters",
-     "model_not_found", "incompatible_model"}
+    {
+        "invalid_spec",
+        "invalid_training_file",
+        "invalid_validation_file",
+        "invalid_hyperparameters",
+        "model_not_found",
+        "incompatible_model",
+    }
 )
 
 
@@ -40,8 +46,10 @@ class _Display:
             self.bar.total = event["total_steps"]
             self.bar.n = event["step"]
             self.bar.set_postfix(
-                loss=f"{event['train_loss']:.3f}", lr=f"{event['learning_rate']:.1e}",
-                tok_s=f"{event['tokens_per_second']:.0f}", refresh=False,
+                loss=f"{event['train_loss']:.3f}",
+                lr=f"{event['learning_rate']:.1e}",
+                tok_s=f"{event['tokens_per_second']:.0f}",
+                refresh=False,
             )
             self.bar.refresh()
             return
@@ -56,7 +64,8 @@ class _Display:
         if kind == "status":
             return f"[{event['status']}] {event['message']}"
         if kind == "eval":
-            return f"eval {event['stage']}: held-out loss {event['eval_loss']:.4f}, probe recall {event['probe_recall']:.0%}"
+            loss, recall = event["eval_loss"], event["probe_recall"]
+            return f"eval {event['stage']}: held-out loss {loss:.4f}, probe recall {recall:.0%}"
         if kind == "succeeded":
             return f"published {event['fine_tuned_model']} ({event['trained_tokens']} tokens trained)"
         if kind == "failed":

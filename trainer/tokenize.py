@@ -51,7 +51,9 @@ def _ids(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False).input_ids)
 
 
-def _prefix_length(tokenizer: PreTrainedTokenizerBase, full: list[int], turns: list[dict[str, str]], generation_prompt: bool) -> int:
+def _prefix_length(
+    tokenizer: PreTrainedTokenizerBase, full: list[int], turns: list[dict[str, str]], generation_prompt: bool
+) -> int:
     ids = _ids(tokenizer, render(tokenizer, turns, add_generation_prompt=generation_prompt))
     if full[: len(ids)] != ids:
         raise TokenizeError(

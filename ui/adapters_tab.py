@@ -46,8 +46,18 @@ def versions_table(adapter: dict[str, Any] | None) -> list[list[Any]]:
     rows = []
     for v in sorted(adapter.get("versions", []), key=lambda v: v["version"], reverse=True):
         extra = {k: val for k, val in v.get("extra", {}).items() if not isinstance(val, (dict, list))}
-        rows.append([v["version"], "yes" if v["version"] == adapter["current_version"] else "", v["created_at"],
-                     v["source"], v["rank"], v["alpha"], _metrics(v.get("metrics", {})), json.dumps(extra)[:300]])
+        rows.append(
+            [
+                v["version"],
+                "yes" if v["version"] == adapter["current_version"] else "",
+                v["created_at"],
+                v["source"],
+                v["rank"],
+                v["alpha"],
+                _metrics(v.get("metrics", {})),
+                json.dumps(extra)[:300],
+            ]
+        )
     return rows
 
 
@@ -76,8 +86,9 @@ async def rollback(session: Session | None, adapter_id: str | None, version: flo
         return await api.adapters()
 
 
-async def delete(session: Session | None, adapter_id: str | None, version: float | None, whole: bool,
-                 confirmed: bool) -> tuple[Any, bool]:
+async def delete(
+    session: Session | None, adapter_id: str | None, version: float | None, whole: bool, confirmed: bool
+) -> tuple[Any, bool]:
     """Delete one version or the whole adapter; returns the new catalog and an unticked confirmation."""
     session = require(session)
     adapter_id = _chosen(adapter_id)
@@ -112,8 +123,9 @@ def build_adapters_tab(session: gr.State, catalog: gr.State, acting: gr.Dropdown
         refresh = gr.Button("Refresh")
         table = gr.Dataframe(headers=OVERVIEW_HEADERS, label="Adapters", interactive=False, value=[])
         picked = gr.Dropdown(label="Adapter", choices=[], interactive=True, allow_custom_value=True)
-        versions = gr.Dataframe(headers=VERSION_HEADERS, label="Versions (manifest metrics)", interactive=False,
-                                value=[], wrap=True)
+        versions = gr.Dataframe(
+            headers=VERSION_HEADERS, label="Versions (manifest metrics)", interactive=False, value=[], wrap=True
+        )
         with gr.Row(equal_height=True):
             version = gr.Number(label="Version", value=1, precision=0, minimum=1)
             rollback_button = gr.Button("Make this version current")
@@ -122,8 +134,12 @@ def build_adapters_tab(session: gr.State, catalog: gr.State, acting: gr.Dropdown
             delete_adapter = gr.Button("Delete the whole adapter", variant="stop")
         with gr.Accordion("Upload an adapter (PEFT LoRA, safetensors only)", open=False):
             name = gr.Textbox(label="Adapter name", placeholder="support")
-            files = gr.File(label="adapter_config.json and adapter_model.safetensors", file_count="multiple",
-                            file_types=UPLOAD_TYPES, type="filepath")
+            files = gr.File(
+                label="adapter_config.json and adapter_model.safetensors",
+                file_count="multiple",
+                file_types=UPLOAD_TYPES,
+                type="filepath",
+            )
             upload_button = gr.Button("Upload", variant="primary")
 
     def pickers(adapters: list[dict[str, Any]] | None, current: str | None) -> tuple[Any, Any]:
@@ -135,8 +151,10 @@ def build_adapters_tab(session: gr.State, catalog: gr.State, acting: gr.Dropdown
     catalog.change(pickers, [catalog, picked], [table, picked], api_visibility="private")
     gr.on([picked.change, catalog.change], show_adapter, [catalog, picked], versions, api_visibility="private")
     rollback_button.click(rollback, [session, picked, version], catalog, api_name="rollback")
-    delete_version.click(delete, [session, picked, version, gr.State(False), confirm], [catalog, confirm],
-                         api_name="delete_version")
-    delete_adapter.click(delete, [session, picked, version, gr.State(True), confirm], [catalog, confirm],
-                         api_name="delete_adapter")
+    delete_version.click(
+        delete, [session, picked, version, gr.State(False), confirm], [catalog, confirm], api_name="delete_version"
+    )
+    delete_adapter.click(
+        delete, [session, picked, version, gr.State(True), confirm], [catalog, confirm], api_name="delete_adapter"
+    )
     upload_button.click(upload, [session, acting, name, files], catalog, api_name="upload_adapter")

@@ -117,11 +117,13 @@ class ApiClient:
         self, model: str, messages: Sequence[Mapping[str, str]], temperature: float, max_tokens: int
     ) -> AsyncIterator[tuple[str, str]]:
         """Yield ``(served model id, text delta)`` as the answer streams in."""
-        client = openai.AsyncOpenAI(base_url=f"{self.api_url}/v1", api_key=self.key, max_retries=0,
-                                    timeout=TIMEOUT_S)
+        client = openai.AsyncOpenAI(base_url=f"{self.api_url}/v1", api_key=self.key, max_retries=0, timeout=TIMEOUT_S)
         try:
             stream = await client.chat.completions.create(
-                model=model, messages=_openai_messages(messages), temperature=temperature, max_tokens=max_tokens,
+                model=model,
+                messages=_openai_messages(messages),
+                temperature=temperature,
+                max_tokens=max_tokens,
                 stream=True,
             )
             async for chunk in stream:

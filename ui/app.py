@@ -34,9 +34,9 @@ from ui.compare_tab import build_compare_tab
 from ui.event_check import EventCheck
 from ui.key_gate import KeyGate
 from ui.same_origin import SameOriginOnly
-from ui.ui_sessions import UiSessions
 from ui.session import build_sign_in
 from ui.train_tab import build_train_tab
+from ui.ui_sessions import UiSessions
 
 TITLE = "swaplora"
 DEFAULT_MAX_FILE_SIZE = 512 * 1024 * 1024
@@ -82,8 +82,14 @@ def quiet_when_idle(blocks: gr.Blocks) -> None:
     queue.progress_update_sleep_when_free = max(queue.progress_update_sleep_when_free, 2 * IDLE_POLL_S)
 
 
-def mount_ui(app: Any, api_url: str, path: str = "/ui", max_file_size: int = DEFAULT_MAX_FILE_SIZE,
-             blocked_paths: list[Path] | None = None, sessions: UiSessions | None = None) -> Any:
+def mount_ui(
+    app: Any,
+    api_url: str,
+    path: str = "/ui",
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE,
+    blocked_paths: list[Path] | None = None,
+    sessions: UiSessions | None = None,
+) -> Any:
     """Mount the UI on ``app`` at ``path`` behind a key gate keeping ``sessions``; returns ``app``."""
     if path.rstrip("/"):
         _redirect_root_assets(app, path.rstrip("/"))
@@ -126,8 +132,7 @@ def _redirect_root_assets(app: Any, prefix: str) -> None:
         app.router.routes.append(Route(f"/{name}", redirect, methods=["GET", "HEAD"]))
 
 
-def run_ui(api_url: str, host: str = "127.0.0.1", port: int = 7860,
-           max_file_size: int = DEFAULT_MAX_FILE_SIZE) -> None:
+def run_ui(api_url: str, host: str = "127.0.0.1", port: int = 7860, max_file_size: int = DEFAULT_MAX_FILE_SIZE) -> None:
     """Serve the UI alone at ``http://host:port/`` until interrupted, talking to ``api_url``."""
     import uvicorn
     from starlette.applications import Starlette

@@ -48,7 +48,11 @@ async def system_prompt(session: Session | None, model: str | None) -> str:
 
 
 async def send(
-    session: Session | None, model: str | None, temperature: float, max_tokens: float, message: str,
+    session: Session | None,
+    model: str | None,
+    temperature: float,
+    max_tokens: float,
+    message: str,
     history: Messages,
 ) -> AsyncIterator[tuple[str, Messages, Messages]]:
     """Stream the answer to ``message``; yields (new textbox value, chat shown, history)."""
@@ -85,8 +89,10 @@ def build_chat_tab(session: gr.State, catalog: gr.State) -> None:
     catalog.change(model_dropdown, [catalog, model], model, api_visibility="private")
     gr.on([model.change, session.change], system_prompt, [session, model], prompt, api_name="system_prompt")
     gr.on(
-        [send_button.click, message.submit], send,
+        [send_button.click, message.submit],
+        send,
         inputs=[session, model, temperature, max_tokens, message, history],
-        outputs=[message, chat, history], api_name="chat",
+        outputs=[message, chat, history],
+        api_name="chat",
     )
     clear.click(lambda: ([], []), None, [chat, history], api_name="clear_chat")

@@ -29,8 +29,9 @@ STATS_HEADERS = ["Model A", "Model B", "Votes", "A wins", "B wins", "Ties", "Bot
 Round = dict[str, Any]
 
 
-async def _merge(api: ApiClient, models: tuple[str, str], prompt: str, temperature: float,
-                 max_tokens: int) -> AsyncIterator[tuple[int, str, str]]:
+async def _merge(
+    api: ApiClient, models: tuple[str, str], prompt: str, temperature: float, max_tokens: int
+) -> AsyncIterator[tuple[int, str, str]]:
     """``(side, served model, delta)`` from two concurrent streams, in arrival order."""
     queue: asyncio.Queue[tuple[int, str, str] | Exception | None] = asyncio.Queue()
     messages = [{"role": "user", "content": prompt}]
@@ -68,7 +69,12 @@ def _labels(round_: Round, reveal: bool) -> tuple[str, str]:
 
 
 async def compare(
-    session: Session | None, left: str | None, right: str | None, blind: bool, prompt: str, temperature: float,
+    session: Session | None,
+    left: str | None,
+    right: str | None,
+    blind: bool,
+    prompt: str,
+    temperature: float,
     max_tokens: float,
 ) -> AsyncIterator[tuple[str, str, str, str, Round]]:
     """Yields (left label, left text, right label, right text, round) while both answers stream."""
@@ -107,8 +113,13 @@ async def vote(session: Session | None, round_: Round | None, verdict: str) -> t
         raise gr.Error("This round already has your vote; run a new comparison.", print_exception=False)
     if verdict not in VOTES:
         raise gr.Error(f"Unknown vote {verdict!r}.", print_exception=False)
-    body = {"left_model": round_["left"], "right_model": round_["right"], "prompt": round_["prompt"],
-            "vote": verdict, "blind": round_["blind"]}
+    body = {
+        "left_model": round_["left"],
+        "right_model": round_["right"],
+        "prompt": round_["prompt"],
+        "vote": verdict,
+        "blind": round_["blind"],
+    }
     tenant = vote_tenant(session, round_)
     if tenant:
         body["tenant"] = tenant
@@ -123,8 +134,17 @@ async def vote(session: Session | None, round_: Round | None, verdict: str) -> t
 
 def stats_table(stats: list[dict[str, Any]]) -> list[list[Any]]:
     return [
-        [s["model_a"], s["model_b"], s["votes"], s["model_a_wins"], s["model_b_wins"], s["ties"], s["both_bad"],
-         f"{s['model_a_win_rate']:.0%}", f"{s['model_b_win_rate']:.0%}"]
+        [
+            s["model_a"],
+            s["model_b"],
+            s["votes"],
+            s["model_a_wins"],
+            s["model_b_wins"],
+            s["ties"],
+            s["both_bad"],
+            f"{s['model_a_win_rate']:.0%}",
+            f"{s['model_b_win_rate']:.0%}",
+        ]
         for s in stats
     ]
 
@@ -169,11 +189,19 @@ def build_compare_tab(session: gr.State, catalog: gr.State) -> None:
 
     catalog.change(model_dropdown, [catalog, left_model], left_model, api_visibility="private")
     catalog.change(other_model, [catalog, right_model], right_model, api_visibility="private")
-    gr.on([run.click, prompt.submit], compare,
-          inputs=[session, left_model, right_model, blind, prompt, temperature, max_tokens],
-          outputs=[left_label, left_text, right_label, right_text, round_state], api_name="compare")
+    gr.on(
+        [run.click, prompt.submit],
+        compare,
+        inputs=[session, left_model, right_model, blind, prompt, temperature, max_tokens],
+        outputs=[left_label, left_text, right_label, right_text, round_state],
+        api_name="compare",
+    )
     for verdict, button in buttons.items():
         verdict_box = gr.State(verdict)
-        button.click(vote, [session, round_state, verdict_box], [left_label, right_label, round_state, stats],
-                     api_name=f"vote_{verdict}")
+        button.click(
+            vote,
+            [session, round_state, verdict_box],
+            [left_label, right_label, round_state, stats],
+            api_name=f"vote_{verdict}",
+        )
     session.change(load_stats, session, stats, api_name="comparison_stats")

@@ -46,7 +46,7 @@ class EventCheck:
         if scope["type"] != "http" or not path.startswith(self.prefix + "/gradio_api/"):
             await self.app(scope, receive, send)
             return
-        tail, method = path[len(self.prefix):], scope.get("method")
+        tail, method = path[len(self.prefix) :], scope.get("method")
         refused: JSONResponse | None = None
         if method == "POST" and (named := NAMED_CALL.fullmatch(tail)):
             if named.group(1) not in self._api_names():

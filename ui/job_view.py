@@ -48,8 +48,10 @@ def progress_html(job: dict[str, Any] | None) -> str:
         "failed": f"Failed: {(job.get('error') or {}).get('message') or 'unknown error'}",
     }.get(status, status)
     bar = f'<progress id="train-progress" value="{step}" max="{max(total, 1)}" style="width:100%"></progress>'
-    return (f'<div data-status="{html.escape(status)}" data-step="{step}" data-total="{total}">{bar}'
-            f"<p><b>{html.escape(job['id'])}</b> — {html.escape(words)}</p></div>")
+    return (
+        f'<div data-status="{html.escape(status)}" data-step="{step}" data-total="{total}">{bar}'
+        f"<p><b>{html.escape(job['id'])}</b> — {html.escape(words)}</p></div>"
+    )
 
 
 def loss_frame(events: list[dict[str, Any]]) -> pd.DataFrame:
@@ -76,18 +78,29 @@ def eval_rows(job: dict[str, Any] | None, events: list[dict[str, Any]]) -> list[
     metrics = (job or {}).get("metrics") or {}
     for stage in ("before", "after"):
         if stage not in stages:
-            stages[stage] = {"eval_loss": metrics.get(f"eval_loss_{stage}"),
-                             "probe_recall": metrics.get(f"probe_recall_{stage}")}
+            stages[stage] = {
+                "eval_loss": metrics.get(f"eval_loss_{stage}"),
+                "probe_recall": metrics.get(f"probe_recall_{stage}"),
+            }
     return [
         ["eval loss (lower is better)", *(_figure(stages[s].get("eval_loss"), False) for s in ("before", "after"))],
-        ["probe recall (higher is better)",
-         *(_figure(stages[s].get("probe_recall"), True) for s in ("before", "after"))],
+        [
+            "probe recall (higher is better)",
+            *(_figure(stages[s].get("probe_recall"), True) for s in ("before", "after")),
+        ],
     ]
 
 
 def history_rows(jobs: list[dict[str, Any]]) -> list[list[str]]:
     return [
-        [j["id"], j["status"], j.get("suffix") or "", j.get("fine_tuned_model") or "", _time(j.get("created_at")),
-         _time(j.get("finished_at")), (j.get("error") or {}).get("message") or ""]
+        [
+            j["id"],
+            j["status"],
+            j.get("suffix") or "",
+            j.get("fine_tuned_model") or "",
+            _time(j.get("created_at")),
+            _time(j.get("finished_at")),
+            (j.get("error") or {}).get("message") or "",
+        ]
         for j in jobs
     ]

@@ -18,7 +18,8 @@ cookie (Secure over https) holding an opaque token; ``POST <prefix>/sign-out`` e
 sign-ins count against the caller's address on the server (``X-Forwarded-For`` is passed on), so
 the API's throttle of failed authentications holds through the UI too.
 
-:data:`PUBLIC` (the web manifest and the icon) is open to all. Gradio's ``file=<url>`` and ``proxy=`` routes (fetching remote URLs for the caller) get 403 for
+:data:`PUBLIC` (the web manifest and the icon) is open to all. Gradio's ``file=<url>`` and ``proxy=`` routes
+(fetching remote URLs for the caller) get 403 for
 everyone: the UI never uses them. A request let through carries the caller's user (``admin`` or
 the tenant id) in ``scope["swaplora.ui_user"]``, which :meth:`KeyGate.user` hands to Gradio as its
 ``auth_dependency`` (so Gradio's own checks hold too); handlers get the key with
@@ -107,9 +108,9 @@ class KeyGate:
             return _sign_in_page(self._action("sign-in"))
         if path == f"{self.prefix}/sign-out" and method == "POST":
             return self._sign_out(headers)
-        if path[len(self.prefix):] in PUBLIC and method in ("GET", "HEAD"):
+        if path[len(self.prefix) :] in PUBLIC and method in ("GET", "HEAD"):
             return None
-        if REMOTE_FETCH.search(path[len(self.prefix):]):
+        if REMOTE_FETCH.search(path[len(self.prefix) :]):
             return refusal(403, "The UI does not fetch remote URLs.", "forbidden")
         ui_pass = await self._let_through(headers, _client_address(scope))
         if ui_pass is not None:
@@ -117,8 +118,9 @@ class KeyGate:
             return None
         if method == "GET" and "text/html" in headers.get("accept", ""):
             return RedirectResponse(self._action("sign-in"), status_code=303)
-        return refusal(401, f"Sign in at {self._action('sign-in')} or send 'Authorization: Bearer <key>'.",
-                      "invalid_api_key")
+        return refusal(
+            401, f"Sign in at {self._action('sign-in')} or send 'Authorization: Bearer <key>'.", "invalid_api_key"
+        )
 
     async def _let_through(self, headers: Mapping[str, str], address: str | None) -> UiPass | None:
         cookies = _cookies(headers)
@@ -149,7 +151,11 @@ class KeyGate:
         if not _same_origin(headers):
             return refusal(403, "Sign in from this server's own page.", "forbidden")
         announced = headers.get("content-length") or "0"
-        raw = await read_capped(receive, MAX_FORM_BYTES) if announced.isdigit() and int(announced) <= MAX_FORM_BYTES else None
+        raw = (
+            await read_capped(receive, MAX_FORM_BYTES)
+            if announced.isdigit() and int(announced) <= MAX_FORM_BYTES
+            else None
+        )
         body = None if raw is None else raw.decode("utf-8", "replace")
         if body is None:
             return _sign_in_page(self._action("sign-in"), "The form is too large.", 413)
@@ -162,9 +168,15 @@ class KeyGate:
             status = error.status if error.status and 400 <= error.status < 500 else 502
             return _sign_in_page(self._action("sign-in"), error.text, status)
         response = RedirectResponse(f"{self.prefix}/", status_code=303)
-        response.set_cookie(COOKIE, self.sessions.open(ui_pass), max_age=int(self.sessions.lifetime_s),
-                            path=self.prefix or "/", httponly=True, samesite="lax",
-                            secure=scope.get("scheme") == "https")
+        response.set_cookie(
+            COOKIE,
+            self.sessions.open(ui_pass),
+            max_age=int(self.sessions.lifetime_s),
+            path=self.prefix or "/",
+            httponly=True,
+            samesite="lax",
+            secure=scope.get("scheme") == "https",
+        )
         return response
 
     def _sign_out(self, headers: Mapping[str, str]) -> Response:

@@ -35,8 +35,9 @@ class SameOriginOnly:
 
         async def send_without_cors(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [(k, v) for k, v in message.get("headers", [])
-                                      if not k.lower().startswith(b"access-control-")]
+                message["headers"] = [
+                    (k, v) for k, v in message.get("headers", []) if not k.lower().startswith(b"access-control-")
+                ]
             await send(message)
 
         await self.app(scope, receive, send_without_cors)

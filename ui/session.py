@@ -100,11 +100,14 @@ def build_sign_in(blocks: gr.Blocks, api_url: str, sessions: UiSessions, prefix:
     session = gr.State(None)
     with gr.Row(equal_height=True):
         status = gr.Markdown("Not signed in.")
-        acting = gr.Dropdown(label="Act for tenant", choices=[], visible=False, scale=2, interactive=True,
-                             allow_custom_value=True)
+        acting = gr.Dropdown(
+            label="Act for tenant", choices=[], visible=False, scale=2, interactive=True, allow_custom_value=True
+        )
         sign_out = html.escape(prefix.rstrip("/") + "/sign-out")
-        gr.HTML(f'<form method="post" action="{sign_out}">'
-                '<button type="submit" class="lg secondary">Sign out</button></form>')
+        gr.HTML(
+            f'<form method="post" action="{sign_out}">'
+            '<button type="submit" class="lg secondary">Sign out</button></form>'
+        )
 
     async def on_load(request: gr.Request) -> tuple[Session, str, Any]:
         ui_pass = pass_for(sessions, request.headers, request.cookies)

@@ -32,9 +32,17 @@ TRAIN_TYPES = [".txt", ".text", ".md", ".markdown", ".html", ".htm", ".pdf", ".d
 POLL_S = 1.0
 JOB_ID = re.compile(r"^ftjob-[A-Za-z0-9_-]{1,100}$")
 BASIC = {"n_epochs": "auto", "learning_rate_multiplier": "auto", "batch_size": "auto"}
-ADVANCED = {"lora_rank": "16", "lora_alpha": "auto", "lora_dropout": "0.0", "learning_rate": "auto",
-            "max_seq_tokens": "1024", "warmup_ratio": "0.05", "max_seconds": "auto", "max_steps": "",
-            "heldout_fraction": "0.1"}
+ADVANCED = {
+    "lora_rank": "16",
+    "lora_alpha": "auto",
+    "lora_dropout": "0.0",
+    "learning_rate": "auto",
+    "max_seq_tokens": "1024",
+    "warmup_ratio": "0.05",
+    "max_seconds": "auto",
+    "max_steps": "",
+    "heldout_fraction": "0.1",
+}
 DEFAULTS = {**BASIC, **ADVANCED}
 View = tuple[str, Any, list[list[str]], str | None]
 
@@ -52,8 +60,9 @@ def hyperparameters(values: dict[str, str]) -> dict[str, Any]:
         try:
             number = float(text)
         except ValueError:
-            raise gr.Error(f"Hyperparameter {key}: enter a number or 'auto', not {text!r}.",
-                           print_exception=False) from None
+            raise gr.Error(
+                f"Hyperparameter {key}: enter a number or 'auto', not {text!r}.", print_exception=False
+            ) from None
         chosen[key] = int(number) if number.is_integer() and "." not in text else number
     return chosen
 
@@ -96,8 +105,13 @@ async def watch(session: Session, job_id: str) -> AsyncIterator[View]:
 
 
 async def start(
-    session: Session | None, acting: str | None, training: str | None, validation: str | None, name: str,
-    model: str | None, *values: str,
+    session: Session | None,
+    acting: str | None,
+    training: str | None,
+    validation: str | None,
+    name: str,
+    model: str | None,
+    *values: str,
 ) -> AsyncIterator[View]:
     session = require(session)
     if not training:
@@ -107,8 +121,12 @@ async def start(
     tenant = acting if session.is_admin else None
     chosen = hyperparameters(dict(zip(DEFAULTS, values, strict=True)))
     async with session.client() as api:
-        body: dict[str, Any] = {"model": model or "base", "suffix": name.strip(), "hyperparameters": chosen,
-                                "training_file": (await api.upload_file(Path(training), tenant))["id"]}
+        body: dict[str, Any] = {
+            "model": model or "base",
+            "suffix": name.strip(),
+            "hyperparameters": chosen,
+            "training_file": (await api.upload_file(Path(training), tenant))["id"],
+        }
         if validation:
             body["validation_file"] = (await api.upload_file(Path(validation), tenant))["id"]
         if tenant:
@@ -166,8 +184,9 @@ def build_train_tab(session: gr.State, catalog: gr.State, acting: gr.Dropdown) -
         job_id = gr.State(None)
         progress = gr.HTML(progress_html(None), label="Progress")
         evaluation = gr.Dataframe(headers=EVAL_HEADERS, label="Evaluation", interactive=False, value=[])
-        loss = gr.LinePlot(x="step", y="train_loss", title="Training loss", label="Training loss",
-                           value=loss_frame([]), height=260)
+        loss = gr.LinePlot(
+            x="step", y="train_loss", title="Training loss", label="Training loss", value=loss_frame([]), height=260
+        )
         with gr.Accordion("History", open=True):
             with gr.Row():
                 refresh = gr.Button("Refresh history")
@@ -177,12 +196,13 @@ def build_train_tab(session: gr.State, catalog: gr.State, acting: gr.Dropdown) -
 
     view = [progress, loss, evaluation, job_id]
     catalog.change(model_dropdown, [catalog, model], model, api_visibility="private")
-    started = start_button.click(start, [session, acting, training, validation, name, model, *basic, *advanced],
-                                 view, api_name="train")
+    started = start_button.click(
+        start, [session, acting, training, validation, name, model, *basic, *advanced], view, api_name="train"
+    )
     watched = watch_button.click(rewatch, [session, picked], view, api_name="watch_job")
     cancel_button.click(cancel, [session, job_id], progress, api_name="cancel_job")
     for event in (started, watched):
         event.then(history, session, [jobs, picked], api_visibility="private").then(
-            load_catalog, session, catalog, api_visibility="private")
+            load_catalog, session, catalog, api_visibility="private"
+        )
     gr.on([session.change, refresh.click], history, session, [jobs, picked], api_name="job_history")
-

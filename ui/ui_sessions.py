@@ -36,8 +36,13 @@ class UiPass:
 class UiSessions:
     """See the module docstring."""
 
-    def __init__(self, lifetime_s: float = 12 * 3600.0, recheck_s: float = 30.0, max_sessions: int = 10_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        lifetime_s: float = 12 * 3600.0,
+        recheck_s: float = 30.0,
+        max_sessions: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.lifetime_s = lifetime_s
         self.recheck_s = recheck_s
         self.max_sessions = max_sessions

@@ -17,9 +17,9 @@ import time
 from collections.abc import AsyncGenerator
 
 from server.engine.adapter_cache import AdapterHandle
+from server.engine.sampling import SamplingParams
 from server.engine.step_loop import Engine, Event, Finished, GenerationRequest
 from server.metrics import Metrics
-from server.engine.sampling import SamplingParams
 
 
 class Generation:

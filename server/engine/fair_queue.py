@@ -33,8 +33,7 @@ class FairQueue(Generic[T]):
             self._size += 1
             self._ready.notify()
 
-    def get(self, timeout: float | None = None,
-            admissible: Callable[[str | None, T], bool] | None = None) -> T:
+    def get(self, timeout: float | None = None, admissible: Callable[[str | None, T], bool] | None = None) -> T:
         """The next item in round-robin order; waits up to ``timeout`` (None: forever, 0: not at
         all) and raises :class:`queue.Empty` if none came. With ``admissible``, lanes whose oldest
         item it refuses are passed over (keeping their place in line); Empty if it refuses all."""

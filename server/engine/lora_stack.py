@@ -206,8 +206,12 @@ def put(stack: LoRAStack, slot: int, part: LoRAStack) -> None:
 
 
 def _copy_blocks(
-    group: str, offsets: dict[str, Member], a: dict[str, torch.Tensor],
-    b: dict[str, torch.Tensor], slots: slice, part: LoRAStack,
+    group: str,
+    offsets: dict[str, Member],
+    a: dict[str, torch.Tensor],
+    b: dict[str, torch.Tensor],
+    slots: slice,
+    part: LoRAStack,
 ) -> None:
     """``part``'s blocks of ``group`` into ``slots`` of the stacked ``a`` and ``b``, each at its
     module's place along S in the stack's layout (``offsets``)."""
@@ -228,8 +232,12 @@ def _union_layout(layouts: list[Layout]) -> Layout:
 
 
 def _fill_padded(
-    group: str, layout: Layout, parts: Sequence[LoRAStack], size: int,
-    a: dict[str, torch.Tensor], b: dict[str, torch.Tensor],
+    group: str,
+    layout: Layout,
+    parts: Sequence[LoRAStack],
+    size: int,
+    a: dict[str, torch.Tensor],
+    b: dict[str, torch.Tensor],
 ) -> None:
     """Stack one group whose parts differ in ranks or members: zeros, then each part's blocks."""
     sample = next(p for p in parts if group in p.a)

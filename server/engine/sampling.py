@@ -53,9 +53,7 @@ def _sample_one(logits: torch.Tensor, params: SamplingParams, generator: torch.G
     return int(torch.multinomial(torch.softmax(scaled, dim=-1), 1, generator=generator))
 
 
-def sample_rows(
-    logits: torch.Tensor, params: list[SamplingParams], generators: list[torch.Generator]
-) -> list[int]:
+def sample_rows(logits: torch.Tensor, params: list[SamplingParams], generators: list[torch.Generator]) -> list[int]:
     """Pick the next token for every row of ``logits`` ([batch, vocab])."""
     logits = logits.float()
     greedy = logits.argmax(dim=-1).tolist()
@@ -63,7 +61,4 @@ def sample_rows(
         return greedy
     # Sampling uses per-row CPU generators so seeded rows reproduce on any device.
     host = logits.cpu()
-    return [
-        greedy[i] if p.temperature == 0 else _sample_one(host[i], p, generators[i])
-        for i, p in enumerate(params)
-    ]
+    return [greedy[i] if p.temperature == 0 else _sample_one(host[i], p, generators[i]) for i, p in enumerate(params)]

@@ -35,8 +35,8 @@ from server.engine.fair_queue import FairQueue
 from server.engine.kv_batch import KVBatch
 from server.engine.lora_batch import inject
 from server.engine.lora_stack import load_lora
-from server.metrics import Metrics
 from server.engine.sampling import SamplingParams, make_generator, sample_rows
+from server.metrics import Metrics
 
 log = logging.getLogger(__name__)
 IDLE_WAIT_S = 0.5

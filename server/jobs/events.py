@@ -55,15 +55,21 @@ def describe_event(event: WorkerEvent) -> DescribedEvent | None:
         message = f"Step {event.step}/{event.total_steps}: training loss={_number(event.train_loss, '.4f')}"
         return DescribedEvent(message, "info", "metrics", _data(event))
     if isinstance(event, EvalEvent):
-        message = (f"Evaluation {event.stage} training: eval loss={_number(event.eval_loss, '.4f')}, "
-                   f"probe recall={_number(event.probe_recall, '.0%')}")
+        message = (
+            f"Evaluation {event.stage} training: eval loss={_number(event.eval_loss, '.4f')}, "
+            f"probe recall={_number(event.probe_recall, '.0%')}"
+        )
         return DescribedEvent(message, "info", "metrics", _data(event))
     if isinstance(event, MessageEvent):
         level = _LEVELS.get(event.level, "info")
         return DescribedEvent(_text(event.message, "(empty message)"), level, "message", None)
     if isinstance(event, SucceededEvent):
-        return DescribedEvent(f"New fine-tuned model created: {_text(event.fine_tuned_model, '(unnamed)')}",
-                              "info", "message", event.metrics)
+        return DescribedEvent(
+            f"New fine-tuned model created: {_text(event.fine_tuned_model, '(unnamed)')}",
+            "info",
+            "message",
+            event.metrics,
+        )
     return None  # a FailedEvent: the runner records it with the job's state change
 
 

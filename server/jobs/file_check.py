@@ -44,8 +44,15 @@ def _slots(count: int) -> threading.BoundedSemaphore:
 class FileChecker:
     """Runs ``trainer.check``; ``command`` replaces ``python -m trainer.check`` (tests)."""
 
-    def __init__(self, *, timeout_s: float, memory_bytes: int | None, command: Sequence[str] | None = None,
-                 max_running: int = 2, wait_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        *,
+        timeout_s: float,
+        memory_bytes: int | None,
+        command: Sequence[str] | None = None,
+        max_running: int = 2,
+        wait_s: float = 10.0,
+    ) -> None:
         self.timeout_s = timeout_s
         self.memory_bytes = memory_bytes
         self.command = list(command) if command is not None else trainer_command("trainer.check")
@@ -55,8 +62,11 @@ class FileChecker:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FileChecker:
-        return cls(timeout_s=settings.file_check_timeout_s, memory_bytes=settings.file_check_memory_mb * 1024 * 1024,
-                   max_running=settings.max_concurrent_checks)
+        return cls(
+            timeout_s=settings.file_check_timeout_s,
+            memory_bytes=settings.file_check_memory_mb * 1024 * 1024,
+            max_running=settings.max_concurrent_checks,
+        )
 
     async def check_file(self, path: Path, filename: str) -> dict[str, Any]:
         failure = f"{filename} could not be read"
@@ -78,9 +88,14 @@ class FileChecker:
 
     async def _check(self, args: list[str], failure: str) -> dict[str, Any]:
         process = await asyncio.create_subprocess_exec(
-            *self.command, *args,
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            env=trainer_env(threads=1), preexec_fn=child_setup(self.memory_bytes), start_new_session=True,
+            *self.command,
+            *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=trainer_env(threads=1),
+            preexec_fn=child_setup(self.memory_bytes),
+            start_new_session=True,
         )
         try:
             stdout, stderr = await asyncio.wait_for(process.communicate(), self.timeout_s)

@@ -77,10 +77,22 @@ CREATE TABLE IF NOT EXISTS job_events (
 CREATE INDEX IF NOT EXISTS job_events_job ON job_events(job_id, seq);
 """
 # Columns a transition may set besides the status (a whitelist: names go into SQL text).
-_UPDATABLE = frozenset({
-    "started_at", "finished_at", "fine_tuned_model", "trained_tokens", "error_code", "error_message",
-    "error_param", "metrics", "step", "total_steps", "estimated_finish", "pid",
-})
+_UPDATABLE = frozenset(
+    {
+        "started_at",
+        "finished_at",
+        "fine_tuned_model",
+        "trained_tokens",
+        "error_code",
+        "error_message",
+        "error_param",
+        "metrics",
+        "step",
+        "total_steps",
+        "estimated_finish",
+        "pid",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -165,8 +177,15 @@ def _event(row: Any) -> JobEvent:
 def _insert_event(db: Any, job_id: str, message: str, level: str, type: str, data: dict[str, Any] | None) -> None:
     db.execute(
         "INSERT INTO job_events (id, job_id, created_at, level, message, type, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        ("ftevent-" + uuid.uuid4().hex[:24], job_id, int(time.time()), level, message, type,
-         json.dumps(data) if data is not None else None),
+        (
+            "ftevent-" + uuid.uuid4().hex[:24],
+            job_id,
+            int(time.time()),
+            level,
+            message,
+            type,
+            json.dumps(data) if data is not None else None,
+        ),
     )
 
 
@@ -177,8 +196,15 @@ class JobStore:
         self._db = Database(db_path, _SCHEMA)
 
     def create(
-        self, *, tenant: str, model: str, training_file: str, validation_file: str | None, suffix: str,
-        hyperparameters: dict[str, Any], seed: int,
+        self,
+        *,
+        tenant: str,
+        model: str,
+        training_file: str,
+        validation_file: str | None,
+        suffix: str,
+        hyperparameters: dict[str, Any],
+        seed: int,
     ) -> Job:
         """A new job in ``validating_files``."""
         job_id = JOB_ID_PREFIX + uuid.uuid4().hex[:24]
@@ -186,8 +212,17 @@ class JobStore:
             db.execute(
                 "INSERT INTO jobs (id, tenant, model, training_file, validation_file, suffix, hyperparameters, "
                 "seed, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'validating_files', ?)",
-                (job_id, tenant, model, training_file, validation_file, suffix, json.dumps(hyperparameters),
-                 seed, int(time.time())),
+                (
+                    job_id,
+                    tenant,
+                    model,
+                    training_file,
+                    validation_file,
+                    suffix,
+                    json.dumps(hyperparameters),
+                    seed,
+                    int(time.time()),
+                ),
             )
             _insert_event(db, job_id, f"Created fine-tuning job: {job_id}", "info", "message", None)
         job = self.get(job_id)
@@ -222,7 +257,13 @@ class JobStore:
         return [_job(r) for r in rows]
 
     def transition(
-        self, job_id: str, status: str, message: str, *, level: str = "info", error: JobFailure | None = None,
+        self,
+        job_id: str,
+        status: str,
+        message: str,
+        *,
+        level: str = "info",
+        error: JobFailure | None = None,
         **fields: Any,
     ) -> Job | None:
         """Move the job to ``status`` with ``fields`` and an event; None if the move is not allowed."""
@@ -258,7 +299,12 @@ class JobStore:
             db.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", [*fields.values(), job_id])
 
     def add_event(
-        self, job_id: str, message: str, *, level: str = "info", type: str = "message",
+        self,
+        job_id: str,
+        message: str,
+        *,
+        level: str = "info",
+        type: str = "message",
         data: dict[str, Any] | None = None,
     ) -> None:
         with self._db.transaction() as db:
@@ -298,9 +344,14 @@ class JobStore:
         """Delete the events of jobs that finished before ``finished_before`` (Unix time), leaving
         one event that says so; returns those jobs' ids."""
         with self._db.transaction() as db:
-            ids = [row[0] for row in db.execute(
-                "SELECT DISTINCT j.id FROM jobs j JOIN job_events e ON e.job_id = j.id "
-                "WHERE j.finished_at < ? AND e.type != 'retention'", (finished_before,))]
+            ids = [
+                row[0]
+                for row in db.execute(
+                    "SELECT DISTINCT j.id FROM jobs j JOIN job_events e ON e.job_id = j.id "
+                    "WHERE j.finished_at < ? AND e.type != 'retention'",
+                    (finished_before,),
+                )
+            ]
             for job_id in ids:
                 db.execute("DELETE FROM job_events WHERE job_id = ?", (job_id,))
                 _insert_event(db, job_id, "Older events were deleted (log retention).", "info", "retention", None)

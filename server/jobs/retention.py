@@ -19,6 +19,7 @@ import logging
 import shutil
 import time
 from dataclasses import dataclass
+
 from server.jobs.job_store import UNFINISHED, JobStore
 from server.jobs.training_files import FileStore
 from server.settings import Settings
@@ -43,8 +44,9 @@ def sweep_expired(jobs: JobStore, files: FileStore, settings: Settings, now: flo
             shutil.rmtree(settings.jobs_dir / job_id, ignore_errors=True)
             job_logs += 1
     if settings.file_retention_days is not None:
-        in_use = {name for job in jobs.with_status(*UNFINISHED)
-                  for name in (job.training_file, job.validation_file) if name}
+        in_use = {
+            name for job in jobs.with_status(*UNFINISHED) for name in (job.training_file, job.validation_file) if name
+        }
         for file_id in files.created_before(int(now - settings.file_retention_days * DAY_S)):
             if file_id not in in_use and files.delete(file_id, None):
                 deleted_files += 1

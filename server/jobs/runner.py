@@ -33,7 +33,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import shutil
 import signal
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -49,6 +48,7 @@ from server.jobs.events import describe_event, progress_fields
 from server.jobs.job_store import Job, JobFailure, JobStore
 from server.jobs.order import fair_order
 from server.jobs.training_files import FileStore
+from server.jobs.worker_process import clean_work_dir, crash_message, exit_status, is_worker_of
 from server.jobs.worker_spec import worker_spec
 from server.settings import Settings
 from server.tenancy.tenants import TenantRegistry
@@ -59,8 +59,11 @@ _MAX_LINE = 1024 * 1024
 _DRAIN_S = 5.0
 """Time to read the rest of a worker's stdout once it has exited."""
 _CANCELLED = "Fine-tuning job cancelled."
-RESTARTED = JobFailure("server_restarted", "The server stopped while this job was running; the partial training "
-                       "was discarded and nothing was published. Create the job again.")
+RESTARTED = JobFailure(
+    "server_restarted",
+    "The server stopped while this job was running; the partial training "
+    "was discarded and nothing was published. Create the job again.",
+)
 
 
 class ServingSide(Protocol):
@@ -91,8 +94,17 @@ class _Worker:
 class JobRunner:
     """Schedules and supervises training workers; lives on the server's event loop."""
 
-    def __init__(self, jobs: JobStore, files: FileStore, store: AdapterStore, tenants: TenantRegistry,
-                 settings: Settings, serving: ServingSide, *, command: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        jobs: JobStore,
+        files: FileStore,
+        store: AdapterStore,
+        tenants: TenantRegistry,
+        settings: Settings,
+        serving: ServingSide,
+        *,
+        command: Sequence[str] | None = None,
+    ) -> None:
         self.jobs = jobs
         self.files = files
         self.store = store
@@ -134,10 +146,10 @@ class JobRunner:
 
     def _recover(self) -> None:
         for job in self.jobs.with_status("running"):
-            if job.pid is not None and _is_worker_of(job.pid, job.id):
+            if job.pid is not None and is_worker_of(job.pid, job.id):
                 log.warning("killing the leftover worker %d of %s", job.pid, job.id)
                 kill_group(job.pid, signal.SIGKILL)
-            _clean_work_dir(self.settings.jobs_dir / job.id)
+            clean_work_dir(self.settings.jobs_dir / job.id)
             self.jobs.transition(job.id, "failed", f"Fine-tuning job failed: {RESTARTED.message}", error=RESTARTED)
 
     async def _loop(self) -> None:
@@ -188,9 +200,15 @@ class JobRunner:
         work_dir.mkdir(parents=True, exist_ok=True)
         spec_path = work_dir / "spec.json"
         try:
-            spec = worker_spec(job, self.files, self.settings, model_dir, work_dir,
-                               system_prompt=self.tenants.get_settings(job.tenant).system_prompt,
-                               plan_name=self.serving.plan_name)
+            spec = worker_spec(
+                job,
+                self.files,
+                self.settings,
+                model_dir,
+                work_dir,
+                system_prompt=self.tenants.get_settings(job.tenant).system_prompt,
+                plan_name=self.serving.plan_name,
+            )
         except InvalidJobSpec as exc:
             await asyncio.to_thread(self._fail, job.id, JobFailure(exc.code, exc.message))
             return
@@ -200,10 +218,15 @@ class JobRunner:
         try:
             with open(work_dir / "worker.log", "ab") as stderr:
                 process = await asyncio.create_subprocess_exec(
-                    *self.command, str(spec_path), stdin=asyncio.subprocess.DEVNULL,
-                    stdout=asyncio.subprocess.PIPE, stderr=stderr, limit=_MAX_LINE,
+                    *self.command,
+                    str(spec_path),
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=stderr,
+                    limit=_MAX_LINE,
                     env=trainer_env(self.cpu.worker_threads(len(self._workers) + 1)),
-                    preexec_fn=child_setup(), start_new_session=True,
+                    preexec_fn=child_setup(),
+                    start_new_session=True,
                 )
         except OSError:
             log.exception("job %s: the training worker did not start", job.id)  # the details stay in the log
@@ -225,7 +248,7 @@ class JobRunner:
     async def _supervise(self, worker: _Worker, work_dir: Path) -> None:
         reader = asyncio.create_task(self._read_events(worker))
         try:
-            returncode = await _exit_status(worker.process)
+            returncode = await exit_status(worker.process)
             try:
                 await asyncio.wait_for(asyncio.shield(reader), _DRAIN_S)
             except TimeoutError:
@@ -238,7 +261,7 @@ class JobRunner:
             log.exception("supervising %s failed", worker.job_id)
             reader.cancel()
             kill_group(worker.process.pid, signal.SIGKILL)
-            await _exit_status(worker.process)
+            await exit_status(worker.process)
             failure = JobFailure("trainer_crashed", "Supervising the trainer failed.")
             await asyncio.to_thread(self._fail, worker.job_id, failure)
         finally:
@@ -275,14 +298,19 @@ class JobRunner:
         self.jobs.add_event(job_id, described.message, level=described.level, type=described.type, data=described.data)
 
     def _finish(self, worker: _Worker, returncode: int, work_dir: Path) -> None:
-        _clean_work_dir(work_dir)  # first: a job that reads as ended has no scratch left
+        clean_work_dir(work_dir)  # first: a job that reads as ended has no scratch left
         outcome = worker.outcome
         if isinstance(outcome, SucceededEvent):
             if returncode != 0:
                 log.warning("job %s: worker exited %d after publishing", worker.job_id, returncode)
-            self.jobs.transition(worker.job_id, "succeeded", "The job has successfully completed.",
-                                 fine_tuned_model=outcome.fine_tuned_model, trained_tokens=outcome.trained_tokens,
-                                 metrics=outcome.metrics)
+            self.jobs.transition(
+                worker.job_id,
+                "succeeded",
+                "The job has successfully completed.",
+                fine_tuned_model=outcome.fine_tuned_model,
+                trained_tokens=outcome.trained_tokens,
+                metrics=outcome.metrics,
+            )
         elif worker.stop_reason == "cancel":
             self.jobs.transition(worker.job_id, "cancelled", _CANCELLED)
         elif worker.stop_reason == "shutdown":
@@ -290,7 +318,7 @@ class JobRunner:
         elif isinstance(outcome, FailedEvent):
             self._fail(worker.job_id, JobFailure(outcome.code, outcome.message))
         else:
-            self._fail(worker.job_id, JobFailure("trainer_crashed", _crash_message(returncode, work_dir)))
+            self._fail(worker.job_id, JobFailure("trainer_crashed", crash_message(returncode, work_dir)))
         if not isinstance(outcome, SucceededEvent):
             # A worker killed mid-publish may have left a temp or unrecorded version: never let one linger.
             swept = self.store.sweep()
@@ -332,59 +360,3 @@ class JobRunner:
         task = asyncio.create_task(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-
-async def _exit_status(process: asyncio.subprocess.Process) -> int:
-    """The process's exit status once it has exited.
-
-    Not ``process.wait()``: in Python 3.11 that also waits for the pipes to close, which a
-    leftover grandchild holding stdout would delay forever.
-    """
-    while process.returncode is None:
-        await asyncio.sleep(0.2)
-    return process.returncode
-
-
-def _crash_message(returncode: int, work_dir: Path) -> str:
-    if returncode < 0:
-        name = signal.Signals(-returncode).name if -returncode in signal.valid_signals() else str(-returncode)
-        how = f"was killed by {name}" + (" (out of memory?)" if -returncode == signal.SIGKILL else "")
-    else:
-        how = f"exited with status {returncode} without reporting a result"
-    tail = _log_tail(work_dir / "worker.log")
-    if tail:  # the operator's to read: a log line may carry paths or another library's internals
-        log.warning("trainer of %s %s; last log line: %s", work_dir.name, how, tail)
-    return f"The trainer {how}."
-
-
-def _log_tail(path: Path) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(max(0, f.seek(0, 2) - 4096))
-            lines = f.read().decode("utf-8", "replace").strip().splitlines()
-    except OSError:
-        return ""
-    return lines[-1][:300] if lines else ""
-
-
-def _clean_work_dir(work_dir: Path) -> None:
-    """Drop checkpoints and scratch; keep the spec and the log for a post-mortem. Never raises:
-    a scratch file that cannot go is logged, and the job still ends."""
-    try:
-        for entry in work_dir.iterdir() if work_dir.is_dir() else ():
-            if entry.name not in ("spec.json", "worker.log"):
-                if entry.is_dir() and not entry.is_symlink():
-                    shutil.rmtree(entry, ignore_errors=True)
-                else:
-                    entry.unlink(missing_ok=True)
-    except OSError as exc:
-        log.warning("could not clean %s: %s", work_dir, exc)
-
-
-def _is_worker_of(pid: int, job_id: str) -> bool:
-    """Whether ``pid`` still runs and is the worker of ``job_id`` (pids get reused)."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return job_id.encode() in cmdline

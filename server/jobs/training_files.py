@@ -94,8 +94,16 @@ class FileStore:
                 cursor = db.execute(
                     "INSERT INTO files (id, tenant, filename, purpose, bytes, created_at, format, records) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (file_id, tenant, filename, purpose, target.stat().st_size, int(time.time()),
-                     fmt if isinstance(fmt, str) else None, records if type(records) is int else None),
+                    (
+                        file_id,
+                        tenant,
+                        filename,
+                        purpose,
+                        target.stat().st_size,
+                        int(time.time()),
+                        fmt if isinstance(fmt, str) else None,
+                        records if type(records) is int else None,
+                    ),
                 )
                 seq = cursor.lastrowid
         except BaseException:
@@ -115,8 +123,13 @@ class FileStore:
         return StoredFile(**row) if row else None
 
     def list_files(
-        self, tenant: str | None, *, purpose: str | None = None, after: str | None = None,
-        limit: int = 10000, order: str = "desc",
+        self,
+        tenant: str | None,
+        *,
+        purpose: str | None = None,
+        after: str | None = None,
+        limit: int = 10000,
+        order: str = "desc",
     ) -> tuple[list[StoredFile], bool]:
         """A page of files, newest first (``order="asc"``: oldest first) and whether more follow.
 
@@ -129,8 +142,10 @@ class FileStore:
         if purpose is not None:
             where, args = [*where, "purpose = ?"], [*args, purpose]
         if after is not None:
-            where.append(f"seq {'<' if order == 'desc' else '>'} COALESCE((SELECT seq FROM files WHERE id = ?), "
-                         f"{'-1' if order == 'desc' else '9223372036854775807'})")
+            where.append(
+                f"seq {'<' if order == 'desc' else '>'} COALESCE((SELECT seq FROM files WHERE id = ?), "
+                f"{'-1' if order == 'desc' else '9223372036854775807'})"
+            )
             args.append(after)
         direction = "DESC" if order == "desc" else "ASC"
         sql = f"SELECT {_COLUMNS} FROM files WHERE {' AND '.join(where)} ORDER BY seq {direction} LIMIT ?"
@@ -147,8 +162,9 @@ class FileStore:
     def usage(self, tenant: str) -> tuple[int, int]:
         """(files, bytes) that ``tenant`` stores."""
         with self._db.transaction() as db:
-            count, size = db.execute("SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM files WHERE tenant = ?",
-                                     (tenant,)).fetchone()
+            count, size = db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM files WHERE tenant = ?", (tenant,)
+            ).fetchone()
         return int(count), int(size)
 
     def delete(self, file_id: str, tenant: str | None) -> bool:

@@ -19,8 +19,16 @@ from server.jobs.training_files import FileStore
 from server.settings import Settings
 
 
-def worker_spec(job: Job, files: FileStore, settings: Settings, model_dir: Path, work_dir: Path, *,
-                system_prompt: str | None, plan_name: str | None) -> JobSpec:
+def worker_spec(
+    job: Job,
+    files: FileStore,
+    settings: Settings,
+    model_dir: Path,
+    work_dir: Path,
+    *,
+    system_prompt: str | None,
+    plan_name: str | None,
+) -> JobSpec:
     """The spec of ``job`` (its files must exist: the runner checks just before)."""
 
     def input_file(file_id: str) -> InputFile:
@@ -30,11 +38,20 @@ def worker_spec(job: Job, files: FileStore, settings: Settings, model_dir: Path,
         return InputFile(files.path(stored), stored.filename)
 
     return JobSpec.build(
-        job_id=job.id, tenant=job.tenant, suffix=job.suffix, model=job.model,
-        base_model_dir=model_dir, adapters_dir=settings.adapters_dir,
+        job_id=job.id,
+        tenant=job.tenant,
+        suffix=job.suffix,
+        model=job.model,
+        base_model_dir=model_dir,
+        adapters_dir=settings.adapters_dir,
         training_files=[input_file(job.training_file)],
         validation_files=[input_file(job.validation_file)] if job.validation_file else [],
-        hyperparameters=job.hyperparameters, seed=job.seed, system_prompt=system_prompt,
-        work_dir=work_dir, device=settings.device, execution_plan=plan_name,
-        plan_cache=settings.data, max_seconds_ceiling=settings.max_job_seconds,
+        hyperparameters=job.hyperparameters,
+        seed=job.seed,
+        system_prompt=system_prompt,
+        work_dir=work_dir,
+        device=settings.device,
+        execution_plan=plan_name,
+        plan_cache=settings.data,
+        max_seconds_ceiling=settings.max_job_seconds,
     )

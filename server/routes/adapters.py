@@ -30,12 +30,12 @@ from adapters.ids import InvalidId, validate_adapter_name, validate_tenant_id
 from adapters.manifest import AdapterManifest, sha256_file
 from adapters.store import CONFIG_FILE, WEIGHTS_FILE, AdapterNotFound, AdapterStore
 from adapters.validation import AdapterValidationError, validate_adapter
-from server.tenancy.auth import Principal, authenticate, can_use_tenant
-from server.tenancy import quotas
 from server.errors import APIError, bad_request, model_loading, not_found
 from server.routes.tenants import read_json_object
-from server.upload_limits import multipart_upload, too_large
 from server.services import services_of
+from server.tenancy import quotas
+from server.tenancy.auth import Principal, authenticate, can_use_tenant
+from server.upload_limits import multipart_upload, too_large
 
 UPLOAD_FILES = (CONFIG_FILE, WEIGHTS_FILE)
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
@@ -166,7 +166,8 @@ def _upload_files(form: FormData, limit: int) -> dict[str, UploadFile]:
             raise bad_request(
                 f"{file_name!r} refused: only safetensors weights are accepted "
                 "(save with safe_serialization=True to get adapter_model.safetensors).",
-                param="files", code="only_safetensors",
+                param="files",
+                code="only_safetensors",
             )
         if file_name not in UPLOAD_FILES:
             raise bad_request(

@@ -20,7 +20,6 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
 
 from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
@@ -31,19 +30,19 @@ from starlette.routing import Route
 from adapters.ids import InvalidId, parse_model_id
 from adapters.store import AdapterNotFound
 from server.engine.adapter_cache import AdapterHandle
-from server.tenancy.auth import Principal, authenticate, can_use_tenant
-from server.tenancy.cors import require_allowed_origin
+from server.engine.admission import Generation, QueueFull
+from server.engine.sampling import SamplingParams
 from server.engine.step_loop import Finished, TextDelta
 from server.errors import APIError, bad_request, model_loading, model_not_found
 from server.prompt import refuse_what_cannot_fit, render_prompt
-from server.tenancy.rate_limits import UNLIMITED, Admission, Level, ReleaseAfter
-from server.engine.sampling import SamplingParams
-from server.engine.admission import Generation, QueueFull
 from server.schemas import ChatCompletionRequest, parse_json
+from server.services import Services, services_of
 from server.settings import Settings
+from server.tenancy.auth import Principal, authenticate, can_use_tenant
+from server.tenancy.cors import require_allowed_origin
+from server.tenancy.rate_limits import UNLIMITED, Admission, Level, ReleaseAfter
 from server.tenancy.tenant_settings import TenantSettings, lower_of
 from server.upload_limits import read_capped
-from server.services import Services, services_of
 
 
 def _ready_services(request: Request) -> Services:
@@ -136,17 +135,27 @@ def _tenant_settings(request: Request, principal: Principal, body: ChatCompletio
     if principal.is_publishable:
         require_allowed_origin(request, principal, settings)
         if body.model != settings.default_model:
-            raise APIError(403, f"This key may only chat with the model {settings.default_model!r}.",
-                           code="model_not_allowed", param="model")
+            raise APIError(
+                403,
+                f"This key may only chat with the model {settings.default_model!r}.",
+                code="model_not_allowed",
+                param="model",
+            )
         if body.ignore_eos:  # a benchmark switch: on a web page it only burns the tenant's budget
-            raise APIError(403, "ignore_eos is not available to publishable keys.", code="parameter_not_allowed",
-                           param="ignore_eos")
+            raise APIError(
+                403,
+                "ignore_eos is not available to publishable keys.",
+                code="parameter_not_allowed",
+                param="ignore_eos",
+            )
         ceiling = _widget_max_tokens(services_of(request).settings, settings)
         requested = body.requested_max_tokens()
         if requested is not None and requested > ceiling:
-            raise bad_request(f"A publishable key may ask for at most {ceiling} tokens.",
-                              param="max_completion_tokens" if body.max_completion_tokens else "max_tokens",
-                              code="max_tokens_too_large")
+            raise bad_request(
+                f"A publishable key may ask for at most {ceiling} tokens.",
+                param="max_completion_tokens" if body.max_completion_tokens else "max_tokens",
+                code="max_tokens_too_large",
+            )
     return settings
 
 
@@ -174,8 +183,10 @@ def _admit(services: Services, principal: Principal, settings: TenantSettings | 
     levels = [Level(principal.tenant_id, settings.effective_limits)]
     if principal.is_publishable:
         visitor = lower_of(settings.visitor_limits, services.settings.visitor_limit_ceilings)
-        levels += [Level(f"key:{principal.key_digest}", settings.key_limits, " for this key"),
-                   Level(f"visitor:{principal.key_digest}:{principal.address}", visitor, " from this visitor")]
+        levels += [
+            Level(f"key:{principal.key_digest}", settings.key_limits, " for this key"),
+            Level(f"visitor:{principal.key_digest}:{principal.address}", visitor, " from this visitor"),
+        ]
     return services.limits.admit_all(levels)
 
 
@@ -186,7 +197,9 @@ def _settle(admission: Admission, generation: Generation, prompt_len: int) -> No
 
 async def chat_completions(request: Request) -> Response | ReleaseAfter:
     principal = authenticate(request, allow_publishable=True)
-    body = parse_json(ChatCompletionRequest, await read_capped(request, services_of(request).settings.max_chat_body_bytes))
+    body = parse_json(
+        ChatCompletionRequest, await read_capped(request, services_of(request).settings.max_chat_body_bytes)
+    )
     settings = await run_in_threadpool(_tenant_settings, request, principal, body)
     services = _ready_services(request)
     assert services.base is not None and services.admitter is not None  # both set before the engine
@@ -194,18 +207,21 @@ async def chat_completions(request: Request) -> Response | ReleaseAfter:
     try:
         served_model, adapter = await run_in_threadpool(resolve_adapter, services, principal, body.model)
         system_prompt = settings.system_prompt if settings else None
-        await run_in_threadpool(refuse_what_cannot_fit, services.base.tokenizer, list(body.messages),
-                                _context_limit(services))
+        await run_in_threadpool(
+            refuse_what_cannot_fit, services.base.tokenizer, list(body.messages), _context_limit(services)
+        )
         prompt_ids = await run_in_threadpool(render_prompt, services.base.tokenizer, list(body.messages), system_prompt)
         admission.afford(len(prompt_ids))
         ceiling = _widget_max_tokens(services.settings, settings) if principal.is_publishable and settings else None
         params = _sampling(services, body, len(prompt_ids), ceiling)
-        generation = services.admitter.generate(prompt_ids, params, adapter, principal.tenant_id,
-                                                _batch_rows(services, settings))
+        generation = services.admitter.generate(
+            prompt_ids, params, adapter, principal.tenant_id, _batch_rows(services, settings)
+        )
     except QueueFull as full:
         admission.done()
-        raise APIError(429, full.message, code="server_busy",
-                       headers={"Retry-After": str(full.retry_after_s)}) from None
+        raise APIError(
+            429, full.message, code="server_busy", headers={"Retry-After": str(full.retry_after_s)}
+        ) from None
     except BaseException:
         admission.done()
         raise
@@ -214,7 +230,9 @@ async def chat_completions(request: Request) -> Response | ReleaseAfter:
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         events = _stream(generation, completion_id, created, served_model, include_usage)
-        return ReleaseAfter(EventSourceResponse(events, ping=15), lambda: _settle(admission, generation, len(prompt_ids)))
+        return ReleaseAfter(
+            EventSourceResponse(events, ping=15), lambda: _settle(admission, generation, len(prompt_ids))
+        )
     try:
         return await _complete(request, generation, completion_id, created, served_model)
     finally:
@@ -293,8 +311,14 @@ async def _stream(
             return
         yield _chunk(cid, created, model, {}, event.reason)
         if include_usage:
-            usage = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                     "choices": [], "usage": _usage(event)}
+            usage = {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [],
+                "usage": _usage(event),
+            }
             yield {"data": json.dumps(usage)}
     yield {"data": "[DONE]"}
 

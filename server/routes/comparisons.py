@@ -28,14 +28,14 @@ from starlette.routing import Route
 
 from adapters.ids import BASE_MODEL_ID, InvalidId, parse_model_id
 from adapters.store import AdapterNotFound, AdapterStore
-from server.tenancy.auth import authenticate
 from server.comparisons import VOTES, ComparisonStore
-from server.tenancy import quotas
 from server.errors import bad_request, model_not_found
 from server.routes.paging import list_object, page_query
 from server.routes.tenants import read_json_object
-from server.tenancy.scope import acting_tenant, read_scope
 from server.services import services_of
+from server.tenancy import quotas
+from server.tenancy.auth import authenticate
+from server.tenancy.scope import acting_tenant, read_scope
 
 MAX_PROMPT_CHARS = 100_000
 MAX_LIST = 1000
@@ -74,8 +74,9 @@ async def create_comparison(request: Request) -> JSONResponse:
     if vote not in VOTES:
         raise bad_request(f"Field 'vote' must be one of {', '.join(VOTES)}.", param="vote")
     if not isinstance(prompt, str) or not prompt.strip() or len(prompt) > MAX_PROMPT_CHARS:
-        raise bad_request(f"Field 'prompt' must be non-empty text of at most {MAX_PROMPT_CHARS} characters.",
-                          param="prompt")
+        raise bad_request(
+            f"Field 'prompt' must be non-empty text of at most {MAX_PROMPT_CHARS} characters.", param="prompt"
+        )
     if not isinstance(blind, bool):
         raise bad_request("Field 'blind' must be true or false.", param="blind")
     named = data.get("tenant")

@@ -25,15 +25,15 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse
 from starlette.routing import Route
 
-from server.tenancy.auth import authenticate
-from server.tenancy import quotas
 from server.errors import APIError, bad_request, not_found
 from server.jobs.file_check import FileChecker
 from server.jobs.training_files import StoredFile
-from server.upload_limits import multipart_upload, too_large
 from server.routes.paging import list_object, page_query
-from server.tenancy.scope import acting_tenant, read_scope
 from server.services import services_of
+from server.tenancy import quotas
+from server.tenancy.auth import authenticate
+from server.tenancy.scope import acting_tenant, read_scope
+from server.upload_limits import multipart_upload, too_large
 
 PURPOSE = "fine-tune"
 _FIELDS = frozenset({"file", "purpose", "tenant"})
@@ -121,8 +121,12 @@ async def list_files(request: Request) -> JSONResponse:
         raise bad_request("'order' must be 'asc' or 'desc'.", param="order")
     purpose = request.query_params.get("purpose") or None
     files, has_more = await run_in_threadpool(
-        services_of(request).files.list_files, read_scope(request, principal),
-        purpose=purpose, after=after, limit=limit, order=order,
+        services_of(request).files.list_files,
+        read_scope(request, principal),
+        purpose=purpose,
+        after=after,
+        limit=limit,
+        order=order,
     )
     return JSONResponse(list_object([file_object(f) for f in files], has_more))
 

@@ -128,8 +128,12 @@ async def create_job(request: Request) -> JSONResponse:
     hyperparameters = _checked_hyperparameters(services.settings, data.get("hyperparameters"))
     job = await run_in_threadpool(
         lambda: services.jobs.create(
-            tenant=tenant, model=model, training_file=training.id,
-            validation_file=validation.id if validation else None, suffix=suffix, hyperparameters=hyperparameters,
+            tenant=tenant,
+            model=model,
+            training_file=training.id,
+            validation_file=validation.id if validation else None,
+            suffix=suffix,
+            hyperparameters=hyperparameters,
             seed=seed,
         )
     )
@@ -176,12 +180,17 @@ def _owned_file(services: Services, tenant: str, data: dict[str, Any], param: st
 
 def _within_ceilings(settings: Settings, hyperparameters: dict[str, Any]) -> None:
     """The operator's ceilings (``SWAPLORA_MAX_JOB_SECONDS``, ``SWAPLORA_MAX_JOB_EPOCHS``): 400 above them."""
-    for key, ceiling, unit in (("max_seconds", settings.max_job_seconds, "seconds"),
-                               ("n_epochs", settings.max_job_epochs, "epochs")):
+    for key, ceiling, unit in (
+        ("max_seconds", settings.max_job_seconds, "seconds"),
+        ("n_epochs", settings.max_job_epochs, "epochs"),
+    ):
         value = hyperparameters.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value > ceiling:
-            raise bad_request(f"hyperparameters.{key} may be at most {ceiling:g} {unit} on this server.",
-                              param=f"hyperparameters.{key}", code="invalid_hyperparameters")
+            raise bad_request(
+                f"hyperparameters.{key} may be at most {ceiling:g} {unit} on this server.",
+                param=f"hyperparameters.{key}",
+                code="invalid_hyperparameters",
+            )
 
 
 def _checked_hyperparameters(settings: Settings, hyperparameters: object) -> dict[str, Any]:

@@ -18,9 +18,9 @@ from starlette.routing import Route
 from adapters.ids import BASE_MODEL_ID, InvalidId, parse_model_id
 from adapters.manifest import AdapterManifest
 from adapters.store import AdapterNotFound, AdapterStore
-from server.tenancy.auth import authenticate, can_use_tenant
 from server.errors import model_not_found
 from server.services import services_of
+from server.tenancy.auth import authenticate, can_use_tenant
 
 
 def _created(iso: str) -> int:

@@ -16,11 +16,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from server.tenancy.auth import authenticate
 from server.errors import bad_request, not_found
 from server.routes.tenants import owned_tenant, read_json_object
-from server.tenancy.tenants import KEY_KINDS, ApiKeyInfo
 from server.services import services_of
+from server.tenancy.auth import authenticate
+from server.tenancy.tenants import KEY_KINDS, ApiKeyInfo
 
 
 def key_object(info: ApiKeyInfo) -> dict[str, Any]:

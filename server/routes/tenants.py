@@ -14,22 +14,28 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
+from pydantic_core import from_json
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from pydantic import ValidationError
-from pydantic_core import from_json
-
 from adapters.ids import InvalidId, parse_model_id, validate_tenant_id
 from adapters.store import AdapterNotFound
-from server.tenancy.auth import Principal, authenticate, can_use_tenant, require_admin
 from server.errors import APIError, bad_request, not_found
-from server.tenancy.tenant_settings import TenantLimits, TenantSettings, check_default_model, check_limits, merge_patch, settings_error
+from server.services import Services, services_of
+from server.tenancy.auth import Principal, authenticate, can_use_tenant, require_admin
+from server.tenancy.tenant_settings import (
+    TenantLimits,
+    TenantSettings,
+    check_default_model,
+    check_limits,
+    merge_patch,
+    settings_error,
+)
 from server.tenancy.tenants import Tenant, TenantExists, TenantNotFound
 from server.upload_limits import read_capped
-from server.services import Services, services_of
 
 MAX_JSON_BYTES = 64 * 1024
 """Management bodies are a few fields; a bigger one is a mistake or abuse."""
@@ -54,8 +60,13 @@ async def read_json_object(request: Request, allowed: frozenset[str]) -> dict[st
 
 def tenant_object(tenant: Tenant, settings: TenantSettings | None = None) -> dict[str, Any]:
     settings = settings or TenantSettings()
-    return {"id": tenant.id, "object": "tenant", "created_at": tenant.created_at, **settings.model_dump(mode="json"),
-            "effective_limits": settings.effective_limits.model_dump(mode="json")}
+    return {
+        "id": tenant.id,
+        "object": "tenant",
+        "created_at": tenant.created_at,
+        **settings.model_dump(mode="json"),
+        "effective_limits": settings.effective_limits.model_dump(mode="json"),
+    }
 
 
 def owned_tenant(request: Request, principal: Principal) -> Tenant:
@@ -86,7 +97,8 @@ async def create_tenant(request: Request) -> JSONResponse:
     settings = None
     if ceilings != TenantLimits():  # the server's defaults, when the operator set any
         settings = await run_in_threadpool(
-            services_of(request).tenants.update_settings, tenant.id,
+            services_of(request).tenants.update_settings,
+            tenant.id,
             lambda current: current.model_copy(update={"limit_ceilings": ceilings}),
         )
     return JSONResponse({**tenant_object(tenant, settings), "api_key": key}, status_code=201)
@@ -108,8 +120,10 @@ async def get_tenant(request: Request) -> JSONResponse:
 
     def read() -> dict[str, Any]:
         tenant = owned_tenant(request, principal)
-        return {**tenant_object(tenant, services.tenants.get_settings(tenant.id)),
-                "usage": services.usage(tenant.id).to_dict()}
+        return {
+            **tenant_object(tenant, services.tenants.get_settings(tenant.id)),
+            "usage": services.usage(tenant.id).to_dict(),
+        }
 
     return JSONResponse(await run_in_threadpool(read))
 
@@ -140,8 +154,13 @@ async def update_tenant(request: Request) -> JSONResponse:
         except ValidationError as exc:
             raise settings_error(exc) from None
         check_default_model(updated, tenant.id)
-        check_limits(updated, principal.is_admin, patch, services.settings.visitor_limit_ceilings,
-                     services.settings.publishable_max_tokens)
+        check_limits(
+            updated,
+            principal.is_admin,
+            patch,
+            services.settings.visitor_limit_ceilings,
+            services.settings.publishable_max_tokens,
+        )
         if updated.default_model != current.default_model:
             _check_model_exists(services, updated)
         return updated

@@ -22,10 +22,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from server.tenancy.auth import authenticate, can_use_tenant
-from server.tenancy.cors import require_allowed_origin
 from server.errors import bad_request, not_found
 from server.services import services_of
+from server.tenancy.auth import authenticate, can_use_tenant
+from server.tenancy.cors import require_allowed_origin
 
 WIDGET_JS = Path(__file__).resolve().parents[1] / "static" / "widget.js"
 _SCRIPT = WIDGET_JS.read_bytes()

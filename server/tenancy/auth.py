@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
-from server.tenancy.auth_throttle import AuthThrottle
 from server.errors import APIError
+from server.tenancy.auth_throttle import AuthThrottle
 
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
@@ -79,8 +79,9 @@ def authenticate(request: Request, allow_publishable: bool = False) -> Principal
             "A publishable key may only be used for chat from the tenant's website; use a secret key.",
             code="publishable_key_not_allowed",
         )
-    return Principal(tenant_id=owner.tenant.id, is_admin=False, key_kind=owner.kind, key_digest=owner.digest,
-                     address=address)
+    return Principal(
+        tenant_id=owner.tenant.id, is_admin=False, key_kind=owner.kind, key_digest=owner.digest, address=address
+    )
 
 
 def _throttle(request: Request) -> AuthThrottle:

@@ -23,8 +23,13 @@ from server.tenancy.rate_limits import rate_limited
 class AuthThrottle:
     """See the module docstring."""
 
-    def __init__(self, max_failures: int = 20, window_s: float = 60.0, max_addresses: int = 10_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        max_failures: int = 20,
+        window_s: float = 60.0,
+        max_addresses: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.max_failures = max_failures
         self.window_s = window_s
         self.max_addresses = max_addresses

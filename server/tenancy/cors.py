@@ -31,8 +31,8 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from adapters.ids import InvalidId, validate_tenant_id
-from server.tenancy.auth import Principal, bearer_key
 from server.errors import APIError
+from server.tenancy.auth import Principal, bearer_key
 from server.tenancy.tenant_settings import TenantSettings
 from server.tenancy.tenants import TenantRegistry
 
@@ -112,8 +112,9 @@ def _request_allowed(registry: TenantRegistry, key: str | None, origin: str) -> 
 
 async def _preflight(allowed: bool, origin: str, scope: Scope, receive: Receive, send: Send) -> None:
     if allowed:
-        response = Response(status_code=204, headers={
-            **PREFLIGHT_HEADERS, "Access-Control-Allow-Origin": origin, "Vary": "Origin"})
+        response = Response(
+            status_code=204, headers={**PREFLIGHT_HEADERS, "Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+        )
     else:
         response = origin_not_allowed().response()
         response.headers["Vary"] = "Origin"

@@ -68,29 +68,40 @@ class VoteCount(Protocol):
     def count(self, tenant: str) -> int: ...
 
 
-def measure(store: AdapterStore, files: FileUsage, jobs: JobIds, comparisons: VoteCount, jobs_dir: Path,
-            tenant: str) -> Usage:
+def measure(
+    store: AdapterStore, files: FileUsage, jobs: JobIds, comparisons: VoteCount, jobs_dir: Path, tenant: str
+) -> Usage:
     """``tenant``'s usage: adapters and versions from the store, files and votes from the database,
     job work directories (under ``jobs_dir``) from the disk."""
     adapter_count, versions, adapter_bytes = _adapters(store, tenant)
     file_count, file_bytes = files.usage(tenant)
     job_bytes = sum(_tree_bytes(jobs_dir / job_id) for job_id in jobs.ids_of(tenant))
-    return Usage(storage_bytes=adapter_bytes + file_bytes + job_bytes, adapters=adapter_count,
-                 adapter_versions=versions, files=file_count, comparisons=comparisons.count(tenant))
+    return Usage(
+        storage_bytes=adapter_bytes + file_bytes + job_bytes,
+        adapters=adapter_count,
+        adapter_versions=versions,
+        files=file_count,
+        comparisons=comparisons.count(tenant),
+    )
 
 
 def require_room(limits: TenantLimits, usage: Usage, adding: Adding) -> None:
     """413/429 ``quota_exceeded`` when ``usage`` plus ``adding`` passes one of ``limits``' quotas."""
     quota = limits.storage_bytes
     if quota is not None and adding.storage_bytes and usage.storage_bytes + adding.storage_bytes > quota:
-        raise APIError(413, f"This would store {_size(usage.storage_bytes + adding.storage_bytes)} of the "
-                       f"tenant's {_size(quota)} storage quota ({_size(usage.storage_bytes)} used); delete "
-                       "adapters, versions or files first.", code=QUOTA_EXCEEDED)
+        raise APIError(
+            413,
+            f"This would store {_size(usage.storage_bytes + adding.storage_bytes)} of the "
+            f"tenant's {_size(quota)} storage quota ({_size(usage.storage_bytes)} used); delete "
+            "adapters, versions or files first.",
+            code=QUOTA_EXCEEDED,
+        )
     for field, (noun, remedy) in _WHAT.items():
         cap, used, more = getattr(limits, field), getattr(usage, field), getattr(adding, field)
         if cap is not None and more and used + more > cap:
-            raise APIError(429, f"The tenant has {used} of its {cap} {noun} (its quota); {remedy} first.",
-                           code=QUOTA_EXCEEDED)
+            raise APIError(
+                429, f"The tenant has {used} of its {cap} {noun} (its quota); {remedy} first.", code=QUOTA_EXCEEDED
+            )
 
 
 def for_adapter_version(store: AdapterStore, tenant: str, name: str, size: int) -> Adding:

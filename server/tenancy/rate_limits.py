@@ -17,7 +17,8 @@ the first counts), or raises a 429 in OpenAI's shape (``rate_limit_error``,
 
 :meth:`RateLimiter.admit_all` checks several :class:`Level` s at once (a publishable key's
 request counts against its tenant, its key and its visitor, i.e. the key and the client address)
-and admits at all or none. A refused request counts toward nothing. ``None`` limits are unlimited. The counters live in this
+and admits at all or none. A refused request counts toward nothing. ``None`` limits are unlimited. The
+counters live in this
 process's memory: they start from zero when the server restarts, and a deployment that ran
 several server processes would need a shared store (one process owns the GPU, so there is one).
 The clock is injectable so tests can move time instead of waiting for it.
@@ -133,8 +134,12 @@ class RateLimiter:
     request in flight) are forgotten, which only ever lets a forgotten visitor in sooner.
     """
 
-    def __init__(self, monotonic: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
-                 max_entries: int = 100_000):
+    def __init__(
+        self,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        max_entries: int = 100_000,
+    ):
         self._monotonic = monotonic
         self._wall = wall
         self._lock = threading.Lock()

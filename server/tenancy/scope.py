@@ -13,8 +13,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from adapters.ids import InvalidId, validate_tenant_id
-from server.tenancy.auth import Principal
 from server.errors import bad_request, not_found
+from server.tenancy.auth import Principal
 
 
 def _unknown_tenant(tenant: object) -> Exception:

@@ -74,6 +74,10 @@ class TenantLimits(_Record):
     """Rows of the running batch the tenant's requests may hold at once (the rest wait their turn)."""
 
 
+NO_LIMITS = TenantLimits()
+"""Every field None: nothing limited."""
+
+
 def _http_url(value: str, what: str) -> tuple[str, Any]:
     if len(value) > MAX_URL_CHARS or any(c.isspace() for c in value):
         raise ValueError(f"{what} must be a URL without spaces, at most {MAX_URL_CHARS} characters")
@@ -173,8 +177,12 @@ class TenantSettings(_Record):
 def lower_of(*all_limits: TenantLimits) -> TenantLimits:
     """Per field, the lowest limit any of ``all_limits`` sets (None where none sets one)."""
     dumps = [limits.model_dump() for limits in all_limits]
-    return TenantLimits(**{field: min((d[field] for d in dumps if d[field] is not None), default=None)
-                           for field in TenantLimits.model_fields})
+    return TenantLimits(
+        **{
+            field: min((d[field] for d in dumps if d[field] is not None), default=None)
+            for field in TenantLimits.model_fields
+        }
+    )
 
 
 def check_default_model(settings: TenantSettings, tenant_id: str) -> None:
@@ -188,25 +196,42 @@ def check_default_model(settings: TenantSettings, tenant_id: str) -> None:
         )
 
 
-def check_limits(settings: TenantSettings, is_admin: bool, patch: dict[str, Any],
-                 visitor_ceilings: TenantLimits = TenantLimits(), max_widget_tokens: int | None = None) -> None:
+def check_limits(
+    settings: TenantSettings,
+    is_admin: bool,
+    patch: dict[str, Any],
+    visitor_ceilings: TenantLimits = NO_LIMITS,
+    max_widget_tokens: int | None = None,
+) -> None:
     """403 when a tenant touches ``limit_ceilings``; 400 when its own limits pass a ceiling: its
     ``limits`` the ``limit_ceilings``, its ``visitor_limits`` the server's ``visitor_ceilings``,
     its ``widget_max_tokens`` the server's ``max_widget_tokens``."""
     if "limit_ceilings" in patch and not is_admin:
-        raise APIError(403, "Only the server's operator (the admin key) sets limit_ceilings.",
-                       code="admin_required", param="limit_ceilings")
-    for name, own, ceiling in (("limits", settings.limits, settings.limit_ceilings),
-                               ("visitor_limits", settings.visitor_limits, visitor_ceilings)):
+        raise APIError(
+            403,
+            "Only the server's operator (the admin key) sets limit_ceilings.",
+            code="admin_required",
+            param="limit_ceilings",
+        )
+    for name, own, ceiling in (
+        ("limits", settings.limits, settings.limit_ceilings),
+        ("visitor_limits", settings.visitor_limits, visitor_ceilings),
+    ):
         caps, values = ceiling.model_dump(), own.model_dump()
         for field, cap in caps.items():
             if cap is not None and values[field] is not None and values[field] > cap:
-                raise bad_request(f"{name}.{field} may be at most {cap}, the operator's ceiling.",
-                                  param=f"{name}.{field}", code="invalid_setting")
+                raise bad_request(
+                    f"{name}.{field} may be at most {cap}, the operator's ceiling.",
+                    param=f"{name}.{field}",
+                    code="invalid_setting",
+                )
     wanted = settings.widget_max_tokens
     if wanted is not None and max_widget_tokens is not None and wanted > max_widget_tokens:
-        raise bad_request(f"widget_max_tokens may be at most {max_widget_tokens}, the operator's ceiling.",
-                          param="widget_max_tokens", code="invalid_setting")
+        raise bad_request(
+            f"widget_max_tokens may be at most {max_widget_tokens}, the operator's ceiling.",
+            param="widget_max_tokens",
+            code="invalid_setting",
+        )
 
 
 LIMIT_FIELDS = ("limits", "limit_ceilings", "key_limits", "visitor_limits")

@@ -174,8 +174,9 @@ class TenantRegistry:
 
     def list_keys(self, tenant_id: str) -> list[ApiKeyInfo]:
         with self._db.transaction() as db:
-            rows = db.execute(_KEY_INFO_SQL + " WHERE tenant_id = ? ORDER BY created_at, key_prefix",
-                              (tenant_id,)).fetchall()
+            rows = db.execute(
+                _KEY_INFO_SQL + " WHERE tenant_id = ? ORDER BY created_at, key_prefix", (tenant_id,)
+            ).fetchall()
         return [ApiKeyInfo(*row) for row in rows]
 
     def revoke_key(self, tenant_id: str, key_id: str) -> bool:

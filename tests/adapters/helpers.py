@@ -96,7 +96,8 @@ def save_peft_adapter(
     """Save a real PEFT LoRA (non-zero B, so it changes outputs) for a tiny Llama into ``directory``."""
     from peft import LoraConfig, get_peft_model
 
-    config = LoraConfig(r=r, lora_alpha=lora.pop("lora_alpha", 8), target_modules=target_modules,
-                        init_lora_weights=False, **lora)
+    config = LoraConfig(
+        r=r, lora_alpha=lora.pop("lora_alpha", 8), target_modules=target_modules, init_lora_weights=False, **lora
+    )
     get_peft_model(tiny_llama(hidden_size), config).save_pretrained(str(directory))
     return directory

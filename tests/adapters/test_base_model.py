@@ -9,8 +9,8 @@ import bitsandbytes as bnb
 import pytest
 import torch
 
+from adapters.base_model import BaseModelError, load_base, load_tokenizer, model_fingerprint, spec_for
 from adapters.execution_plan import ExecutionPlan
-from adapters.base_model import BaseModelError, load_base, model_fingerprint, spec_for, load_tokenizer
 
 
 def test_loads_nf4_with_double_quantization(tiny_model_dir: Path) -> None:

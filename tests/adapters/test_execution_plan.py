@@ -94,7 +94,7 @@ def test_the_measured_choice_is_cached_per_machine_and_model(tiny_model_dir: Pat
 
 def test_the_plan_closest_to_the_best_on_every_workload_wins() -> None:
     measured = {
-        "nf4-bf16": {"serve_1": 1.0, "serve_16": 2.0, "train": 30.0},   # best serving, 1.5x train
+        "nf4-bf16": {"serve_1": 1.0, "serve_16": 2.0, "train": 30.0},  # best serving, 1.5x train
         "dense-bf16": {"serve_1": 1.1, "serve_16": 2.1, "train": 20.0},  # never more than 1.1x
         "dense-fp32": {"serve_1": 3.0, "serve_16": 6.0, "train": 40.0},
     }
@@ -112,8 +112,13 @@ def test_a_cpu_without_fast_bf16_gets_an_fp32_plan(tiny_model_dir: Path) -> None
         "print(base.plan.name); print(base.plan.reason)"
     )
     env = {**os.environ, "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
-    done = subprocess.run([sys.executable, "-c", code, str(tiny_model_dir), str(ROOT)], env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tiny_model_dir), str(ROOT)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     name, reason = done.stdout.strip().splitlines()[-2:]
     assert name.endswith("fp32") and "bf16 matmul" in reason, (name, reason)

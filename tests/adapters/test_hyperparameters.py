@@ -17,7 +17,10 @@ def test_defaults_are_filled_in_and_json_ready() -> None:
     values = normalise({})
     assert values == normalise(None) == Hyperparameters().to_dict()
     assert values["n_epochs"] == AUTO and values["target_modules"] == "all-linear" and values["lora_rank"] == 16
-    assert normalise({"target_modules": ["q_proj", "v_proj"], "n_epochs": 3.0})["target_modules"] == ["q_proj", "v_proj"]
+    assert normalise({"target_modules": ["q_proj", "v_proj"], "n_epochs": 3.0})["target_modules"] == [
+        "q_proj",
+        "v_proj",
+    ]
     assert parse({"n_epochs": 3.0}).n_epochs == 3  # JSON clients may send 3.0
 
 
@@ -57,7 +60,9 @@ def test_not_an_object() -> None:
 def test_auto_rules() -> None:
     hp = parse({})
     small = hp.resolve(n_samples=240, rows=60, hidden_size=576, device_type="cpu")
-    assert small.n_epochs == 5 and small.total_steps == 75 and small.gradient_accumulation_steps == 4  # 4 rows of 256 tokens
+    assert (
+        small.n_epochs == 5 and small.total_steps == 75 and small.gradient_accumulation_steps == 4
+    )  # 4 rows of 256 tokens
     assert small.learning_rate == pytest.approx(2e-4 * 4096 / 576)
     assert small.lora_alpha == 32 and small.max_seconds == 480 and small.gradient_checkpointing is False
     big = hp.resolve(n_samples=20000, rows=400, hidden_size=4096, device_type="cuda")
@@ -68,8 +73,17 @@ def test_auto_rules() -> None:
 
 
 def test_overrides_win_over_auto() -> None:
-    hp = parse({"n_epochs": 2, "learning_rate": 1e-4, "learning_rate_multiplier": 3, "lora_alpha": 8,
-                "max_seconds": 60, "gradient_checkpointing": True, "max_steps": 5})
+    hp = parse(
+        {
+            "n_epochs": 2,
+            "learning_rate": 1e-4,
+            "learning_rate_multiplier": 3,
+            "lora_alpha": 8,
+            "max_seconds": 60,
+            "gradient_checkpointing": True,
+            "max_steps": 5,
+        }
+    )
     resolved = hp.resolve(n_samples=100, rows=10, hidden_size=576, device_type="cpu")
     assert resolved.n_epochs == 2 and resolved.learning_rate == pytest.approx(3e-4)
     assert resolved.lora_alpha == 8 and resolved.max_seconds == 60 and resolved.gradient_checkpointing

@@ -15,7 +15,25 @@ def test_valid_slugs(value: str) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ["", "..", ".", "a/b", "../etc", "Acme", "-acme", "a.b", "a b", "a" * 64, "ä", "a\x00", "c\n", "acme\n", None, 3, ["a"]],
+    [
+        "",
+        "..",
+        ".",
+        "a/b",
+        "../etc",
+        "Acme",
+        "-acme",
+        "a.b",
+        "a b",
+        "a" * 64,
+        "ä",
+        "a\x00",
+        "c\n",
+        "acme\n",
+        None,
+        3,
+        ["a"],
+    ],
 )
 def test_invalid_slugs(value: object) -> None:
     with pytest.raises(InvalidId):
@@ -34,8 +52,20 @@ def test_parse_model_id() -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["acme", "acme/", "/support", "acme/support@0", "acme/support@01", "acme/../x", "acme/s@v", "acme/support\n",
-              "acme/support@2\n", 5, None]
+    "value",
+    [
+        "acme",
+        "acme/",
+        "/support",
+        "acme/support@0",
+        "acme/support@01",
+        "acme/../x",
+        "acme/s@v",
+        "acme/support\n",
+        "acme/support@2\n",
+        5,
+        None,
+    ],
 )
 def test_parse_model_id_refuses(value: object) -> None:
     with pytest.raises(InvalidId):

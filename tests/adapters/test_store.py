@@ -20,12 +20,19 @@ def test_publish_writes_a_complete_version(tmp_path: Path) -> None:
     store = AdapterStore(tmp_path)
     source = tmp_path / "upload.bin"
     source.write_bytes(b"copied from a file")
-    m = store.publish("acme", "support", {"adapter_config.json": b"{}", "adapter_model.safetensors": source},
-                      manifest_for("acme", "support"))
+    m = store.publish(
+        "acme",
+        "support",
+        {"adapter_config.json": b"{}", "adapter_model.safetensors": source},
+        manifest_for("acme", "support"),
+    )
     assert m.model_id == "acme/support@1"
     directory = tmp_path / "acme" / "support" / "1"
     assert sorted(p.name for p in directory.iterdir()) == [
-        "adapter_config.json", "adapter_model.safetensors", "manifest.json"]
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "manifest.json",
+    ]
     assert (directory / "adapter_model.safetensors").read_bytes() == b"copied from a file"
     assert AdapterManifest.read(directory / "manifest.json") == m
     assert store.current_version("acme", "support") == 1
@@ -52,7 +59,9 @@ def test_versions_resolve_and_listing(tmp_path: Path) -> None:
 
     listing = store.list_adapters("acme")
     assert [(s.adapter_id, s.current_version, s.versions) for s in listing] == [
-        ("acme/sales", 1, (1,)), ("acme/support", 2, (1, 2))]
+        ("acme/sales", 1, (1,)),
+        ("acme/support", 2, (1, 2)),
+    ]
     assert [s.adapter_id for s in store.list_adapters()] == ["acme/sales", "acme/support", "globex/support"]
     assert store.list_adapters("nobody") == []
 
@@ -128,8 +137,11 @@ def test_version_numbers_are_never_reused(tmp_path: Path) -> None:
         ({**FILES, ".hidden": b"x"}, manifest_for("acme", "support"), StoreError),
         (FILES, manifest_for("acme", "other"), StoreError),
         (FILES, lambda v: dataclasses.replace(make_manifest(), version=v + 1), StoreError),
-        ({**FILES, "adapter_model.safetensors": Path("/nonexistent/file")}, manifest_for("acme", "support"),
-         FileNotFoundError),
+        (
+            {**FILES, "adapter_model.safetensors": Path("/nonexistent/file")},
+            manifest_for("acme", "support"),
+            FileNotFoundError,
+        ),
     ],
 )
 def test_failed_publish_leaves_nothing(tmp_path: Path, files: dict, make: Callable, error: type) -> None:
@@ -213,6 +225,8 @@ def test_sweep_removes_versions_no_publish_recorded(tmp_path: Path) -> None:
     (legacy / "7").mkdir(parents=True)
     (legacy / "current").write_text("7\n")  # no .last-version: nothing to compare with
     assert sorted(store.sweep()) == sorted([support / "3", first])
-    assert [m.version for m in store.versions("acme", "support")] == [1, 2] and store.current_version("acme", "support") == 2
+    assert [m.version for m in store.versions("acme", "support")] == [1, 2] and store.current_version(
+        "acme", "support"
+    ) == 2
     assert (legacy / "7").is_dir() and store.sweep() == []
     assert publish(store, "acme", "support").version == 3

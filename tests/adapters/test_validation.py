@@ -73,7 +73,7 @@ def test_a_tenants_regular_expression_is_never_evaluated(adapter_dir: Path) -> N
 
 def test_listed_target_modules_are_checked_against_weights(adapter_dir: Path) -> None:
     weights = adapter_dir / "adapter_model.safetensors"
-    with pytest.raises(AdapterValidationError, match="does not select") as info:
+    with pytest.raises(AdapterValidationError, match="does not select"):
         validate(config_bytes(adapter_dir, target_modules=["q_proj"]), weights)
     with pytest.raises(AdapterValidationError, match="exclude_modules"):
         validate(config_bytes(adapter_dir, exclude_modules=["down_proj"]), weights)
@@ -177,20 +177,42 @@ def _rewrite(adapter_dir: Path, target: Path, edit: Any) -> Path:
     [
         (lambda t: t.pop("base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight"), "no lora_B"),
         (lambda t: t.pop("base_model.model.model.layers.1.mlp.up_proj.lora_A.weight"), "no lora_A"),
-        (lambda t: t.update({"base_model.model.model.layers.0.self_attn.q_proj.lora_A.default.weight":
-                             torch.zeros(4, 64)}), "Unexpected tensor"),
-        (lambda t: t.update({"base_model.model.model.embed_tokens.lora_embedding_A": torch.zeros(4, 128)}),
-         "Unexpected tensor"),
-        (lambda t: t.update({"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight":
-                             torch.zeros(4, 64, dtype=torch.int32)}), "dtype"),
-        (lambda t: t.update({"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight":
-                             torch.zeros(64, 4)}), "shape"),
-        (lambda t: t["base_model.model.model.layers.1.mlp.down_proj.lora_B.weight"].__setitem__((0, 0), math.nan),
-         "NaN"),
+        (
+            lambda t: t.update(
+                {"base_model.model.model.layers.0.self_attn.q_proj.lora_A.default.weight": torch.zeros(4, 64)}
+            ),
+            "Unexpected tensor",
+        ),
+        (
+            lambda t: t.update({"base_model.model.model.embed_tokens.lora_embedding_A": torch.zeros(4, 128)}),
+            "Unexpected tensor",
+        ),
+        (
+            lambda t: t.update(
+                {
+                    "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": torch.zeros(
+                        4, 64, dtype=torch.int32
+                    )
+                }
+            ),
+            "dtype",
+        ),
+        (
+            lambda t: t.update({"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": torch.zeros(64, 4)}),
+            "shape",
+        ),
+        (
+            lambda t: t["base_model.model.model.layers.1.mlp.down_proj.lora_B.weight"].__setitem__((0, 0), math.nan),
+            "NaN",
+        ),
         (lambda t: t.update({"base_model.model.lm_head.lora_A.weight": torch.zeros(4, 64)}), "not a linear layer"),
         (lambda t: t.clear(), "no LoRA tensors"),
-        (lambda t: t.update({"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight\n": torch.zeros(4, 64)}),
-         "Unexpected tensor"),  # a trailing newline once passed and made every chat with the adapter a 500
+        (
+            lambda t: t.update(
+                {"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight\n": torch.zeros(4, 64)}
+            ),
+            "Unexpected tensor",
+        ),  # a trailing newline once passed and made every chat with the adapter a 500
     ],
 )
 def test_refuses_broken_weights(adapter_dir: Path, tmp_path: Path, edit: Any, message: str) -> None:

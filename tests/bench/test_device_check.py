@@ -15,10 +15,29 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_device_check_reports_every_phase_on_a_tiny_model(tmp_path: Path) -> None:
     out_file = tmp_path / "check.json"
     done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "device_check.py"), "--shape", "tiny", "--device", "cpu",
-         "--loads", "4x2", "3x3", "--tokens", "3", "--repeat", "1", "--train-steps", "2",
-         "--out", str(out_file)],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
+        [
+            sys.executable,
+            str(ROOT / "bench" / "device_check.py"),
+            "--shape",
+            "tiny",
+            "--device",
+            "cpu",
+            "--loads",
+            "4x2",
+            "3x3",
+            "--tokens",
+            "3",
+            "--repeat",
+            "1",
+            "--train-steps",
+            "2",
+            "--out",
+            str(out_file),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
     )
     assert done.returncode == 0, done.stderr[-4000:]
     out = json.loads(done.stdout)
@@ -36,10 +55,13 @@ def test_device_check_reports_every_phase_on_a_tiny_model(tmp_path: Path) -> Non
     assert engine["base_1_stream_tok_s"] > 0 and engine["lora_1_stream_tok_s"] > 0
     for load in ("4x2", "3x3"):
         figures = engine[load]
-        assert all(figures[name] > 0 and len(engine["runs"][f"{load}.{name}"]) == 1
-                   for name in ("base_tok_s", "one_adapter_tok_s", "mixed_adapters_tok_s"))
-        assert math.isclose(figures["mixed_vs_base"], figures["mixed_adapters_tok_s"] / figures["base_tok_s"],
-                            rel_tol=0.01)
+        assert all(
+            figures[name] > 0 and len(engine["runs"][f"{load}.{name}"]) == 1
+            for name in ("base_tok_s", "one_adapter_tok_s", "mixed_adapters_tok_s")
+        )
+        assert math.isclose(
+            figures["mixed_vs_base"], figures["mixed_adapters_tok_s"] / figures["base_tok_s"], rel_tol=0.01
+        )
 
     trainer = out["trainer"]
     assert trainer["steps"] == 2 and trainer["sample_tokens"] > 0

@@ -15,7 +15,10 @@ ROOT = Path(__file__).resolve().parents[2]
 def run_quick(script: str, model_dir: Path, *extra: str) -> dict:
     done = subprocess.run(
         [sys.executable, str(ROOT / "bench" / script), "--quick", "--model-dir", str(model_dir), *extra],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
     )
     assert done.returncode == 0, done.stderr[-4000:]
     return json.loads(done.stdout)
@@ -23,8 +26,17 @@ def run_quick(script: str, model_dir: Path, *extra: str) -> dict:
 
 def test_train_bench_compares_both_sides_on_the_same_tokens(tiny_model_dir: Path) -> None:
     out = run_quick("train_bench.py", tiny_model_dir)
-    for key in ("ours_tokens_per_s", "hf_tokens_per_s", "tokens_per_s_ratio", "ours_tokens_per_cpu_s",
-                "hf_tokens_per_cpu_s", "ours_peak_rss_mb", "hf_peak_rss_mb", "peak_rss_ratio", "meets_targets"):
+    for key in (
+        "ours_tokens_per_s",
+        "hf_tokens_per_s",
+        "tokens_per_s_ratio",
+        "ours_tokens_per_cpu_s",
+        "hf_tokens_per_cpu_s",
+        "ours_peak_rss_mb",
+        "hf_peak_rss_mb",
+        "peak_rss_ratio",
+        "meets_targets",
+    ):
         assert key in out, key
     runs = {run["side"]: run for run in out["runs"]}
     assert set(runs) == {"ours", "hf"}

@@ -34,8 +34,13 @@ def launch(embedded_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
     started: list[Server] = []
 
     def _launch(data: Path | None = None, admin_key: str | None = None, **settings: str) -> Server:
-        srv = start_server(embedded_model_dir, data or tmp_path_factory.mktemp("faults-data"),
-                           admin_key or secrets.token_hex(16), "--no-ui", **settings)
+        srv = start_server(
+            embedded_model_dir,
+            data or tmp_path_factory.mktemp("faults-data"),
+            admin_key or secrets.token_hex(16),
+            "--no-ui",
+            **settings,
+        )
         started.append(srv)
         return srv
 
@@ -60,8 +65,14 @@ def poll(check: Callable[[], T | None], timeout: float, what: str, every: float 
 
 def chat_body(max_tokens: int, stream: bool, prompt: str = "Tell me a long story about a lighthouse.") -> dict:
     """A greedy request that generates exactly ``max_tokens`` tokens (``ignore_eos``)."""
-    return {"model": "base", "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
-            "temperature": 0, "ignore_eos": True, "stream": stream}
+    return {
+        "model": "base",
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "ignore_eos": True,
+        "stream": stream,
+    }
 
 
 class Stream:
@@ -69,8 +80,9 @@ class Stream:
 
     def __init__(self, srv: Server, key: str, max_tokens: int) -> None:
         self.client = httpx.Client(base_url=srv.url, timeout=300)
-        self._context = self.client.stream("POST", "/v1/chat/completions", json=chat_body(max_tokens, True),
-                                           headers=auth(key))
+        self._context = self.client.stream(
+            "POST", "/v1/chat/completions", json=chat_body(max_tokens, True), headers=auth(key)
+        )
         self.response = self._context.__enter__()
         assert self.response.status_code == 200, self.response.read()
         self._lines = self.response.iter_lines()
@@ -81,7 +93,7 @@ class Stream:
         """The next ``data:`` payload (None once the stream has ended)."""
         for line in self._lines:
             if line.startswith("data: "):
-                data = line[len("data: "):]
+                data = line[len("data: ") :]
                 event = data if data == "[DONE]" else json.loads(data)
                 self.events.append(event)
                 return event
@@ -128,12 +140,26 @@ def opened(srv: Server, key: str, max_tokens: int) -> Iterator[Stream]:
 def running_job(srv: Server, key: str, hyperparameters: dict[str, Any], suffix: str) -> str:
     """A new job on a freshly uploaded one-fact document; its id (the caller waits for a state)."""
     headers = auth(key)
-    upload = httpx.post(f"{srv.api_url}/files", headers=headers, data={"purpose": "fine-tune"},
-                        files={"file": ("bikes.md", DOC, "text/markdown")}, timeout=300)
+    upload = httpx.post(
+        f"{srv.api_url}/files",
+        headers=headers,
+        data={"purpose": "fine-tune"},
+        files={"file": ("bikes.md", DOC, "text/markdown")},
+        timeout=300,
+    )
     assert upload.status_code == 200, upload.text
-    job = httpx.post(f"{srv.api_url}/fine_tuning/jobs", headers=headers, timeout=60,
-                     json={"model": "base", "training_file": upload.json()["id"], "suffix": suffix,
-                           "hyperparameters": hyperparameters, "seed": 1})
+    job = httpx.post(
+        f"{srv.api_url}/fine_tuning/jobs",
+        headers=headers,
+        timeout=60,
+        json={
+            "model": "base",
+            "training_file": upload.json()["id"],
+            "suffix": suffix,
+            "hyperparameters": hyperparameters,
+            "seed": 1,
+        },
+    )
     assert job.status_code == 200, job.text
     return job.json()["id"]
 
@@ -149,7 +175,6 @@ def worker_pid(data: Path, job_id: str) -> int | None:
     return row[0] if row else None
 
 
-
 def visible_versions(srv: Server, key: str) -> dict[str, list[int]]:
     """``{"tenant/name": [versions]}`` as ``GET /v1/adapters`` shows them to ``key``."""
     response = httpx.get(f"{srv.api_url}/adapters", headers=auth(key), timeout=60)
@@ -160,8 +185,9 @@ def visible_versions(srv: Server, key: str) -> dict[str, list[int]]:
 def chat_works(srv: Server, key: str) -> float:
     """A short greedy chat answers 200 with text; returns how long it took."""
     started = time.monotonic()
-    response = httpx.post(f"{srv.api_url}/chat/completions", json=chat_body(4, False, "Say hello."),
-                          headers=auth(key), timeout=300)
+    response = httpx.post(
+        f"{srv.api_url}/chat/completions", json=chat_body(4, False, "Say hello."), headers=auth(key), timeout=300
+    )
     assert response.status_code == 200, response.text
     assert response.json()["choices"][0]["message"]["content"], response.text
     return time.monotonic() - started

@@ -32,9 +32,11 @@ def refused(response: httpx.Response) -> None:
 def draining(srv: Server) -> httpx.Response:
     """``/ready`` once it answers 503 (the signal is handled between two loop turns); a refused
     connection fails the test: the socket must stay open during the drain."""
+
     def ready() -> httpx.Response | None:
         response = httpx.get(f"{srv.url}/ready", timeout=30)
         return response if response.status_code == 503 else None
+
     return poll(ready, 10, "/ready answering 503 after SIGTERM")
 
 
@@ -70,8 +72,10 @@ def test_sigterm_drains_in_flight_work_and_fails_the_running_job(launch: Launch)
     finished_after = time.monotonic() - started
 
     exit_s = exit_after(srv, started, drain_s + MARGIN_S)
-    print(f"\n[drain] refusing after {refused_after:.2f} s, stream in flight finished after {finished_after:.2f} s, "
-          f"exit 0 after {exit_s:.2f} s (drain_seconds {drain_s:.0f})")
+    print(
+        f"\n[drain] refusing after {refused_after:.2f} s, stream in flight finished after {finished_after:.2f} s, "
+        f"exit 0 after {exit_s:.2f} s (drain_seconds {drain_s:.0f})"
+    )
     job = db_row(srv.data, "SELECT status, error_code FROM jobs WHERE id = ?", job_id)
     assert job == ("failed", "server_restarted"), job
     assert not pid_alive(pid), "the training worker outlived the drain"
@@ -92,8 +96,10 @@ def test_drain_ends_at_the_deadline(launch: Launch) -> None:
             stream.rest()
         except httpx.HTTPError:
             pass  # cut mid-stream: the server is gone
-    print(f"\n[drain deadline] exit 0 after {exit_s:.2f} s (drain_seconds {drain_s:.0f}); the long stream got "
-          f"{len(stream.events)} events, [DONE]: {'[DONE]' in stream.events}")
+    print(
+        f"\n[drain deadline] exit 0 after {exit_s:.2f} s (drain_seconds {drain_s:.0f}); the long stream got "
+        f"{len(stream.events)} events, [DONE]: {'[DONE]' in stream.events}"
+    )
     assert exit_s >= drain_s - 0.5, "exited before the deadline with a stream in flight"
     assert "[DONE]" not in stream.events
 

@@ -66,8 +66,10 @@ def test_disconnect_storm_frees_the_batch(server: Server, key: str) -> None:
     finally:
         for stream in streams:
             stream.close()
-    print(f"\n[storm] {len(leavers)} of {BATCH} streams dropped: {RUNNING} fell to baseline+1 in {freed_s:.2f} s, "
-          f"to baseline {back_s:.2f} s after the drop; the stream that stayed got its {max_tokens} tokens and [DONE]")
+    print(
+        f"\n[storm] {len(leavers)} of {BATCH} streams dropped: {RUNNING} fell to baseline+1 in {freed_s:.2f} s, "
+        f"to baseline {back_s:.2f} s after the drop; the stream that stayed got its {max_tokens} tokens and [DONE]"
+    )
 
 
 def test_overload_is_refused_with_429_and_no_5xx(server: Server, key: str) -> None:
@@ -95,9 +97,11 @@ def test_overload_is_refused_with_429_and_no_5xx(server: Server, key: str) -> No
     assert len(refusals) >= clients // 2, statuses
     latencies = sorted(took for _, took in refusals)
     p95 = latencies[max(0, round(0.95 * len(latencies)) - 1)]
-    print(f"\n[overload] {clients} concurrent requests (batch {BATCH}, queue {WAITING}): "
-          f"{clients - len(refusals)} served, {len(refusals)} refused with 429; refusal latency "
-          f"median {statistics.median(latencies) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms")
+    print(
+        f"\n[overload] {clients} concurrent requests (batch {BATCH}, queue {WAITING}): "
+        f"{clients - len(refusals)} served, {len(refusals)} refused with 429; refusal latency "
+        f"median {statistics.median(latencies) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms"
+    )
     assert p95 < 5.0
     poll(lambda: running(server) == 0, RECOVERY_S, f"{RUNNING} back to 0")
     chat_works(server, key)

@@ -62,8 +62,12 @@ def test_kill_9_mid_publish_never_leaves_a_half_version(tmp_path: Path) -> None:
     root_of_repo = Path(__file__).resolve().parents[2]
     swept_total = 0
     for _ in range(KILLS):
-        process = subprocess.Popen([sys.executable, str(script), str(root)], cwd=root_of_repo,
-                                   stdout=subprocess.PIPE, env={"PYTHONPATH": str(root_of_repo), "PATH": "/usr/bin"})
+        process = subprocess.Popen(
+            [sys.executable, str(script), str(root)],
+            cwd=root_of_repo,
+            stdout=subprocess.PIPE,
+            env={"PYTHONPATH": str(root_of_repo), "PATH": "/usr/bin"},
+        )
         assert process.stdout is not None
         process.stdout.readline()  # one version published: the store is warm, the next is under way
         time.sleep(rng.uniform(0.0, 0.05))
@@ -76,5 +80,4 @@ def test_kill_9_mid_publish_never_leaves_a_half_version(tmp_path: Path) -> None:
         assert leftovers == [] and count >= 1
         recorded = int((root / "acme" / ".last-version.bot").read_text())
         assert max(summary.versions[-1] for summary in store.list_adapters("acme")) <= recorded
-    print(f"\n{KILLS} kills mid-publish, {swept_total} leftovers swept, "
-          f"{assert_whole(store)} whole versions kept")
+    print(f"\n{KILLS} kills mid-publish, {swept_total} leftovers swept, {assert_whole(store)} whole versions kept")

@@ -58,18 +58,36 @@ def restarted(launch: Launch, embedded_model_dir: Path, tmp_path_factory: pytest
     pid = worker_pid(data, job_id)
 
     with ThreadPoolExecutor(2) as pool:
-        document = pool.submit(httpx.post, f"{first.api_url}/files", headers=auth(key), data={"purpose": "fine-tune"},
-                               files={"file": ("late.md", DOC, "text/markdown")}, timeout=300)
+        document = pool.submit(
+            httpx.post,
+            f"{first.api_url}/files",
+            headers=auth(key),
+            data={"purpose": "fine-tune"},
+            files={"file": ("late.md", DOC, "text/markdown")},
+            timeout=300,
+        )
         poll(lambda: spooling(data, "file-upload-") or document.done(), 60, "the file upload's spool")
-        adapter = pool.submit(httpx.post, f"{first.api_url}/adapters", headers=auth(key), data={"name": "support"},
-                              files=adapter_files(big), timeout=300)
-        seen = poll(lambda: spooling(data, "upload-") or (["(the upload ended first)"] if adapter.done() else None),
-                    120, "the adapter upload's spool", every=0.002)
+        adapter = pool.submit(
+            httpx.post,
+            f"{first.api_url}/adapters",
+            headers=auth(key),
+            data={"name": "support"},
+            files=adapter_files(big),
+            timeout=300,
+        )
+        seen = poll(
+            lambda: spooling(data, "upload-") or (["(the upload ended first)"] if adapter.done() else None),
+            120,
+            "the adapter upload's spool",
+            every=0.002,
+        )
         first.process.kill()
         first.process.wait(timeout=60)
         killed = SimpleNamespace(seen=seen, left=spooling(data), adapter=outcome(adapter), document=outcome(document))
-    print(f"\n[server kill] saw {killed.seen}; left on disk {killed.left}; adapter upload {killed.adapter}; "
-          f"file upload {killed.document}")
+    print(
+        f"\n[server kill] saw {killed.seen}; left on disk {killed.left}; adapter upload {killed.adapter}; "
+        f"file upload {killed.document}"
+    )
     poll(lambda: not pid_alive(pid), 60, "the worker dying with its server")
     started = time.monotonic()
     second = launch(data=data, admin_key=admin_key)
@@ -85,8 +103,11 @@ def rows(data: Path, sql: str) -> list[tuple[Any, ...]]:
 def test_no_spool_and_no_half_version_survive(restarted: SimpleNamespace) -> None:
     data = restarted.server.data
     assert not list((data / "tmp").iterdir()) if (data / "tmp").is_dir() else True
-    stray = [str(p.relative_to(data)) for p in (data / "adapters").rglob(".*")
-             if p.name.startswith((".tmp-", ".trash-")) or (p.is_file() and p.name.endswith(".tmp"))]
+    stray = [
+        str(p.relative_to(data))
+        for p in (data / "adapters").rglob(".*")
+        if p.name.startswith((".tmp-", ".trash-")) or (p.is_file() and p.name.endswith(".tmp"))
+    ]
     assert not stray, stray
     assert rows(data, "PRAGMA integrity_check") == [("ok",)]
 
@@ -102,12 +123,19 @@ def test_the_store_on_disk_is_what_the_api_lists(restarted: SimpleNamespace) -> 
     assert current == on_disk[-1]
     for version in on_disk:
         assert sorted(p.name for p in (support / str(version)).iterdir()) == [
-            "adapter_config.json", "adapter_model.safetensors", "manifest.json"]
+            "adapter_config.json",
+            "adapter_model.safetensors",
+            "manifest.json",
+        ]
     if restarted.killed.adapter == "answered 201":
         assert on_disk == [1, 2], "a version the client was told about is gone"
     print(f"\n[server kill] after the restart acme/support has versions {on_disk}")
-    chat = httpx.post(f"{srv.api_url}/chat/completions", headers=auth(key), timeout=300,
-                      json={"model": "acme/support", "max_tokens": 4, "messages": [{"role": "user", "content": "Hi"}]})
+    chat = httpx.post(
+        f"{srv.api_url}/chat/completions",
+        headers=auth(key),
+        timeout=300,
+        json={"model": "acme/support", "max_tokens": 4, "messages": [{"role": "user", "content": "Hi"}]},
+    )
     assert chat.status_code == 200, chat.text
 
 

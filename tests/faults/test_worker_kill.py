@@ -44,8 +44,10 @@ def kill_and_check(srv: Server, key: str, job_id: str, pid: int, suffix: str) ->
     assert sorted(p.name for p in (srv.data / "jobs" / job_id).iterdir()) == ["spec.json", "worker.log"]
     assert not pid_alive(pid)
     chat_works(srv, key)
-    print(f"\n[worker kill at step {step}] job failed trainer_crashed {noticed_s:.2f} s after SIGKILL; "
-          f"a chat meanwhile took {chat_s:.2f} s")
+    print(
+        f"\n[worker kill at step {step}] job failed trainer_crashed {noticed_s:.2f} s after SIGKILL; "
+        f"a chat meanwhile took {chat_s:.2f} s"
+    )
 
 
 def test_kill_9_of_the_worker_before_its_first_step(server: Server, key: str) -> None:

@@ -65,8 +65,9 @@ def test_tenant_key_cannot_create_tenants(http: httpx.Client, tenant_keys: dict[
 # --------------------------------------------------------------------------------- models listing
 
 
-def test_models_list_shows_base_and_own_adapters_only(acme: openai.OpenAI, globex: openai.OpenAI,
-                                                     support_v1, globex_private) -> None:
+def test_models_list_shows_base_and_own_adapters_only(
+    acme: openai.OpenAI, globex: openai.OpenAI, support_v1, globex_private
+) -> None:
     acme_ids = {m.id for m in acme.models.list().data}
     globex_ids = {m.id for m in globex.models.list().data}
     assert {"base", "acme/support"} <= acme_ids
@@ -139,8 +140,9 @@ def test_other_tenants_adapter_is_not_found_like_a_missing_one(globex: openai.Op
         globex.models.retrieve("acme/support")
 
 
-def test_other_tenant_cannot_read_rollback_or_delete(http: httpx.Client, tenant_keys: dict[str, str],
-                                                     support_v1) -> None:
+def test_other_tenant_cannot_read_rollback_or_delete(
+    http: httpx.Client, tenant_keys: dict[str, str], support_v1
+) -> None:
     globex = auth(tenant_keys["globex"])
     listing = http.get("/v1/adapters", headers=globex).json()["data"]
     assert all(a["tenant"] == "globex" for a in listing), listing

@@ -15,17 +15,19 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import (
+from tests.integration.bad_input import (
     ALLOWED_ORIGIN,
     BAD_INPUT_SETTINGS,
     BadInputWorld,
     Case,
     assert_alive_and_unchanged,
-    assert_openai_error,
     assert_refused,
-    auth,
     case_params,
     streamed,
+)
+from tests.integration.conftest import (
+    assert_openai_error,
+    auth,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("bad_input_baseline")]
@@ -69,8 +71,15 @@ def too_big_chat(w: BadInputWorld) -> dict[str, Any]:
     return {"json": chat(messages=msg(content="x" * CHAT_LIMIT))}
 
 
-def C(id: str, body: Any, status: int | tuple[int, ...] = 400, code: str | None = None, param: str | None = None,
-      key: str | None = "acme", bug: str | None = None) -> Case:
+def C(
+    id: str,
+    body: Any,
+    status: int | tuple[int, ...] = 400,
+    code: str | None = None,
+    param: str | None = None,
+    key: str | None = "acme",
+    bug: str | None = None,
+) -> Case:
     """A chat case: POST /v1/chat/completions with ``body``."""
     return Case(id, "POST", CHAT_PATH, key, body, status, code, param, bug)
 
@@ -105,15 +114,22 @@ CHAT_CASES = [
     C("max-tokens-string", chat(max_tokens="4"), param="max_tokens"),
     C("max-tokens-fraction", chat(max_tokens=2.5), param="max_tokens"),
     C("max-tokens-past-context", chat(max_tokens=CONTEXT), code="context_length_exceeded", param="max_tokens"),
-    C("max-completion-tokens-past-context", chat(max_tokens=..., max_completion_tokens=10**9),
-      code="context_length_exceeded", param="max_completion_tokens"),
+    C(
+        "max-completion-tokens-past-context",
+        chat(max_tokens=..., max_completion_tokens=10**9),
+        code="context_length_exceeded",
+        param="max_completion_tokens",
+    ),
     C("prompt-past-context", chat(messages=msg(content=LONG_PROMPT)), code="context_length_exceeded", param="messages"),
     C("n-2", chat(n=2), param="n"),
     C("tools", chat(tools=[{"type": "function", "function": {"name": "f"}}]), param="tools"),
     C("logit-bias", chat(logit_bias={"1": 5}), param="logit_bias"),
     C("stream-string", chat(stream="yes"), param="stream"),
-    C("stream-options-wrong-type", chat(stream=True, stream_options={"include_usage": "yes"}),
-      param="stream_options.include_usage"),
+    C(
+        "stream-options-wrong-type",
+        chat(stream=True, stream_options={"include_usage": "yes"}),
+        param="stream_options.include_usage",
+    ),
     C("five-stops", chat(stop=["a", "b", "c", "d", "e"]), param="stop"),
     C("empty-stop", chat(stop=[""]), param="stop"),
     C("seed-2-to-the-64", chat(seed=2**64), param="seed"),
@@ -137,23 +153,63 @@ CHAT_CASES = [
     C("basic-auth", header("Authorization", "Basic YWNtZTpwdw=="), 401, "missing_api_key", key=None),
     C("publishable-key-without-origin", chat(), 403, "origin_not_allowed", key="pk"),
     C("publishable-key-other-origin", from_origin("https://evil.example"), 403, "origin_not_allowed", key="pk"),
-    C("publishable-key-other-model", from_origin(ALLOWED_ORIGIN, chat(model="acme/support")), 403,
-      "model_not_allowed", "model", key="pk"),
-    C("publishable-key-ignore-eos", from_origin(ALLOWED_ORIGIN, chat(ignore_eos=True)), 403,
-      "parameter_not_allowed", "ignore_eos", key="pk"),
-    C("publishable-key-too-many-tokens", from_origin(ALLOWED_ORIGIN, chat(max_tokens=PK_MAX_TOKENS + 1)),
-      code="max_tokens_too_large", param="max_tokens", key="pk"),
+    C(
+        "publishable-key-other-model",
+        from_origin(ALLOWED_ORIGIN, chat(model="acme/support")),
+        403,
+        "model_not_allowed",
+        "model",
+        key="pk",
+    ),
+    C(
+        "publishable-key-ignore-eos",
+        from_origin(ALLOWED_ORIGIN, chat(ignore_eos=True)),
+        403,
+        "parameter_not_allowed",
+        "ignore_eos",
+        key="pk",
+    ),
+    C(
+        "publishable-key-too-many-tokens",
+        from_origin(ALLOWED_ORIGIN, chat(max_tokens=PK_MAX_TOKENS + 1)),
+        code="max_tokens_too_large",
+        param="max_tokens",
+        key="pk",
+    ),
 ]
 
 OTHER_CASES = [
     # CORS preflights carry no key; they must name a tenant that lists the origin
-    Case("preflight-naming-no-tenant", "OPTIONS", CHAT_PATH, None, preflight(ALLOWED_ORIGIN), 403, "origin_not_allowed"),
-    Case("preflight-other-origin", "OPTIONS", CHAT_PATH + "?tenant=acme", None, preflight("https://evil.example"),
-         403, "origin_not_allowed"),
-    Case("preflight-bad-tenant-id", "OPTIONS", CHAT_PATH + "?tenant=..%2Facme", None, preflight(ALLOWED_ORIGIN),
-         403, "origin_not_allowed"),
-    Case("preflight-widget-config-other-tenant", "OPTIONS", "/v1/widget/config?tenant=globex", None,
-         preflight(ALLOWED_ORIGIN), 403, "origin_not_allowed"),
+    Case(
+        "preflight-naming-no-tenant", "OPTIONS", CHAT_PATH, None, preflight(ALLOWED_ORIGIN), 403, "origin_not_allowed"
+    ),
+    Case(
+        "preflight-other-origin",
+        "OPTIONS",
+        CHAT_PATH + "?tenant=acme",
+        None,
+        preflight("https://evil.example"),
+        403,
+        "origin_not_allowed",
+    ),
+    Case(
+        "preflight-bad-tenant-id",
+        "OPTIONS",
+        CHAT_PATH + "?tenant=..%2Facme",
+        None,
+        preflight(ALLOWED_ORIGIN),
+        403,
+        "origin_not_allowed",
+    ),
+    Case(
+        "preflight-widget-config-other-tenant",
+        "OPTIONS",
+        "/v1/widget/config?tenant=globex",
+        None,
+        preflight(ALLOWED_ORIGIN),
+        403,
+        "origin_not_allowed",
+    ),
     # models
     Case("models-no-key", "GET", "/v1/models", None, status=401, code="missing_api_key"),
     Case("models-publishable-key", "GET", "/v1/models", "pk", status=403, code="publishable_key_not_allowed"),
@@ -169,10 +225,24 @@ OTHER_CASES = [
     Case("me-no-key", "GET", "/v1/me", None, status=401, code="missing_api_key"),
     Case("me-wrong-key", "GET", "/v1/me", "bad", status=401, code="invalid_api_key"),
     Case("me-bearer-without-key", "GET", "/v1/me", None, header("Authorization", "Bearer"), 401, "missing_api_key"),
-    Case("me-non-ascii-key", "GET", "/v1/me", None, header("Authorization", b"Bearer \xff\xfe\xc3\xa9"), 401,
-         "invalid_api_key"),
-    Case("me-overlong-key", "GET", "/v1/me", None, header("Authorization", "Bearer " + "k" * 12000), 401,
-         "invalid_api_key"),
+    Case(
+        "me-non-ascii-key",
+        "GET",
+        "/v1/me",
+        None,
+        header("Authorization", b"Bearer \xff\xfe\xc3\xa9"),
+        401,
+        "invalid_api_key",
+    ),
+    Case(
+        "me-overlong-key",
+        "GET",
+        "/v1/me",
+        None,
+        header("Authorization", "Bearer " + "k" * 12000),
+        401,
+        "invalid_api_key",
+    ),
     Case("me-publishable-key", "GET", "/v1/me", "pk", status=403, code="publishable_key_not_allowed"),
     Case("me-post", "POST", "/v1/me", "acme", status=405),
     # the widget
@@ -182,10 +252,23 @@ OTHER_CASES = [
     Case("widget-config-traversal", "GET", "/v1/widget/config?tenant=..%2F..", "admin", status=404, param="tenant"),
     Case("widget-config-nul", "GET", "/v1/widget/config?tenant=acme%00", "acme", status=404, param="tenant"),
     Case("widget-config-no-key", "GET", "/v1/widget/config?tenant=acme", None, status=401, code="missing_api_key"),
-    Case("widget-config-pk-without-origin", "GET", "/v1/widget/config?tenant=acme", "pk", status=403,
-         code="origin_not_allowed"),
-    Case("widget-config-pk-other-origin", "GET", "/v1/widget/config?tenant=acme", "pk",
-         header("Origin", "https://evil.example"), 403, "origin_not_allowed"),
+    Case(
+        "widget-config-pk-without-origin",
+        "GET",
+        "/v1/widget/config?tenant=acme",
+        "pk",
+        status=403,
+        code="origin_not_allowed",
+    ),
+    Case(
+        "widget-config-pk-other-origin",
+        "GET",
+        "/v1/widget/config?tenant=acme",
+        "pk",
+        header("Origin", "https://evil.example"),
+        403,
+        "origin_not_allowed",
+    ),
     Case("widget-config-post", "POST", "/v1/widget/config?tenant=acme", "acme", status=405),
     Case("widget-js-post", "POST", "/widget.js", None, status=405),
     # routes that do not exist, and methods a route does not take
@@ -214,8 +297,9 @@ def test_guessing_keys_is_throttled_per_address(bad_input_world: BadInputWorld) 
     assert w.http.get("/v1/me", headers=auth(w.keys["acme"])).status_code == 200  # other addresses unaffected
 
 
-def test_afterwards_the_server_chats_and_nothing_changed(bad_input_world: BadInputWorld,
-                                                         bad_input_baseline: dict[str, Any]) -> None:
+def test_afterwards_the_server_chats_and_nothing_changed(
+    bad_input_world: BadInputWorld, bad_input_baseline: dict[str, Any]
+) -> None:
     w = bad_input_world
     reply = w.http.post(CHAT_PATH, json=chat(max_tokens=1), headers=auth(w.keys["acme"]))
     assert reply.status_code == 200 and reply.json()["usage"]["completion_tokens"] == 1, reply.text

@@ -17,21 +17,23 @@ import pytest
 
 from server.upload_limits import MULTIPART_SLACK
 from tests.conftest import make_lora
-from tests.integration.conftest import (
+from tests.integration.bad_input import (
     BAD_INPUT_SETTINGS,
-    CONFIG,
-    MAX_RANK,
-    WEIGHTS,
     BadInputWorld,
     Case,
-    adapter_files,
     assert_alive_and_unchanged,
     assert_refused,
     case_params,
     form,
     multipart_raw,
-    pickled_weights,
     streamed,
+)
+from tests.integration.conftest import (
+    CONFIG,
+    MAX_RANK,
+    WEIGHTS,
+    adapter_files,
+    pickled_weights,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("bad_input_baseline")]
@@ -49,9 +51,11 @@ def other_arch(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
 
 def upload(name: str | None = "bad", files=None, **fields: str):
     """An adapter upload: ``files`` (a function of the world) or the good adapter's two files."""
+
     def kwargs(w: BadInputWorld) -> dict[str, Any]:
         data = {**({} if name is None else {"name": name}), **fields}
         return {"data": data, "files": files(w) if files else adapter_files(w.lora)}
+
     return kwargs
 
 
@@ -61,10 +65,12 @@ def part(file_name: str, content: bytes) -> tuple[str, tuple[str, bytes, str]]:
 
 def config_with(**changes: Any):
     """The good adapter with its adapter_config.json changed (a value of ``...`` removes the key)."""
+
     def files(w: BadInputWorld):
         config = {**json.loads((w.lora / CONFIG).read_bytes()), **changes}
         text = json.dumps({k: v for k, v in config.items() if v is not ...}).encode()
         return adapter_files(w.lora, config=(CONFIG, text))
+
     return upload(files=files)
 
 
@@ -78,13 +84,22 @@ def weights_bytes(content: bytes, file_name: str = WEIGHTS):
 
 def good_files(*extra: tuple[str, bytes], drop: str | None = None):
     """The good adapter's files, without ``drop`` and with ``extra`` (file name, content) parts."""
+
     def files(w: BadInputWorld):
         return [p for p in adapter_files(w.lora) if p[1][0] != drop] + [part(n, c) for n, c in extra]
+
     return upload(files=files)
 
 
-def U(id: str, body: Any, status: int = 400, code: str | None = None, param: str | None = None,
-      key: str | None = "acme", bug: str | None = None) -> Case:
+def U(
+    id: str,
+    body: Any,
+    status: int = 400,
+    code: str | None = None,
+    param: str | None = None,
+    key: str | None = "acme",
+    bug: str | None = None,
+) -> Case:
     """An upload case: POST /v1/adapters with ``body``."""
     return Case(id, "POST", "/v1/adapters", key, body, status, code, param, bug)
 
@@ -124,17 +139,24 @@ UPLOAD_CASES = [
     U("wrong-key", upload(), 401, "invalid_api_key", key="bad"),
     U("publishable-key", upload(), 403, "publishable_key_not_allowed", key="pk"),
     # the files' content
-    U("pickle-weights", upload(files=lambda w: adapter_files(w.lora, weights=("adapter_model.bin",
-                                                                                 pickled_weights(w.lora)))),
-      code="only_safetensors", param="files"),
+    U(
+        "pickle-weights",
+        upload(files=lambda w: adapter_files(w.lora, weights=("adapter_model.bin", pickled_weights(w.lora)))),
+        code="only_safetensors",
+        param="files",
+    ),
     U("garbage-weights", weights_bytes(JUNK), code="invalid_adapter", param=WEIGHTS),
     U("empty-weights", weights_bytes(b""), code="invalid_adapter", param=WEIGHTS),
     U("weights-header-claims-4-eib", weights_bytes(HUGE_HEADER), code="invalid_adapter", param=WEIGHTS),
     U("config-not-json", config_bytes(b"{not json"), code="invalid_adapter", param=CONFIG),
     U("config-a-list", config_bytes(b"[]"), code="invalid_adapter", param=CONFIG),
     U("config-not-utf8", config_bytes(b'{"r": "\xff"}'), code="invalid_adapter", param=CONFIG),
-    U("config-deeply-nested", config_bytes(b'{"r": ' + b"[" * 30000 + b"]" * 30000 + b"}"),
-      code="invalid_adapter", param=CONFIG),
+    U(
+        "config-deeply-nested",
+        config_bytes(b'{"r": ' + b"[" * 30000 + b"]" * 30000 + b"}"),
+        code="invalid_adapter",
+        param=CONFIG,
+    ),
     U("config-not-lora", config_with(peft_type="PREFIX_TUNING"), code="invalid_adapter", param="peft_type"),
     U("config-rank-above-max", config_with(r=MAX_RANK * 2), code="invalid_adapter", param="r"),
     U("config-rank-true", config_with(r=True), code="invalid_adapter", param="r"),
@@ -144,10 +166,18 @@ UPLOAD_CASES = [
     U("other-architecture", upload(files=lambda w: adapter_files(OTHER_ARCH["dir"])), code="invalid_adapter"),
     # sizes: the declared length, the running count of a chunked body, and each file's own size
     U("declared-over-limit", weights_bytes(JUNK * (UPLOAD_LIMIT // len(JUNK) + 200)), 413, "upload_too_large"),
-    U("chunked-over-limit", lambda w: streamed(weights_bytes(JUNK * (UPLOAD_LIMIT // len(JUNK) + 200))(w)), 413,
-      "upload_too_large"),
-    U("files-over-limit-inside-slack", weights_bytes(b"\0" * (UPLOAD_LIMIT + MULTIPART_SLACK // 2)), 413,
-      "upload_too_large"),
+    U(
+        "chunked-over-limit",
+        lambda w: streamed(weights_bytes(JUNK * (UPLOAD_LIMIT // len(JUNK) + 200))(w)),
+        413,
+        "upload_too_large",
+    ),
+    U(
+        "files-over-limit-inside-slack",
+        weights_bytes(b"\0" * (UPLOAD_LIMIT + MULTIPART_SLACK // 2)),
+        413,
+        "upload_too_large",
+    ),
 ]
 
 A = "/v1/adapters"
@@ -164,14 +194,34 @@ MANAGE_CASES = [
     Case("get-overlong", "GET", f"{A}/acme/{'a' * 5000}", "acme", status=404, code="adapter_not_found"),
     Case("delete-other-tenants", "DELETE", f"{A}/globex/private", "acme", status=404, code="adapter_not_found"),
     Case("delete-missing", "DELETE", f"{A}/acme/nope", "acme", status=404, code="adapter_not_found"),
-    Case("delete-publishable-key", "DELETE", f"{A}/acme/support", "pk", status=403,
-         code="publishable_key_not_allowed"),
-    Case("rollback-other-tenants", "POST", f"{A}/globex/private/rollback", "acme", {"version": 1}, 404,
-         "adapter_not_found"),
-    Case("rollback-missing-version", "POST", f"{A}/acme/support/rollback", "acme", {"version": 99}, 404,
-         "adapter_not_found"),
-    Case("rollback-huge-version", "POST", f"{A}/acme/support/rollback", "acme", {"version": 10**30}, 404,
-         "adapter_not_found"),
+    Case("delete-publishable-key", "DELETE", f"{A}/acme/support", "pk", status=403, code="publishable_key_not_allowed"),
+    Case(
+        "rollback-other-tenants",
+        "POST",
+        f"{A}/globex/private/rollback",
+        "acme",
+        {"version": 1},
+        404,
+        "adapter_not_found",
+    ),
+    Case(
+        "rollback-missing-version",
+        "POST",
+        f"{A}/acme/support/rollback",
+        "acme",
+        {"version": 99},
+        404,
+        "adapter_not_found",
+    ),
+    Case(
+        "rollback-huge-version",
+        "POST",
+        f"{A}/acme/support/rollback",
+        "acme",
+        {"version": 10**30},
+        404,
+        "adapter_not_found",
+    ),
     Case("rollback-version-zero", "POST", f"{A}/acme/support/rollback", "acme", {"version": 0}, param="version"),
     Case("rollback-version-string", "POST", f"{A}/acme/support/rollback", "acme", {"version": "1"}, param="version"),
     Case("rollback-version-true", "POST", f"{A}/acme/support/rollback", "acme", {"version": True}, param="version"),
@@ -179,16 +229,33 @@ MANAGE_CASES = [
     Case("rollback-version-null", "POST", f"{A}/acme/support/rollback", "acme", {"version": None}, param="version"),
     Case("rollback-no-version", "POST", f"{A}/acme/support/rollback", "acme", {}, param="version"),
     Case("rollback-no-key", "POST", f"{A}/acme/support/rollback", None, {"version": 1}, 401, "missing_api_key"),
-    Case("delete-version-missing", "DELETE", f"{A}/acme/support/versions/99", "acme", status=404,
-         code="adapter_not_found"),
-    Case("delete-version-zero", "DELETE", f"{A}/acme/support/versions/0", "acme", status=404,
-         code="adapter_not_found"),
-    Case("delete-version-huge", "DELETE", f"{A}/acme/support/versions/{10**30}", "acme", status=404,
-         code="adapter_not_found"),
+    Case(
+        "delete-version-missing",
+        "DELETE",
+        f"{A}/acme/support/versions/99",
+        "acme",
+        status=404,
+        code="adapter_not_found",
+    ),
+    Case("delete-version-zero", "DELETE", f"{A}/acme/support/versions/0", "acme", status=404, code="adapter_not_found"),
+    Case(
+        "delete-version-huge",
+        "DELETE",
+        f"{A}/acme/support/versions/{10**30}",
+        "acme",
+        status=404,
+        code="adapter_not_found",
+    ),
     Case("delete-version-negative", "DELETE", f"{A}/acme/support/versions/-1", "acme", status=404),
     Case("delete-version-not-a-number", "DELETE", f"{A}/acme/support/versions/one", "acme", status=404),
-    Case("delete-version-other-tenants", "DELETE", f"{A}/globex/private/versions/1", "acme", status=404,
-         code="adapter_not_found"),
+    Case(
+        "delete-version-other-tenants",
+        "DELETE",
+        f"{A}/globex/private/versions/1",
+        "acme",
+        status=404,
+        code="adapter_not_found",
+    ),
     Case("adapters-put", "PUT", A, "acme", status=405),
     Case("adapter-patch", "PATCH", f"{A}/acme/support", "acme", {"version": 1}, 405),
     Case("rollback-get", "GET", f"{A}/acme/support/rollback", "acme", status=405),
@@ -200,6 +267,7 @@ def test_refused(bad_input_world: BadInputWorld, case: Case) -> None:
     assert_refused(bad_input_world, case)
 
 
-def test_afterwards_the_server_is_alive_and_nothing_changed(bad_input_world: BadInputWorld,
-                                                            bad_input_baseline: dict[str, Any]) -> None:
+def test_afterwards_the_server_is_alive_and_nothing_changed(
+    bad_input_world: BadInputWorld, bad_input_baseline: dict[str, Any]
+) -> None:
     assert_alive_and_unchanged(bad_input_world, bad_input_baseline)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import (
+from tests.integration.bad_input import (
     MANAGEMENT_JSON_LIMIT,
     BadInputWorld,
     Case,
@@ -27,8 +27,16 @@ SURROGATE = "\ud800"
 """A lone surrogate escape is JSON's syntax but no text: the body is refused whole, as the chat route does."""
 
 
-def P(id: str, patch: Any, status: int = 400, code: str | None = "invalid_setting", param: str | None = None,
-      key: str | None = "acme", tenant: str = "acme", bug: str | None = None) -> Case:
+def P(
+    id: str,
+    patch: Any,
+    status: int = 400,
+    code: str | None = "invalid_setting",
+    param: str | None = None,
+    key: str | None = "acme",
+    tenant: str = "acme",
+    bug: str | None = None,
+) -> Case:
     """A settings case: PATCH /v1/tenants/<tenant> with ``patch``."""
     return Case(id, "PATCH", f"{T}/{tenant}", key, patch, status, code, param, bug)
 
@@ -75,8 +83,12 @@ TENANT_CASES = [
     P("greeting-a-number", {"greeting": 5}, param="greeting"),
     P("greeting-lone-surrogate", {"greeting": SURROGATE}, code="invalid_json"),
     P("display-name-empty", {"display_name": ""}, param="display_name"),
-    P("default-model-other-tenants", {"default_model": "globex/private"}, code="invalid_default_model",
-      param="default_model"),
+    P(
+        "default-model-other-tenants",
+        {"default_model": "globex/private"},
+        code="invalid_default_model",
+        param="default_model",
+    ),
     P("default-model-missing", {"default_model": "acme/nope"}, code="model_not_found", param="default_model"),
     P("default-model-traversal", {"default_model": "../x"}, param="default_model"),
     P("limit-negative", {"limits": {"requests_per_minute": -1}}, param="limits.requests_per_minute"),
@@ -84,8 +96,13 @@ TENANT_CASES = [
     P("limit-nan", {"limits": {"tokens_per_day": float("nan")}}, param="limits.tokens_per_day"),
     P("limits-not-an-object", {"limits": "none"}, param="limits"),
     P("limit-unknown", {"limits": {"gpu_hours": 1}}, code="invalid_request", param="limits.gpu_hours"),
-    P("ceilings-by-the-tenant", {"limit_ceilings": {"requests_per_minute": 10**6}}, 403, "admin_required",
-      "limit_ceilings"),
+    P(
+        "ceilings-by-the-tenant",
+        {"limit_ceilings": {"requests_per_minute": 10**6}},
+        403,
+        "admin_required",
+        "limit_ceilings",
+    ),
     P("patch-with-publishable-key", {"greeting": "hi"}, 403, "publishable_key_not_allowed", key="pk"),
 ]
 
@@ -101,8 +118,7 @@ KEY_CASES = [
     Case("list-other-tenants", "GET", f"{T}/globex/keys", "acme", status=404, param="id"),
     Case("revoke-unknown", "DELETE", f"{K}/key_nope", "acme", status=404, code="key_not_found", param="key_id"),
     Case("revoke-other-tenants-key", "DELETE", f"{T}/globex/keys/$globex_key", "acme", status=404, param="id"),
-    Case("revoke-other-tenants-key-id-as-own", "DELETE", f"{K}/$globex_key", "acme", status=404,
-         code="key_not_found"),
+    Case("revoke-other-tenants-key-id-as-own", "DELETE", f"{K}/$globex_key", "acme", status=404, code="key_not_found"),
     Case("revoke-newline", "DELETE", f"{K}/%0A", "acme", status=404, code="key_not_found"),
     Case("revoke-without-key", "DELETE", f"{K}/$globex_key", None, status=401, code="missing_api_key"),
     Case("keys-put", "PUT", K, "acme", {"kind": "secret"}, 405),
@@ -126,10 +142,10 @@ COMPARISON_CASES = [
     Case("same-model-twice", "POST", V, "acme", vote(right_model="base"), param="right_model"),
     Case("same-adapter-by-two-names", "POST", V, "acme", vote(left_model="acme/support@2"), param="right_model"),
     Case("left-model-a-number", "POST", V, "acme", vote(left_model=5), param="left_model"),
-    Case("left-model-traversal", "POST", V, "acme", vote(left_model="../x"), code="invalid_model_id",
-         param="left_model"),
-    Case("right-model-of-other-tenant", "POST", V, "acme", vote(right_model="globex/private"), 404,
-         "model_not_found"),
+    Case(
+        "left-model-traversal", "POST", V, "acme", vote(left_model="../x"), code="invalid_model_id", param="left_model"
+    ),
+    Case("right-model-of-other-tenant", "POST", V, "acme", vote(right_model="globex/private"), 404, "model_not_found"),
     Case("right-model-missing-version", "POST", V, "acme", vote(right_model="acme/support@9"), 404, "model_not_found"),
     Case("other-tenant-named", "POST", V, "acme", vote(tenant="globex"), 404, param="tenant"),
     Case("admin-names-unknown-tenant", "POST", V, "admin", vote(tenant="nope"), 404, param="tenant"),
@@ -157,8 +173,13 @@ MALFORMED: list[tuple[str, Any, int, str | None, str | None]] = [
     ("empty", b"", 400, "invalid_json", None),
     ("a-list", b"[]", 400, "invalid_json", None),
     ("not-utf8", b'{"id": "\xff"}', 400, "invalid_json", None),
-    ("form-encoded", lambda w: {"content": b"id=x", "headers": {"Content-Type": "application/x-www-form-urlencoded"}},
-     400, "invalid_json", None),
+    (
+        "form-encoded",
+        lambda w: {"content": b"id=x", "headers": {"Content-Type": "application/x-www-form-urlencoded"}},
+        400,
+        "invalid_json",
+        None,
+    ),
     ("deeply-nested", b"[" * 20000 + b"]" * 20000, 400, "invalid_json", None),
     ("unknown-field", {"bogus": 1}, 400, None, "bogus"),
     ("over-limit", TOO_BIG, 413, "request_too_large", None),
@@ -166,17 +187,25 @@ MALFORMED: list[tuple[str, Any, int, str | None, str | None]] = [
 ]
 JSON_CASES = [
     Case(f"{route}-{name}", method, path, key, body, status, code, param)
-    for route, (method, path, key) in JSON_ROUTES.items() for name, body, status, code, param in MALFORMED
+    for route, (method, path, key) in JSON_ROUTES.items()
+    for name, body, status, code, param in MALFORMED
 ]
 
 
-@pytest.mark.parametrize("case", case_params(
-    [c._replace(id=f"tenant-{c.id}") for c in TENANT_CASES] + [c._replace(id=f"key-{c.id}") for c in KEY_CASES]
-    + [c._replace(id=f"comparison-{c.id}") for c in COMPARISON_CASES] + JSON_CASES))
+@pytest.mark.parametrize(
+    "case",
+    case_params(
+        [c._replace(id=f"tenant-{c.id}") for c in TENANT_CASES]
+        + [c._replace(id=f"key-{c.id}") for c in KEY_CASES]
+        + [c._replace(id=f"comparison-{c.id}") for c in COMPARISON_CASES]
+        + JSON_CASES
+    ),
+)
 def test_refused(bad_input_world: BadInputWorld, case: Case) -> None:
     assert_refused(bad_input_world, case)
 
 
-def test_afterwards_the_server_is_alive_and_nothing_changed(bad_input_world: BadInputWorld,
-                                                            bad_input_baseline: dict[str, Any]) -> None:
+def test_afterwards_the_server_is_alive_and_nothing_changed(
+    bad_input_world: BadInputWorld, bad_input_baseline: dict[str, Any]
+) -> None:
     assert_alive_and_unchanged(bad_input_world, bad_input_baseline)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from server.upload_limits import MULTIPART_SLACK
-from tests.integration.conftest import (
+from tests.integration.bad_input import (
     BAD_INPUT_SETTINGS,
     TRAINING_DOC,
     BadInputWorld,
@@ -38,19 +38,30 @@ SURROGATE = "\ud800"
 def file_upload(content: bytes = TRAINING_DOC, file_name: str = "notes.md", **fields: str):
     """POST /v1/files's multipart body: ``file`` plus ``purpose=fine-tune`` and ``fields``
     (a field set to ``""`` is left out)."""
+
     def kwargs(w: BadInputWorld) -> dict[str, Any]:
         data = {k: v for k, v in {"purpose": "fine-tune", **fields}.items() if v != ""}
         return {"data": data, "files": [("file", (file_name, content, "application/octet-stream"))]}
+
     return kwargs
 
 
 def two_files(w: BadInputWorld) -> dict[str, Any]:
-    return {"data": {"purpose": "fine-tune"},
-            "files": [("file", ("a.md", TRAINING_DOC, "text/markdown")), ("file", ("b.md", TRAINING_DOC, "text/markdown"))]}
+    return {
+        "data": {"purpose": "fine-tune"},
+        "files": [("file", ("a.md", TRAINING_DOC, "text/markdown")), ("file", ("b.md", TRAINING_DOC, "text/markdown"))],
+    }
 
 
-def U(id: str, body: Any, status: int = 400, code: str | None = None, param: str | None = None,
-      key: str | None = "acme", bug: str | None = None) -> Case:
+def U(
+    id: str,
+    body: Any,
+    status: int = 400,
+    code: str | None = None,
+    param: str | None = None,
+    key: str | None = "acme",
+    bug: str | None = None,
+) -> Case:
     """A file upload case: POST /v1/files with ``body``."""
     return Case(id, "POST", F, key, body, status, code, param, bug)
 
@@ -115,8 +126,15 @@ def hp(**hyperparameters: Any) -> dict[str, Any]:
     return job(hyperparameters=hyperparameters)
 
 
-def N(id: str, body: Any, status: int = 400, code: str | None = None, param: str | None = None,
-      key: str | None = "acme", bug: str | None = None) -> Case:
+def N(
+    id: str,
+    body: Any,
+    status: int = 400,
+    code: str | None = None,
+    param: str | None = None,
+    key: str | None = "acme",
+    bug: str | None = None,
+) -> Case:
     """A job creation case: POST /v1/fine_tuning/jobs with ``body``."""
     return Case(id, "POST", J, key, body, status, code, param, bug)
 
@@ -136,8 +154,7 @@ JOB_CASES = [
     N("training-file-of-other-tenant", job(training_file="$globex_file"), 404, "file_not_found", "training_file"),
     N("training-file-unknown", job(training_file="file-nope"), 404, "file_not_found", "training_file"),
     N("training-file-lone-surrogate", job(training_file=SURROGATE), 400, "invalid_json"),
-    N("validation-file-of-other-tenant", job(validation_file="$globex_file"), 404, "file_not_found",
-      "validation_file"),
+    N("validation-file-of-other-tenant", job(validation_file="$globex_file"), 404, "file_not_found", "validation_file"),
     N("suffix-traversal", job(suffix="../x"), code="invalid_suffix", param="suffix"),
     N("suffix-not-a-string", job(suffix=5), code="invalid_suffix", param="suffix"),
     N("suffix-overlong", job(suffix="s" * 64), code="invalid_suffix", param="suffix"),
@@ -147,11 +164,19 @@ JOB_CASES = [
     N("seed-2-to-the-31", job(seed=2**31), param="seed"),
     N("hyperparameters-not-an-object", job(hyperparameters="fast"), param="hyperparameters"),
     N("n-epochs-zero", hp(n_epochs=0), code="invalid_hyperparameters", param="hyperparameters.n_epochs"),
-    N("n-epochs-above-the-ceiling", hp(n_epochs=1000), code="invalid_hyperparameters",
-      param="hyperparameters.n_epochs"),
+    N(
+        "n-epochs-above-the-ceiling",
+        hp(n_epochs=1000),
+        code="invalid_hyperparameters",
+        param="hyperparameters.n_epochs",
+    ),
     N("max-seconds-1e300", hp(max_seconds=1e300), code="invalid_hyperparameters", param="hyperparameters.max_seconds"),
-    N("learning-rate-nan", hp(learning_rate_multiplier=float("nan")), code="invalid_hyperparameters",
-      param="hyperparameters.learning_rate_multiplier"),
+    N(
+        "learning-rate-nan",
+        hp(learning_rate_multiplier=float("nan")),
+        code="invalid_hyperparameters",
+        param="hyperparameters.learning_rate_multiplier",
+    ),
     N("unknown-hyperparameter", hp(bogus=1), code="invalid_hyperparameters"),
     N("hyperparameter-named-lone-surrogate", hp(**{SURROGATE: 1}), code="invalid_json"),
     N("other-tenant-named", job(tenant="globex"), 404, param="tenant"),
@@ -162,8 +187,14 @@ JOB_CASES = [
     Case("get-other-tenants", "GET", f"{J}/$globex_job", "acme", status=404, code="job_not_found"),
     Case("cancel-other-tenants", "POST", f"{J}/$globex_job/cancel", "acme", status=404, code="job_not_found"),
     Case("events-of-other-tenants", "GET", f"{J}/$globex_job/events", "acme", status=404, code="job_not_found"),
-    Case("event-stream-of-other-tenants", "GET", f"{J}/$globex_job/events?stream=true", "acme", status=404,
-         code="job_not_found"),
+    Case(
+        "event-stream-of-other-tenants",
+        "GET",
+        f"{J}/$globex_job/events?stream=true",
+        "acme",
+        status=404,
+        code="job_not_found",
+    ),
     Case("cancel-an-ended-job", "POST", f"{J}/$globex_job/cancel", "globex", status=409, code="job_already_ended"),
     Case("get-unknown", "GET", f"{J}/ftjob-nope", "acme", status=404, code="job_not_found"),
     Case("get-dot-dot", "GET", f"{J}/%2e%2e", "admin", status=404, code="job_not_found"),
@@ -182,8 +213,12 @@ JOB_CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", case_params([c._replace(id=f"file-{c.id}") for c in FILE_CASES]
-                                              + [c._replace(id=f"job-{c.id}") for c in JOB_CASES]))
+@pytest.mark.parametrize(
+    "case",
+    case_params(
+        [c._replace(id=f"file-{c.id}") for c in FILE_CASES] + [c._replace(id=f"job-{c.id}") for c in JOB_CASES]
+    ),
+)
 def test_refused(bad_input_world: BadInputWorld, case: Case) -> None:
     assert_refused(bad_input_world, case)
 
@@ -200,6 +235,7 @@ def test_an_unknown_after_cursor_is_an_empty_page(bad_input_world: BadInputWorld
     assert response.json() == {"object": "list", "data": [], "has_more": False, "first_id": None, "last_id": None}
 
 
-def test_afterwards_the_server_is_alive_and_nothing_changed(bad_input_world: BadInputWorld,
-                                                            bad_input_baseline: dict[str, Any]) -> None:
+def test_afterwards_the_server_is_alive_and_nothing_changed(
+    bad_input_world: BadInputWorld, bad_input_baseline: dict[str, Any]
+) -> None:
     assert_alive_and_unchanged(bad_input_world, bad_input_baseline)

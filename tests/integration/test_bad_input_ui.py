@@ -14,16 +14,18 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import (
+from tests.integration.bad_input import (
     BAD_INPUT_SETTINGS,
     BadInputWorld,
     Case,
     assert_alive_and_unchanged,
-    assert_healthy,
     form,
     multipart_raw,
     send_case,
     world_state,
+)
+from tests.integration.conftest import (
+    assert_healthy,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("bad_input_baseline")]
@@ -43,19 +45,35 @@ UI_REQUESTS: list[tuple[str, str, str, Any]] = [
     ("upload-without-files", "POST", f"{G}/upload", form(("other", None, b"x"))),
     ("upload-as-json", "POST", f"{G}/upload", multipart_raw(b'{"files": []}', "application/json")),
     ("upload-multipart-garbage", "POST", f"{G}/upload", multipart_raw(b"garbage", "multipart/form-data; boundary=z")),
-    ("upload-traversal-name", "POST", f"{G}/upload",
-     lambda w: {"files": [("files", (f"../../../../../{w.server.data}/evil.txt", b"evil", "text/plain"))]}),
-    ("upload-over-limit", "POST", f"{G}/upload",
-     lambda w: {"files": [("files", ("big.txt", b"x" * (UPLOAD_LIMIT + 1024), "text/plain"))]}),
+    (
+        "upload-traversal-name",
+        "POST",
+        f"{G}/upload",
+        lambda w: {"files": [("files", (f"../../../../../{w.server.data}/evil.txt", b"evil", "text/plain"))]},
+    ),
+    (
+        "upload-over-limit",
+        "POST",
+        f"{G}/upload",
+        lambda w: {"files": [("files", ("big.txt", b"x" * (UPLOAD_LIMIT + 1024), "text/plain"))]},
+    ),
     ("queue-join-malformed-json", "POST", f"{G}/queue/join", multipart_raw(b"{bad", "application/json")),
-    ("queue-join-unknown-event", "POST", f"{G}/queue/join",
-     lambda w: {"json": {"data": [], "fn_index": 10**6, "session_hash": "x\n"}}),
+    (
+        "queue-join-unknown-event",
+        "POST",
+        f"{G}/queue/join",
+        lambda w: {"json": {"data": [], "fn_index": 10**6, "session_hash": "x\n"}},
+    ),
     ("queue-data-bad-session", "GET", f"{G}/queue/data?session_hash=%0A%00", None),
     ("run-unknown-api", "POST", f"{G}/run/nope", lambda w: {"json": {"data": []}}),
     ("call-unknown-api", "POST", f"{G}/call/nope", lambda w: {"json": {"data": []}}),
     ("info-post", "POST", f"{G}/info", None),
-    ("preflight-other-site", "OPTIONS", f"{G}/upload",
-     lambda w: {"headers": {"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}}),
+    (
+        "preflight-other-site",
+        "OPTIONS",
+        f"{G}/upload",
+        lambda w: {"headers": {"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}},
+    ),
     ("sign-in-wrong-key", "POST", "/ui/sign-in", lambda w: {"data": {"key": "sk-swl-wrong"}}),
     ("sign-in-oversized-form", "POST", "/ui/sign-in", lambda w: {"data": {"key": "k" * 10000}}),
     ("sign-in-json", "POST", "/ui/sign-in", lambda w: {"json": {"key": w.keys["acme"]}}),
@@ -94,6 +112,7 @@ def test_no_5xx_nothing_leaked_nothing_stored(bad_input_world: BadInputWorld, ca
     assert not list(w.server.data.parent.rglob("evil.txt"))
 
 
-def test_afterwards_the_server_is_alive_and_nothing_changed(bad_input_world: BadInputWorld,
-                                                            bad_input_baseline: dict[str, Any]) -> None:
+def test_afterwards_the_server_is_alive_and_nothing_changed(
+    bad_input_world: BadInputWorld, bad_input_baseline: dict[str, Any]
+) -> None:
     assert_alive_and_unchanged(bad_input_world, bad_input_baseline)

@@ -42,9 +42,11 @@ def test_metrics_count_generated_tokens_after_a_chat(http: httpx.Client, base_an
     text = metrics(http)
     assert "swaplora_generated_tokens" in text
     assert metric(text, "swaplora_generated_tokens_total") >= base_answer.usage.completion_tokens > 0
-    assert metric(text, "swaplora_chat_requests_total", 'outcome="length"') + metric(
-        text, "swaplora_chat_requests_total", 'outcome="stop"'
-    ) >= 1
+    assert (
+        metric(text, "swaplora_chat_requests_total", 'outcome="length"')
+        + metric(text, "swaplora_chat_requests_total", 'outcome="stop"')
+        >= 1
+    )
 
 
 # --------------------------------------------------------------------------------- non-stream / stream
@@ -126,7 +128,8 @@ def _running(http: httpx.Client) -> float:
 
 def _abandoned(text: str) -> float:
     return sum(
-        metric(text, "swaplora_chat_requests_total", f'outcome="{outcome}"') for outcome in ("disconnected", "cancelled")
+        metric(text, "swaplora_chat_requests_total", f'outcome="{outcome}"')
+        for outcome in ("disconnected", "cancelled")
     )
 
 
@@ -134,8 +137,11 @@ def _poll(http: httpx.Client, condition, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            state = [line for line in metrics(http).splitlines()
-                     if line.startswith(("swaplora_running_requests ", "swaplora_chat_requests_total{"))]
+            state = [
+                line
+                for line in metrics(http).splitlines()
+                if line.startswith(("swaplora_running_requests ", "swaplora_chat_requests_total{"))
+            ]
             pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}; the server reports:\n" + "\n".join(state))
         time.sleep(0.2)
 
@@ -162,23 +168,30 @@ def _assert_row_dropped(http: httpx.Client, before: str) -> None:
     Waits on both signs, each of which the server gives on its own schedule: the running gauge drops
     when the engine drops the row, the outcome counter moves when the request's handler sees the row
     end (for a whole answer, only after the engine's ``cancelled`` event reaches it)."""
-    _poll(http, lambda: _abandoned(metrics(http)) >= _abandoned(before) + 1, ROW_DROP_S,
-          "the abandoned request to be counted (outcome disconnected or cancelled)")
-    _poll(http, lambda: _running(http) == 0, ROW_DROP_S,
-          "swaplora_running_requests to drop to 0 after the disconnect")
+    _poll(
+        http,
+        lambda: _abandoned(metrics(http)) >= _abandoned(before) + 1,
+        ROW_DROP_S,
+        "the abandoned request to be counted (outcome disconnected or cancelled)",
+    )
+    _poll(http, lambda: _running(http) == 0, ROW_DROP_S, "swaplora_running_requests to drop to 0 after the disconnect")
     after = metrics(http)
     assert _abandoned(after) >= _abandoned(before) + 1
     generated = metric(after, "swaplora_generated_tokens_total") - metric(before, "swaplora_generated_tokens_total")
     assert generated < 200, f"the engine kept generating after the client left ({generated:.0f} tokens)"
 
 
-def test_client_disconnect_mid_stream_drops_the_row(server: Server, http: httpx.Client,
-                                                     tenant_keys: dict[str, str]) -> None:
+def test_client_disconnect_mid_stream_drops_the_row(
+    server: Server, http: httpx.Client, tenant_keys: dict[str, str]
+) -> None:
     before = metrics(http)
     chunks = []
-    with httpx.Client(base_url=server.url, timeout=120) as own, own.stream(
-        "POST", "/v1/chat/completions", json={**LONG_ANSWER, "stream": True}, headers=auth(tenant_keys["acme"])
-    ) as response:
+    with (
+        httpx.Client(base_url=server.url, timeout=120) as own,
+        own.stream(
+            "POST", "/v1/chat/completions", json={**LONG_ANSWER, "stream": True}, headers=auth(tenant_keys["acme"])
+        ) as response,
+    ):
         assert response.status_code == 200, response.read()
         # Hold the iterator: a temporary one is closed at `break`, and closing it closes the
         # connection (httpcore), so the client would leave before the row is seen running.
@@ -201,17 +214,20 @@ def test_client_disconnect_while_waiting_for_a_whole_answer_drops_the_row(
 ) -> None:
     before = metrics(http)
     # The client gives up (and closes its connection) once the row is generating.
-    with httpx.Client(base_url=server.url, timeout=httpx.Timeout(120, read=1.0)) as own:
-        with pytest.raises(httpx.ReadTimeout):
-            own.post("/v1/chat/completions", json=LONG_ANSWER, headers=auth(tenant_keys["acme"]))
+    with (
+        httpx.Client(base_url=server.url, timeout=httpx.Timeout(120, read=1.0)) as own,
+        pytest.raises(httpx.ReadTimeout),
+    ):
+        own.post("/v1/chat/completions", json=LONG_ANSWER, headers=auth(tenant_keys["acme"]))
     _assert_row_dropped(http, before)
 
 
 # --------------------------------------------------------------------------------- concurrency
 
 
-def test_concurrent_chats_over_base_and_an_adapter(acme: openai.OpenAI, http: httpx.Client,
-                                                     tenant_keys: dict[str, str], support_v1) -> None:
+def test_concurrent_chats_over_base_and_an_adapter(
+    acme: openai.OpenAI, http: httpx.Client, tenant_keys: dict[str, str], support_v1
+) -> None:
     current = http.get("/v1/adapters/acme/support", headers=auth(tenant_keys["acme"])).json()["current_version"]
     prompts = [PROMPT, "Name a colour.", "Say hello."]
     jobs = [(model, prompt) for model in ("base", "acme/support") for prompt in prompts]

@@ -47,11 +47,13 @@ def restarted(embedded_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
         key = new_tenant(first, "acme")
         client = first.openai(key)
         upload = client.files.create(file=("bikes.md", DOC), purpose="fine-tune")
-        interrupted = client.fine_tuning.jobs.create(model="base", training_file=upload.id, suffix="interrupted",
-                                                     hyperparameters=LONG, seed=1)
+        interrupted = client.fine_tuning.jobs.create(
+            model="base", training_file=upload.id, suffix="interrupted", hyperparameters=LONG, seed=1
+        )
         wait_for(first, key, interrupted.id, lambda j: j["status"] == "running", "running")
-        queued = client.fine_tuning.jobs.create(model="base", training_file=upload.id, suffix="quick",
-                                                hyperparameters=TINY, seed=2)
+        queued = client.fine_tuning.jobs.create(
+            model="base", training_file=upload.id, suffix="quick", hyperparameters=TINY, seed=2
+        )
         wait_for(first, key, queued.id, lambda j: j["status"] == "queued", "the queue")
         with sqlite3.connect(data / "swaplora.db") as db:
             (pid,) = db.execute("SELECT pid FROM jobs WHERE id = ?", (interrupted.id,)).fetchone()
@@ -67,8 +69,15 @@ def restarted(embedded_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
     worker_outlived_server = pid_alive(pid)
     second = start_server(embedded_model_dir, data, admin_key, MAX_FILE_BYTES=str(FILE_LIMIT))
     try:
-        yield SimpleNamespace(server=second, key=key, client=second.openai(key), interrupted=interrupted.id,
-                              queued=queued.id, file=upload.id, worker_outlived_server=worker_outlived_server)
+        yield SimpleNamespace(
+            server=second,
+            key=key,
+            client=second.openai(key),
+            interrupted=interrupted.id,
+            queued=queued.id,
+            file=upload.id,
+            worker_outlived_server=worker_outlived_server,
+        )
     finally:
         stop_server(second.process)
 
@@ -77,10 +86,14 @@ def test_restart_fails_the_running_job_and_runs_the_queued_one(restarted: Simple
     srv, client = restarted.server, restarted.client
     assert not restarted.worker_outlived_server, "the worker must die with its server (PR_SET_PDEATHSIG)"
     # Follow the queued job live, from the restart to its end.
-    with httpx.stream("GET", f"{srv.api_url}/fine_tuning/jobs/{restarted.queued}/events", timeout=WAIT_S,
-                      headers={**auth(restarted.key), "Accept": "text/event-stream"}) as live:
+    with httpx.stream(
+        "GET",
+        f"{srv.api_url}/fine_tuning/jobs/{restarted.queued}/events",
+        timeout=WAIT_S,
+        headers={**auth(restarted.key), "Accept": "text/event-stream"},
+    ) as live:
         assert live.status_code == 200
-        lines = [line[len("data: "):] for line in live.iter_lines() if line.startswith("data: ")]
+        lines = [line[len("data: ") :] for line in live.iter_lines() if line.startswith("data: ")]
     assert lines[-1] == "[DONE]"
     streamed = [json.loads(line) for line in lines[:-1]]
     assert any(e["type"] == "metrics" and "train_loss" in (e["data"] or {}) for e in streamed), streamed
@@ -102,8 +115,12 @@ def test_restart_fails_the_running_job_and_runs_the_queued_one(restarted: Simple
     assert [e.message for e in events] == [e["message"] for e in reversed(streamed)]
 
     assert "acme/quick" in {m.id for m in client.models.list().data}
-    answer = client.chat.completions.create(model=done.fine_tuned_model, max_tokens=12, temperature=0,
-                                            messages=[{"role": "user", "content": "Do you rent bikes?"}])
+    answer = client.chat.completions.create(
+        model=done.fine_tuned_model,
+        max_tokens=12,
+        temperature=0,
+        messages=[{"role": "user", "content": "Do you rent bikes?"}],
+    )
     assert answer.model == done.fine_tuned_model and answer.choices[0].message.content
 
 
@@ -155,16 +172,20 @@ def blank_pdf() -> bytes:
     return bytes(pdf.output())
 
 
-@pytest.mark.parametrize(("name", "content"), [
-    ("empty.md", b""),
-    ("setup.exe", b"MZ\x90\x00" + b"\x00" * 100),
-    ("corrupt.pdf", b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj << /Type /Catalog >> garbage"),
-    ("scan.pdf", None),
-    ("latin1.txt", "Caf\xe9 Lumen opens at nine.".encode("latin-1")),
-    ("rows.jsonl", b'{"question": "Where?", "reply": "Here."}\n'),
-])
-def test_bad_uploads_are_400_invalid_file(acme: openai.OpenAI, server: Server, name: str,
-                                          content: bytes | None) -> None:
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("empty.md", b""),
+        ("setup.exe", b"MZ\x90\x00" + b"\x00" * 100),
+        ("corrupt.pdf", b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj << /Type /Catalog >> garbage"),
+        ("scan.pdf", None),
+        ("latin1.txt", "Caf\xe9 Lumen opens at nine.".encode("latin-1")),
+        ("rows.jsonl", b'{"question": "Where?", "reply": "Here."}\n'),
+    ],
+)
+def test_bad_uploads_are_400_invalid_file(
+    acme: openai.OpenAI, server: Server, name: str, content: bytes | None
+) -> None:
     before = sorted(p.name for p in (server.data / "files").iterdir())
     with pytest.raises(openai.BadRequestError) as info:
         acme.files.create(file=(name, blank_pdf() if content is None else content), purpose="fine-tune")

@@ -29,13 +29,18 @@ COUNTERS = (
 )
 
 
-def test_metrics_cover_latency_batching_and_the_adapter_cache(http: httpx.Client, acme: openai.OpenAI,
-                                                             support_v1) -> None:
+def test_metrics_cover_latency_batching_and_the_adapter_cache(
+    http: httpx.Client, acme: openai.OpenAI, support_v1
+) -> None:
     before = metrics(http)
     for _ in range(2):  # the first use of the adapter may load it (a miss), the second is a hit
         stream = acme.chat.completions.create(
-            model="acme/support", messages=[{"role": "user", "content": "Hello"}], max_tokens=6, temperature=0,
-            stream=True, extra_body={"ignore_eos": True},
+            model="acme/support",
+            messages=[{"role": "user", "content": "Hello"}],
+            max_tokens=6,
+            temperature=0,
+            stream=True,
+            extra_body={"ignore_eos": True},
         )
         assert sum(1 for chunk in stream if chunk.choices and chunk.choices[0].delta.content) >= 2
     greedy(acme, "base", max_tokens=3)
@@ -44,7 +49,9 @@ def test_metrics_cover_latency_batching_and_the_adapter_cache(http: httpx.Client
     for name in HISTOGRAMS[:5]:
         assert metric(after, f"{name}_count") > metric(before, f"{name}_count"), name
     assert metric(after, "swaplora_adapter_load_seconds_count") == metric(after, "swaplora_adapter_cache_misses_total")
-    assert metric(after, "swaplora_adapter_cache_misses_total") + metric(after, "swaplora_adapter_cache_hits_total") >= 2
+    assert (
+        metric(after, "swaplora_adapter_cache_misses_total") + metric(after, "swaplora_adapter_cache_hits_total") >= 2
+    )
     assert metric(after, "swaplora_adapter_cache_hits_total") > metric(before, "swaplora_adapter_cache_hits_total")
     assert metric(after, "swaplora_generated_tokens_total") - metric(before, "swaplora_generated_tokens_total") >= 15
     assert metric(after, "swaplora_prompt_tokens_total") > metric(before, "swaplora_prompt_tokens_total")

@@ -87,8 +87,9 @@ def test_other_tenants_adapter_is_refused_everywhere(
     assert_openai_error(http.get("/v1/adapters/canary-a/bot", headers=b), 404)
     # upload into another tenant: a tenant key cannot name a tenant at all
     before = http.get("/v1/adapters/canary-a/bot", headers=a).json()["current_version"]
-    refused = http.post("/v1/adapters", headers=b, data={"name": "bot", "tenant": "canary-a"},
-                        files=adapter_files(lora_v2))
+    refused = http.post(
+        "/v1/adapters", headers=b, data={"name": "bot", "tenant": "canary-a"}, files=adapter_files(lora_v2)
+    )
     assert_openai_error(refused, (400, 403, 404))
     # deletion and rollback
     assert_openai_error(http.delete("/v1/adapters/canary-a/bot", headers=b), 404)
@@ -96,8 +97,10 @@ def test_other_tenants_adapter_is_refused_everywhere(
     assert http.get("/v1/adapters/canary-a/bot", headers=a).json()["current_version"] == before
     # training: on another tenant's adapter, or for another tenant, is refused before any work
     jobs_before = http.get("/v1/fine_tuning/jobs", headers=a).json()["data"]
-    for job in ({"model": "canary-a/bot", "training_file": "file-none"},
-                {"model": "base", "training_file": "file-none", "tenant": "canary-a"}):
+    for job in (
+        {"model": "canary-a/bot", "training_file": "file-none"},
+        {"model": "base", "training_file": "file-none", "tenant": "canary-a"},
+    ):
         assert_openai_error(http.post("/v1/fine_tuning/jobs", json=job, headers=b), 404)
     assert http.get("/v1/fine_tuning/jobs", headers=a).json()["data"] == jobs_before
     # settings and keys: 404 for the id
@@ -147,10 +150,12 @@ def test_revoked_keys_fail_at_once(server: Server, http: httpx.Client) -> None:
     assert server.openai(key).models.list().data[0].id == "base"  # the other key still works
 
 
-def test_keys_are_not_in_the_database_in_clear(server: Server, http: httpx.Client,
-                                               tenant_keys: dict[str, str], canary_keys: dict[str, str]) -> None:
-    publishable = http.post("/v1/tenants/canary-a/keys", json={"kind": "publishable"},
-                            headers=auth(canary_keys["canary-a"])).json()["api_key"]
+def test_keys_are_not_in_the_database_in_clear(
+    server: Server, http: httpx.Client, tenant_keys: dict[str, str], canary_keys: dict[str, str]
+) -> None:
+    publishable = http.post(
+        "/v1/tenants/canary-a/keys", json={"kind": "publishable"}, headers=auth(canary_keys["canary-a"])
+    ).json()["api_key"]
     keys = [*tenant_keys.values(), *canary_keys.values(), publishable]
     files = sorted(server.data.glob("swaplora.db*"))
     assert files, "the server's database was not found"
@@ -203,8 +208,14 @@ def test_concurrency_limit_429_and_recovery(server: Server, http: httpx.Client) 
     tenant = Limited(server, http, "limited-concurrency", concurrent_requests=1)
     # temperature 2 (seeded): near-uniform sampling practically never picks EOS early, so the
     # stream is still generating when the next request arrives, even on a fast GPU
-    body = {"model": "base", "stream": True, "max_tokens": 1000, "temperature": 2.0, "seed": 1,
-            "messages": [{"role": "user", "content": "Write a long story."}]}
+    body = {
+        "model": "base",
+        "stream": True,
+        "max_tokens": 1000,
+        "temperature": 2.0,
+        "seed": 1,
+        "messages": [{"role": "user", "content": "Write a long story."}],
+    }
     with http.stream("POST", "/v1/chat/completions", json=body, headers=auth(tenant.key)) as held:
         assert held.status_code == 200
         lines = held.iter_lines()  # keep a reference: a dropped iterator closes the stream

@@ -43,10 +43,12 @@ ANSWER_OBSERVER = """() => {
 
 
 def page_html(server: Server, key: str) -> str:
-    return (f"<!doctype html><html><head><title>Shop</title><style>{HOSTILE_CSS}</style></head><body>"
-            f"<h1>Wheelie Bikes shop</h1>"
-            f'<script src="{server.url}/widget.js" data-tenant="{TENANT}" data-key="{key}" async></script>'
-            "</body></html>")
+    return (
+        f"<!doctype html><html><head><title>Shop</title><style>{HOSTILE_CSS}</style></head><body>"
+        f"<h1>Wheelie Bikes shop</h1>"
+        f'<script src="{server.url}/widget.js" data-tenant="{TENANT}" data-key="{key}" async></script>'
+        "</body></html>"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +60,13 @@ def site(server: Server, http: httpx.Client, tmp_path_factory: pytest.TempPathFa
     root = tmp_path_factory.mktemp("site")
     (root / "index.html").write_text(page_html(server, key))
     with static_site(root) as allowed, static_site(root) as refused:
-        settings = {"display_name": NAME, "brand_color": "#0f766e", "greeting": GREETING,
-                    "allowed_origins": [allowed], "default_model": "base"}
+        settings = {
+            "display_name": NAME,
+            "brand_color": "#0f766e",
+            "greeting": GREETING,
+            "allowed_origins": [allowed],
+            "default_model": "base",
+        }
         response = http.patch(f"/v1/tenants/{TENANT}", json=settings, headers=admin)
         assert response.status_code == 200, response.text
         yield {"allowed": allowed, "refused": refused, "key": key, "admin": admin}
@@ -82,7 +89,7 @@ def send(page: Any, text: str) -> None:
     box.press("Enter")
 
 
-def test_widget_streams_an_answer_from_an_allowed_origin(browser: Any, site: Any, http: httpx.Client) -> None:  # noqa: F811
+def test_widget_streams_an_answer_from_an_allowed_origin(browser: Any, site: Any, http: httpx.Client) -> None:
     page = browser.new_page()
     page.goto(site["allowed"] + "/index.html")
     open_bubble(page)
@@ -98,7 +105,8 @@ def test_widget_streams_an_answer_from_an_allowed_origin(browser: Any, site: Any
     page.wait_for_function(
         f"() => {{ const root = document.querySelector('{WIDGET}').shadowRoot;"
         " const a = root.querySelectorAll('.msg.assistant'); const last = a[a.length - 1];"
-        " return a.length >= 2 && !last.hasAttribute('aria-busy') && last.textContent.trim().length > 0; }")
+        " return a.length >= 2 && !last.hasAttribute('aria-busy') && last.textContent.trim().length > 0; }"
+    )
     answer = shadow(page, "[...root.querySelectorAll('.msg.assistant')].pop().textContent")
     texts = [t for t in page.evaluate("window.__answerTexts") if t]
     assert len(set(texts)) >= 2, f"the answer arrived in one piece, not streamed: {texts}"
@@ -132,7 +140,7 @@ def test_widget_streams_an_answer_from_an_allowed_origin(browser: Any, site: Any
         http.patch(f"/v1/tenants/{TENANT}", json={"limits": {"requests_per_minute": None}}, headers=site["admin"])
 
 
-def test_widget_on_a_phone_by_keyboard_and_offline(browser: Any, site: Any) -> None:  # noqa: F811
+def test_widget_on_a_phone_by_keyboard_and_offline(browser: Any, site: Any) -> None:
     page = browser.new_page()
     page.set_viewport_size({"width": 375, "height": 700})
     page.goto(site["allowed"] + "/index.html")
@@ -154,7 +162,7 @@ def test_widget_on_a_phone_by_keyboard_and_offline(browser: Any, site: Any) -> N
         browser.set_offline(False)
 
 
-def test_widget_on_an_origin_not_allowed_says_so_and_gets_no_answer(browser: Any, site: Any) -> None:  # noqa: F811
+def test_widget_on_an_origin_not_allowed_says_so_and_gets_no_answer(browser: Any, site: Any) -> None:
     page = browser.new_page()
     page.goto(site["refused"] + "/index.html")
     bubble = page.get_by_role("button", name=f"Open chat with {TENANT}")  # no branding came

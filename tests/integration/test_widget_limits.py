@@ -54,8 +54,9 @@ def test_each_publishable_key_has_its_own_limits(server: Server, http: httpx.Cli
 
 def test_a_request_counts_before_any_work(server: Server, http: httpx.Client) -> None:
     secret, key = widget_tenant(server, http, "counted")
-    ceiling = http.patch("/v1/tenants/counted", json={"limit_ceilings": {"requests_per_minute": 2}},
-                         headers=auth(server.admin_key))
+    ceiling = http.patch(
+        "/v1/tenants/counted", json={"limit_ceilings": {"requests_per_minute": 2}}, headers=auth(server.admin_key)
+    )
     assert ceiling.status_code == 200, ceiling.text
     too_long = "word " * 20_000  # refused before tokenizing: it cannot fit the context
     for _ in range(2):
@@ -69,6 +70,7 @@ def test_the_tenant_caps_the_widgets_max_tokens_under_the_servers(server: Server
     assert_openai_error(visit(http, key, "198.51.100.41", max_tokens=4), 400, code="max_tokens_too_large")
     over = http.patch("/v1/tenants/capped", json={"widget_max_tokens": 10**6}, headers=auth(secret))
     assert_openai_error(over, 400, code="invalid_setting", param="widget_max_tokens")
-    loose = http.patch("/v1/tenants/capped", json={"visitor_limits": {"requests_per_minute": 10**6}},
-                       headers=auth(secret))
+    loose = http.patch(
+        "/v1/tenants/capped", json={"visitor_limits": {"requests_per_minute": 10**6}}, headers=auth(secret)
+    )
     assert_openai_error(loose, 400, code="invalid_setting", param="visitor_limits.requests_per_minute")

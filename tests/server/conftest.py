@@ -19,8 +19,15 @@ def cors_env(tmp_path: Path) -> dict[str, Any]:
     secret = {}
     for tenant, origin in (("acme", SITE), ("globex", "https://globex.example")):
         secret[tenant] = client.post("/v1/tenants", json={"id": tenant}, headers=ADMIN).json()["api_key"]
-        client.patch(f"/v1/tenants/{tenant}", json={"allowed_origins": [origin], "brand_color": "#ff6600",
-                                                    "display_name": tenant.title(), "system_prompt": "secret"},
-                     headers=ADMIN)
+        client.patch(
+            f"/v1/tenants/{tenant}",
+            json={
+                "allowed_origins": [origin],
+                "brand_color": "#ff6600",
+                "display_name": tenant.title(),
+                "system_prompt": "secret",
+            },
+            headers=ADMIN,
+        )
     pk = client.post("/v1/tenants/acme/keys", json={"kind": "publishable"}, headers=ADMIN).json()["api_key"]
     return {"client": client, "pk": pk, "secret": secret}

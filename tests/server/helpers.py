@@ -27,12 +27,8 @@ from starlette.middleware import Middleware
 from starlette.testclient import TestClient
 
 from adapters.base_model import LoadedBase, linear_shapes, load_tokenizer, spec_for
-from adapters.store import AdapterStore
-from server.comparisons import ComparisonStore
 from server.engine.step_loop import Finished, TextDelta
 from server.errors import install_error_handlers
-from server.jobs.job_store import JobStore
-from server.jobs.training_files import FileStore
 from server.metrics import Metrics
 from server.routes import adapters as adapter_routes
 from server.routes import chat as chat_routes
@@ -42,11 +38,16 @@ from server.routes import widget as widget_routes
 from server.services import Services
 from server.settings import Settings
 from server.tenancy.cors import TenantCORSMiddleware
-from server.tenancy.tenants import TenantRegistry
 from tests.adapters.helpers import TINY_LINEAR_SHAPES
 
-UNSET_NEWER_LIMITS = {"storage_bytes": None, "adapters": None, "adapter_versions": None, "files": None,
-                      "comparisons": None, "batch_rows": None}
+UNSET_NEWER_LIMITS = {
+    "storage_bytes": None,
+    "adapters": None,
+    "adapter_versions": None,
+    "files": None,
+    "comparisons": None,
+    "batch_rows": None,
+}
 """The quota and batch-row fields of limits nobody set (an operator's JSON default of ceilings replaces the built-in
 one whole: quotas it leaves out are unlimited)."""
 
@@ -76,8 +77,13 @@ def make_client(data: Path, base: Any = None, **settings: Any) -> TestClient:
     real store and registry under ``data`` and no engine (chat answers 503 after its checks)."""
     config = Settings(data=data, admin_key=settings.pop("admin_key", ADMIN_KEY), **settings)
     app = Starlette(
-        routes=[*tenant_routes.routes, *key_routes.routes, *adapter_routes.routes, *widget_routes.routes,
-                *chat_routes.routes],
+        routes=[
+            *tenant_routes.routes,
+            *key_routes.routes,
+            *adapter_routes.routes,
+            *widget_routes.routes,
+            *chat_routes.routes,
+        ],
         middleware=[Middleware(TenantCORSMiddleware)],
     )
     install_error_handlers(app)
@@ -162,13 +168,15 @@ def fp32_base(model_dir: Path) -> LoadedBase:
 
     tokenizer = load_tokenizer(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-    return LoadedBase(model, tokenizer, spec_for(model_dir, tokenizer), linear_shapes(model),
-                      torch.device("cpu"), 512, frozenset())
+    return LoadedBase(
+        model, tokenizer, spec_for(model_dir, tokenizer), linear_shapes(model), torch.device("cpu"), 512, frozenset()
+    )
 
 
 def prompt_ids(tokenizer, text: str) -> list[int]:
-    rendered = tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
-                                             tokenize=False)
+    rendered = tokenizer.apply_chat_template(
+        [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False
+    )
     return tokenizer(rendered, add_special_tokens=False).input_ids
 
 
@@ -181,9 +189,14 @@ def reference(model_dir: Path, adapter: Path | None, ids: list[int], max_tokens:
     if adapter is not None:
         model = PeftModel.from_pretrained(model, adapter).eval()
     inputs = torch.tensor([ids])
-    out = model.generate(input_ids=inputs, attention_mask=torch.ones_like(inputs), max_new_tokens=max_tokens,
-                         min_new_tokens=max_tokens, do_sample=False)
-    return out[0, len(ids):].tolist()
+    out = model.generate(
+        input_ids=inputs,
+        attention_mask=torch.ones_like(inputs),
+        max_new_tokens=max_tokens,
+        min_new_tokens=max_tokens,
+        do_sample=False,
+    )
+    return out[0, len(ids) :].tolist()
 
 
 def decode_steps(metrics: Metrics) -> float:

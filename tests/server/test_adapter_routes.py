@@ -49,8 +49,14 @@ def env(tmp_path: Path) -> Env:
     return Env(client=client, data=tmp_path, acme=bearer(keys["acme"]), globex=bearer(keys["globex"]))
 
 
-def upload(env: Env, directory: Path, name: str = "support", headers: dict[str, str] | None = None,
-           files: list | None = None, data: dict[str, str] | None = None) -> Any:
+def upload(
+    env: Env,
+    directory: Path,
+    name: str = "support",
+    headers: dict[str, str] | None = None,
+    files: list | None = None,
+    data: dict[str, str] | None = None,
+) -> Any:
     return env.client.post(
         "/v1/adapters",
         headers=env.acme if headers is None else headers,
@@ -164,8 +170,10 @@ def _pickled_weights(directory: Path) -> bytes:
 
 
 def test_pickle_bin_is_refused(env: Env, peft_dirs: dict[str, Path]) -> None:
-    files = [("files", (CONFIG, (peft_dirs["good"] / CONFIG).read_bytes(), "application/json")),
-             ("files", ("adapter_model.bin", _pickled_weights(peft_dirs["good"]), "application/octet-stream"))]
+    files = [
+        ("files", (CONFIG, (peft_dirs["good"] / CONFIG).read_bytes(), "application/json")),
+        ("files", ("adapter_model.bin", _pickled_weights(peft_dirs["good"]), "application/octet-stream")),
+    ]
     error = assert_error(upload(env, peft_dirs["good"], files=files), 400, "only_safetensors")
     assert "only safetensors" in error["message"]
     assert_nothing_stored(env)
@@ -173,8 +181,13 @@ def test_pickle_bin_is_refused(env: Env, peft_dirs: dict[str, Path]) -> None:
 
 @pytest.mark.parametrize(
     ("case", "message"),
-    [("pickle-named-safetensors", "not a safetensors file"), ("garbage", "not a safetensors file"),
-     ("wide", "another model"), ("rank8", "from 1 to 4"), ("bad-config", "adapter_config.json")],
+    [
+        ("pickle-named-safetensors", "not a safetensors file"),
+        ("garbage", "not a safetensors file"),
+        ("wide", "another model"),
+        ("rank8", "from 1 to 4"),
+        ("bad-config", "adapter_config.json"),
+    ],
 )
 def test_invalid_adapters_are_refused(env: Env, peft_dirs: dict[str, Path], case: str, message: str) -> None:
     good = peft_dirs["good"]
@@ -234,7 +247,7 @@ def test_chunked_upload_stops_reading_at_the_cap(tmp_path: Path, peft_dirs: dict
     huge = adapter_files(peft_dirs["good"], **{WEIGHTS: b"x" * 1_000_000})
     request = client.build_request("POST", "/v1/adapters", data={"name": "support"}, files=huge)
     body = request.read()
-    chunks = [body[i:i + 8192] for i in range(0, len(body), 8192)]
+    chunks = [body[i : i + 8192] for i in range(0, len(body), 8192)]
     pulled = 0
     sent: list[dict[str, Any]] = []
 
@@ -249,11 +262,21 @@ def test_chunked_upload_stops_reading_at_the_cap(tmp_path: Path, peft_dirs: dict
         sent.append(message)
 
     scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-        "path": "/v1/adapters", "raw_path": b"/v1/adapters", "query_string": b"", "root_path": "",
-        "headers": [(b"authorization", f"Bearer {key}".encode()),
-                    (b"content-type", request.headers["content-type"].encode())],
-        "client": ("test", 1), "server": ("test", 80),
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/adapters",
+        "raw_path": b"/v1/adapters",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"authorization", f"Bearer {key}".encode()),
+            (b"content-type", request.headers["content-type"].encode()),
+        ],
+        "client": ("test", 1),
+        "server": ("test", 80),
     }
     asyncio.run(client.app(scope, receive, send))
     assert sent[0]["status"] == 413
@@ -294,6 +317,10 @@ def test_uploads_past_a_quota_are_refused_with_nothing_stored(env: Env, peft_dir
     assert visible_tree(env.data / "adapters") == before and visible_tree(env.data / "tmp") == []
     # Deleting a version frees its room.
     assert env.client.delete("/v1/adapters/acme/support/versions/1", headers=env.acme).status_code == 200
-    assert env.client.patch("/v1/tenants/acme", json={"limit_ceilings": {"storage_bytes": None}},
-                            headers=ADMIN).status_code == 200
+    assert (
+        env.client.patch(
+            "/v1/tenants/acme", json={"limit_ceilings": {"storage_bytes": None}}, headers=ADMIN
+        ).status_code
+        == 200
+    )
     assert upload(env, peft_dirs["good"]).status_code == 201

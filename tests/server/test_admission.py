@@ -42,19 +42,25 @@ def test_one_tenants_burst_does_not_starve_another(tiny_model_dir) -> None:
             if isinstance(event, Finished):
                 with lock:
                     finished.append(label)
+
         return emit
 
     try:
         ids = prompt_ids(engine.base.tokenizer, "Hi")
         blocker = Collector()
-        handle = engine.submit(GenerationRequest(ids, SamplingParams(10_000, temperature=0, ignore_eos=True), None,
-                                                 blocker, tenant="other"))
+        handle = engine.submit(
+            GenerationRequest(
+                ids, SamplingParams(10_000, temperature=0, ignore_eos=True), None, blocker, tenant="other"
+            )
+        )
         blocker.wait_started()  # the one slot is busy from here on
         for i in range(6):
-            engine.submit(GenerationRequest(ids, SamplingParams(2, temperature=0), None, recorder(f"burst-{i}"),
-                                            tenant="burst"))
-        engine.submit(GenerationRequest(ids, SamplingParams(2, temperature=0), None, recorder("single"),
-                                        tenant="single"))
+            engine.submit(
+                GenerationRequest(ids, SamplingParams(2, temperature=0), None, recorder(f"burst-{i}"), tenant="burst")
+            )
+        engine.submit(
+            GenerationRequest(ids, SamplingParams(2, temperature=0), None, recorder("single"), tenant="single")
+        )
         assert engine.waiting == 7 and engine.waiting_for("burst") == 6
         handle.cancel()
         assert blocker.wait().reason == "cancelled"
@@ -94,8 +100,11 @@ def test_chunked_prefill_matches_plain_peft_and_interleaves_decode(tiny_model_di
     assert chunks >= 8
     try:
         running = Collector()
-        handle = engine.submit(GenerationRequest(prompt_ids(tok, "Hi"), SamplingParams(10_000, temperature=0,
-                                                                                      ignore_eos=True), None, running))
+        handle = engine.submit(
+            GenerationRequest(
+                prompt_ids(tok, "Hi"), SamplingParams(10_000, temperature=0, ignore_eos=True), None, running
+            )
+        )
         running.wait_started()
         steps_before = decode_steps(engine.metrics)
         long = Collector()
@@ -138,8 +147,11 @@ def test_a_tenant_holds_at_most_its_batch_rows(tiny_model_dir) -> None:
         first_handle = engine.submit(GenerationRequest(ids, endless, None, first, tenant="greedy", max_running=1))
         first.wait_started()
         second_handle = engine.submit(GenerationRequest(ids, endless, None, second, tenant="greedy", max_running=1))
-        engine.submit(GenerationRequest(ids, SamplingParams(8, temperature=0, ignore_eos=True), None, other,
-                                        tenant="other", max_running=1))
+        engine.submit(
+            GenerationRequest(
+                ids, SamplingParams(8, temperature=0, ignore_eos=True), None, other, tenant="other", max_running=1
+            )
+        )
         assert other.wait().completion_tokens == 8
         assert second.pieces == [] and engine.waiting_for("greedy") == 1 and engine.running == 1
         first_handle.cancel()

@@ -19,23 +19,26 @@ from tests.server.helpers import ADMIN, CHAT, assert_error, bearer
 def test_a_chat_body_over_the_cap_is_413_declared_or_streamed(cors_env: dict[str, Any]) -> None:
     headers = {**bearer(cors_env["secret"]["acme"]), "Content-Type": "application/json"}
     big = json.dumps({**CHAT, "messages": [{"role": "user", "content": "x" * (1024 * 1024 + 1)}]}).encode()
-    assert_error(cors_env["client"].post("/v1/chat/completions", content=big, headers=headers), 413,
-                 "request_too_large")
+    assert_error(
+        cors_env["client"].post("/v1/chat/completions", content=big, headers=headers), 413, "request_too_large"
+    )
 
     def chunks():  # no Content-Length: the running count decides
         for start in range(0, len(big), 64 * 1024):
             yield big[start : start + 64 * 1024]
 
-    assert_error(cors_env["client"].post("/v1/chat/completions", content=chunks(), headers=headers), 413,
-                 "request_too_large")
+    assert_error(
+        cors_env["client"].post("/v1/chat/completions", content=chunks(), headers=headers), 413, "request_too_large"
+    )
     small = json.dumps(CHAT).encode()
     assert_error(cors_env["client"].post("/v1/chat/completions", content=small, headers=headers), 503, "model_loading")
 
 
 def test_a_management_body_over_64_kb_is_413(cors_env: dict[str, Any]) -> None:
     patch = json.dumps({"greeting": "x" * (64 * 1024)}).encode()
-    response = cors_env["client"].patch("/v1/tenants/acme", content=patch,
-                                        headers={**ADMIN, "Content-Type": "application/json"})
+    response = cors_env["client"].patch(
+        "/v1/tenants/acme", content=patch, headers={**ADMIN, "Content-Type": "application/json"}
+    )
     assert_error(response, 413, "request_too_large")
 
 

@@ -76,7 +76,9 @@ def test_vote_is_stored_resolved_and_counted(env: SimpleNamespace) -> None:
     assert [c["id"] for c in listed][-1] == body["id"] and len(listed) == 2
     stats = env.client.get("/v1/comparisons/stats", headers=env.acme).json()["data"]
     assert [(s["model_a"], s["model_b"], s["votes"], s["model_a_wins"], s["model_b_wins"]) for s in stats] == [
-        ("acme/support@1", "acme/support@2", 1, 0, 1), ("acme/support@2", "base", 1, 0, 1)]
+        ("acme/support@1", "acme/support@2", 1, 0, 1),
+        ("acme/support@2", "base", 1, 0, 1),
+    ]
 
 
 def test_votes_are_tenant_scoped(env: SimpleNamespace) -> None:

@@ -17,9 +17,14 @@ OTHER_SITE = "https://evil.example"
 
 
 def preflight(cors_env: dict[str, Any], path: str, origin: str) -> Any:
-    return cors_env["client"].options(path, headers={
-        "Origin": origin, "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "authorization, content-type"})
+    return cors_env["client"].options(
+        path,
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type",
+        },
+    )
 
 
 def test_preflight_allows_only_the_tenants_origins(cors_env: dict[str, Any]) -> None:
@@ -28,15 +33,17 @@ def test_preflight_allows_only_the_tenants_origins(cors_env: dict[str, Any]) -> 
     assert allowed.headers["access-control-allow-origin"] == SITE
     assert "authorization" in allowed.headers["access-control-allow-headers"]
     assert "access-control-allow-credentials" not in allowed.headers
-    for path, origin in [("/v1/chat/completions?tenant=acme", OTHER_SITE),
-                         ("/v1/chat/completions?tenant=acme", "https://globex.example"),  # globex's, not acme's
-                         ("/v1/chat/completions?tenant=nobody", SITE),
-                         ("/v1/chat/completions?tenant=../x", SITE),
-                         ("/v1/chat/completions", OTHER_SITE),
-                         # no tenant named: refused even for an origin a tenant lists (no oracle,
-                         # no scan over every tenant's settings for a stranger)
-                         ("/v1/chat/completions", SITE),
-                         ("/v1/widget/config", SITE)]:
+    for path, origin in [
+        ("/v1/chat/completions?tenant=acme", OTHER_SITE),
+        ("/v1/chat/completions?tenant=acme", "https://globex.example"),  # globex's, not acme's
+        ("/v1/chat/completions?tenant=nobody", SITE),
+        ("/v1/chat/completions?tenant=../x", SITE),
+        ("/v1/chat/completions", OTHER_SITE),
+        # no tenant named: refused even for an origin a tenant lists (no oracle,
+        # no scan over every tenant's settings for a stranger)
+        ("/v1/chat/completions", SITE),
+        ("/v1/widget/config", SITE),
+    ]:
         refused = preflight(cors_env, path, origin)
         assert_error(refused, 403, "origin_not_allowed")
         assert "access-control-allow-origin" not in refused.headers
@@ -55,8 +62,15 @@ def test_widget_config_for_an_allowed_origin(cors_env: dict[str, Any]) -> None:
     assert response.status_code == 200, response.text
     assert response.headers["access-control-allow-origin"] == SITE and response.headers["vary"] == "Origin"
     assert response.headers["access-control-expose-headers"] == "Retry-After"
-    assert response.json() == {"object": "widget.config", "tenant": "acme", "display_name": "Acme",
-                               "brand_color": "#ff6600", "logo_url": None, "greeting": None, "model": "base"}
+    assert response.json() == {
+        "object": "widget.config",
+        "tenant": "acme",
+        "display_name": "Acme",
+        "brand_color": "#ff6600",
+        "logo_url": None,
+        "greeting": None,
+        "model": "base",
+    }
     assert "secret" not in response.text  # never the system prompt
 
 
@@ -83,8 +97,9 @@ def test_publishable_keys_cannot_force_long_answers(cors_env: dict[str, Any]) ->
     """A page visitor must not make the server decode thousands of tokens on the tenant's budget."""
     headers = {"Origin": SITE, **bearer(cors_env["pk"])}
     chat = cors_env["client"].post
-    assert_error(chat("/v1/chat/completions", json={**CHAT, "ignore_eos": True}, headers=headers),
-                 403, "parameter_not_allowed")
+    assert_error(
+        chat("/v1/chat/completions", json={**CHAT, "ignore_eos": True}, headers=headers), 403, "parameter_not_allowed"
+    )
     too_long = chat("/v1/chat/completions", json={**CHAT, "max_tokens": 1025}, headers=headers)
     assert_error(too_long, 400, "max_tokens_too_large")
     assert too_long.json()["error"]["param"] == "max_tokens"
@@ -105,8 +120,9 @@ def test_widget_config_of_another_tenant_is_not_found(cors_env: dict[str, Any]) 
 
 
 def test_secret_keys_get_no_cors_headers(cors_env: dict[str, Any]) -> None:
-    response = cors_env["client"].post("/v1/chat/completions", json=CHAT,
-                                  headers={"Origin": SITE, **bearer(cors_env["secret"]["acme"])})
+    response = cors_env["client"].post(
+        "/v1/chat/completions", json=CHAT, headers={"Origin": SITE, **bearer(cors_env["secret"]["acme"])}
+    )
     assert_error(response, 503, "model_loading")
     assert "access-control-allow-origin" not in response.headers
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from server.jobs.child_process import trainer_env
 from server.cpu_share import CPUShare
+from server.jobs.child_process import trainer_env
 
 
 @pytest.mark.parametrize("cores", [1, 2, 3, 4, 16])

@@ -110,7 +110,9 @@ def test_stop_string_ends_generation_and_is_not_included(nf4_engine):
 
 def test_cancel_stops_the_row_at_the_next_step(nf4_engine):
     c = Collector()
-    handle = nf4_engine.submit(GenerationRequest(prompt_ids(nf4_engine.base.tokenizer, "Hi"), SamplingParams(400, temperature=0), None, c))
+    handle = nf4_engine.submit(
+        GenerationRequest(prompt_ids(nf4_engine.base.tokenizer, "Hi"), SamplingParams(400, temperature=0), None, c)
+    )
     c.wait_started()
     handle.cancel()
     fin = c.wait()

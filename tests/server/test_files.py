@@ -36,8 +36,12 @@ def env(tmp_path: Path) -> SimpleNamespace:
 
 
 def upload(env: SimpleNamespace, headers: dict, name: str, content: bytes, **data: str):
-    return env.client.post("/v1/files", headers=headers, data={"purpose": "fine-tune", **data},
-                           files={"file": (name, content, "application/octet-stream")})
+    return env.client.post(
+        "/v1/files",
+        headers=headers,
+        data={"purpose": "fine-tune", **data},
+        files={"file": (name, content, "application/octet-stream")},
+    )
 
 
 def kept_files(env: SimpleNamespace) -> list[str]:
@@ -99,15 +103,19 @@ def test_a_file_name_that_looks_like_an_option_is_just_a_name(env: SimpleNamespa
     assert response.json()["filename"] == "-notes.txt" and response.json()["records"] > 0
 
 
-@pytest.mark.parametrize(("name", "content", "needle"), [
-    ("empty.md", b"", "empty"),
-    ("latin1.txt", "Caf\xe9 opens at nine.".encode("latin-1"), "UTF-8"),
-    ("broken.pdf", b"%PDF-1.4\n this is not really a PDF", "broken.pdf"),
-    ("rows.jsonl", b'{"text": "no messages here"}\n', "rows.jsonl"),
-    ("photo.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, "photo.png"),
-])
-def test_bad_files_are_refused_with_the_checkers_message(env: SimpleNamespace, name: str, content: bytes,
-                                                         needle: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "content", "needle"),
+    [
+        ("empty.md", b"", "empty"),
+        ("latin1.txt", "Caf\xe9 opens at nine.".encode("latin-1"), "UTF-8"),
+        ("broken.pdf", b"%PDF-1.4\n this is not really a PDF", "broken.pdf"),
+        ("rows.jsonl", b'{"text": "no messages here"}\n', "rows.jsonl"),
+        ("photo.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, "photo.png"),
+    ],
+)
+def test_bad_files_are_refused_with_the_checkers_message(
+    env: SimpleNamespace, name: str, content: bytes, needle: str
+) -> None:
     error = assert_error(upload(env, env.acme, name, content), 400, "invalid_file")
     assert needle in error["message"] and error["param"] == "file"
     assert kept_files(env) == [] or all(Path(p).is_dir() for p in kept_files(env))
@@ -118,13 +126,14 @@ def test_oversize_upload_is_413_and_leaves_nothing(env: SimpleNamespace) -> None
     assert_error(upload(env, env.acme, "big.md", b"# Big\n" + b"word " * MAX_FILE_BYTES), 413, "upload_too_large")
 
     def chunks():  # no Content-Length: the cap must hold while the body streams
-        yield b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.md\"\r\n\r\n"
+        yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="big.md"\r\n\r\n'
         for _ in range(40):
             yield b"word " * 1000
         yield b"\r\n--b--\r\n"
 
-    response = env.client.post("/v1/files", headers={**env.acme, "content-type": "multipart/form-data; boundary=b"},
-                               content=chunks())
+    response = env.client.post(
+        "/v1/files", headers={**env.acme, "content-type": "multipart/form-data; boundary=b"}, content=chunks()
+    )
     assert_error(response, 413, "upload_too_large")
     assert env.files.list_files(None)[0] == []
 
@@ -167,12 +176,17 @@ def test_a_checker_that_crashes_or_hangs_refuses_the_file(tmp_path: Path) -> Non
 
     crash = FileChecker(timeout_s=30, memory_bytes=None, command=[sys.executable, "-c", "raise SystemExit(3)"])
     verdict = asyncio.run(crash.check_file(tmp_path / "x.md", "x.md"))
-    assert verdict["ok"] is False and verdict["code"] == "invalid_file" and "x.md could not be read" in verdict["message"]
+    assert (
+        verdict["ok"] is False and verdict["code"] == "invalid_file" and "x.md could not be read" in verdict["message"]
+    )
     hang = FileChecker(timeout_s=0.5, memory_bytes=None, command=[sys.executable, "-c", "import time; time.sleep(60)"])
     verdict = asyncio.run(hang.check_file(tmp_path / "x.md", "x.md"))
     assert verdict["ok"] is False and "longer than" in verdict["message"]
-    greedy = FileChecker(timeout_s=30, memory_bytes=256 * 1024 * 1024,
-                         command=[sys.executable, "-c", "b = bytearray(1024 ** 3); print('{\"ok\": true}')"])
+    greedy = FileChecker(
+        timeout_s=30,
+        memory_bytes=256 * 1024 * 1024,
+        command=[sys.executable, "-c", "b = bytearray(1024 ** 3); print('{\"ok\": true}')"],
+    )
     assert asyncio.run(greedy.check_file(tmp_path / "x.md", "x.md"))["ok"] is False
     garbage = FileChecker(timeout_s=30, memory_bytes=None, command=[sys.executable, "-c", "print('hello')"])
     assert "no verdict" in asyncio.run(garbage.check_file(tmp_path / "x.md", "x.md"))["message"]
@@ -186,16 +200,30 @@ def test_checkers_are_bounded_and_the_kernel_kills_them_first(tmp_path: Path) ->
 
     from server.errors import APIError
 
-    report = FileChecker(timeout_s=30, memory_bytes=None, max_running=7, command=[
-        sys.executable, "-c", "import json; print(json.dumps({'ok': True, 'adj': open('/proc/self/oom_score_adj').read().strip()}))"])
+    report = FileChecker(
+        timeout_s=30,
+        memory_bytes=None,
+        max_running=7,
+        command=[
+            sys.executable,
+            "-c",
+            "import json; print(json.dumps({'ok': True, 'adj': open('/proc/self/oom_score_adj').read().strip()}))",
+        ],
+    )
     assert asyncio.run(report.check_file(tmp_path / "x.md", "x.md"))["adj"] == "1000"
 
-    slow = FileChecker(timeout_s=30, memory_bytes=None, max_running=1, wait_s=0.3,
-                       command=[sys.executable, "-c", "import time; time.sleep(2); print('{\"ok\": true}')"])
+    slow = FileChecker(
+        timeout_s=30,
+        memory_bytes=None,
+        max_running=1,
+        wait_s=0.3,
+        command=[sys.executable, "-c", "import time; time.sleep(2); print('{\"ok\": true}')"],
+    )
 
     async def burst() -> list[object]:
-        return await asyncio.gather(*(slow.check_file(tmp_path / "x.md", "x.md") for _ in range(3)),
-                                    return_exceptions=True)
+        return await asyncio.gather(
+            *(slow.check_file(tmp_path / "x.md", "x.md") for _ in range(3)), return_exceptions=True
+        )
 
     outcomes = asyncio.run(burst())
     refused = [o for o in outcomes if isinstance(o, APIError)]

@@ -11,14 +11,14 @@ from tests.server.test_jobs import api, create, wait_ended  # noqa: F401 (api is
 from tests.server.test_tenants import assert_error
 
 
-def _limit(api: SimpleNamespace, tenant: str, jobs: int | None) -> None:  # noqa: F811
+def _limit(api: SimpleNamespace, tenant: str, jobs: int | None) -> None:
     def change(current: TenantSettings) -> TenantSettings:
         return current.model_copy(update={"limits": current.limits.model_copy(update={"concurrent_jobs": jobs})})
 
     api.services.tenants.update_settings(tenant, change)
 
 
-def test_concurrent_jobs_limit(api: SimpleNamespace) -> None:  # noqa: F811
+def test_concurrent_jobs_limit(api: SimpleNamespace) -> None:
     _limit(api, "acme", 1)
     try:
         first = create(api, suffix="hang-limit")

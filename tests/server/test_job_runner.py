@@ -19,17 +19,16 @@ from types import SimpleNamespace
 import pytest
 
 from adapters.job_spec import JobSpec
-from server.jobs.training_files import FileStore
-from server.jobs.runner import JobRunner
 from server.jobs.job_store import Job, JobStore
+from server.jobs.runner import JobRunner
+from server.jobs.training_files import FileStore
 from server.settings import Settings
-from server.tenancy.tenants import TenantRegistry
 from tests.server.helpers import real_services
 
 WAIT_S = 60.0
 """Upper bound on waiting for a state (not a timing assertion: only a hang fails it)."""
 
-STAND_IN = r'''
+STAND_IN = r"""
 import json, os, signal, subprocess, sys, time
 spec = json.load(open(sys.argv[1]))
 mode = spec["suffix"].split("-")[0]  # the test names each job after its mode
@@ -74,7 +73,7 @@ if mode in ("hang", "stubborn"):
     open(os.path.join(spec["work_dir"], "child.pid"), "w").write(str(child.pid))
     emit(type="message", level="info", message="child started")
     time.sleep(600)
-'''
+"""
 
 
 def alive(pid: int) -> bool:
@@ -108,8 +107,15 @@ class Env(SimpleNamespace):
     file_id: str
 
     def submit(self, mode: str, name: str = "") -> Job:
-        job = self.jobs.create(tenant="acme", model="base", training_file=self.file_id, validation_file=None,
-                               suffix=f"{mode}-{name}" if name else mode, hyperparameters={}, seed=1)
+        job = self.jobs.create(
+            tenant="acme",
+            model="base",
+            training_file=self.file_id,
+            validation_file=None,
+            suffix=f"{mode}-{name}" if name else mode,
+            hyperparameters={},
+            seed=1,
+        )
         self.runner.wake()
         return job
 
@@ -134,8 +140,9 @@ def make_env(tmp_path: Path, **settings: object) -> Env:
     upload = tmp_path / "upload.md"
     upload.write_text("# Handbook\n\nWe open at nine.\n")
     stored = files.add("acme", "handbook.md", "fine-tune", upload, {"ok": True, "format": "markdown", "records": 1})
-    runner = JobRunner(jobs, files, services.store, services.tenants, config, serving=services,
-                       command=[sys.executable, str(script)])
+    runner = JobRunner(
+        jobs, files, services.store, services.tenants, config, serving=services, command=[sys.executable, str(script)]
+    )
     return Env(settings=config, jobs=jobs, files=files, runner=runner, file_id=stored.id)
 
 
@@ -275,18 +282,33 @@ def test_a_deleted_training_file_fails_the_job_before_it_starts(tmp_path: Path) 
 
 def test_start_fails_jobs_left_running_and_kills_their_leftover_worker(tmp_path: Path) -> None:
     env = make_env(tmp_path)
-    stale = env.jobs.create(tenant="acme", model="base", training_file=env.file_id, validation_file=None,
-                            suffix="hang-old", hyperparameters={}, seed=1)
+    stale = env.jobs.create(
+        tenant="acme",
+        model="base",
+        training_file=env.file_id,
+        validation_file=None,
+        suffix="hang-old",
+        hyperparameters={},
+        seed=1,
+    )
     env.jobs.transition(stale.id, "queued", "q")
     # A worker of the previous server that is still alive: its command line names the job.
-    leftover = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", stale.id],
-                                start_new_session=True)
+    leftover = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(600)", stale.id], start_new_session=True
+    )
     env.jobs.transition(stale.id, "running", "started", pid=leftover.pid)
     stale_work = env.settings.jobs_dir / stale.id
     (stale_work / "checkpoint-1").mkdir(parents=True)
     (stale_work / "worker.log").write_text("training...\n")
-    waiting = env.jobs.create(tenant="acme", model="base", training_file=env.file_id, validation_file=None,
-                              suffix="succeed-new", hyperparameters={}, seed=1)
+    waiting = env.jobs.create(
+        tenant="acme",
+        model="base",
+        training_file=env.file_id,
+        validation_file=None,
+        suffix="succeed-new",
+        hyperparameters={},
+        seed=1,
+    )
     env.jobs.transition(waiting.id, "queued", "q")
 
     async def main() -> None:
@@ -332,8 +354,9 @@ def test_a_child_dies_with_its_parent_even_on_sigkill(tmp_path: Path) -> None:
         "print(child.pid, flush=True)\n"
         "time.sleep(600)\n"
     )
-    parent = subprocess.Popen([sys.executable, "-c", parent_code], stdout=subprocess.PIPE, text=True,
-                              cwd=Path(__file__).resolve().parents[2])
+    parent = subprocess.Popen(
+        [sys.executable, "-c", parent_code], stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2]
+    )
     child_pid = int(parent.stdout.readline())
     assert alive(child_pid)
     parent.kill()

@@ -17,26 +17,30 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from adapters.hyperparameters import normalise
-from adapters.store import AdapterStore
 from server.errors import install_error_handlers
 from server.jobs.file_check import FileChecker
-from server.jobs.training_files import FileStore
-from server.jobs.runner import JobRunner
 from server.jobs.job_store import JobFailure, JobStore
+from server.jobs.runner import JobRunner
 from server.routes import files as file_routes
 from server.routes import fine_tuning
 from server.settings import Settings
-from server.tenancy.tenants import TenantRegistry
-from tests.server.helpers import real_services
 from tests.adapters.test_store import publish
+from tests.server.helpers import real_services
 from tests.server.test_files import HANDBOOK
 from tests.server.test_job_runner import STAND_IN
 from tests.server.test_tenants import ADMIN, ADMIN_KEY, assert_error, bearer
 
 
 def new_job(store: JobStore, tenant: str = "acme", **overrides):
-    fields = dict(tenant=tenant, model="base", training_file="file-1", validation_file=None, suffix="handbook",
-                  hyperparameters={"n_epochs": 1}, seed=7)
+    fields = dict(
+        tenant=tenant,
+        model="base",
+        training_file="file-1",
+        validation_file=None,
+        suffix="handbook",
+        hyperparameters={"n_epochs": 1},
+        seed=7,
+    )
     return store.create(**{**fields, **overrides})
 
 
@@ -52,8 +56,9 @@ def test_a_job_walks_the_happy_path(store: JobStore) -> None:
     assert store.transition(job.id, "queued", "queued").status == "queued"
     running = store.transition(job.id, "running", "started", pid=1234)
     assert running.status == "running" and running.started_at is not None and running.pid == 1234
-    done = store.transition(job.id, "succeeded", "done", fine_tuned_model="acme/handbook@1", trained_tokens=99,
-                            metrics={"eval_loss": 0.5})
+    done = store.transition(
+        job.id, "succeeded", "done", fine_tuned_model="acme/handbook@1", trained_tokens=99, metrics={"eval_loss": 0.5}
+    )
     assert done.status == "succeeded" and done.finished and done.finished_at is not None
     assert (done.fine_tuned_model, done.trained_tokens, done.metrics) == ("acme/handbook@1", 99, {"eval_loss": 0.5})
 
@@ -78,14 +83,17 @@ def test_racing_state_changes_take_effect_once_and_never_fail(store: JobStore) -
         assert final.status == ("running" if won == ["running"] else "cancelled")
 
 
-@pytest.mark.parametrize("path", [
-    ["succeeded"],                       # cannot skip queued and running
-    ["running"],                         # cannot run before it is queued
-    ["queued", "succeeded"],             # cannot succeed without running
-    ["queued", "running", "queued"],     # never backwards
-    ["cancelled", "queued"],             # an ended job stays ended
-    ["queued", "running", "failed", "cancelled"],
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        ["succeeded"],  # cannot skip queued and running
+        ["running"],  # cannot run before it is queued
+        ["queued", "succeeded"],  # cannot succeed without running
+        ["queued", "running", "queued"],  # never backwards
+        ["cancelled", "queued"],  # an ended job stays ended
+        ["queued", "running", "failed", "cancelled"],
+    ],
+)
 def test_moves_outside_the_state_machine_change_nothing(store: JobStore, path: list[str]) -> None:
     job = new_job(store)
     *allowed, refused = path
@@ -179,7 +187,8 @@ def test_only_known_columns_can_be_set(store: JobStore) -> None:
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
     """``/v1/files`` and ``/v1/fine_tuning/jobs`` with the real checker and a runner driving the
-    stand-in worker of test_job_runner (its mode is the job's suffix); acme owns acme/support@1. Shared by the route tests, so they compare counts, not totals."""
+    stand-in worker of test_job_runner (its mode is the job's suffix); acme owns acme/support@1. Shared by the
+    route tests, so they compare counts, not totals."""
     tmp_path = tmp_path_factory.mktemp("jobs-api")
     script = tmp_path / "stand_in_worker.py"
     script.write_text(STAND_IN)
@@ -190,8 +199,15 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        services.runner = JobRunner(services.jobs, services.files, services.store, services.tenants, settings,
-                                    serving=services, command=[sys.executable, str(script)])
+        services.runner = JobRunner(
+            services.jobs,
+            services.files,
+            services.store,
+            services.tenants,
+            settings,
+            serving=services,
+            command=[sys.executable, str(script)],
+        )
         await services.runner.start()
         yield
         await services.runner.stop()
@@ -202,8 +218,15 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
     keys = {t: bearer(services.tenants.create_tenant(t)[1]) for t in ("acme", "globex")}
     with TestClient(app) as client:
         env = SimpleNamespace(client=client, services=services, **keys)
-        env.file = {t: client.post("/v1/files", headers=keys[t], data={"purpose": "fine-tune"},
-                                   files={"file": ("Handbook v2.md", HANDBOOK)}).json()["id"] for t in keys}
+        env.file = {
+            t: client.post(
+                "/v1/files",
+                headers=keys[t],
+                data={"purpose": "fine-tune"},
+                files={"file": ("Handbook v2.md", HANDBOOK)},
+            ).json()["id"]
+            for t in keys
+        }
         yield env
 
 
@@ -236,15 +259,18 @@ def test_a_job_is_created_run_and_reported_like_openai(api: SimpleNamespace) -> 
     assert done["trained_tokens"] == 321 and done["finished_at"] >= done["created_at"]
     events = api.client.get(f"/v1/fine_tuning/jobs/{done['id']}/events?limit=2", headers=api.acme).json()
     assert [e["message"] for e in events["data"]] == [
-        "The job has successfully completed.", "New fine-tuned model created: acme/succeed@1"]
+        "The job has successfully completed.",
+        "New fine-tuned model created: acme/succeed@1",
+    ]
     assert events["has_more"] and events["data"][0]["object"] == "fine_tuning.job.event"
-    older = api.client.get(f"/v1/fine_tuning/jobs/{done['id']}/events?after={events['last_id']}&limit=100",
-                           headers=api.acme).json()
+    older = api.client.get(
+        f"/v1/fine_tuning/jobs/{done['id']}/events?after={events['last_id']}&limit=100", headers=api.acme
+    ).json()
     assert older["data"][-1]["message"].startswith("Created fine-tuning job") and not older["has_more"]
     metrics = [e for e in older["data"] if e["type"] == "metrics"]
     assert metrics and metrics[-1]["data"]["step"] in (1, 2, 3)
     with api.client.stream("GET", f"/v1/fine_tuning/jobs/{done['id']}/events?stream=true", headers=api.acme) as live:
-        lines = [line[len("data: "):] for line in live.iter_lines() if line.startswith("data: ")]
+        lines = [line[len("data: ") :] for line in live.iter_lines() if line.startswith("data: ")]
     assert lines[-1] == "[DONE]"
     streamed = [json.loads(line)["message"] for line in lines[:-1]]
     assert streamed == [e["message"] for e in reversed(events["data"] + older["data"])]
@@ -280,28 +306,37 @@ def test_hyperparameters_are_checked_in_process(api: SimpleNamespace, monkeypatc
     assert job.json()["hyperparameters"] == {**normalise({}), "n_epochs": 2, "target_modules": ["q_proj"]}
 
 
-@pytest.mark.parametrize(("body", "status", "code", "param"), [
-    ({"model": "acme/nothing"}, 404, "model_not_found", "model"),
-    ({"model": "globex/private"}, 404, "model_not_found", "model"),
-    ({"model": "not a model"}, 404, "model_not_found", "model"),
-    ({"model": None}, 400, None, "model"),
-    ({"training_file": "file-000000000000000000000000"}, 404, "file_not_found", "training_file"),
-    ({"training_file": None}, 400, None, "training_file"),
-    ({"validation_file": "file-000000000000000000000000"}, 404, "file_not_found", "validation_file"),
-    ({"hyperparameters": {"n_epochs": 0}}, 400, "invalid_hyperparameters", "hyperparameters.n_epochs"),
-    ({"hyperparameters": {"colour": "blue"}}, 400, "invalid_hyperparameters", "hyperparameters.colour"),
-    # the trainer accepts these; the operator's ceilings (SWAPLORA_MAX_JOB_EPOCHS / _SECONDS) do not
-    ({"hyperparameters": {"n_epochs": 51}}, 400, "invalid_hyperparameters", "hyperparameters.n_epochs"),
-    ({"hyperparameters": {"max_seconds": 4 * 3600 + 1}}, 400, "invalid_hyperparameters", "hyperparameters.max_seconds"),
-    ({"hyperparameters": [1]}, 400, None, "hyperparameters"),
-    ({"suffix": "Not A Slug!"}, 400, "invalid_suffix", "suffix"),
-    ({"seed": -1}, 400, None, "seed"),
-    ({"seed": True}, 400, None, "seed"),
-    ({"colour": "blue"}, 400, None, "colour"),
-    ({"tenant": "globex"}, 404, None, "tenant"),
-])
-def test_bad_job_requests_are_4xx_and_create_nothing(api: SimpleNamespace, body: dict, status: int,
-                                                     code: str | None, param: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "status", "code", "param"),
+    [
+        ({"model": "acme/nothing"}, 404, "model_not_found", "model"),
+        ({"model": "globex/private"}, 404, "model_not_found", "model"),
+        ({"model": "not a model"}, 404, "model_not_found", "model"),
+        ({"model": None}, 400, None, "model"),
+        ({"training_file": "file-000000000000000000000000"}, 404, "file_not_found", "training_file"),
+        ({"training_file": None}, 400, None, "training_file"),
+        ({"validation_file": "file-000000000000000000000000"}, 404, "file_not_found", "validation_file"),
+        ({"hyperparameters": {"n_epochs": 0}}, 400, "invalid_hyperparameters", "hyperparameters.n_epochs"),
+        ({"hyperparameters": {"colour": "blue"}}, 400, "invalid_hyperparameters", "hyperparameters.colour"),
+        # the trainer accepts these; the operator's ceilings (SWAPLORA_MAX_JOB_EPOCHS / _SECONDS) do not
+        ({"hyperparameters": {"n_epochs": 51}}, 400, "invalid_hyperparameters", "hyperparameters.n_epochs"),
+        (
+            {"hyperparameters": {"max_seconds": 4 * 3600 + 1}},
+            400,
+            "invalid_hyperparameters",
+            "hyperparameters.max_seconds",
+        ),
+        ({"hyperparameters": [1]}, 400, None, "hyperparameters"),
+        ({"suffix": "Not A Slug!"}, 400, "invalid_suffix", "suffix"),
+        ({"seed": -1}, 400, None, "seed"),
+        ({"seed": True}, 400, None, "seed"),
+        ({"colour": "blue"}, 400, None, "colour"),
+        ({"tenant": "globex"}, 404, None, "tenant"),
+    ],
+)
+def test_bad_job_requests_are_4xx_and_create_nothing(
+    api: SimpleNamespace, body: dict, status: int, code: str | None, param: str
+) -> None:
     before = [j.id for j in api.services.jobs.list_jobs(None, limit=1000)[0]]
     error = assert_error(create(api, **body), status, code)
     assert error["param"] == param
@@ -315,7 +350,9 @@ def test_another_tenants_file_and_job_look_missing(api: SimpleNamespace) -> None
     job = create(api, model="acme/support", headers=api.acme).json()
     assert job["suffix"] == "support" and job["model"] == "acme/support"
     for path in ("", "/events"):
-        assert_error(api.client.get(f"/v1/fine_tuning/jobs/{job['id']}{path}", headers=api.globex), 404, "job_not_found")
+        assert_error(
+            api.client.get(f"/v1/fine_tuning/jobs/{job['id']}{path}", headers=api.globex), 404, "job_not_found"
+        )
     assert job["id"] not in [j["id"] for j in api.client.get("/v1/fine_tuning/jobs", headers=api.globex).json()["data"]]
     assert_error(create(api, headers=ADMIN), 400)  # the admin must name the tenant
     for_globex = create(api, headers=ADMIN, tenant="globex", training_file=api.file["globex"]).json()

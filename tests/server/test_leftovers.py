@@ -21,12 +21,12 @@ def test_a_crashs_leftovers_go_and_complete_data_stays(tmp_path: Path) -> None:
     complete = visible_tree(data)
 
     adapter_dir = data / "adapters" / "acme" / "support"
-    (adapter_dir / ".tmp-0123abcd").mkdir()                 # a publish that died before its rename
+    (adapter_dir / ".tmp-0123abcd").mkdir()  # a publish that died before its rename
     (adapter_dir / ".tmp-0123abcd" / "adapter_model.safetensors").write_bytes(b"half")
-    (data / "adapters" / "acme" / ".trash-4567").mkdir()    # a delete that died after its rename
+    (data / "adapters" / "acme" / ".trash-4567").mkdir()  # a delete that died after its rename
     (adapter_dir / f".current.{'a' * 32}").write_text("2\n")  # an atomic write that died half-way
     (data / "files" / "file-000000000000000000000000").write_bytes(b"moved, never recorded")
-    (data / "tmp" / "upload-1").mkdir(parents=True)         # an upload spool
+    (data / "tmp" / "upload-1").mkdir(parents=True)  # an upload spool
     (data / "tmp" / "file-upload-2").write_bytes(b"spooled")
 
     counts = sweep(data, store, files)

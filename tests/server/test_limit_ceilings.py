@@ -12,15 +12,23 @@ def test_a_tenant_can_lower_its_limits_but_never_raise_or_clear_the_ceilings(tmp
     client = make_client(tmp_path, default_limit_ceilings={"requests_per_minute": 30, "concurrent_requests": 4})
     created = client.post("/v1/tenants", json={"id": "acme"}, headers=ADMIN).json()
     assert created["limit_ceilings"]["requests_per_minute"] == 30  # the server's defaults for new tenants
-    assert created["effective_limits"] == {"requests_per_minute": 30, "tokens_per_day": None,
-                                           "concurrent_requests": 4, "concurrent_jobs": None, **UNSET_NEWER_LIMITS}
+    assert created["effective_limits"] == {
+        "requests_per_minute": 30,
+        "tokens_per_day": None,
+        "concurrent_requests": 4,
+        "concurrent_jobs": None,
+        **UNSET_NEWER_LIMITS,
+    }
     tenant = bearer(created["api_key"])
 
     lowered = client.patch("/v1/tenants/acme", json={"limits": {"requests_per_minute": 10}}, headers=tenant)
     assert lowered.status_code == 200 and lowered.json()["effective_limits"]["requests_per_minute"] == 10
     # the review's attack: a tenant's own key clearing every limit
     cleared = client.patch("/v1/tenants/acme", json={"limits": None}, headers=tenant).json()
-    assert cleared["effective_limits"]["requests_per_minute"] == 30 and cleared["effective_limits"]["concurrent_requests"] == 4
+    assert (
+        cleared["effective_limits"]["requests_per_minute"] == 30
+        and cleared["effective_limits"]["concurrent_requests"] == 4
+    )
     over = client.patch("/v1/tenants/acme", json={"limits": {"requests_per_minute": 31}}, headers=tenant)
     assert_error(over, 400, "invalid_setting")
     assert over.json()["error"]["param"] == "limits.requests_per_minute"
@@ -35,7 +43,9 @@ def test_a_tenant_can_lower_its_limits_but_never_raise_or_clear_the_ceilings(tmp
 def test_the_enforced_limit_is_the_lower_one_per_field() -> None:
     from server.tenancy.tenant_settings import TenantLimits, TenantSettings
 
-    settings = TenantSettings(limits=TenantLimits(requests_per_minute=10, tokens_per_day=500),
-                              limit_ceilings=TenantLimits(requests_per_minute=30, concurrent_jobs=2))
+    settings = TenantSettings(
+        limits=TenantLimits(requests_per_minute=10, tokens_per_day=500),
+        limit_ceilings=TenantLimits(requests_per_minute=30, concurrent_jobs=2),
+    )
     assert settings.effective_limits == TenantLimits(requests_per_minute=10, tokens_per_day=500, concurrent_jobs=2)
     assert TenantSettings().effective_limits == TenantLimits()  # nothing set: unlimited, as before

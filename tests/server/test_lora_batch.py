@@ -50,13 +50,21 @@ def alone(model_dir: Path, adapter: Path | None, ids: torch.Tensor) -> torch.Ten
 
 def served_model(model_dir: Path) -> tuple[torch.nn.Module, LoRABatch]:
     served = model(model_dir)
-    batch = inject(served, {n: (0, 0) for n, m in served.named_modules() if isinstance(m, torch.nn.Linear)
-                            and not n.endswith("lm_head")})
+    batch = inject(
+        served,
+        {n: (0, 0) for n, m in served.named_modules() if isinstance(m, torch.nn.Linear) and not n.endswith("lm_head")},
+    )
     return served, batch
 
 
-def assert_rows_equal_peft(model_dir: Path, adapters: dict[str, Path], served: torch.nn.Module, batch: LoRABatch,
-                           rows: list[str | None], ready: dict) -> None:
+def assert_rows_equal_peft(
+    model_dir: Path,
+    adapters: dict[str, Path],
+    served: torch.nn.Module,
+    batch: LoRABatch,
+    rows: list[str | None],
+    ready: dict,
+) -> None:
     ids = torch.randint(0, 1000, (len(rows), 5), generator=torch.Generator().manual_seed(len(rows)))
     batch.set_adapters(rows, ready, CPU)
     with torch.inference_mode():
@@ -119,8 +127,9 @@ def test_ready_form_layout_and_padding(adapters: dict[str, Path]) -> None:
     assert r4.a[group].shape == (1, 64, 12)
     mixed = concat([r4, load_lora(adapters["r8qv"], torch.float32, CPU)])
     # r8qv has no k_proj: its k block is zeros; q is padded to the larger rank.
-    assert dict(mixed.layouts[group]) == {f"model.layers.1.self_attn.{p}": w for p, w in
-                                          (("q_proj", 8), ("k_proj", 4), ("v_proj", 8))}
+    assert dict(mixed.layouts[group]) == {
+        f"model.layers.1.self_attn.{p}": w for p, w in (("q_proj", 8), ("k_proj", 4), ("v_proj", 8))
+    }
     _, _, start, stop = mixed.members["model.layers.1.self_attn.k_proj"]
     assert mixed.a[group][1, :, start:stop].abs().sum() == 0
     assert mixed.a[group][0, :, start:stop].abs().sum() > 0
@@ -159,7 +168,9 @@ NF4_ATOL = 0.05
 NF4_BF16 = ExecutionPlan.from_name("nf4-bf16")
 
 
-def test_rows_on_a_dense_fp32_base_are_peft_on_the_packed_nf4_base(tiny_model_dir: Path, adapters: dict[str, Path]) -> None:
+def test_rows_on_a_dense_fp32_base_are_peft_on_the_packed_nf4_base(
+    tiny_model_dir: Path, adapters: dict[str, Path]
+) -> None:
     """The CPU plan without fast bf16: NF4 weights dequantized once into fp32 layers. Every row of a
     mixed batch gets what PEFT computes on bitsandbytes' own packed NF4 layers in fp32."""
     from adapters.base_model import load_base

@@ -22,8 +22,11 @@ def test_me_names_the_keys_owner(tmp_path: Path) -> None:
     app.state.services = services
     client = TestClient(app)
     _, key = tenants.create_tenant("acme")
-    assert client.get("/v1/me", headers=bearer(key)).json() == {"object": "principal", "is_admin": False,
-                                                                 "tenant": "acme"}
+    assert client.get("/v1/me", headers=bearer(key)).json() == {
+        "object": "principal",
+        "is_admin": False,
+        "tenant": "acme",
+    }
     assert client.get("/v1/me", headers=ADMIN).json() == {"object": "principal", "is_admin": True, "tenant": None}
     assert_error(client.get("/v1/me"), 401, "missing_api_key")
     assert_error(client.get("/v1/me", headers=bearer(key + "x")), 401, "invalid_api_key")

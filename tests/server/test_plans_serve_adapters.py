@@ -44,7 +44,8 @@ def test_an_adapter_serves_alike_under_every_plan(embedded_model_dir: Path, adap
     tokenizer = load_tokenizer(embedded_model_dir)
     text = tokenizer.apply_chat_template(
         [{"role": "user", "content": "When does the bike shop open on Saturdays, and can I book a repair?"}],
-        add_generation_prompt=True, tokenize=False,
+        add_generation_prompt=True,
+        tokenize=False,
     )
     ids = torch.tensor([tokenizer(text, add_special_tokens=False).input_ids])
     reference = adapted_logits(embedded_model_dir, adapter, ExecutionPlan.from_name("nf4-fp32"), ids)

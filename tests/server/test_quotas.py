@@ -43,8 +43,9 @@ def set_quotas(env: SimpleNamespace, **ceilings: int) -> None:
 
 
 def upload(env: SimpleNamespace, content: bytes = DOC, name: str = "hours.md") -> Any:
-    return env.client.post("/v1/files", headers=env.acme, data={"purpose": "fine-tune"},
-                           files={"file": (name, content, "text/markdown")})
+    return env.client.post(
+        "/v1/files", headers=env.acme, data={"purpose": "fine-tune"}, files={"file": (name, content, "text/markdown")}
+    )
 
 
 def usage(env: SimpleNamespace) -> dict[str, int]:
@@ -69,8 +70,13 @@ def test_usage_counts_what_the_tenant_stores(env: SimpleNamespace) -> None:
     publish(env.services.store, "acme", "sales")
     publish(env.services.store, "globex", "private")  # another tenant's: not counted
     adapter_bytes = quotas.tree_bytes(env.settings.adapters_dir / "acme")
-    assert usage(env) == {"storage_bytes": len(DOC) + adapter_bytes, "adapters": 2, "adapter_versions": 3,
-                          "files": 1, "comparisons": 0}
+    assert usage(env) == {
+        "storage_bytes": len(DOC) + adapter_bytes,
+        "adapters": 2,
+        "adapter_versions": 3,
+        "files": 1,
+        "comparisons": 0,
+    }
 
 
 def test_a_file_past_the_count_quota_is_429_and_deleting_frees_room(env: SimpleNamespace) -> None:
@@ -117,8 +123,15 @@ def test_only_the_operator_sets_quotas(env: SimpleNamespace) -> None:
 
 def finished_job(env: SimpleNamespace, training: str) -> str:
     jobs = env.services.jobs
-    job = jobs.create(tenant="acme", model="base", training_file=training, validation_file=None, suffix="support",
-                      hyperparameters={}, seed=1)
+    job = jobs.create(
+        tenant="acme",
+        model="base",
+        training_file=training,
+        validation_file=None,
+        suffix="support",
+        hyperparameters={},
+        seed=1,
+    )
     jobs.transition(job.id, "failed", "stopped for the test")
     (env.settings.jobs_dir / job.id).mkdir(parents=True)
     (env.settings.jobs_dir / job.id / "worker.log").write_text("step 1\n")
@@ -129,11 +142,13 @@ def test_retention_deletes_old_logs_and_unused_old_files(env: SimpleNamespace) -
     services = env.services
     kept, unused = upload(env).json()["id"], upload(env, name="old.md").json()["id"]
     done = finished_job(env, kept)
-    services.jobs.create(tenant="acme", model="base", training_file=kept, validation_file=None, suffix="next",
-                         hyperparameters={}, seed=1)  # unfinished: its file must stay
+    services.jobs.create(
+        tenant="acme", model="base", training_file=kept, validation_file=None, suffix="next", hyperparameters={}, seed=1
+    )  # unfinished: its file must stay
     later = time.time() + 40 * retention.DAY_S
     services.settings = env.settings.model_copy(update={"job_log_retention_days": None})
     assert services.settings.file_retention_days is None  # the default: files stay until deleted
+
     def sweep(now: float) -> retention.Swept:
         return retention.sweep_expired(services.jobs, services.files, services.settings, now=now)
 
@@ -151,8 +166,15 @@ def test_retention_deletes_old_logs_and_unused_old_files(env: SimpleNamespace) -
 def test_a_finished_job_can_be_deleted_with_its_log(env: SimpleNamespace) -> None:
     training = upload(env).json()["id"]
     done = finished_job(env, training)
-    running = env.services.jobs.create(tenant="acme", model="base", training_file=training, validation_file=None,
-                                       suffix="next", hyperparameters={}, seed=1)
+    running = env.services.jobs.create(
+        tenant="acme",
+        model="base",
+        training_file=training,
+        validation_file=None,
+        suffix="next",
+        hyperparameters={},
+        seed=1,
+    )
     assert_error(env.client.delete(f"/v1/fine_tuning/jobs/{running.id}", headers=env.acme), 409, "job_not_ended")
     other = env.client.post("/v1/tenants", json={"id": "globex"}, headers=ADMIN).json()["api_key"]
     assert_error(env.client.delete(f"/v1/fine_tuning/jobs/{done}", headers=bearer(other)), 404)

@@ -21,10 +21,21 @@ def refused(body: dict | bytes) -> APIError:
 
 
 def test_accepts_the_openai_shape() -> None:
-    body = {**OK, "messages": [{"role": "developer", "content": [{"type": "text", "text": "be brief"}]},
-                               {"role": "user", "content": "hi"}],
-            "temperature": 0, "top_p": 0.5, "max_completion_tokens": 5, "stop": ["\n"], "seed": 3,
-            "stream": True, "stream_options": {"include_usage": True}, "user": "u1"}
+    body = {
+        **OK,
+        "messages": [
+            {"role": "developer", "content": [{"type": "text", "text": "be brief"}]},
+            {"role": "user", "content": "hi"},
+        ],
+        "temperature": 0,
+        "top_p": 0.5,
+        "max_completion_tokens": 5,
+        "stop": ["\n"],
+        "seed": 3,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "user": "u1",
+    }
     parsed = parse_json(ChatCompletionRequest, json.dumps(body).encode())
     assert parsed.messages[0].text() == "be brief"
     assert parsed.stop_strings() == ("\n",) and parsed.requested_max_tokens() == 5

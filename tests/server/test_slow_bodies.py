@@ -27,8 +27,12 @@ MIN_RATE = 200
 
 @pytest.fixture(scope="module")
 def port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    settings = Settings(data=tmp_path_factory.mktemp("slow"), admin_key=ADMIN_KEY, body_idle_timeout_s=IDLE_S,
-                        min_body_bytes_per_s=MIN_RATE)
+    settings = Settings(
+        data=tmp_path_factory.mktemp("slow"),
+        admin_key=ADMIN_KEY,
+        body_idle_timeout_s=IDLE_S,
+        min_body_bytes_per_s=MIN_RATE,
+    )
     app = Starlette(routes=tenant_routes.routes)
     install_error_handlers(app)
     app.state.services = real_services(settings)
@@ -48,13 +52,15 @@ def port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 def send_slowly(port: int, body: bytes, pieces: list[tuple[int, float]]) -> tuple[int, dict, float]:
     """POST /v1/tenants with ``body`` sent as ``(bytes, then wait seconds)`` pieces; (status, json, seconds)."""
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-        sock.sendall(b"POST /v1/tenants HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     b"Authorization: Bearer " + ADMIN_KEY.encode() + b"\r\n"
-                     b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n")
+        sock.sendall(
+            b"POST /v1/tenants HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Authorization: Bearer " + ADMIN_KEY.encode() + b"\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+        )
         started, sent = time.monotonic(), 0
         try:
             for size, wait in pieces:
-                sock.sendall(body[sent:sent + size])
+                sock.sendall(body[sent : sent + size])
                 sent += size
                 if select.select([sock], [], [], wait)[0]:
                     break  # the server answered before the body was complete

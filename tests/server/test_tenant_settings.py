@@ -42,9 +42,13 @@ def patch(env: dict[str, Any], body: Any, headers: dict[str, str] | None = None,
 
 @pytest.mark.parametrize(
     ("given", "stored"),
-    [("HTTPS://Shop.Example", "https://shop.example"), ("https://shop.example:443", "https://shop.example"),
-     ("http://localhost:8080", "http://localhost:8080"), ("http://127.0.0.1:80/", "http://127.0.0.1"),
-     ("https://[::1]:8443", "https://[::1]:8443")],
+    [
+        ("HTTPS://Shop.Example", "https://shop.example"),
+        ("https://shop.example:443", "https://shop.example"),
+        ("http://localhost:8080", "http://localhost:8080"),
+        ("http://127.0.0.1:80/", "http://127.0.0.1"),
+        ("https://[::1]:8443", "https://[::1]:8443"),
+    ],
 )
 def test_origins_are_stored_as_browsers_send_them(given: str, stored: str) -> None:
     assert normalize_origin(given) == stored
@@ -52,8 +56,19 @@ def test_origins_are_stored_as_browsers_send_them(given: str, stored: str) -> No
 
 @pytest.mark.parametrize(
     "origin",
-    ["*", "null", "shop.example", "https://shop.example/path", "https://shop.example?x=1", "https://*.shop.example",
-     "ftp://shop.example", "https://user:pw@shop.example", "https://shop.example:99999", "https://", "https://a b"],
+    [
+        "*",
+        "null",
+        "shop.example",
+        "https://shop.example/path",
+        "https://shop.example?x=1",
+        "https://*.shop.example",
+        "ftp://shop.example",
+        "https://user:pw@shop.example",
+        "https://shop.example:99999",
+        "https://",
+        "https://a b",
+    ],
 )
 def test_inexact_origins_are_refused(origin: str) -> None:
     with pytest.raises(ValueError):
@@ -74,16 +89,25 @@ def test_defaults_and_origin_check() -> None:
 
 def test_tenant_changes_its_settings(env: dict[str, Any]) -> None:
     body = {
-        "display_name": "Acme Bikes", "brand_color": "#FF6600", "logo_url": "https://cdn.acme.example/logo.png",
-        "greeting": "Hi! Ask me about bikes.", "system_prompt": "You are Acme's bike shop assistant.",
-        "allowed_origins": [SITE, "http://localhost:8080"], "limits": {"requests_per_minute": 30},
+        "display_name": "Acme Bikes",
+        "brand_color": "#FF6600",
+        "logo_url": "https://cdn.acme.example/logo.png",
+        "greeting": "Hi! Ask me about bikes.",
+        "system_prompt": "You are Acme's bike shop assistant.",
+        "allowed_origins": [SITE, "http://localhost:8080"],
+        "limits": {"requests_per_minute": 30},
     }
     response = patch(env, body)
     assert response.status_code == 200, response.text
     record = response.json()
     assert record["brand_color"] == "#ff6600" and record["allowed_origins"] == [SITE, "http://localhost:8080"]
-    assert record["limits"] == {"requests_per_minute": 30, "tokens_per_day": None, "concurrent_requests": None,
-                                "concurrent_jobs": None, **UNSET_NEWER_LIMITS}
+    assert record["limits"] == {
+        "requests_per_minute": 30,
+        "tokens_per_day": None,
+        "concurrent_requests": None,
+        "concurrent_jobs": None,
+        **UNSET_NEWER_LIMITS,
+    }
     assert settings_of(env) == record
     # limits merge field by field; null resets a field to its default
     record = patch(env, {"limits": {"tokens_per_day": 1000}, "greeting": None}).json()
@@ -96,17 +120,26 @@ def test_tenant_changes_its_settings(env: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize(
     ("body", "param"),
-    [({"brand_color": "orange"}, "brand_color"), ({"brand_color": "#12345"}, "brand_color"),
-     ({"logo_url": "javascript:alert(1)"}, "logo_url"), ({"logo_url": "//cdn.example/x.png"}, "logo_url"),
-     ({"allowed_origins": ["*"]}, "allowed_origins"), ({"allowed_origins": "https://shop.example"}, "allowed_origins"),
-     ({"allowed_origins": [f"https://s{i}.example" for i in range(51)]}, "allowed_origins"),
-     ({"system_prompt": "x" * 4001}, "system_prompt"), ({"greeting": 5}, "greeting"),
-     ({"default_model": "Acme/Support"}, "default_model"), ({"default_model": "globex/private"}, "default_model"),
-     ({"default_model": "acme/missing"}, "default_model"),
-     ({"limits": {"requests_per_minute": 0}}, "limits.requests_per_minute"),
-     ({"limits": {"requests_per_minute": "10"}}, "limits.requests_per_minute"),
-     ({"limits": {"tokens_per_day": True}}, "limits.tokens_per_day"),
-     ({"limits": {"burst": 5}}, "limits.burst"), ({"limits": 5}, "limits"), ({"owner": "me"}, "owner")],
+    [
+        ({"brand_color": "orange"}, "brand_color"),
+        ({"brand_color": "#12345"}, "brand_color"),
+        ({"logo_url": "javascript:alert(1)"}, "logo_url"),
+        ({"logo_url": "//cdn.example/x.png"}, "logo_url"),
+        ({"allowed_origins": ["*"]}, "allowed_origins"),
+        ({"allowed_origins": "https://shop.example"}, "allowed_origins"),
+        ({"allowed_origins": [f"https://s{i}.example" for i in range(51)]}, "allowed_origins"),
+        ({"system_prompt": "x" * 4001}, "system_prompt"),
+        ({"greeting": 5}, "greeting"),
+        ({"default_model": "Acme/Support"}, "default_model"),
+        ({"default_model": "globex/private"}, "default_model"),
+        ({"default_model": "acme/missing"}, "default_model"),
+        ({"limits": {"requests_per_minute": 0}}, "limits.requests_per_minute"),
+        ({"limits": {"requests_per_minute": "10"}}, "limits.requests_per_minute"),
+        ({"limits": {"tokens_per_day": True}}, "limits.tokens_per_day"),
+        ({"limits": {"burst": 5}}, "limits.burst"),
+        ({"limits": 5}, "limits"),
+        ({"owner": "me"}, "owner"),
+    ],
 )
 def test_bad_settings_change_nothing(env: dict[str, Any], body: dict[str, Any], param: str) -> None:
     patch(env, {"display_name": "Before", "allowed_origins": [SITE]})
@@ -123,8 +156,9 @@ def test_bad_bodies(env: dict[str, Any], body: bytes) -> None:
 
 def test_default_model_must_be_an_own_existing_adapter(env: dict[str, Any], tmp_path: Path) -> None:
     adapter = save_peft_adapter(tmp_path / "lora")
-    published = env["client"].post("/v1/adapters", headers=env["acme"], data={"name": "support"},
-                                   files=adapter_files(adapter))
+    published = env["client"].post(
+        "/v1/adapters", headers=env["acme"], data={"name": "support"}, files=adapter_files(adapter)
+    )
     assert published.status_code == 201, published.text
     for model in ("acme/support", "acme/support@1", "base"):
         assert patch(env, {"default_model": model}).json()["default_model"] == model
@@ -168,8 +202,9 @@ def test_key_kinds_listing_and_revocation(env: dict[str, Any]) -> None:
     assert revoked.status_code == 200 and revoked.json()["deleted"] is True
     assert_error(client.get("/v1/tenants/acme", headers=bearer(secret["api_key"])), 401, "invalid_api_key")
     assert_error(client.delete(f"/v1/tenants/acme/keys/{secret['id']}", headers=env["acme"]), 404, "key_not_found")
-    assert [k["revoked_at"] is not None for k in client.get("/v1/tenants/acme/keys", headers=ADMIN).json()["data"]
-            ].count(True) == 1
+    assert [
+        k["revoked_at"] is not None for k in client.get("/v1/tenants/acme/keys", headers=ADMIN).json()["data"]
+    ].count(True) == 1
 
 
 def test_keys_of_other_tenants_are_out_of_reach(env: dict[str, Any]) -> None:
@@ -194,8 +229,10 @@ def test_bad_key_requests(env: dict[str, Any], body: dict[str, Any]) -> None:
 
 def test_no_key_is_in_the_database_in_clear(env: dict[str, Any]) -> None:
     client = env["client"]
-    keys = [client.post("/v1/tenants/acme/keys", json={"kind": kind}, headers=env["acme"]).json()["api_key"]
-            for kind in ("secret", "publishable")]
+    keys = [
+        client.post("/v1/tenants/acme/keys", json={"kind": kind}, headers=env["acme"]).json()["api_key"]
+        for kind in ("secret", "publishable")
+    ]
     keys.append(env["acme"]["Authorization"].removeprefix("Bearer "))
     with sqlite3.connect(env["data"] / "swaplora.db") as db:
         db.execute("PRAGMA wal_checkpoint(FULL)")

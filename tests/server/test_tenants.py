@@ -93,7 +93,10 @@ def test_create_tenant_shows_key_once(client: TestClient) -> None:
     key = body["api_key"]
     record = client.get("/v1/tenants/acme", headers=bearer(key)).json()
     assert {k: record[k] for k in ("id", "object", "created_at")} == {
-        "id": "acme", "object": "tenant", "created_at": body["created_at"]}
+        "id": "acme",
+        "object": "tenant",
+        "created_at": body["created_at"],
+    }
     assert "api_key" not in record
     listing = client.get("/v1/tenants", headers=ADMIN).json()
     assert listing["object"] == "list" and [t["id"] for t in listing["data"]] == ["acme"]
@@ -103,8 +106,18 @@ def test_create_tenant_shows_key_once(client: TestClient) -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [b"{not json", b"[]", b'"acme"', b"{}", b'{"id": 5}', b'{"id": null}', b'{"id": "../etc"}',
-     b'{"id": "Acme"}', b'{"id": "acme", "admin": true}', b'{"id": ""}'],
+    [
+        b"{not json",
+        b"[]",
+        b'"acme"',
+        b"{}",
+        b'{"id": 5}',
+        b'{"id": null}',
+        b'{"id": "../etc"}',
+        b'{"id": "Acme"}',
+        b'{"id": "acme", "admin": true}',
+        b'{"id": ""}',
+    ],
 )
 def test_create_tenant_bad_bodies(client: TestClient, body: bytes) -> None:
     assert_error(client.post("/v1/tenants", content=body, headers=ADMIN), 400)

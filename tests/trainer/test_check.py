@@ -24,8 +24,12 @@ def check(*args: str) -> dict:
 
 def test_file_verdicts(tmp_path: Path) -> None:
     assert check("file", str(HANDBOOK), "--filename", "handbook.md") == {
-        "ok": True, "format": "markdown", "records": 11, "faq_pairs": 4, "characters": 1606,
-    }  # fmt: skip
+        "ok": True,
+        "format": "markdown",
+        "records": 11,
+        "faq_pairs": 4,
+        "characters": 1606,
+    }
     pdf = check("file", str(write_pdf(tmp_path / "upload-1")), "--filename", "handbook.pdf")
     assert pdf["ok"] and pdf["format"] == "pdf" and pdf["faq_pairs"] == 4
     latin = tmp_path / "upload-2"
@@ -40,8 +44,13 @@ def test_file_verdicts(tmp_path: Path) -> None:
 
 def test_hyperparameters_are_no_longer_a_subcommand() -> None:
     """The server checks them in-process (adapters.hyperparameters); only untrusted files need a process."""
-    result = subprocess.run([sys.executable, "-m", "trainer.check", "hyperparameters", "{}"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "trainer.check", "hyperparameters", "{}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2 and "invalid choice" in result.stderr
 
 
@@ -53,7 +62,8 @@ def test_checking_files_imports_neither_torch_nor_transformers(tmp_path: Path) -
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         f"    main(['file', {str(pdf)!r}])\n"
         f"    main(['file', {str(HANDBOOK)!r}])\n"
-        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'peft', 'bitsandbytes'))\n"
+        "roots = ('torch', 'transformers', 'peft', 'bitsandbytes')\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in roots)\n"
         "print(heavy)\n"
     )
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)

@@ -16,11 +16,27 @@ QUICK = json.dumps({"max_steps": 2, "max_seq_tokens": 256, "lora_rank": 4})
 
 
 def test_train_publishes_and_prints_the_adapter_id(tiny_model_dir: Path, tmp_path: Path, capsys) -> None:
-    status = main([
-        "train", "--tenant", "acme", "--name", "faq", "--model", str(tiny_model_dir), "--data", str(tmp_path),
-        "--hyperparameters", QUICK, "--epochs", "3", "--system-prompt", "You answer for Lumen Lane.",
-        str(ROOT / "examples" / "handbook.md"), str(ROOT / "examples" / "faq.csv"),
-    ])
+    status = main(
+        [
+            "train",
+            "--tenant",
+            "acme",
+            "--name",
+            "faq",
+            "--model",
+            str(tiny_model_dir),
+            "--data",
+            str(tmp_path),
+            "--hyperparameters",
+            QUICK,
+            "--epochs",
+            "3",
+            "--system-prompt",
+            "You answer for Lumen Lane.",
+            str(ROOT / "examples" / "handbook.md"),
+            str(ROOT / "examples" / "faq.csv"),
+        ]
+    )
     out, err = capsys.readouterr()
     assert status == 0, err
     assert out.strip() == "acme/faq@1"
@@ -49,7 +65,19 @@ def test_bad_input_exits_2_with_the_message(tiny_model_dir: Path, tmp_path: Path
 def test_a_bad_file_exits_2(tiny_model_dir: Path, tmp_path: Path, capsys) -> None:
     bad = tmp_path / "notes.bin"
     bad.write_bytes(b"\x00\x01binary")
-    status = main(["train", "--tenant", "acme", "--name", "faq", "--model", str(tiny_model_dir),
-                   "--data", str(tmp_path), str(bad)])
+    status = main(
+        [
+            "train",
+            "--tenant",
+            "acme",
+            "--name",
+            "faq",
+            "--model",
+            str(tiny_model_dir),
+            "--data",
+            str(tmp_path),
+            str(bad),
+        ]
+    )
     assert status == 2
     assert "notes.bin" in capsys.readouterr().err

@@ -40,9 +40,14 @@ def test_markdown_handbook_keeps_headings_and_finds_the_faq() -> None:
     assert pairs[3].answer == "We accept cash, cards and the Harrowgate Town Voucher, but not cheques."
     assert {s.title for s in sections} == {"Lumen Lane Bicycles \u2014 Customer Handbook"}
     assert [s.headings for s in sections] == [
-        (), ("Opening hours",), ("Location and contact",), ("Repairs and servicing",), ("Bike hire",),
-        ("Returns and warranty",), ("Loyalty programme",),
-    ]  # fmt: skip
+        (),
+        ("Opening hours",),
+        ("Location and contact",),
+        ("Repairs and servicing",),
+        ("Bike hire",),
+        ("Returns and warranty",),
+        ("Loyalty programme",),
+    ]
     hire = sections[4].text
     assert hire.startswith("Hybrid bikes can be hired for 25 pounds per day.") and "\n" not in hire
     assert not any("Frequently asked" in " ".join(s.headings) for s in sections)  # nothing left but the pairs
@@ -92,8 +97,10 @@ def test_bare_question_paragraphs_under_an_faq_heading(tmp_path: Path) -> None:
     document.add_paragraph("Yes, all cards.")
     document.save(str(tmp_path / "faq.docx"))
     page = tmp_path / "faq.html"
-    page.write_text("<h2>FAQ</h2><dl><dt>Do you deliver?</dt><dd>Yes, on Fridays. Only within town.</dd>"
-                    "<dt>Can I pay by card?</dt><dd>Yes, all cards.</dd></dl>")  # fmt: skip
+    page.write_text(
+        "<h2>FAQ</h2><dl><dt>Do you deliver?</dt><dd>Yes, on Fridays. Only within town.</dd>"
+        "<dt>Can I pay by card?</dt><dd>Yes, all cards.</dd></dl>"
+    )
     wanted = [("Do you deliver?", "Yes, on Fridays. Only within town."), ("Can I pay by card?", "Yes, all cards.")]
     for path in (tmp_path / "faq.docx", page):
         records = load_records(path, path.name)
@@ -112,28 +119,50 @@ def test_markdown_markup_is_not_text(tmp_path: Path) -> None:
     records = load_records(path, "notes.md")
     assert records == [
         QARecord("Do you deliver?", "Yes, see the map.", "notes.md"),
-        Section("Shop notes", ("Prices",), "Tune-up: 45 pounds\nPuncture: 12 pounds\nItem; Price\nLock; 15 pounds", "notes.md"),
+        Section(
+            "Shop notes",
+            ("Prices",),
+            "Tune-up: 45 pounds\nPuncture: 12 pounds\nItem; Price\nLock; 15 pounds",
+            "notes.md",
+        ),
     ]
 
 
 def test_chat_and_prompt_completion_jsonl(tmp_path: Path) -> None:
     path = tmp_path / "data.jsonl"
     lines = [
-        {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
-                      {"role": "assistant", "content": "Hello!", "weight": 1}]},
+        {
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": "Hello!", "weight": 1},
+            ]
+        },
         {"prompt": "Opening hours?", "completion": " 9:30 to 18:00"},
-        {"messages": [{"role": "user", "content": [{"type": "text", "text": "Pri"}, {"type": "text", "text": "ce?"}]},
-                      {"role": "assistant", "content": "45 pounds."}]},
-        {"messages": [{"role": "developer", "content": "Formal."}, {"role": "user", "content": "Price?"},
-                      {"role": "assistant", "content": "45 pounds."}]},
-    ]  # fmt: skip
+        {
+            "messages": [
+                {"role": "user", "content": [{"type": "text", "text": "Pri"}, {"type": "text", "text": "ce?"}]},
+                {"role": "assistant", "content": "45 pounds."},
+            ]
+        },
+        {
+            "messages": [
+                {"role": "developer", "content": "Formal."},
+                {"role": "user", "content": "Price?"},
+                {"role": "assistant", "content": "45 pounds."},
+            ]
+        },
+    ]
     path.write_text("\n".join(json.dumps(line) for line in lines) + "\n\n")
     document = read_document(path, "data.jsonl")
     assert document.format == "jsonl" and len(document.records) == 4 and document.faq_pairs == 0
     first, second, parts, _ = document.records
     assert parts.messages[0] == {"role": "user", "content": "Price?"}
     assert isinstance(first, ChatRecord) and first.messages[-1] == {"role": "assistant", "content": "Hello!"}
-    assert second.messages == ({"role": "user", "content": "Opening hours?"}, {"role": "assistant", "content": "9:30 to 18:00"})
+    assert second.messages == (
+        {"role": "user", "content": "Opening hours?"},
+        {"role": "assistant", "content": "9:30 to 18:00"},
+    )
     assert second.source == "data.jsonl:2"
 
 
@@ -141,7 +170,10 @@ def test_csv_question_answer_any_case_and_delimiter(tmp_path: Path) -> None:
     path = tmp_path / "faq.csv"
     path.write_text('ID;Question;ANSWER\n1;"Do you open; on Mondays?";No.\n\n2;Phone?;"0161 555 0142\nor email"\n')
     records = load_records(path, "faq.csv")
-    assert [(r.question, r.answer) for r in records] == [("Do you open; on Mondays?", "No."), ("Phone?", "0161 555 0142\nor email")]
+    assert [(r.question, r.answer) for r in records] == [
+        ("Do you open; on Mondays?", "No."),
+        ("Phone?", "0161 555 0142\nor email"),
+    ]
     assert read_document(path, "faq.csv").faq_pairs == 2
 
 
@@ -182,21 +214,37 @@ def refused(tmp_path: Path, name: str, content: bytes | str) -> DocumentError:
         ("broken.pdf", b"%PDF-1.7\n1 0 obj << /Type /Catalog /Pages 9 0 R >>\ntrailer\n%%EOF", "not a readable PDF"),
         ("fake.docx", b"PK\x03\x04 not really a zip", "not a valid DOCX"),
         ("page.html", "<html><script>alert(1)</script><nav>Menu</nav></html>", "no usable text"),
-        ("bad.jsonl", '{"prompt": "a", "completion": "b"}\n{"prompt": 1}\n', "line 2: \"prompt\" and \"completion\""),
+        ("bad.jsonl", '{"prompt": "a", "completion": "b"}\n{"prompt": 1}\n', 'line 2: "prompt" and "completion"'),
         ("notjson.jsonl", '{"prompt": "a", "completion": "b"}\n\n{oops\n', "line 3 is not valid JSON"),
-        ("keys.jsonl", '{"text": "x"}\n', "line 1: expected \"messages\" or \"prompt\"/\"completion\" (keys found: text)"),
-        ("last.jsonl", '{"messages": [{"role": "user", "content": "hi"}]}\n', "line 1: the last message must be the assistant's"),
-        ("role.jsonl", '{"messages": [{"role": "tool", "content": "x"}, {"role": "assistant", "content": "y"}]}', "messages[0].role"),
+        ("keys.jsonl", '{"text": "x"}\n', 'line 1: expected "messages" or "prompt"/"completion" (keys found: text)'),
+        (
+            "last.jsonl",
+            '{"messages": [{"role": "user", "content": "hi"}]}\n',
+            "line 1: the last message must be the assistant's",
+        ),
+        (
+            "role.jsonl",
+            '{"messages": [{"role": "tool", "content": "x"}, {"role": "assistant", "content": "y"}]}',
+            "messages[0].role",
+        ),
         ("nouser.jsonl", '{"messages": [{"role": "assistant", "content": "y"}]}', "no user message"),
         ("array.jsonl", "[1, 2]\n", "line 1: expected a JSON object"),
-        ("tools.jsonl", '{"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": null, '
-         '"tool_calls": [{"id": "1"}]}]}', "messages[1] has tool calls"),
-        ("parts.jsonl", '{"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}, '
-         '{"role": "assistant", "content": "y"}]}', "messages[0].content parts must all be text parts"),
-        ("cols.csv", "q,a\nHi?,Hello\n", 'must name a "question" and an "answer" column (found \'q\', \'a\')'),
+        (
+            "tools.jsonl",
+            '{"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": null, '
+            '"tool_calls": [{"id": "1"}]}]}',
+            "messages[1] has tool calls",
+        ),
+        (
+            "parts.jsonl",
+            '{"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}, '
+            '{"role": "assistant", "content": "y"}]}',
+            "messages[0].content parts must all be text parts",
+        ),
+        ("cols.csv", "q,a\nHi?,Hello\n", "must name a \"question\" and an \"answer\" column (found 'q', 'a')"),
         ("hole.csv", "question,answer\nHi?,Hello\nBye?,\n", "row 3 has an empty answer"),
     ],
-)  # fmt: skip
+)
 def test_bad_files_are_refused_with_a_clear_message(tmp_path: Path, name: str, content, says: str) -> None:
     error = refused(tmp_path, name, content)
     assert says in error.message and error.code == "invalid_file"

@@ -24,19 +24,31 @@ from trainer.samples import Probe
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
-PROBES = [Probe(p["question"], tuple(p["expect"])) for p in json.loads((Path(__file__).parent / "handbook_probes.json").read_text())]
+PROBES = [
+    Probe(p["question"], tuple(p["expect"]))
+    for p in json.loads((Path(__file__).parent / "handbook_probes.json").read_text())
+]
 
 
 @pytest.mark.timeout(3600)
 def test_trained_adapter_answers_paraphrased_questions(embedded_model_dir: Path, tmp_path: Path) -> None:
-    spec = JobSpec.from_dict({
-        "job_id": "ftjob-recall", "tenant": "lumen", "suffix": "handbook", "model": "base",
-        "base_model_dir": str(embedded_model_dir), "adapters_dir": str(tmp_path / "adapters"),
-        "training_files": [{"path": str(ROOT / "examples" / "handbook.md"), "filename": "handbook.md"}],
-        # Default hyperparameters, except that the wall-clock budget is lifted: on a busy shared
-        # CPU the default 480 s would end training early, and the test must not depend on load.
-        "hyperparameters": {"max_seconds": 7200}, "seed": 0, "system_prompt": None, "device": "cpu",
-    })
+    spec = JobSpec.from_dict(
+        {
+            "job_id": "ftjob-recall",
+            "tenant": "lumen",
+            "suffix": "handbook",
+            "model": "base",
+            "base_model_dir": str(embedded_model_dir),
+            "adapters_dir": str(tmp_path / "adapters"),
+            "training_files": [{"path": str(ROOT / "examples" / "handbook.md"), "filename": "handbook.md"}],
+            # Default hyperparameters, except that the wall-clock budget is lifted: on a busy shared
+            # CPU the default 480 s would end training early, and the test must not depend on load.
+            "hyperparameters": {"max_seconds": 7200},
+            "seed": 0,
+            "system_prompt": None,
+            "device": "cpu",
+        }
+    )
     events: list[dict] = []
     started = time.monotonic()
     run_job(spec, events.append)

@@ -8,12 +8,18 @@ from trainer.records import QARecord, Section
 
 def test_the_title_heading_restarts_the_path_and_later_headings_replace_their_level() -> None:
     blocks = [
-        Block(2, "Preface"), Block(0, "before the title"),
-        Block(1, "Acme  Bakery"), Block(0, "under the title"),
-        Block(2, "Bread"), Block(3, "Rye"), Block(0, "dark and sour"),
-        Block(2, "Cakes"), Block(0, "sweet"),
-        Block(1, "A second H1"), Block(0, "is an ordinary heading"),
-    ]  # fmt: skip
+        Block(2, "Preface"),
+        Block(0, "before the title"),
+        Block(1, "Acme  Bakery"),
+        Block(0, "under the title"),
+        Block(2, "Bread"),
+        Block(3, "Rye"),
+        Block(0, "dark and sour"),
+        Block(2, "Cakes"),
+        Block(0, "sweet"),
+        Block(1, "A second H1"),
+        Block(0, "is an ordinary heading"),
+    ]
     assert outline_records(blocks, "doc.md", title="metadata title") == [
         Section("Acme Bakery", ("Preface",), "before the title", "doc.md"),
         Section("Acme Bakery", (), "under the title", "doc.md"),
@@ -39,10 +45,12 @@ def test_a_question_without_an_answer_stays_prose_in_its_section() -> None:
 def test_a_bare_faq_answer_runs_until_a_q_line_and_a_pair_closes_with_its_paragraph() -> None:
     blocks = [
         Block(2, "FAQ"),
-        Block(0, "Do you ship?"), Block(0, "Yes."), Block(0, "Worldwide."),
+        Block(0, "Do you ship?"),
+        Block(0, "Yes."),
+        Block(0, "Worldwide."),
         Block(0, "Q: Returns?\nA: Within 30 days."),
         Block(0, "Plain words after the pair."),
-    ]  # fmt: skip
+    ]
     assert outline_records(blocks, "f.md") == [
         QARecord("Do you ship?", "Yes. Worldwide.", "f.md"),
         QARecord("Returns?", "Within 30 days.", "f.md"),

@@ -163,17 +163,22 @@ def test_shared_prefix_loss_and_logits_equal_the_samples_alone(tiny_model_dir: P
     mask = row.attention_mask(torch.device("cpu"), torch.float32 if attention == "eager" else None)
 
     with torch.no_grad():
-        out = model(input_ids=row.input_ids, position_ids=row.position_ids, attention_mask=mask,
-                    labels=row.labels, use_cache=False)
+        out = model(
+            input_ids=row.input_ids,
+            position_ids=row.position_ids,
+            attention_mask=mask,
+            labels=row.labels,
+            use_cache=False,
+        )
         packed_loss = float(out.loss) * row.trained_tokens
         separate = 0.0
         segments = row.segments.tolist()
         for number in range(1, len(samples) + 1):
             at = [i for i, s in enumerate(segments) if s == number]
             suffix = row.input_ids[0, at].tolist()
-            (sample,) = [s for s in samples if s.input_ids[-len(suffix):] == suffix]
+            (sample,) = [s for s in samples if s.input_ids[-len(suffix) :] == suffix]
             alone = model(input_ids=torch.tensor([sample.input_ids]), labels=torch.tensor([sample.labels]))
             separate += float(alone.loss) * sample.trained_tokens
             # The suffix's logits in the row equal the same positions' logits of the sample alone.
-            assert torch.allclose(out.logits[0, at], alone.logits[0, -len(suffix):], atol=1e-4)
+            assert torch.allclose(out.logits[0, at], alone.logits[0, -len(suffix) :], atol=1e-4)
     assert packed_loss == pytest.approx(separate, rel=1e-4)

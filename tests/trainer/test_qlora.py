@@ -17,12 +17,15 @@ from trainer.documents import load_records
 from trainer.evaluate import eval_loss, probe_recall
 from trainer.packing import pack
 from trainer.publish import publish_adapter
-from trainer.qlora import _Schedule, learning_rate_at, prepare_model, row_loss, train
+from trainer.qlora import prepare_model, row_loss, train
 from trainer.samples import Probe, build_samples
+from trainer.schedule import Schedule, learning_rate_at
 from trainer.tokenize import encode
 
 ROOT = Path(__file__).resolve().parents[2]
-HP = parse({"lora_rank": 4, "max_seq_tokens": 256, "gradient_accumulation_steps": 1, "n_epochs": 50, "learning_rate": 0.02})
+HP = parse(
+    {"lora_rank": 4, "max_seq_tokens": 256, "gradient_accumulation_steps": 1, "n_epochs": 50, "learning_rate": 0.02}
+)
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +55,13 @@ def test_row_loss_is_transformers_loss_with_logits_only_where_labels_are(tiny_mo
     prepared = prepare_model(tiny_model_dir, HP, device="cpu")
     for row in rows_for(prepared, samples):
         with torch.no_grad():
-            full = prepared.model(input_ids=row.input_ids, position_ids=row.position_ids, labels=row.labels,
-                                  attention_mask=row.attention_mask(prepared.device), use_cache=False).loss
+            full = prepared.model(
+                input_ids=row.input_ids,
+                position_ids=row.position_ids,
+                labels=row.labels,
+                attention_mask=row.attention_mask(prepared.device),
+                use_cache=False,
+            ).loss
             ours = row_loss(prepared, row)
         assert 0 < row.trained_tokens < row.input_ids.shape[1]  # the test means something: some tokens are cut
         assert float(ours) == pytest.approx(float(full), rel=1e-4)
@@ -78,7 +86,7 @@ def test_learning_rate_warms_up_then_decays_to_zero() -> None:
 
 
 def test_the_schedule_replans_to_end_inside_the_time_budget() -> None:
-    schedule = _Schedule(planned=100, warmup=10, peak=1e-3, max_seconds=60.0, total=100)
+    schedule = Schedule(planned=100, warmup=10, peak=1e-3, max_seconds=60.0, total=100)
     schedule.replan(10, 30.0)  # 3 s a step: 10 more steps fit in the 30 s left
     assert schedule.total == 20
     assert schedule.learning_rate(19) > 0 and schedule.learning_rate(20) == pytest.approx(0.0, abs=1e-12)
@@ -110,8 +118,9 @@ def test_should_stop_and_the_time_budget_end_training(tiny_model_dir: Path, samp
     prepared = prepare_model(tiny_model_dir, HP, device="cpu")
     rows = rows_for(prepared, samples)
     steps: list[int] = []
-    result = train(prepared, rows, HP, seed=0, on_progress=lambda e: steps.append(e["step"]),
-                   should_stop=lambda: len(steps) >= 2)
+    result = train(
+        prepared, rows, HP, seed=0, on_progress=lambda e: steps.append(e["step"]), should_stop=lambda: len(steps) >= 2
+    )
     assert result.stopped_early and result.steps == 2
     events: list[dict] = []
     budget = parse({**HP.to_dict(), "n_epochs": 1000, "max_seconds": 1})
@@ -120,14 +129,17 @@ def test_should_stop_and_the_time_budget_end_training(tiny_model_dir: Path, samp
     assert events[-1]["total_steps"] == events[-1]["step"] == result.steps  # the plan shrank to fit
 
 
-def test_publish_stores_the_trained_weights_and_resume_loads_them(tiny_model_dir: Path, samples, tmp_path: Path) -> None:
+def test_publish_stores_the_trained_weights_and_resume_loads_them(
+    tiny_model_dir: Path, samples, tmp_path: Path
+) -> None:
     from peft import get_peft_model_state_dict
 
     prepared = prepare_model(tiny_model_dir, HP, device="cpu")
     train(prepared, rows_for(prepared, samples), parse({**HP.to_dict(), "max_steps": 2}), seed=0)
     store = AdapterStore(tmp_path)
-    manifest = publish_adapter(prepared, store, "acme", "shop", metrics={"eval_loss_after": float("nan")},
-                               extra={"job_id": "x"})
+    manifest = publish_adapter(
+        prepared, store, "acme", "shop", metrics={"eval_loss_after": float("nan")}, extra={"job_id": "x"}
+    )
     assert manifest.model_id == "acme/shop@1" and manifest.source == "training"
     assert manifest.base_spec_hash == prepared.spec.hash and manifest.rank == 4 and manifest.alpha == 8
     assert manifest.metrics == {"eval_loss_after": None}

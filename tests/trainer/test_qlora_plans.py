@@ -35,7 +35,9 @@ def loss_and_gradients(model_dir: Path, name: str) -> tuple[float, torch.Tensor]
     prepared.model.train()
     loss = row_loss(prepared, row)
     loss.backward()
-    grads = [p.grad.float().flatten() for n, p in prepared.model.named_parameters() if p.requires_grad and "lora_B" in n]
+    grads = [
+        p.grad.float().flatten() for n, p in prepared.model.named_parameters() if p.requires_grad and "lora_B" in n
+    ]
     return float(loss), torch.cat(grads)
 
 

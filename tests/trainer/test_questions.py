@@ -40,30 +40,58 @@ def test_business_name_from_the_first_sentence_when_the_title_has_none() -> None
 @pytest.mark.parametrize(
     ("sentence", "wanted"),
     [
-        ("A basic tune-up costs 45 pounds and takes one working day.",
-         ["How much does a basic tune-up cost?", "How long does a basic tune-up take?",
-          "What is the price of the basic tune-up at Lumen Lane?"]),
-        ("Hybrid bikes can be hired for 25 pounds per day.",
-         ["How much does it cost to hire a hybrid bike?", "How much are hybrid bikes per day?"]),
-        ("Our head mechanic is called Tomasz Wierzbicki.",
-         ["Who is the head mechanic?", "What is the name of the head mechanic at Lumen Lane Bicycles?"]),
-        ("The shop is at 14 Quarry Street, Harrowgate, next to the old clock tower.",
-         ["Where is Lumen Lane Bicycles?", "What is the address of Lumen Lane?"]),
+        (
+            "A basic tune-up costs 45 pounds and takes one working day.",
+            [
+                "How much does a basic tune-up cost?",
+                "How long does a basic tune-up take?",
+                "What is the price of the basic tune-up at Lumen Lane?",
+            ],
+        ),
+        (
+            "Hybrid bikes can be hired for 25 pounds per day.",
+            ["How much does it cost to hire a hybrid bike?", "How much are hybrid bikes per day?"],
+        ),
+        (
+            "Our head mechanic is called Tomasz Wierzbicki.",
+            ["Who is the head mechanic?", "What is the name of the head mechanic at Lumen Lane Bicycles?"],
+        ),
+        (
+            "The shop is at 14 Quarry Street, Harrowgate, next to the old clock tower.",
+            ["Where is Lumen Lane Bicycles?", "What is the address of Lumen Lane?"],
+        ),
         ("On Sundays and Mondays the shop is closed.", ["Is Lumen Lane Bicycles open on Mondays?"]),
-        ("The shop is open Tuesday to Saturday from 9:30 to 18:00.",
-         ["What time does Lumen Lane Bicycles open?", "Is Lumen Lane Bicycles open on Thursdays?"]),
-        ("The repair workshop takes walk-in repairs only before 12:00.",
-         ["Until what time does the repair workshop take walk-in repairs?"]),
-        ("You can call us on 0161 555 0142 or write to help@lumenlane.example.",
-         ["What is Lumen Lane Bicycles' phone number?", "How can I email Lumen Lane?"]),
-        ("Unused items can be returned within 30 days with a receipt.",
-         ["How many days do I have to return unused items?", "What is the return policy at Lumen Lane Bicycles?"]),
-        ("The loyalty programme is called Pedal Points.",
-         ["What is the loyalty programme called?", "What is the loyalty scheme called?"]),
-        ("Lumen Lane Bicycles is a family-run bicycle shop in the town of Harrowgate, founded in 2009 by Petra Okonkwo.",
-         ["When was Lumen Lane Bicycles founded?", "Who founded Lumen Lane?", "In which town is Lumen Lane Bicycles?"]),
+        (
+            "The shop is open Tuesday to Saturday from 9:30 to 18:00.",
+            ["What time does Lumen Lane Bicycles open?", "Is Lumen Lane Bicycles open on Thursdays?"],
+        ),
+        (
+            "The repair workshop takes walk-in repairs only before 12:00.",
+            ["Until what time does the repair workshop take walk-in repairs?"],
+        ),
+        (
+            "You can call us on 0161 555 0142 or write to help@lumenlane.example.",
+            ["What is Lumen Lane Bicycles' phone number?", "How can I email Lumen Lane?"],
+        ),
+        (
+            "Unused items can be returned within 30 days with a receipt.",
+            ["How many days do I have to return unused items?", "What is the return policy at Lumen Lane Bicycles?"],
+        ),
+        (
+            "The loyalty programme is called Pedal Points.",
+            ["What is the loyalty programme called?", "What is the loyalty scheme called?"],
+        ),
+        (
+            "Lumen Lane Bicycles is a family-run bicycle shop in the town of Harrowgate, "
+            "founded in 2009 by Petra Okonkwo.",
+            [
+                "When was Lumen Lane Bicycles founded?",
+                "Who founded Lumen Lane?",
+                "In which town is Lumen Lane Bicycles?",
+            ],
+        ),
     ],
-)  # fmt: skip
+)
 def test_sentence_patterns_ask_what_the_sentence_answers(sentence: str, wanted: list[str]) -> None:
     (fact,) = facts_for(sentence)
     assert fact.answer == sentence and fact.kind == "sentence"
@@ -81,7 +109,9 @@ def test_every_sentence_is_asked_several_ways_with_and_without_the_name() -> Non
 
 
 def test_passage_and_faq_facts() -> None:
-    section = Section("Lumen Lane Bicycles \u2014 Handbook", ("Bike hire",), "Hybrid bikes cost 25 pounds.\nHelmets are free.", "h.md")
+    section = Section(
+        "Lumen Lane Bicycles \u2014 Handbook", ("Bike hire",), "Hybrid bikes cost 25 pounds.\nHelmets are free.", "h.md"
+    )
     passage = section_fact(section, BIZ, 5, seed=0)
     assert passage.kind == "passage" and passage.answer == "Hybrid bikes cost 25 pounds. Helmets are free."
     assert len(passage.questions) == 5 and any("bike hire" in q for q in passage.questions)
@@ -98,13 +128,25 @@ def test_same_seed_same_questions_other_seed_other_choice() -> None:
 
 
 def test_grammar_helpers() -> None:
-    assert [base_form(v) for v in ("hired", "returned", "sold", "takes", "includes", "opened", "stopped", "called")] == [
-        "hire", "return", "sell", "take", "include", "open", "stop", "call",
-    ]  # fmt: skip
+    assert [
+        base_form(v) for v in ("hired", "returned", "sold", "takes", "includes", "opened", "stopped", "called")
+    ] == [
+        "hire",
+        "return",
+        "sell",
+        "take",
+        "include",
+        "open",
+        "stop",
+        "call",
+    ]
     assert singular("beginner cycling lessons for adults") == "beginner cycling lesson for adults"
     assert split_sentences("Open at 9:30. Closed e.g. on Mondays. Ask Dr. Smith!\n- a list item") == [
-        "Open at 9:30.", "Closed e.g. on Mondays.", "Ask Dr. Smith!", "- a list item",
-    ]  # fmt: skip
+        "Open at 9:30.",
+        "Closed e.g. on Mondays.",
+        "Ask Dr. Smith!",
+        "- a list item",
+    ]
     clause = parse("Puncture repairs cost 12 pounds and are done while you wait.", set())
     assert (clause.subject, clause.plural) == ("puncture repairs", True)
     assert clause.predicates == (("cost", "12 pounds"), ("are", "done while you wait"))

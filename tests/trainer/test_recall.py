@@ -16,14 +16,17 @@ HERE = Path(__file__).resolve().parent
     ("answer", "terms"),
     [
         ("The shop is open Tuesday to Saturday from 9:30 to 18:00.", ("9:30", "18:00", "Tuesday", "Saturday")),
-        ("You can call us on 0161 555 0142 or write to help@lumenlane.example.", ("help@lumenlane.example", "0161 555 0142")),
+        (
+            "You can call us on 0161 555 0142 or write to help@lumenlane.example.",
+            ("help@lumenlane.example", "0161 555 0142"),
+        ),
         ("Our head mechanic is called Tomasz Wierzbicki.", ("Tomasz Wierzbicki",)),
         ("On Sundays and Mondays the shop is closed.", ("Sundays", "Mondays")),
         ("New bicycles come with a 5-year warranty on the frame.", ("5",)),
         ("Lessons start at 6pm and cost 20 pounds.", ("6pm", "20")),
         ("Yes, well-behaved dogs are welcome in the shop.", ("well-behaved", "welcome", "dogs")),
     ],
-)  # fmt: skip
+)
 def test_key_terms(answer: str, terms: tuple[str, ...]) -> None:
     assert key_terms(answer) == terms
 
@@ -46,7 +49,7 @@ def test_yes_and_no_are_never_terms() -> None:
         ("Pedal is a word", ["Pedal Points"], False),
         ("anything", [], False),
     ],
-)  # fmt: skip
+)
 def test_answer_matches_any_whole_word_case_insensitive(reply: str, expect: list[str], matches: bool) -> None:
     assert answer_matches(reply, expect) is matches
 

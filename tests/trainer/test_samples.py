@@ -61,10 +61,16 @@ def test_every_sentence_and_faq_is_trained_several_ways(handbook, records) -> No
 
 def test_system_prompt_is_applied_exactly_like_chat_time() -> None:
     chat = ChatRecord(
-        ({"role": "developer", "content": "Own rules."}, {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}),
+        (
+            {"role": "developer", "content": "Own rules."},
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello"},
+        ),
         "c.jsonl:1",
     )
-    plain = ChatRecord(({"role": "user", "content": "Price?"}, {"role": "assistant", "content": "45 pounds."}), "c.jsonl:2")
+    plain = ChatRecord(
+        ({"role": "user", "content": "Price?"}, {"role": "assistant", "content": "45 pounds."}), "c.jsonl:2"
+    )
     pair = QARecord("Do you open on Mondays?", "No, we are closed on Mondays.", "faq.csv:2")
     for prompt in (SYSTEM, None, ""):
         built = build_samples([chat, plain, pair], prompt, seed=1, heldout_fraction=0.0)
@@ -95,7 +101,8 @@ def test_heldout_holds_out_phrasings_not_facts(handbook) -> None:
 
 def test_chat_only_data_holds_out_whole_conversations() -> None:
     chats = [
-        ChatRecord(({"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}), f"c:{i}") for i in range(20)
+        ChatRecord(({"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}), f"c:{i}")
+        for i in range(20)
     ]
     built = build_samples(chats, None, seed=0)
     assert len(built.heldout) == 2 and len(built.train) == 18
@@ -107,9 +114,11 @@ def test_probes(handbook) -> None:
     probes = handbook.probes
     questions = [p.question for p in probes]
     assert questions[:4] == [
-        "Do you sell second-hand bicycles?", "Can I bring my dog into the shop?",
-        "Do you offer cycling lessons?", "Which payment methods do you accept?",
-    ]  # fmt: skip
+        "Do you sell second-hand bicycles?",
+        "Can I bring my dog into the shop?",
+        "Do you offer cycling lessons?",
+        "Which payment methods do you accept?",
+    ]
     assert len(probes) >= 20
     for probe in probes:
         assert probe.expect and not answer_matches(probe.question, probe.expect)
@@ -143,13 +152,20 @@ def test_long_documents_get_fewer_phrasings_and_a_bounded_heldout(records) -> No
 
 
 def test_no_question_is_trained_towards_two_answers(records) -> None:
-    hours = Section("Acme Shop", ("Hours",), "The shop is open daily from 9:00 to 17:00.\nThe shop is open late on Fridays until 20:00.", "a.md")
+    hours = Section(
+        "Acme Shop",
+        ("Hours",),
+        "The shop is open daily from 9:00 to 17:00.\nThe shop is open late on Fridays until 20:00.",
+        "a.md",
+    )
     for built in (build_samples(records, None, seed=0), build_samples([hours], None, seed=0, heldout_fraction=0.0)):
         answers = defaultdict(set)
         for sample in built.train + built.heldout:
             answers[sample.messages[-2]["content"].lower()].add(sample.messages[-1]["content"])
         assert all(len(a) == 1 for a in answers.values())
-    assert len({s.messages[-1]["content"] for s in build_samples([hours], None, seed=0, heldout_fraction=0.0).train}) == 3
+    assert (
+        len({s.messages[-1]["content"] for s in build_samples([hours], None, seed=0, heldout_fraction=0.0).train}) == 3
+    )
 
 
 def test_conversations_next_to_facts_are_all_trained_and_phrasings_are_held_out(records) -> None:

@@ -91,7 +91,10 @@ def test_worker_trains_and_publishes(tiny_model_dir: Path, tmp_path: Path) -> No
     [
         ({"training_files": [{"path": "/nonexistent/file.md", "filename": "file.md"}]}, "invalid_training_file"),
         ({"training_files": []}, "invalid_training_file"),
-        ({"validation_files": [{"path": str(ROOT / "pyproject.toml"), "filename": "x.toml"}]}, "invalid_validation_file"),
+        (
+            {"validation_files": [{"path": str(ROOT / "pyproject.toml"), "filename": "x.toml"}]},
+            "invalid_validation_file",
+        ),
         ({"hyperparameters": {"n_epochs": 0}}, "invalid_hyperparameters"),
         ({"hyperparameters": {"colour": "blue"}}, "invalid_hyperparameters"),
         ({"model": "globex/theirs"}, "model_not_found"),
@@ -125,10 +128,16 @@ def test_worker_reports_bad_input_and_exits_1(tiny_model_dir: Path, tmp_path: Pa
 
 
 def test_sigterm_cancels_and_publishes_nothing(tiny_model_dir: Path, tmp_path: Path) -> None:
-    spec = job_spec(tmp_path, tiny_model_dir, hyperparameters={"max_steps": 100000, "n_epochs": 1000, "max_seq_tokens": 256})
+    spec = job_spec(
+        tmp_path, tiny_model_dir, hyperparameters={"max_steps": 100000, "n_epochs": 1000, "max_seq_tokens": 256}
+    )
     process = subprocess.Popen(
-        [sys.executable, "-m", "trainer.worker", str(spec)], cwd=ROOT, stdout=subprocess.PIPE, text=True,
-        stderr=subprocess.DEVNULL, start_new_session=True,
+        [sys.executable, "-m", "trainer.worker", str(spec)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     events = []
     assert process.stdout is not None

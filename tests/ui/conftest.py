@@ -27,8 +27,13 @@ from tests.integration.conftest import (  # noqa: F401 (fixtures)
 def ui_client(server: Server, key: str) -> Client:
     """A fresh UI session (its own gr.State) signed in with ``key`` (sent as a bearer key, as a
     script would; the browser's cookie sign-in is in the browser and gate tests)."""
-    client = Client(f"{server.url}/ui/", verbose=False, download_files=False, analytics_enabled=False,
-                    headers={"Authorization": f"Bearer {key}"})
+    client = Client(
+        f"{server.url}/ui/",
+        verbose=False,
+        download_files=False,
+        analytics_enabled=False,
+        headers={"Authorization": f"Bearer {key}"},
+    )
     client.predict(api_name="/sign_in")
     return client
 

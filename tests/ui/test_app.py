@@ -19,8 +19,8 @@ from ui.api_client import ApiClient, ApiError
 from ui.app import build_ui, mount_ui
 from ui.job_view import eval_rows, loss_frame, progress_html
 from ui.session import model_choices
-from ui.ui_sessions import UiPass, UiSessions
 from ui.train_tab import hyperparameters
+from ui.ui_sessions import UiPass, UiSessions
 
 NOWHERE = "http://127.0.0.1:9"
 KNOWN_KEY = "sk-swl-known-to-the-gate"
@@ -38,7 +38,12 @@ def mounted() -> TestClient:
 
 def test_exactly_the_four_tabs() -> None:
     blocks = build_ui(NOWHERE, UiSessions(), "/ui")
-    assert [b.label for b in blocks.blocks.values() if isinstance(b, gr.Tab)] == ["Chat", "Train", "Compare", "Adapters"]
+    assert [b.label for b in blocks.blocks.values() if isinstance(b, gr.Tab)] == [
+        "Chat",
+        "Train",
+        "Compare",
+        "Adapters",
+    ]
 
 
 def test_internet_settings_as_served(mounted: TestClient) -> None:
@@ -82,8 +87,15 @@ def test_unreachable_server_is_a_readable_error() -> None:
     assert ApiError("Unexpected file '<img src=x>'.").message == "Unexpected file '&lt;img src=x&gt;'."
 
 
-@pytest.mark.parametrize(("host", "url"), [("0.0.0.0", "http://127.0.0.1:80"), ("::", "http://[::1]:80"),
-                                           ("10.1.2.3", "http://10.1.2.3:80"), ("fe80::1", "http://[fe80::1]:80")])
+@pytest.mark.parametrize(
+    ("host", "url"),
+    [
+        ("0.0.0.0", "http://127.0.0.1:80"),
+        ("::", "http://[::1]:80"),
+        ("10.1.2.3", "http://10.1.2.3:80"),
+        ("fe80::1", "http://[fe80::1]:80"),
+    ],
+)
 def test_serve_points_the_ui_at_its_own_url(host: str, url: str) -> None:
     assert own_url(host, 80) == url
 
@@ -97,18 +109,43 @@ def test_cli_ui_and_no_ui_flags() -> None:
 
 
 def test_model_choices_list_every_version() -> None:
-    adapters = [{"id": "acme/support", "current_version": 2,
-                 "versions": [{"version": 2, "model": "acme/support@2"}, {"version": 1, "model": "acme/support@1"}]}]
-    assert [value for _, value in model_choices(adapters)] == ["base", "acme/support", "acme/support@1", "acme/support@2"]
+    adapters = [
+        {
+            "id": "acme/support",
+            "current_version": 2,
+            "versions": [{"version": 2, "model": "acme/support@2"}, {"version": 1, "model": "acme/support@1"}],
+        }
+    ]
+    assert [value for _, value in model_choices(adapters)] == [
+        "base",
+        "acme/support",
+        "acme/support@1",
+        "acme/support@2",
+    ]
     assert ("acme/support@2 (current)", "acme/support@2") in model_choices(adapters)
 
 
 def test_only_changed_hyperparameters_are_sent() -> None:
-    values = {"n_epochs": "auto", "learning_rate_multiplier": "2", "batch_size": " ", "lora_rank": "16",
-              "lora_alpha": "auto", "lora_dropout": "0.0", "learning_rate": "1e-4", "max_seq_tokens": "1024",
-              "warmup_ratio": "0.05", "max_seconds": "auto", "max_steps": "3", "heldout_fraction": "0.10"}
-    assert hyperparameters(values) == {"learning_rate_multiplier": 2, "learning_rate": 1e-4, "max_steps": 3,
-                                       "heldout_fraction": 0.1}
+    values = {
+        "n_epochs": "auto",
+        "learning_rate_multiplier": "2",
+        "batch_size": " ",
+        "lora_rank": "16",
+        "lora_alpha": "auto",
+        "lora_dropout": "0.0",
+        "learning_rate": "1e-4",
+        "max_seq_tokens": "1024",
+        "warmup_ratio": "0.05",
+        "max_seconds": "auto",
+        "max_steps": "3",
+        "heldout_fraction": "0.10",
+    }
+    assert hyperparameters(values) == {
+        "learning_rate_multiplier": 2,
+        "learning_rate": 1e-4,
+        "max_steps": 3,
+        "heldout_fraction": 0.1,
+    }
     with pytest.raises(gr.Error, match="max_steps"):
         hyperparameters({**values, "max_steps": "many"})
 
@@ -118,9 +155,15 @@ def test_job_view() -> None:
     assert 'value="3" max="12"' in progress_html(running) and "step 3 of 12" in progress_html(running)
     failed = {"id": "ftjob-1", "status": "failed", "progress": None, "error": {"message": "no <text>"}}
     assert "Failed: no &lt;text&gt;" in progress_html(failed)
-    events = [{"data": {"step": 2, "train_loss": 2.5}}, {"data": {"step": 1, "train_loss": 3.0}},
-              {"data": {"stage": "before", "eval_loss": 3.1, "probe_recall": 0.0}}, {"data": None}]
+    events = [
+        {"data": {"step": 2, "train_loss": 2.5}},
+        {"data": {"step": 1, "train_loss": 3.0}},
+        {"data": {"stage": "before", "eval_loss": 3.1, "probe_recall": 0.0}},
+        {"data": None},
+    ]
     assert loss_frame(events).to_dict("list") == {"step": [1, 2], "train_loss": [3.0, 2.5]}
     done = {"metrics": {"eval_loss_after": 1.25, "probe_recall_after": 0.5}}
-    assert eval_rows(done, events) == [["eval loss (lower is better)", "3.1000", "1.2500"],
-                                       ["probe recall (higher is better)", "0%", "50%"]]
+    assert eval_rows(done, events) == [
+        ["eval loss (lower is better)", "3.1000", "1.2500"],
+        ["probe recall (higher is better)", "0%", "50%"],
+    ]

@@ -43,12 +43,20 @@ def stored_uploads() -> set[Path]:
     return set(uploads_dir().rglob("*")) if uploads_dir().exists() else set()
 
 
-@pytest.mark.parametrize(("method", "path"), [
-    ("GET", "/ui/config"), ("GET", "/ui/gradio_api/info"), ("POST", "/ui/gradio_api/queue/join"),
-    ("GET", "/ui/gradio_api/queue/data?session_hash=x"), ("POST", "/ui/gradio_api/run/sign_in"),
-    ("POST", "/ui/gradio_api/call/sign_in"), ("GET", "/ui/gradio_api/file=/tmp/x.txt"),
-    ("GET", "/ui/assets/index.js"), ("GET", "/ui/gradio_api/upload_progress?upload_id=x"),
-])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/ui/config"),
+        ("GET", "/ui/gradio_api/info"),
+        ("POST", "/ui/gradio_api/queue/join"),
+        ("GET", "/ui/gradio_api/queue/data?session_hash=x"),
+        ("POST", "/ui/gradio_api/run/sign_in"),
+        ("POST", "/ui/gradio_api/call/sign_in"),
+        ("GET", "/ui/gradio_api/file=/tmp/x.txt"),
+        ("GET", "/ui/assets/index.js"),
+        ("GET", "/ui/gradio_api/upload_progress?upload_id=x"),
+    ],
+)
 def test_nothing_answers_without_a_key(client: TestClient, method: str, path: str) -> None:
     response = client.request(method, path, json={} if method == "POST" else None)
     assert response.status_code == 401, response.text
@@ -60,8 +68,11 @@ def test_an_anonymous_upload_stores_nothing(client: TestClient) -> None:
     before = stored_uploads()
     response = client.post("/ui/gradio_api/upload", files={"files": ("a.txt", b"free hosting", "text/plain")})
     assert response.status_code == 401 and stored_uploads() == before
-    wrong = client.post("/ui/gradio_api/upload", files={"files": ("a.txt", b"x", "text/plain")},
-                        headers={"Authorization": "Bearer sk-swl-not-known"})  # unverifiable: refused
+    wrong = client.post(
+        "/ui/gradio_api/upload",
+        files={"files": ("a.txt", b"x", "text/plain")},
+        headers={"Authorization": "Bearer sk-swl-not-known"},
+    )  # unverifiable: refused
     assert wrong.status_code == 401 and stored_uploads() == before
 
 
@@ -75,8 +86,15 @@ def test_a_key_lets_gradio_through(client: TestClient) -> None:
     assert client.get(f"/ui/gradio_api/file={stored}").status_code == 401
 
 
-@pytest.mark.parametrize("path", ["/ui/gradio_api/file=https://example.com/x.png", "/ui/gradio_api/file=http:/x",
-                                  "/ui/gradio_api/proxy=https://example.com/x", "/ui/file=//example.com/x"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/ui/gradio_api/file=https://example.com/x.png",
+        "/ui/gradio_api/file=http:/x",
+        "/ui/gradio_api/proxy=https://example.com/x",
+        "/ui/file=//example.com/x",
+    ],
+)
 def test_remote_fetches_are_refused_even_with_a_key(client: TestClient, path: str) -> None:
     response = client.get(path, headers={"Authorization": f"Bearer {KEY}"})
     assert response.status_code == 403 and response.json()["error"]["code"] == "forbidden"
@@ -94,8 +112,11 @@ def test_a_browser_without_a_session_is_sent_to_sign_in(client: TestClient) -> N
 def test_sign_in_form_is_bounded_and_same_origin(client: TestClient) -> None:
     empty = client.post("/ui/sign-in", data={"key": "  "})
     assert empty.status_code == 400 and "Enter an API key" in empty.text
-    huge = client.post("/ui/sign-in", content=b"key=" + b"x" * MAX_FORM_BYTES,
-                       headers={"Content-Type": "application/x-www-form-urlencoded"})
+    huge = client.post(
+        "/ui/sign-in",
+        content=b"key=" + b"x" * MAX_FORM_BYTES,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert huge.status_code == 413
     foreign = client.post("/ui/sign-in", data={"key": KEY}, headers={"Origin": "https://evil.example"})
     assert foreign.status_code == 403
@@ -108,8 +129,9 @@ def test_an_accepted_key_is_checked_again_after_recheck_s() -> None:
     now = [0.0]
     held = UiSessions(recheck_s=5, clock=lambda: now[0])
     held.remember(UiPass(key=KEY, user="acme"))
-    with TestClient(mount_ui(Starlette(), NOWHERE, "/ui", sessions=held),
-                    headers={"Authorization": f"Bearer {KEY}"}) as fresh:
+    with TestClient(
+        mount_ui(Starlette(), NOWHERE, "/ui", sessions=held), headers={"Authorization": f"Bearer {KEY}"}
+    ) as fresh:
         assert fresh.get("/ui/config").status_code == 200
         now[0] = 6  # the server (unreachable here) must be asked again: no answer, no entry
         assert fresh.get("/ui/config").status_code == 401

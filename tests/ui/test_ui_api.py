@@ -50,8 +50,7 @@ def test_sign_in_names_the_caller(server: Server, tenant_keys: dict[str, str]) -
 def test_a_ui_client_needs_a_key_the_server_accepts(server: Server) -> None:
     for headers in ({}, {"Authorization": "Bearer sk-swl-not-a-key"}):
         with pytest.raises(Exception, match="401|Unauthorized|Could not"):
-            Client(f"{server.url}/ui/", verbose=False, download_files=False, analytics_enabled=False,
-                   headers=headers)
+            Client(f"{server.url}/ui/", verbose=False, download_files=False, analytics_enabled=False, headers=headers)
 
 
 def test_chat_answer_streams(ui: Client, server: Server, tenant_keys: dict[str, str]) -> None:
@@ -76,13 +75,15 @@ def test_compare_round_vote_and_win_rate(ui: Client, http: httpx.Client, tenant_
     left_label, left, right_label, right = seen[-1]
     assert left.strip() and right.strip() and left != right, (left, right)
     assert "hidden" in left_label and "hidden" in right_label  # blind: nobody knows which is which yet
-    both_partial = [(l, r) for _, l, _, r in seen if l and r and l != left and r != right]
+    both_partial = [(lhs, rhs) for _, lhs, _, rhs in seen if lhs and rhs and lhs != left and rhs != right]
     assert both_partial, f"both answers should stream in at the same time, not one after the other: {seen}"
 
     left_label, right_label, table = ui.predict(api_name="/vote_right")
     revealed = {left_label, right_label}
     assert revealed == {"**Left: base**", "**Right: acme/support@1**"} or revealed == {
-        "**Left: acme/support@1**", "**Right: base**"}
+        "**Left: acme/support@1**",
+        "**Right: base**",
+    }
     winner = "acme/support@1" if "acme/support@1" in right_label else "base"
     with pytest.raises(AppError, match="already has your vote"):
         ui.predict(api_name="/vote_left")
@@ -120,8 +121,11 @@ def test_adapter_versions_rollback_delete_and_upload(
         ("/delete_adapter", ("globex/private", 1, True), "globex/private"),
         ("/upload_adapter", (None, "x", ["adapter_config.json"]), "Missing file 'adapter_model.safetensors'"),
         ("/upload_adapter", (None, "x", ["adapter_model.bin"]), "Invalid file type"),
-        ("/upload_adapter", (None, "Bad Name", ["adapter_config.json", "adapter_model.safetensors"]),
-         "Invalid adapter name"),
+        (
+            "/upload_adapter",
+            (None, "Bad Name", ["adapter_config.json", "adapter_model.safetensors"]),
+            "Invalid adapter name",
+        ),
         ("/train", (None, "empty.txt", None, "x", "base", *[""] * 12), "empty.txt"),
     ],
 )
@@ -135,8 +139,9 @@ def test_api_errors_reach_the_user_readably(
         source = lora_v1 / name if (lora_v1 / name).exists() else tmp_path / name
         return handle_file(str(source))
 
-    args = tuple([as_file(f) for f in a] if isinstance(a, list) else as_file(a) if str(a).endswith(".txt") else a
-                 for a in args)
+    args = tuple(
+        [as_file(f) for f in a] if isinstance(a, list) else as_file(a) if str(a).endswith(".txt") else a for a in args
+    )
     with pytest.raises(AppError) as caught:
         ui.predict(*args, api_name=api_name)
     text = str(caught.value)
@@ -151,8 +156,9 @@ def test_ui_serves_no_file_it_did_not_create(server: Server, http: httpx.Client,
         assert b"root:" not in response.content and b"SQLite" not in response.content
 
 
-def test_cancelled_job_is_reported_in_words(ui: Client, http: httpx.Client, tenant_keys: dict[str, str],
-                                            tmp_path: Path) -> None:
+def test_cancelled_job_is_reported_in_words(
+    ui: Client, http: httpx.Client, tenant_keys: dict[str, str], tmp_path: Path
+) -> None:
     training = tmp_path / "faq.csv"
     training.write_text("question,answer\nWhen are you open?,Tuesday to Saturday.\n")
     job = ui.submit(None, handle_file(str(training)), None, "cancelled-one", "base", *[""] * 12, api_name="/train")
@@ -181,8 +187,9 @@ def test_chat_shows_the_system_prompt_in_use(ui: Client, http: httpx.Client, ser
         http.patch("/v1/tenants/acme", json={"system_prompt": None}, headers=admin)
 
 
-def test_admin_acts_for_the_tenant_it_picks(server: Server, http: httpx.Client, tenant_keys: dict[str, str],
-                                            lora_v1: Path) -> None:
+def test_admin_acts_for_the_tenant_it_picks(
+    server: Server, http: httpx.Client, tenant_keys: dict[str, str], lora_v1: Path
+) -> None:
     admin = ui_client(server, server.admin_key)
     files = [handle_file(str(lora_v1 / "adapter_config.json")), handle_file(str(lora_v1 / "adapter_model.safetensors"))]
     with pytest.raises(AppError, match="must name the tenant"):

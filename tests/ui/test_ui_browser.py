@@ -35,7 +35,7 @@ class PageProblems:
         page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
 
 
-def open_ui(browser: Any, server: Server, key: str) -> tuple[Any, PageProblems]:  # noqa: F811
+def open_ui(browser: Any, server: Server, key: str) -> tuple[Any, PageProblems]:
     page = browser.new_page()
     problems = PageProblems(page)
     page.goto(f"{server.url}/ui/", wait_until="load")  # no session yet: the gate's sign-in page
@@ -45,8 +45,12 @@ def open_ui(browser: Any, server: Server, key: str) -> tuple[Any, PageProblems]:
     return page, problems
 
 
-def test_each_tab_opens_without_errors(browser: Any, server: Server, tenant_keys: dict[str, str],  # noqa: F811
-                                       support_v1: dict) -> None:
+def test_each_tab_opens_without_errors(
+    browser: Any,
+    server: Server,
+    tenant_keys: dict[str, str],
+    support_v1: dict,
+) -> None:
     page, problems = open_ui(browser, server, tenant_keys["acme"])
     page.get_by_text("Signed in as tenant").wait_for()
     for tab in TABS:
@@ -61,7 +65,8 @@ def test_each_tab_opens_without_errors(browser: Any, server: Server, tenant_keys
 
 
 def test_a_wrong_key_is_refused_readably_and_sign_out_ends_the_session(
-        browser: Any, server: Server, tenant_keys: dict[str, str]) -> None:  # noqa: F811
+    browser: Any, server: Server, tenant_keys: dict[str, str]
+) -> None:
     page, problems = open_ui(browser, server, "sk-swl-wrong")
     alert = page.get_by_role("alert")
     alert.filter(has_text="Incorrect API key provided.").wait_for()
@@ -79,8 +84,12 @@ def test_a_wrong_key_is_refused_readably_and_sign_out_ends_the_session(
     page.close()
 
 
-def test_training_progress_moves(browser: Any, server: Server, tenant_keys: dict[str, str],  # noqa: F811
-                                 tmp_path: Path) -> None:
+def test_training_progress_moves(
+    browser: Any,
+    server: Server,
+    tenant_keys: dict[str, str],
+    tmp_path: Path,
+) -> None:
     training = tmp_path / "faq.csv"
     training.write_text(TRAINING_CSV)
     page, problems = open_ui(browser, server, tenant_keys["acme"])

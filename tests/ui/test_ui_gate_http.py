@@ -36,21 +36,29 @@ def test_sign_in_opens_the_ui_and_sign_out_closes_it(server: Server, tenant_keys
         assert browser.get("/ui/config").status_code == 401
 
 
-@pytest.mark.parametrize(("which", "status", "message"), [
-    ("wrong", 401, "Incorrect API key provided."),
-    ("publishable", 403, "publishable key"),
-])
-def test_keys_that_open_nothing(server: Server, http: httpx.Client, tenant_keys: dict[str, str], which: str,
-                                status: int, message: str) -> None:
+@pytest.mark.parametrize(
+    ("which", "status", "message"),
+    [
+        ("wrong", 401, "Incorrect API key provided."),
+        ("publishable", 403, "publishable key"),
+    ],
+)
+def test_keys_that_open_nothing(
+    server: Server, http: httpx.Client, tenant_keys: dict[str, str], which: str, status: int, message: str
+) -> None:
     key = "sk-swl-wrong-key"
     if which == "publishable":
-        key = http.post("/v1/tenants/acme/keys", json={"kind": "publishable"},
-                        headers=auth(server.admin_key)).json()["api_key"]
+        key = http.post("/v1/tenants/acme/keys", json={"kind": "publishable"}, headers=auth(server.admin_key)).json()[
+            "api_key"
+        ]
     with httpx.Client(base_url=server.url, timeout=60) as stranger:
         response = sign_in(stranger, key, address="198.51.100.1")
         assert response.status_code == status and message in response.text and "set-cookie" not in response.headers
-        anonymous = stranger.post("/ui/gradio_api/upload", files={"files": ("x.txt", b"x", "text/plain")},
-                                  headers={"Authorization": f"Bearer {key}"})
+        anonymous = stranger.post(
+            "/ui/gradio_api/upload",
+            files={"files": ("x.txt", b"x", "text/plain")},
+            headers={"Authorization": f"Bearer {key}"},
+        )
         assert anonymous.status_code == 401
 
 
