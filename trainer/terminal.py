@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
+from adapters.job_spec import InvalidJobSpec
 from trainer.job import JobError, JobSpec, run_job
 
 INPUT_ERRORS = frozenset(
@@ -84,7 +85,7 @@ def train_in_terminal(spec: dict[str, Any], out: TextIO | None = None) -> int:
     display = _Display(out or sys.stderr)
     try:
         job = JobSpec.from_dict(spec)
-    except JobError as exc:
+    except (JobError, InvalidJobSpec) as exc:
         display({"type": "failed", "code": exc.code, "message": exc.message})
         return 2
     stop = threading.Event()
