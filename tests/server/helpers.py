@@ -21,6 +21,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 import torch
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -39,6 +40,7 @@ from server.services import Services
 from server.settings import Settings
 from server.tenancy.cors import TenantCORSMiddleware
 from tests.adapters.helpers import TINY_LINEAR_SHAPES
+from tests.conftest import ROOT
 
 UNSET_NEWER_LIMITS = {
     "storage_bytes": None,
@@ -60,6 +62,8 @@ def real_services(settings: Settings, **fields: Any) -> Services:
 
 # ------------------------------------------------------------------------------- route clients
 
+HANDBOOK = (ROOT / "examples" / "handbook.md").read_bytes()
+"""A real training document (the fixtures' upload)."""
 ADMIN_KEY = "admin-test-key-0123456789"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 SITE = "https://shop.example"
@@ -213,3 +217,21 @@ def batched_steps(metrics: Metrics) -> float:
 def counter_value(metrics: Metrics, name: str) -> float:
     """The value of counter ``name`` (as exported, with ``_total``); 0.0 before its first increment."""
     return metrics.registry.get_sample_value(name) or 0.0
+
+
+# ------------------------------------------------------------------------------- fine-tuning jobs
+
+
+def create(api: SimpleNamespace, headers: dict | None = None, **body: object):
+    body = {"model": "base", "training_file": api.file["acme"], **body}
+    return api.client.post("/v1/fine_tuning/jobs", headers=headers or api.acme, json=body)
+
+
+def wait_ended(api: SimpleNamespace, job_id: str) -> dict:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        job = api.client.get(f"/v1/fine_tuning/jobs/{job_id}", headers=api.acme).json()
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            return job
+        time.sleep(0.05)
+    pytest.fail(f"{job_id} did not end")

@@ -16,10 +16,9 @@ from server.jobs.file_check import FileChecker
 from server.jobs.training_files import FileStore
 from server.routes import files as file_routes
 from server.settings import Settings
-from tests.server.helpers import ADMIN, ADMIN_KEY, assert_error, bearer, real_services
+from tests.server.helpers import ADMIN, ADMIN_KEY, HANDBOOK, assert_error, bearer, real_services
 
 ROOT = Path(__file__).resolve().parents[2]
-HANDBOOK = (ROOT / "examples" / "handbook.md").read_bytes()
 MAX_FILE_BYTES = 64 * 1024
 
 

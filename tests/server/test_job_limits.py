@@ -7,8 +7,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from server.tenancy.tenant_settings import TenantSettings
-from tests.server.test_jobs import api, create, wait_ended  # noqa: F401 (api is a fixture)
-from tests.server.test_tenants import assert_error
+from tests.server.helpers import assert_error, create, wait_ended
 
 
 def _limit(api: SimpleNamespace, tenant: str, jobs: int | None) -> None:

@@ -4,31 +4,17 @@ Starlette with the real ``trainer.check`` and a runner driving a stand-in worker
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sys
 import time
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from starlette.applications import Starlette
-from starlette.testclient import TestClient
 
 from adapters.hyperparameters import normalise
-from server.errors import install_error_handlers
 from server.jobs.file_check import FileChecker
 from server.jobs.job_store import JobFailure, JobStore
-from server.jobs.runner import JobRunner
-from server.routes import files as file_routes
-from server.routes import fine_tuning
-from server.settings import Settings
-from tests.adapters.test_store import publish
-from tests.server.helpers import real_services
-from tests.server.test_files import HANDBOOK
-from tests.server.test_job_runner import STAND_IN
-from tests.server.test_tenants import ADMIN, ADMIN_KEY, assert_error, bearer
+from tests.server.helpers import ADMIN, assert_error, create, wait_ended
 
 
 def new_job(store: JobStore, tenant: str = "acme", **overrides):
@@ -182,67 +168,6 @@ def test_only_known_columns_can_be_set(store: JobStore) -> None:
 
 
 # ------------------------------------------------------------------------------- routes
-
-
-@pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
-    """``/v1/files`` and ``/v1/fine_tuning/jobs`` with the real checker and a runner driving the
-    stand-in worker of test_job_runner (its mode is the job's suffix); acme owns acme/support@1. Shared by the
-    route tests, so they compare counts, not totals."""
-    tmp_path = tmp_path_factory.mktemp("jobs-api")
-    script = tmp_path / "stand_in_worker.py"
-    script.write_text(STAND_IN)
-    settings = Settings(data=tmp_path / "data", admin_key=ADMIN_KEY, job_grace_seconds=1.0)
-    services = real_services(settings, model_dir=tmp_path)
-    publish(services.store, "acme", "support")
-    publish(services.store, "globex", "private")
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        services.runner = JobRunner(
-            services.jobs,
-            services.files,
-            services.store,
-            services.tenants,
-            settings,
-            serving=services,
-            command=[sys.executable, str(script)],
-        )
-        await services.runner.start()
-        yield
-        await services.runner.stop()
-
-    app = Starlette(routes=[*file_routes.routes, *fine_tuning.routes], lifespan=lifespan)
-    install_error_handlers(app)
-    app.state.services = services
-    keys = {t: bearer(services.tenants.create_tenant(t)[1]) for t in ("acme", "globex")}
-    with TestClient(app) as client:
-        env = SimpleNamespace(client=client, services=services, **keys)
-        env.file = {
-            t: client.post(
-                "/v1/files",
-                headers=keys[t],
-                data={"purpose": "fine-tune"},
-                files={"file": ("Handbook v2.md", HANDBOOK)},
-            ).json()["id"]
-            for t in keys
-        }
-        yield env
-
-
-def create(api: SimpleNamespace, headers: dict | None = None, **body: object):
-    body = {"model": "base", "training_file": api.file["acme"], **body}
-    return api.client.post("/v1/fine_tuning/jobs", headers=headers or api.acme, json=body)
-
-
-def wait_ended(api: SimpleNamespace, job_id: str) -> dict:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        job = api.client.get(f"/v1/fine_tuning/jobs/{job_id}", headers=api.acme).json()
-        if job["status"] in ("succeeded", "failed", "cancelled"):
-            return job
-        time.sleep(0.05)
-    pytest.fail(f"{job_id} did not end")
 
 
 def test_a_job_is_created_run_and_reported_like_openai(api: SimpleNamespace) -> None:
