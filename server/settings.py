@@ -118,7 +118,7 @@ class Settings(BaseSettings):
         50 * 1024 * 1024, ge=1, description="Largest accepted training file upload (POST /v1/files)."
     )
     file_check_timeout_s: float = Field(
-        120.0, gt=0, description="Time trainer.check may take to validate one upload or hyperparameter set."
+        120.0, gt=0, description="Time trainer.check may take to validate one uploaded document."
     )
     file_check_memory_mb: int = Field(
         4096, ge=256, description="Address-space limit (RLIMIT_AS) of the trainer.check process, in MiB."
