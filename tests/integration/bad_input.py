@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -170,6 +170,24 @@ class Case(NamedTuple):
     code: str | None = None
     param: str | None = None
     bug: str | None = None
+
+
+def cases_for(method: str, path: str) -> Callable[..., Case]:
+    """A builder of :class:`Case` s against one route:
+    ``(id, body, status=400, code=None, param=None, key="acme", bug=None)``."""
+
+    def build(
+        id: str,
+        body: Any,
+        status: int | tuple[int, ...] = 400,
+        code: str | None = None,
+        param: str | None = None,
+        key: str | None = "acme",
+        bug: str | None = None,
+    ) -> Case:
+        return Case(id, method, path, key, body, status, code, param, bug)
+
+    return build
 
 
 def case_params(cases: list[Case]) -> list[Any]:

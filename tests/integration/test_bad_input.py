@@ -23,6 +23,7 @@ from tests.integration.bad_input import (
     assert_alive_and_unchanged,
     assert_refused,
     case_params,
+    cases_for,
     streamed,
 )
 from tests.integration.conftest import (
@@ -71,17 +72,8 @@ def too_big_chat(w: BadInputWorld) -> dict[str, Any]:
     return {"json": chat(messages=msg(content="x" * CHAT_LIMIT))}
 
 
-def C(
-    id: str,
-    body: Any,
-    status: int | tuple[int, ...] = 400,
-    code: str | None = None,
-    param: str | None = None,
-    key: str | None = "acme",
-    bug: str | None = None,
-) -> Case:
-    """A chat case: POST /v1/chat/completions with ``body``."""
-    return Case(id, "POST", CHAT_PATH, key, body, status, code, param, bug)
+C = cases_for("POST", CHAT_PATH)
+"""A chat case: POST /v1/chat/completions with ``body``."""
 
 
 LONG_PROMPT = " ".join(f"word{i}" for i in range(900))  # ~4.5 KB: inside the body limit, far past 256 tokens

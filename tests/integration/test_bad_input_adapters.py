@@ -24,6 +24,7 @@ from tests.integration.bad_input import (
     assert_alive_and_unchanged,
     assert_refused,
     case_params,
+    cases_for,
     form,
     multipart_raw,
     streamed,
@@ -91,17 +92,8 @@ def good_files(*extra: tuple[str, bytes], drop: str | None = None):
     return upload(files=files)
 
 
-def U(
-    id: str,
-    body: Any,
-    status: int = 400,
-    code: str | None = None,
-    param: str | None = None,
-    key: str | None = "acme",
-    bug: str | None = None,
-) -> Case:
-    """An upload case: POST /v1/adapters with ``body``."""
-    return Case(id, "POST", "/v1/adapters", key, body, status, code, param, bug)
+U = cases_for("POST", "/v1/adapters")
+"""An upload case: POST /v1/adapters with ``body``."""
 
 
 HUGE_HEADER = struct.pack("<Q", 2**62) + b"{}"

@@ -21,6 +21,7 @@ from tests.integration.bad_input import (
     assert_alive_and_unchanged,
     assert_refused,
     case_params,
+    cases_for,
     form,
     streamed,
 )
@@ -53,17 +54,8 @@ def two_files(w: BadInputWorld) -> dict[str, Any]:
     }
 
 
-def U(
-    id: str,
-    body: Any,
-    status: int = 400,
-    code: str | None = None,
-    param: str | None = None,
-    key: str | None = "acme",
-    bug: str | None = None,
-) -> Case:
-    """A file upload case: POST /v1/files with ``body``."""
-    return Case(id, "POST", F, key, body, status, code, param, bug)
+U = cases_for("POST", F)
+"""A file upload case: POST /v1/files with ``body``."""
 
 
 OVER = b"# Big\n\n" + b"word " * (FILE_LIMIT // 5)
@@ -126,17 +118,8 @@ def hp(**hyperparameters: Any) -> dict[str, Any]:
     return job(hyperparameters=hyperparameters)
 
 
-def N(
-    id: str,
-    body: Any,
-    status: int = 400,
-    code: str | None = None,
-    param: str | None = None,
-    key: str | None = "acme",
-    bug: str | None = None,
-) -> Case:
-    """A job creation case: POST /v1/fine_tuning/jobs with ``body``."""
-    return Case(id, "POST", J, key, body, status, code, param, bug)
+N = cases_for("POST", J)
+"""A job creation case: POST /v1/fine_tuning/jobs with ``body``."""
 
 
 """A lone surrogate escape is JSON's syntax but no text: the body is refused whole (400 invalid_json)."""

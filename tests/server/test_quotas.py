@@ -16,6 +16,7 @@ from starlette.testclient import TestClient
 
 from server.errors import install_error_handlers
 from server.jobs import retention
+from server.jobs.job_store import Job
 from server.routes import comparisons, files, fine_tuning, tenants
 from server.settings import Settings
 from server.tenancy import quotas
@@ -121,17 +122,22 @@ def test_only_the_operator_sets_quotas(env: SimpleNamespace) -> None:
     assert lowered.json()["effective_limits"]["files"] == 2
 
 
-def finished_job(env: SimpleNamespace, training: str) -> str:
-    jobs = env.services.jobs
-    job = jobs.create(
+def unfinished_job(env: SimpleNamespace, training: str, suffix: str = "next") -> Job:
+    """A job of acme training on ``training``, left in ``validating_files``."""
+    return env.services.jobs.create(
         tenant="acme",
         model="base",
         training_file=training,
         validation_file=None,
-        suffix="support",
+        suffix=suffix,
         hyperparameters={},
         seed=1,
     )
+
+
+def finished_job(env: SimpleNamespace, training: str) -> str:
+    jobs = env.services.jobs
+    job = unfinished_job(env, training, suffix="support")
     jobs.transition(job.id, "failed", "stopped for the test")
     (env.settings.jobs_dir / job.id).mkdir(parents=True)
     (env.settings.jobs_dir / job.id / "worker.log").write_text("step 1\n")
@@ -142,9 +148,7 @@ def test_retention_deletes_old_logs_and_unused_old_files(env: SimpleNamespace) -
     services = env.services
     kept, unused = upload(env).json()["id"], upload(env, name="old.md").json()["id"]
     done = finished_job(env, kept)
-    services.jobs.create(
-        tenant="acme", model="base", training_file=kept, validation_file=None, suffix="next", hyperparameters={}, seed=1
-    )  # unfinished: its file must stay
+    unfinished_job(env, kept)  # its file must stay
     later = time.time() + 40 * retention.DAY_S
     services.settings = env.settings.model_copy(update={"job_log_retention_days": None})
     assert services.settings.file_retention_days is None  # the default: files stay until deleted
@@ -166,15 +170,7 @@ def test_retention_deletes_old_logs_and_unused_old_files(env: SimpleNamespace) -
 def test_a_finished_job_can_be_deleted_with_its_log(env: SimpleNamespace) -> None:
     training = upload(env).json()["id"]
     done = finished_job(env, training)
-    running = env.services.jobs.create(
-        tenant="acme",
-        model="base",
-        training_file=training,
-        validation_file=None,
-        suffix="next",
-        hyperparameters={},
-        seed=1,
-    )
+    running = unfinished_job(env, training)
     assert_error(env.client.delete(f"/v1/fine_tuning/jobs/{running.id}", headers=env.acme), 409, "job_not_ended")
     other = env.client.post("/v1/tenants", json={"id": "globex"}, headers=ADMIN).json()["api_key"]
     assert_error(env.client.delete(f"/v1/fine_tuning/jobs/{done}", headers=bearer(other)), 404)
