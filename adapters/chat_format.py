@@ -15,23 +15,33 @@ A template may reject a conversation (some demand alternating roles); that surfa
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 
-def conversation(messages: Iterable[Mapping[str, str]], system_prompt: str | None = None) -> list[dict[str, str]]:
-    """``messages`` as ``{"role", "content"}`` dicts, with ``system_prompt`` first if none is given."""
-    turns = [{"role": "system" if m["role"] == "developer" else m["role"], "content": m["content"]} for m in messages]
+def conversation(messages: Iterable[Mapping[str, Any]], system_prompt: str | None = None) -> list[dict[str, Any]]:
+    """``messages`` as dicts (``role``, ``content`` and any other key, e.g. ``tool_calls``), with
+    ``system_prompt`` first if none is given."""
+    turns = [{**m, "role": "system" if m["role"] == "developer" else m["role"]} for m in messages]
     if system_prompt and not any(t["role"] == "system" for t in turns):
         turns.insert(0, {"role": "system", "content": system_prompt})
     return turns
 
 
-def render(tokenizer: PreTrainedTokenizerBase, turns: list[dict[str, str]], add_generation_prompt: bool) -> str:
-    """The template's text for ``turns``; with ``add_generation_prompt`` it ends at the assistant header."""
-    text = tokenizer.apply_chat_template(turns, add_generation_prompt=add_generation_prompt, tokenize=False)
+def render(
+    tokenizer: PreTrainedTokenizerBase,
+    turns: list[dict[str, Any]],
+    add_generation_prompt: bool,
+    tools: list[dict[str, Any]] | None = None,
+) -> str:
+    """The template's text for ``turns`` (and ``tools``, for a template that renders them); with
+    ``add_generation_prompt`` it ends at the assistant header."""
+    offered = cast("list[dict[Any, Any] | Callable[..., Any]] | None", tools)
+    text = tokenizer.apply_chat_template(
+        turns, tools=offered, add_generation_prompt=add_generation_prompt, tokenize=False
+    )
     assert isinstance(text, str)  # tokenize=False: the rendered text, never ids
     return text

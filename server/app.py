@@ -26,12 +26,25 @@ from server import leftovers
 from server.cpu_share import CPUShare
 from server.drain import Drain, DrainingServer
 from server.engine.admission import Admitter
+from server.engine.grammar import GrammarCompiler
 from server.engine.step_loop import Engine
 from server.errors import install_error_handlers
 from server.jobs import retention
 from server.jobs.runner import JobRunner
 from server.routes import adapters as adapter_routes
-from server.routes import chat, comparisons, files, fine_tuning, health, me, models, tenant_keys, tenants, widget
+from server.routes import (
+    chat,
+    comparisons,
+    completions,
+    files,
+    fine_tuning,
+    health,
+    me,
+    models,
+    tenant_keys,
+    tenants,
+    widget,
+)
 from server.services import Services
 from server.settings import Settings
 from server.tenancy.cors import TenantCORSMiddleware
@@ -57,10 +70,15 @@ def load_model(services: Services) -> None:
             max_batch_size=settings.max_batch_size,
             adapter_cache_bytes=settings.adapter_cache_mb * 1024 * 1024,
             adapter_host_cache_bytes=settings.adapter_host_cache_mb * 1024 * 1024,
+            prefix_cache_bytes=settings.prefix_cache_mb * 1024 * 1024,
+            prefix_block_tokens=settings.prefix_block_tokens,
             threads=threads,
             metrics=services.metrics,
         )
         engine.start()
+        grammars = GrammarCompiler(base.tokenizer, base.eos_token_ids, settings.max_grammar_bytes)
+        grammars.token_bytes(0)  # builds its view of the vocabulary now (~0.3 s), not on a first request
+        services.grammars = grammars
         services.base = base
         services.admitter = Admitter(engine, services.metrics, settings.max_waiting, settings.max_waiting_per_tenant)
         services.engine = engine
@@ -106,6 +124,7 @@ def create_app(settings: Settings) -> Starlette:
             *health.routes,
             *models.routes,
             *chat.routes,
+            *completions.routes,
             *tenants.routes,
             *adapter_routes.routes,
             *comparisons.routes,

@@ -57,6 +57,16 @@ class Metrics:
             "swaplora_adapter_load_seconds", "Time to load an adapter.", buckets=_LATENCY_BUCKETS, registry=r
         )
         self.loaded_adapters = Gauge("swaplora_loaded_adapters", "Adapters loaded next to the base.", registry=r)
+        # Prefix cache: hit rate = prefix_cache_hit_tokens / prefix_cache_lookup_tokens.
+        self.prefix_lookup_tokens = Counter(
+            "swaplora_prefix_cache_lookup_tokens", "Prompt tokens looked up in the prefix cache.", registry=r
+        )
+        self.prefix_hit_tokens = Counter(
+            "swaplora_prefix_cache_hit_tokens",
+            "Prompt tokens reused from the prefix cache.",
+            registry=r,
+        )
+        self.prefix_cache_bytes = Gauge("swaplora_prefix_cache_bytes", "KV bytes held by the prefix cache.", registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -5,18 +5,26 @@ so an adapter sees at chat time exactly the shape it was trained on (the templat
 every adapter manifest). ``system_prompt`` is the tenant's, applied when the request brings no
 system message. A template that rejects the conversation (some demand alternating roles) is the
 client's error, not the server's.
+
+Tools (:class:`ToolsInPrompt`): a template that renders tools itself gets them, and the history's
+tool calls and results, in the structured form Hugging Face templates take. Any other template
+gets the tools described in the system message, each earlier call as the JSON object the model
+is asked to produce, and each tool result as a user turn naming the call it answers.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from jinja2 import TemplateError
 
 from adapters.chat_format import conversation, render
+from server.api.chat_request import ChatMessage
 from server.errors import bad_request
-from server.schemas import ChatMessage
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -35,26 +43,80 @@ def longest_token_bytes(tokenizer: PreTrainedTokenizerBase) -> int:
     return max(1, max(token_bytes(i) for i in range(len(tokenizer))))
 
 
-def refuse_what_cannot_fit(tokenizer: PreTrainedTokenizerBase, messages: list[ChatMessage], context: int) -> None:
-    """A 400 for messages whose text cannot fit ``context`` tokens even if every token were the
-    vocabulary's longest, before any tokenizing: a 10 MB prompt costs a length check, not 15 s of
-    tokenizer time."""
-    size = sum(len(m.text().encode("utf-8")) for m in messages)
+def refuse_what_cannot_fit(
+    tokenizer: PreTrainedTokenizerBase, texts: Iterable[str], context: int, param: str = "messages"
+) -> None:
+    """A 400 for texts (a prompt's messages, or one text prompt) that cannot fit ``context`` tokens
+    even if every token were the vocabulary's longest, before any tokenizing: a 10 MB prompt
+    costs a length check, not 15 s of tokenizer time."""
+    size = sum(len(text.encode("utf-8")) for text in texts)
     if size > context * longest_token_bytes(tokenizer):
         raise bad_request(
-            f"The messages ({size} bytes) cannot fit this model's context of {context} tokens.",
-            param="messages",
+            f"The {param} ({size} bytes) cannot fit this model's context of {context} tokens.",
+            param=param,
             code="context_length_exceeded",
         )
 
 
+@dataclass(frozen=True)
+class ToolsInPrompt:
+    """The tools a request offers and how its template takes them."""
+
+    tools: list[dict[str, Any]]
+    """OpenAI tool definitions."""
+    native: bool
+    """The chat template renders tools itself."""
+    instruction: str = ""
+    """Added to the system message when the template does not (see :mod:`server.tool_calls`)."""
+
+
+def _arguments(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _turn(message: ChatMessage, native: bool) -> dict[str, Any]:
+    """One message as a template turn."""
+    if message.role == "tool":
+        if native:
+            return {"role": "tool", "content": message.text(), "tool_call_id": message.tool_call_id}
+        return {"role": "user", "content": f"Result of tool call {message.tool_call_id}: {message.text()}"}
+    if not message.tool_calls:
+        return {"role": message.role, "content": message.text()}
+    if native:
+        calls = [
+            {
+                "id": c.id,
+                "type": "function",
+                "function": {"name": c.function.name, "arguments": _arguments(c.function.arguments)},
+            }
+            for c in message.tool_calls
+        ]
+        return {"role": "assistant", "content": message.text(), "tool_calls": calls}
+    said = [
+        json.dumps({"name": c.function.name, "arguments": _arguments(c.function.arguments)}) for c in message.tool_calls
+    ]
+    return {"role": "assistant", "content": "\n".join(filter(None, [message.text(), *said]))}
+
+
 def render_prompt(
-    tokenizer: PreTrainedTokenizerBase, messages: list[ChatMessage], system_prompt: str | None = None
+    tokenizer: PreTrainedTokenizerBase,
+    messages: list[ChatMessage],
+    system_prompt: str | None = None,
+    tools: ToolsInPrompt | None = None,
 ) -> list[int]:
     """Token ids of ``messages`` followed by the assistant's turn header."""
-    turns = conversation(({"role": m.role, "content": m.text()} for m in messages), system_prompt)
+    native = tools is not None and tools.native
+    turns = conversation((_turn(m, native) for m in messages), system_prompt)
+    if tools is not None and tools.instruction:
+        if turns and turns[0]["role"] == "system":
+            turns[0] = {**turns[0], "content": f"{turns[0]['content']}\n\n{tools.instruction}"}
+        else:
+            turns.insert(0, {"role": "system", "content": tools.instruction})
     try:
-        text = render(tokenizer, turns, add_generation_prompt=True)
+        text = render(tokenizer, turns, add_generation_prompt=True, tools=tools.tools if native and tools else None)
     except TemplateError as exc:
         raise bad_request(f"The model's chat template rejected the messages: {exc}", param="messages") from None
     ids: list[int] = tokenizer(text, add_special_tokens=False).input_ids

@@ -19,6 +19,7 @@ from adapters.base_model import LoadedBase
 from adapters.store import AdapterStore
 from server.comparisons import ComparisonStore
 from server.engine.admission import Admitter
+from server.engine.grammar import GrammarCompiler
 from server.engine.step_loop import Engine
 from server.jobs.job_store import JobStore
 from server.jobs.training_files import FileStore
@@ -44,6 +45,8 @@ class Services:
     base: LoadedBase | None = None
     engine: Engine | None = None
     admitter: Admitter | None = None
+    grammars: GrammarCompiler | None = None
+    """Compiles response formats and tool calls for the base's tokenizer (set with the engine)."""
     load_error: str | None = None
     limits: RateLimiter = field(default_factory=RateLimiter)
     """Per-tenant chat limits (in memory)."""

@@ -89,6 +89,22 @@ class Settings(BaseSettings):
         ge=1,
         description="Most completion tokens a publishable (website) key may ask for; such keys may not use ignore_eos.",
     )
+    prefix_cache_mb: int = Field(
+        512,
+        ge=0,
+        description="Memory for the KV of prompt prefixes kept for reuse (system prompts, conversation history), "
+        "in MiB, LRU beyond it; 0 turns the prefix cache off.",
+    )
+    prefix_block_tokens: int = Field(32, ge=1, le=1024, description="Tokens per prefix-cache block.")
+    prefix_cache_per_tenant: bool = Field(
+        True,
+        description="Keep base-model prefixes apart per tenant (an adapter's are its tenant's anyway), so one "
+        "tenant cannot time another's cached prompts; false shares them (more hits, less isolation).",
+    )
+    max_choices: int = Field(4, ge=1, description="Largest n (choices per request); each is a row of the batch.")
+    max_grammar_bytes: int = Field(
+        64 * 1024, ge=1024, description="Largest JSON schema (response_format, tools) a request may bring."
+    )
     adapter_cache_mb: int = Field(
         1024, ge=1, description="Memory for resident adapters next to the base, in MiB (LRU beyond it)."
     )

@@ -4,7 +4,8 @@
 The engine calls back from its worker thread; the callback only hands the event to the event
 loop (``call_soon_threadsafe``), so the loop never waits on the model. Leaving the iteration
 early (a client disconnect cancels the streaming task) cancels the request in the engine, which
-drops the row at its next step. Latency metrics (TTFT, inter-token, end-to-end) are taken here,
+drops its rows at the next step. A request of ``n`` choices ends after ``n`` :class:`Finished`
+events (:attr:`Generation.finished`, by choice index). Latency metrics (TTFT, inter-token, end-to-end) are taken here,
 where the client's view of time is. :class:`Admitter` raises :class:`QueueFull` (a domain error;
 the route answers 429 with ``Retry-After``) when the engine's queue, or one tenant's share of it,
 is full.
@@ -14,11 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 
 from server.engine.adapter_cache import AdapterHandle
+from server.engine.requests import Event, Finished, GenerationRequest, RowConstraint
 from server.engine.sampling import SamplingParams
-from server.engine.step_loop import Engine, Event, Finished, GenerationRequest
+from server.engine.step_loop import Engine
 from server.metrics import Metrics
 
 
@@ -30,7 +32,9 @@ class Generation:
         self._events: asyncio.Queue[Event] = asyncio.Queue()
         self._metrics = metrics
         self._started = time.monotonic()
-        self.finished: Finished | None = None
+        self._choices = request.n
+        self.finished: dict[int, Finished] = {}
+        """Each choice's last event, by index; complete when the iteration ends normally."""
         request.emit = self._from_engine
         self._handle = engine.submit(request)
 
@@ -40,6 +44,16 @@ class Generation:
     def cancel(self) -> None:
         self._handle.cancel()
 
+    @property
+    def done(self) -> bool:
+        return len(self.finished) == self._choices
+
+    @property
+    def tokens(self) -> tuple[int, int]:
+        """Prompt tokens and completion tokens (all choices) so far."""
+        ends = list(self.finished.values())
+        return (ends[0].prompt_tokens if ends else 0), sum(end.completion_tokens for end in ends)
+
     async def __aiter__(self) -> AsyncGenerator[Event, None]:
         last = None
         try:
@@ -47,11 +61,14 @@ class Generation:
                 event = await self._events.get()
                 now = time.monotonic()
                 if isinstance(event, Finished):
-                    self.finished = event
-                    self._metrics.e2e.observe(now - self._started)
-                    self._metrics.requests.labels(outcome=event.reason).inc()
+                    self.finished[event.index] = event
+                    if self.done:
+                        self._metrics.e2e.observe(now - self._started)
+                        self._metrics.requests.labels(outcome=self.finished[0].reason).inc()
                     yield event
-                    return
+                    if self.done:
+                        return
+                    continue
                 if last is None:
                     self._metrics.ttft.observe(now - self._started)
                 else:
@@ -59,7 +76,7 @@ class Generation:
                 last = now
                 yield event
         finally:
-            if self.finished is None:
+            if not self.done:
                 self.cancel()
                 self._metrics.requests.labels(outcome="disconnected").inc()
 
@@ -92,13 +109,26 @@ class Admitter:
         adapter: AdapterHandle | None,
         tenant: str | None = None,
         max_running: int | None = None,
+        *,
+        n: int = 1,
+        constraint: Callable[[], RowConstraint] | None = None,
+        cache_salt: str = "",
     ) -> Generation:
         """Queue a request; :class:`QueueFull` when the queue, or the tenant's share, is full."""
         if self.engine.waiting >= self.max_waiting:
             raise self._busy("The server is at capacity; retry shortly.")
         if self.engine.waiting_for(tenant) >= self.max_waiting_per_tenant:
             raise self._busy("Too many of this tenant's requests are waiting; retry shortly.")
-        request = GenerationRequest(prompt_ids, params, adapter, tenant=tenant, max_running=max_running)
+        request = GenerationRequest(
+            prompt_ids,
+            params,
+            adapter,
+            tenant=tenant,
+            max_running=max_running,
+            n=n,
+            constraint=constraint,
+            cache_salt=cache_salt,
+        )
         return Generation(self.engine, request, self.metrics)
 
     def _busy(self, message: str) -> QueueFull:

@@ -3,14 +3,19 @@
 Contract:
 - :meth:`Engine.submit` is thread-safe and never blocks; it returns a :class:`RequestHandle`.
   The engine calls the request's ``emit`` callback from its worker thread with
-  :class:`TextDelta` pieces and exactly one final :class:`Finished`.
+  :class:`TextDelta` pieces and one final :class:`Finished` per choice (:mod:`server.engine.requests`).
 - Waiting requests are admitted round-robin across tenants (:class:`~server.engine.fair_queue.FairQueue`);
   a request with ``max_running`` waits while its tenant holds that many rows of the batch.
+- Prefix cache: an admitted request starts from the longest run of its prompt's blocks already
+  computed for the same adapter and ``cache_salt`` (:mod:`server.engine.prefix_reuse`) and
+  prefills only the rest; its full blocks are stored when its prefill ends.
 - Continuous batching: a request is prefilled alone, at most ``prefill_chunk`` prompt tokens per
   engine step, each step followed by a decode step of the running rows (so a long prompt never
-  stalls everyone's decode for long); it then joins the running batch; it leaves when it hits EOS,
-  a stop string or ``max_tokens``, or at the first step after :meth:`RequestHandle.cancel`.
-- Rows with different adapters (or none) share every forward pass.
+  stalls everyone's decode for long); it then forks into its ``n`` rows (:mod:`server.engine.rows`)
+  that join the running batch; a row leaves when it hits EOS, a stop string, the end of its
+  grammar or ``max_tokens``, or at the first step after :meth:`RequestHandle.cancel`.
+- Rows with different adapters (or none), sampling rules and grammars share every forward pass
+  (:mod:`server.engine.logits_processing`).
 - Nothing here imports starlette; an exception in a step fails the affected rows, never the thread.
 """
 
@@ -23,90 +28,25 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import torch
 from transformers import DynamicCache
 
 from adapters.base_model import LoadedBase
-from server.engine.adapter_cache import AdapterCache, AdapterHandle, CacheEvents
-from server.engine.detokenizer import IncrementalText
+from server.engine.adapter_cache import AdapterCache, CacheEvents
 from server.engine.fair_queue import FairQueue
 from server.engine.kv_batch import KVBatch
+from server.engine.logits_processing import GrammarMasks
 from server.engine.lora_batch import inject
 from server.engine.lora_stack import load_lora
-from server.engine.sampling import SamplingParams, make_generator, sample_rows
+from server.engine.prefix_reuse import PrefixReuse
+from server.engine.prompt_scoring import prompt_logprobs
+from server.engine.requests import Finished, GenerationRequest, RequestHandle, TextDelta
+from server.engine.rows import Row, choose_tokens, fork, new_row
 from server.metrics import Metrics
 
 log = logging.getLogger(__name__)
 IDLE_WAIT_S = 0.5
-
-
-@dataclass(frozen=True)
-class TextDelta:
-    """New text for the client."""
-
-    text: str
-
-
-@dataclass(frozen=True)
-class Finished:
-    """The last event of a request."""
-
-    reason: str
-    """``stop`` (EOS or stop string), ``length``, ``cancelled`` or ``error``."""
-    prompt_tokens: int
-    completion_tokens: int
-    error: str | None = None
-
-
-Event = TextDelta | Finished
-
-
-@dataclass
-class GenerationRequest:
-    """A tokenized prompt plus how to continue it."""
-
-    prompt_ids: list[int]
-    params: SamplingParams
-    adapter: AdapterHandle | None = None
-    emit: Callable[[Event], None] = lambda event: None
-    submitted_at: float = field(default_factory=time.monotonic)
-    tenant: str | None = None
-    """Who asked (None: the admin); waiting requests are admitted round-robin across tenants."""
-    max_running: int | None = None
-    """Rows of the batch the tenant's requests may hold at once; this one waits while they do."""
-
-
-class RequestHandle:
-    """Lets the submitter stop a request; safe to call from any thread, any number of times."""
-
-    def __init__(self) -> None:
-        self._cancelled = threading.Event()
-
-    def cancel(self) -> None:
-        self._cancelled.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancelled.is_set()
-
-
-@dataclass
-class _Row:
-    request: GenerationRequest
-    handle: RequestHandle
-    text: IncrementalText
-    generator: torch.Generator
-    adapter_key: str | None = None
-    """The row's adapter in the cache (None: base)."""
-    pinned: bool = False
-    generated: int = 0
-    last_token: int = -1
-    finished: bool = False
-    cache: DynamicCache | None = None
-    """The row's own cache while its prompt is prefilled (chunk by chunk)."""
-    prefilled: int = 0
 
 
 class Engine:
@@ -121,6 +61,8 @@ class Engine:
         adapter_host_cache_bytes: int = 2 << 30,
         max_prefills_per_step: int = 2,
         prefill_chunk: int = 256,
+        prefix_cache_bytes: int = 0,
+        prefix_block_tokens: int = 32,
         threads: int | None = None,
         metrics: Metrics | None = None,
     ) -> None:
@@ -145,9 +87,11 @@ class Engine:
                 on_evict=self.metrics.adapter_evictions.inc,
             ),
         )
+        self.prefixes = PrefixReuse(prefix_cache_bytes, prefix_block_tokens, self.metrics)
+        self._masks = GrammarMasks(len(base.tokenizer))
         self._queue: FairQueue[tuple[GenerationRequest, RequestHandle]] = FairQueue()
-        self._rows: list[_Row] = []
-        self._prefilling: list[_Row] = []
+        self._rows: list[Row] = []
+        self._prefilling: list[Row] = []
         self._kv = KVBatch()
         self._stopping = threading.Event()
         # transformers 5.x renamed ``past_key_values`` to ``cache``; accept either release line.
@@ -168,7 +112,10 @@ class Engine:
     def submit(self, request: GenerationRequest) -> RequestHandle:
         handle = RequestHandle()
         if self._stopping.is_set():
-            request.emit(Finished("error", len(request.prompt_ids), 0, "The engine is shutting down."))
+            _refuse(request, "The engine is shutting down.")
+            return handle
+        if request.n > self.max_batch_size:
+            _refuse(request, f"n={request.n} exceeds the batch of {self.max_batch_size} rows.")
             return handle
         self._queue.put(request.tenant, (request, handle))
         self.metrics.waiting.set(self._queue.qsize())
@@ -209,14 +156,17 @@ class Engine:
         self._fail_all("The engine is shutting down.")
         while not self._queue.empty():
             request, _ = self._queue.get(timeout=0)
-            request.emit(Finished("error", len(request.prompt_ids), 0, "The engine is shutting down."))
+            _refuse(request, "The engine is shutting down.")
+
+    def _occupied(self, tenant: str | None = None, everyone: bool = True) -> int:
+        """Batch rows held (a request being prefilled holds its ``n``), by everyone or by ``tenant``."""
+        running = sum(1 for r in self._rows if everyone or r.request.tenant == tenant)
+        return running + sum(r.request.n for r in self._prefilling if everyone or r.request.tenant == tenant)
 
     def _admit(self) -> None:
         """Take up to ``max_prefills_per_step`` queued requests (round-robin over tenants) while
         the batch has room; wait briefly when there is nothing else to do."""
         for admitted in range(self.max_prefills_per_step):
-            if len(self._rows) + len(self._prefilling) >= self.max_batch_size:
-                return
             idle = not self._rows and not self._prefilling and admitted == 0
             try:
                 # Idle: sleep until a request arrives (put() wakes the wait at once); the timeout
@@ -227,12 +177,7 @@ class Engine:
                 return
             self.metrics.waiting.set(self._queue.qsize())
             self.metrics.queue_time.observe(time.monotonic() - request.submitted_at)
-            row = _Row(
-                request,
-                handle,
-                IncrementalText(self.base.tokenizer, request.params.stop),
-                make_generator(request.params.seed),
-            )
+            row = new_row(request, handle, self.base.tokenizer, self.base.eos_token_ids)
             try:
                 row.adapter_key = self.adapters.acquire(request.adapter)
                 row.pinned = True
@@ -243,15 +188,18 @@ class Engine:
                 name = request.adapter.key if request.adapter is not None else "base"
                 self._finish(row, "error", f"The adapter {name} could not be loaded (error {reference}).")
                 continue
-            row.cache = DynamicCache()
+            row.cache = self.prefixes.start(row)
             self._prefilling.append(row)
 
     def _has_room(self, tenant: str | None, item: tuple[GenerationRequest, RequestHandle]) -> bool:
-        """Whether ``tenant`` holds fewer batch rows than the waiting request's ``max_running``."""
-        cap = item[0].max_running
-        if cap is None:
-            return True
-        return sum(row.request.tenant == tenant for row in (*self._rows, *self._prefilling)) < cap
+        """Whether the batch has room for the request's rows, and its tenant holds fewer batch
+        rows than its ``max_running`` allows."""
+        request = item[0]
+        if self._occupied() + request.n > self.max_batch_size:
+            return False
+        return request.max_running is None or self._occupied(tenant, everyone=False) + request.n <= max(
+            request.max_running, request.n
+        )
 
     def _prefill_step(self) -> None:
         """Prefill at most ``prefill_chunk`` prompt tokens, oldest admission first, then return so
@@ -267,6 +215,7 @@ class Engine:
                 continue
             start, stop = row.prefilled, min(len(prompt), row.prefilled + budget)
             ids = torch.tensor([prompt[start:stop]], dtype=torch.long, device=self.base.device)
+            scored = row.request.params.prompt_logprobs
             try:
                 logits = self._forward(
                     ids,
@@ -274,7 +223,11 @@ class Engine:
                     position_ids=torch.arange(start, stop, device=self.base.device).unsqueeze(0),
                     cache=row.cache,
                     adapter_keys=[row.adapter_key],
+                    every_position=scored is not None,
                 )
+                if scored is not None:
+                    row.prompt_logprobs += prompt_logprobs(logits[0], prompt, start, stop, scored)
+                    logits = logits[:, -1, :]
             except Exception:
                 reference = _error_reference()
                 log.exception("prefill failed [%s]", reference)
@@ -286,13 +239,29 @@ class Engine:
             if stop < len(prompt):
                 continue
             self._prefilling.pop(0)
-            token = sample_rows(logits, [row.request.params], [row.generator])[0]
+            self._start_decoding(row, logits)
+
+    def _start_decoding(self, first: Row, logits: torch.Tensor) -> None:
+        """After a prefill: store the prompt's blocks, fork the request's rows, sample their first
+        tokens, and put the rows that go on into the running batch."""
+        cache, prompt = first.cache, first.request.prompt_ids
+        assert cache is not None
+        first.cache = None
+        self.prefixes.store(first, cache)
+        if first.request.params.max_tokens == 0:  # only the prompt was asked for (echo)
+            self._finish(first, "length")
+            return
+        rows = fork(first, self.base.tokenizer, self.base.eos_token_ids)
+        for row in rows[1:]:
+            self.adapters.acquire(first.request.adapter)  # resident: pinned by the first row
+            row.pinned = True
+        tokens = choose_tokens(logits.expand(len(rows), -1), rows, self._masks)
+        for row, token in zip(rows, tokens, strict=True):
             if self._accept(row, token):
                 continue
-            self._kv.append_row(row.cache, len(prompt))
-            row.cache = None
+            self._kv.append_row(cache, len(prompt))
             self._rows.append(row)
-            self.metrics.running.set(len(self._rows))
+        self.metrics.running.set(len(self._rows))
 
     def _decode_step(self) -> None:
         self._drop(lambda row: row.handle.cancelled, "cancelled")
@@ -309,8 +278,8 @@ class Engine:
             adapter_keys=[row.adapter_key for row in self._rows],
         )
         self.metrics.batch_size.observe(len(self._rows))
-        tokens = sample_rows(logits, [r.request.params for r in self._rows], [r.generator for r in self._rows])
-        for row, token in zip(self._rows, tokens):
+        tokens = choose_tokens(logits, self._rows, self._masks)
+        for row, token in zip(self._rows, tokens, strict=True):
             self._accept(row, token)
         self._drop(lambda row: row.finished, None)
 
@@ -323,50 +292,64 @@ class Engine:
         position_ids: torch.Tensor,
         cache: DynamicCache,
         adapter_keys: list[str | None],
+        every_position: bool = False,
     ) -> torch.Tensor:
-        """Logits of the last position of every row."""
+        """Logits of the last position of every row ``[rows, vocab]`` (of every position,
+        ``[rows, positions, vocab]``, with ``every_position``)."""
         self._lora.set_adapters(adapter_keys, self.adapters.weights, self.base.device)
         out = self.base.model(
             input_ids=ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
             use_cache=True,
-            logits_to_keep=1,
+            logits_to_keep=0 if every_position else 1,
             **{self._cache_kwarg: cache},
         )
-        logits: torch.Tensor = out.logits[:, -1, :]
+        logits: torch.Tensor = out.logits if every_position else out.logits[:, -1, :]
         return logits
 
-    def _accept(self, row: _Row, token: int) -> bool:
+    def _accept(self, row: Row, token: int) -> bool:
         """Record a sampled token; emit text; finish the row when done. True if finished."""
         row.generated += 1
         row.last_token = token
         self.metrics.generated_tokens.inc()
         if token in self.base.eos_token_ids and not row.request.params.ignore_eos:
+            if row.logprobs:
+                row.logprobs.pop()  # the end of the text is not a token of it
+            self._finish(row, "stop")
+            return True
+        if not row.logits.accept(token):
+            log.warning("a sampled token broke its row's grammar; ending the row")
             self._finish(row, "stop")
             return True
         piece = row.text.push(token)
         if piece:
-            row.request.emit(TextDelta(piece))
-        if row.text.stopped:
+            row.request.emit(TextDelta(piece, row.index, row.take_logprobs()))
+        if row.text.stopped or row.logits.finished:
             self._finish(row, "stop")
         elif row.generated >= row.request.params.max_tokens:
             self._finish(row, "length")
         return row.finished
 
-    def _finish(self, row: _Row, reason: str, error: str | None = None) -> None:
+    def _finish(self, row: Row, reason: str, error: str | None = None) -> None:
         if row.finished:
             return
         row.finished = True
         if reason in ("stop", "length"):
             tail = row.text.flush()
             if tail:
-                row.request.emit(TextDelta(tail))
+                row.request.emit(TextDelta(tail, row.index, row.take_logprobs()))
         if row.pinned:
             self.adapters.release(row.request.adapter)
-        row.request.emit(Finished(reason, len(row.request.prompt_ids), row.generated, error))
+        prompt = len(row.request.prompt_ids)
+        scored = tuple(row.prompt_logprobs)
+        row.request.emit(
+            Finished(reason, prompt, row.generated, error, row.index, row.take_logprobs(), row.cached_tokens, scored)
+        )
+        for index in range(row.index + 1, row.index + row.choices):  # a request that never forked
+            row.request.emit(Finished(reason, prompt, 0, error, index, (), row.cached_tokens))
 
-    def _drop(self, predicate: Callable[[_Row], bool], reason: str | None) -> None:
+    def _drop(self, predicate: Callable[[Row], bool], reason: str | None) -> None:
         keep = []
         for i, row in enumerate(self._rows):
             if not predicate(row):
@@ -389,6 +372,12 @@ class Engine:
     def _on_adapter_load(self, seconds: float) -> None:
         self.metrics.adapter_loads.inc()
         self.metrics.adapter_load_seconds.observe(seconds)
+
+
+def _refuse(request: GenerationRequest, message: str) -> None:
+    """End every choice of a request that never ran."""
+    for index in range(request.n):
+        request.emit(Finished("error", len(request.prompt_ids), 0, message, index))
 
 
 def _error_reference() -> str:

@@ -121,4 +121,6 @@ def test_a_cpu_without_fast_bf16_gets_an_fp32_plan(tiny_model_dir: Path) -> None
     )
     assert done.returncode == 0, done.stderr[-3000:]
     name, reason = done.stdout.strip().splitlines()[-2:]
-    assert name.endswith("fp32") and "bf16 matmul" in reason, (name, reason)
+    # The quick bf16 check usually decides ("bf16 matmul ... slower"); on a loaded machine its
+    # ratio can blur and the full probe decides instead. Either way the plan must be fp32.
+    assert name.endswith("fp32"), (name, reason)

@@ -137,19 +137,28 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = WAIT_S
 
 
 class Collector:
-    """Gathers one request's events."""
+    """Gathers one request's events (``n`` choices: ``texts``, ``ends`` and ``logprobs`` by index)."""
 
-    def __init__(self) -> None:
+    def __init__(self, n: int = 1) -> None:
+        self.n = n
         self.pieces: list[str] = []
+        self.texts: dict[int, str] = {}
+        self.logprobs: dict[int, list] = {}
+        self.ends: dict[int, Finished] = {}
         self.finished: Finished | None = None
         self.done = threading.Event()
 
     def __call__(self, event) -> None:
+        self.logprobs.setdefault(event.index, []).extend(event.logprobs)
         if isinstance(event, TextDelta):
-            self.pieces.append(event.text)
+            if event.index == 0:
+                self.pieces.append(event.text)
+            self.texts[event.index] = self.texts.get(event.index, "") + event.text
         else:
-            self.finished = event
-            self.done.set()
+            self.ends[event.index] = event
+            self.finished = self.ends.get(0, event)
+            if len(self.ends) == self.n:
+                self.done.set()
 
     @property
     def text(self) -> str:

@@ -12,7 +12,6 @@ import pytest
 from adapters.base_model import load_tokenizer
 from server.errors import APIError
 from server.prompt import longest_token_bytes, refuse_what_cannot_fit
-from server.schemas import ChatMessage
 from tests.server.helpers import ADMIN, CHAT, assert_error, bearer
 
 
@@ -46,9 +45,9 @@ def test_messages_that_cannot_fit_are_refused_before_tokenizing(embedded_model_d
     tokenizer = load_tokenizer(embedded_model_dir)
     longest = longest_token_bytes(tokenizer)
     assert 8 <= longest <= 1024
-    fits = [ChatMessage(role="user", content="Hello there, when do you open?")]
+    fits = ["Hello there, when do you open?"]
     refuse_what_cannot_fit(tokenizer, fits, 64)  # no error
-    over = [ChatMessage(role="user", content="a" * (64 * longest + 1))]
+    over = ["a" * (64 * longest + 1)]
     with pytest.raises(APIError) as info:
         refuse_what_cannot_fit(tokenizer, over, 64)
     assert info.value.status == 400 and info.value.code == "context_length_exceeded"
