@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from server.errors import APIError
 from server.api.chat_request import ChatCompletionRequest
 from server.api.completion_request import CompletionRequest
+from server.errors import APIError
 from server.schemas import parse_json
 
 OK = {"model": "base", "messages": [{"role": "user", "content": "hi"}]}
