@@ -33,8 +33,9 @@ from adapters.base_model import load_base
 from adapters.embedded import prepare_embedded_model
 from adapters.machine import machine_info
 from server.engine.adapter_cache import AdapterHandle
+from server.engine.requests import Finished, GenerationRequest
 from server.engine.sampling import SamplingParams
-from server.engine.step_loop import Engine, Finished, GenerationRequest
+from server.engine.step_loop import Engine
 from tests.conftest import make_lora
 
 

@@ -47,6 +47,26 @@ def chat(**changes: Any) -> dict[str, Any]:
     return {k: v for k, v in body.items() if v is not ...}
 
 
+COMPLETIONS = "/v1/completions"
+
+
+def completion(**changes: Any) -> dict[str, Any]:
+    body = {"model": "base", "prompt": "Hi", "max_tokens": 2, **changes}
+    return {k: v for k, v in body.items() if v is not ...}
+
+
+def TOOL(name: str, parameters: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"type": "function", "function": {"name": name, "parameters": parameters or {"type": "object"}}}
+
+
+def NAMED(name: str) -> dict[str, Any]:
+    return {"type": "function", "function": {"name": name}}
+
+
+def SCHEMA(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}
+
+
 def raw(content: bytes, content_type: str = "application/json", **headers: str):
     return lambda w: {"content": content, "headers": {"Content-Type": content_type, **headers}}
 
@@ -73,6 +93,7 @@ def too_big_chat(w: BadInputWorld) -> dict[str, Any]:
 
 
 C = cases_for("POST", CHAT_PATH)
+CC = cases_for("POST", COMPLETIONS)
 """A chat case: POST /v1/chat/completions with ``body``."""
 
 
@@ -93,10 +114,12 @@ CHAT_CASES = [
     C("messages-not-a-list", chat(messages="Hi"), param="messages"),
     C("messages-empty", chat(messages=[]), param="messages"),
     C("message-without-role", chat(messages=[{"content": "Hi"}]), param="messages.0.role"),
-    C("unknown-role", chat(messages=msg(role="tool"))),
+    C("unknown-role", chat(messages=msg(role="robot"))),
+    C("tool-message-without-call-id", chat(messages=msg(role="tool")), param="messages.0.tool_call_id"),
+    C("tool-calls-on-a-user-message", chat(messages=msg(tool_calls=[])), param="messages.0.tool_calls"),
     C("content-null", chat(messages=msg(content=None))),
     C("content-image-part", chat(messages=msg(content=[{"type": "image_url", "image_url": {"url": "http://x"}}]))),
-    C("message-unknown-field", chat(messages=msg(tool_calls=[]))),
+    C("message-unknown-field", chat(messages=msg(audio={}))),
     C("temperature-negative", chat(temperature=-1), param="temperature"),
     C("temperature-string", chat(temperature="hot"), param="temperature"),
     C("temperature-nan", chat(temperature=float("nan")), param="temperature"),
@@ -113,9 +136,22 @@ CHAT_CASES = [
         param="max_completion_tokens",
     ),
     C("prompt-past-context", chat(messages=msg(content=LONG_PROMPT)), code="context_length_exceeded", param="messages"),
-    C("n-2", chat(n=2), param="n"),
-    C("tools", chat(tools=[{"type": "function", "function": {"name": "f"}}]), param="tools"),
-    C("logit-bias", chat(logit_bias={"1": 5}), param="logit_bias"),
+    C("n-above-the-setting", chat(n=99), param="n"),
+    C("n-zero", chat(n=0), param="n"),
+    C("tool-name-with-space", chat(tools=[TOOL("a b")]), param="tools.0.function.name"),
+    C("tools-65", chat(tools=[TOOL(f"f{i}") for i in range(65)]), param="tools"),
+    C("tool-choice-auto-on-a-template-without-tools", chat(tools=[TOOL("f")]), code="tool_choice_unsupported"),
+    C("tool-choice-unknown-function", chat(tools=[TOOL("f")], tool_choice=NAMED("g")), param="tool_choice"),
+    C("tool-parameters-not-an-object", chat(tools=[TOOL("f", {"type": "string"})], tool_choice="required")),
+    C("logit-bias-over-100", chat(logit_bias={"1": 500}), param="logit_bias"),
+    C("logit-bias-not-a-token-id", chat(logit_bias={"x": 5}), param="logit_bias"),
+    C("logit-bias-outside-the-vocabulary", chat(logit_bias={"99999999": 5}), param="logit_bias"),
+    C("top-logprobs-without-logprobs", chat(top_logprobs=2), param="top_logprobs"),
+    C("top-logprobs-21", chat(logprobs=True, top_logprobs=21), param="top_logprobs"),
+    C("frequency-penalty-3", chat(frequency_penalty=3), param="frequency_penalty"),
+    C("response-format-unknown-type", chat(response_format={"type": "xml"}), param="response_format"),
+    C("response-format-unsupported-schema", chat(response_format=SCHEMA({"type": "array", "uniqueItems": True}))),
+    C("functions-legacy", chat(functions=[{"name": "f"}]), param="functions"),
     C("stream-string", chat(stream="yes"), param="stream"),
     C(
         "stream-options-wrong-type",
@@ -266,13 +302,25 @@ OTHER_CASES = [
     # routes that do not exist, and methods a route does not take
     Case("unknown-route", "GET", "/v1/nope", "acme", status=404),
     Case("chat-route-typo", "POST", "/v1/chat/completion", "acme", chat(), 404),
-    Case("legacy-completions", "POST", "/v1/completions", "acme", {"model": "base", "prompt": "Hi"}, 404),
     Case("chat-get", "GET", CHAT_PATH, "acme", status=405),
     Case("chat-put", "PUT", CHAT_PATH, "acme", chat(), 405),
 ]
 
 
-@pytest.mark.parametrize("case", case_params(CHAT_CASES + OTHER_CASES))
+COMPLETION_CASES = [
+    CC("completions-suffix", completion(suffix="x"), param="suffix"),
+    CC("completions-no-prompt", completion(prompt=...), param="prompt"),
+    CC("completions-17-prompts", completion(prompt=["a"] * 17), param="prompt"),
+    CC("completions-ids-outside-the-vocabulary", completion(prompt=[10**8]), param="prompt"),
+    CC("completions-best-of-above-n", completion(best_of=3), param="best_of"),
+    CC("completions-max-tokens-0-without-echo", completion(max_tokens=0), param="max_tokens"),
+    CC("completions-echo-logprobs-streamed", completion(echo=True, logprobs=1, stream=True), param="stream"),
+    CC("completions-other-tenant", completion(model="globex/private"), 404, "model_not_found", "model"),
+    CC("completions-no-key", completion(), 401, key=None),
+]
+
+
+@pytest.mark.parametrize("case", case_params(CHAT_CASES + COMPLETION_CASES + OTHER_CASES))
 def test_refused(bad_input_world: BadInputWorld, case: Case) -> None:
     assert_refused(bad_input_world, case)
 

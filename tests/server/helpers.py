@@ -28,7 +28,7 @@ from starlette.middleware import Middleware
 from starlette.testclient import TestClient
 
 from adapters.base_model import LoadedBase, linear_shapes, load_tokenizer, spec_for
-from server.engine.step_loop import Finished, TextDelta
+from server.engine.requests import Finished, TextDelta
 from server.errors import install_error_handlers
 from server.metrics import Metrics
 from server.routes import adapters as adapter_routes

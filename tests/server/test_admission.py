@@ -11,8 +11,9 @@ import pytest
 
 from server.engine.admission import Admitter, QueueFull
 from server.engine.fair_queue import FairQueue
+from server.engine.requests import Finished, GenerationRequest
 from server.engine.sampling import SamplingParams
-from server.engine.step_loop import Engine, Finished, GenerationRequest
+from server.engine.step_loop import Engine
 from server.metrics import Metrics
 from tests.server.helpers import Collector, decode_steps, fp32_base, prompt_ids, reference, wait_until
 

@@ -10,8 +10,9 @@ import pytest
 
 from adapters.base_model import load_base
 from server.engine.adapter_cache import AdapterHandle
+from server.engine.requests import GenerationRequest
 from server.engine.sampling import SamplingParams
-from server.engine.step_loop import Engine, GenerationRequest
+from server.engine.step_loop import Engine
 from tests.conftest import make_lora
 from tests.server.helpers import Collector, batched_steps, counter_value, decode_steps, fp32_base, prompt_ids, reference
 
