@@ -41,6 +41,11 @@ class RowLogits:
         """The row's grammar is complete (only end-of-sequence could follow)."""
         return self.constraint is not None and self.constraint.finished
 
+    @property
+    def error(self) -> str | None:
+        """Why the row's grammar stopped it, if it did."""
+        return self.constraint.error if self.constraint is not None else None
+
     def accept(self, token: int) -> bool:
         """Record a sampled token; False if it broke the row's grammar."""
         if self.params.processes_logits:

@@ -78,6 +78,10 @@ class RowConstraint(Protocol):
     def finished(self) -> bool:
         """The grammar is complete: nothing but end-of-sequence may follow."""
 
+    @property
+    def error(self) -> str | None:
+        """Why the row cannot go on (a parser limit hit), once :meth:`accept` returned False."""
+
 
 @dataclass
 class GenerationRequest:

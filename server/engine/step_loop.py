@@ -318,9 +318,9 @@ class Engine:
                 row.logprobs.pop()  # the end of the text is not a token of it
             self._finish(row, "stop")
             return True
-        if not row.logits.accept(token):
-            log.warning("a sampled token broke its row's grammar; ending the row")
-            self._finish(row, "stop")
+        if not row.logits.accept(token):  # a parser limit: the schema is too hard to follow
+            reason = row.logits.error or "the token broke the grammar"
+            self._finish(row, "error", f"The response format could not be followed ({reason}); simplify it.")
             return True
         piece = row.text.push(token)
         if piece:
