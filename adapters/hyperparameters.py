@@ -192,7 +192,7 @@ _RULES: dict[str, tuple[tuple[str, ...], float | None, float | None]] = {
 }
 
 
-def _check_value(key: str, value: object) -> object:
+def _check_value(key: str, value: object, where: str) -> object:
     kinds, low, high = _RULES[key]
     if value == AUTO and "auto" in kinds:
         return AUTO
@@ -214,30 +214,31 @@ def _check_value(key: str, value: object) -> object:
             {"auto": '"auto"', "int": "an integer", "float": "a number", "bool": "true/false", "none": "null"}[k]
             for k in kinds
         )
-        raise HyperparameterError(f"hyperparameters.{key} must be {wanted}, got {value!r}.", key)
+        raise HyperparameterError(f"{where}.{key} must be {wanted}, got {value!r}.", key)
     if (low is not None and number < low) or (high is not None and number > high):
-        raise HyperparameterError(f"hyperparameters.{key} must be between {low:g} and {high:g}, got {value!r}.", key)
+        raise HyperparameterError(f"{where}.{key} must be between {low:g} and {high:g}, got {value!r}.", key)
     return float(number) if "float" in kinds else int(number)
 
 
-def _check_targets(value: object) -> str | tuple[str, ...]:
+def _check_targets(value: object, where: str) -> str | tuple[str, ...]:
     if value == "all-linear":
         return value
     if isinstance(value, list | tuple) and value and all(isinstance(v, str) and v.isidentifier() for v in value):
         return tuple(value)
     raise HyperparameterError(
-        'hyperparameters.target_modules must be "all-linear" or a non-empty list of module names '
+        f'{where}.target_modules must be "all-linear" or a non-empty list of module names '
         f'such as ["q_proj", "v_proj"], got {value!r}.',
         "target_modules",
     )
 
 
-def parse(raw: dict[str, Any] | None) -> Hyperparameters:
-    """Validate ``raw`` (None or {} means all defaults) into :class:`Hyperparameters`."""
+def parse(raw: dict[str, Any] | None, where: str = "hyperparameters") -> Hyperparameters:
+    """Validate ``raw`` (None or {} means all defaults) into :class:`Hyperparameters`; messages
+    name a key as ``<where>.<key>`` (``method.dpo.hyperparameters.n_epochs`` for a method's)."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise HyperparameterError("hyperparameters must be a JSON object.", None)
+        raise HyperparameterError(f"{where} must be a JSON object.", None)
     known = {f.name for f in fields(Hyperparameters)}
     unknown = sorted(set(raw) - known)
     if unknown:
@@ -246,10 +247,10 @@ def parse(raw: dict[str, Any] | None) -> Hyperparameters:
         )
     values: dict[str, Any] = {}
     for key, value in raw.items():
-        values[key] = _check_targets(value) if key == "target_modules" else _check_value(key, value)
+        values[key] = _check_targets(value, where) if key == "target_modules" else _check_value(key, value, where)
     return Hyperparameters(**values)
 
 
-def normalise(raw: dict[str, Any] | None) -> dict[str, Any]:
+def normalise(raw: dict[str, Any] | None, where: str = "hyperparameters") -> dict[str, Any]:
     """``raw`` validated, with every default filled in, as a JSON-ready dict."""
-    return parse(raw).to_dict()
+    return parse(raw, where).to_dict()

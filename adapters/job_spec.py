@@ -9,8 +9,9 @@ Contract:
   :class:`JobSpec` that exists is well-formed: tenant id and adapter name syntax
   (:mod:`adapters.ids`), ``seed`` an integer, ``hyperparameters`` an object (its values are
   checked by the trainer against :mod:`adapters.hyperparameters`, which reports
-  ``invalid_hyperparameters``, not ``invalid_spec``), ``execution_plan`` a known plan name,
-  ``max_seconds_ceiling`` a positive number.
+  ``invalid_hyperparameters``, not ``invalid_spec``), ``method`` a training method's settings
+  (:mod:`adapters.training_method`: ``{"type": "supervised"}`` or ``{"type": "dpo", "beta":
+  0.1}``), ``execution_plan`` a known plan name, ``max_seconds_ceiling`` a positive number.
 - :meth:`JobSpec.to_dict` is the JSON object (every key present, None as null, paths as
   strings); :meth:`JobSpec.from_dict` reads one back. Both raise :class:`InvalidJobSpec`
   (``code`` ``invalid_spec``, a message naming the field) for anything malformed; nothing else
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters.ids import InvalidId, validate_adapter_name, validate_tenant_id
+from adapters.training_method import MethodError, TrainingMethod
 
 
 class InvalidJobSpec(ValueError):
@@ -92,6 +94,14 @@ class JobSpec:
     """Directory of the measured-plan cache (the data directory) when ``execution_plan`` is None."""
     max_seconds_ceiling: float | None = None
     """The operator's ceiling on the training loop's budget (``auto`` budgets are held to it too)."""
+    method: Mapping[str, Any] = field(default_factory=lambda: {"type": "supervised"})
+    """The training method's settings (:meth:`adapters.training_method.TrainingMethod.to_dict`);
+    :attr:`training_method` reads them."""
+
+    @property
+    def training_method(self) -> TrainingMethod:
+        """:attr:`method` read (construction has checked it)."""
+        return TrainingMethod.from_dict(dict(self.method))
 
     def __post_init__(self) -> None:
         try:
@@ -115,6 +125,11 @@ class JobSpec:
             ceiling is None or (isinstance(ceiling, int | float) and not isinstance(ceiling, bool) and ceiling > 0),
             "max_seconds_ceiling must be a positive number",
         )
+        _require(isinstance(self.method, Mapping), "method must be an object")
+        try:
+            TrainingMethod.from_dict(dict(self.method))
+        except MethodError as exc:
+            raise InvalidJobSpec(exc.message) from None
         if self.execution_plan is not None:
             from adapters.execution_plan import ExecutionPlan  # imports torch: only when a plan is named
 
@@ -143,6 +158,7 @@ class JobSpec:
         execution_plan: str | None = None,
         plan_cache: Path | str | None = None,
         max_seconds_ceiling: float | None = None,
+        method: Mapping[str, Any] | None = None,
     ) -> JobSpec:
         """The spec, every path made absolute (the worker runs elsewhere); :class:`InvalidJobSpec`
         if a field is malformed."""
@@ -167,6 +183,7 @@ class JobSpec:
             execution_plan=execution_plan,
             plan_cache=_absolute(plan_cache) if plan_cache else None,
             max_seconds_ceiling=None if max_seconds_ceiling is None else _number(max_seconds_ceiling),
+            method=_method(method),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -178,7 +195,7 @@ class JobSpec:
                 value = str(value)
             elif f.name in ("training_files", "validation_files"):
                 value = [file.to_dict() for file in value]
-            elif f.name == "hyperparameters":
+            elif f.name in ("hyperparameters", "method"):
                 value = dict(value)
             data[f.name] = value
         return data
@@ -213,6 +230,7 @@ class JobSpec:
             execution_plan=data.get("execution_plan"),
             plan_cache=data.get("plan_cache"),
             max_seconds_ceiling=data.get("max_seconds_ceiling"),
+            method=data.get("method"),
         )
 
 
@@ -238,6 +256,14 @@ def _object(value: object) -> Mapping[str, Any]:
     if not isinstance(value, dict):
         raise InvalidJobSpec("hyperparameters must be an object")
     return value
+
+
+def _method(value: object) -> Mapping[str, Any]:
+    if value is None:
+        return {"type": "supervised"}
+    if not isinstance(value, Mapping):
+        raise InvalidJobSpec("method must be an object")
+    return dict(value)
 
 
 def _files(value: object, key: str) -> tuple[InputFile, ...]:

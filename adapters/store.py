@@ -5,6 +5,7 @@ Layout::
     <root>/.lock                               flock held by every mutation (server and trainer)
     <root>/<tenant>/.last-version.<name>       highest version ever published (never reused)
     <root>/<tenant>/<name>/current             the current version number
+    <root>/<tenant>/<name>/traffic.json        an optional split of traffic over versions
     <root>/<tenant>/<name>/<version>/          adapter_config.json, adapter_model.safetensors,
                                                manifest.json — immutable once visible
 
@@ -18,6 +19,8 @@ Contract:
 - Version numbers are never reused for a tenant/name, even after deletion, so a cached
   ``tenant/name@N`` can never silently refer to different weights.
 - An adapter exists exactly when its ``current`` file names an existing version.
+- A traffic split (:mod:`adapters.traffic_split`) only ever names existing versions: rolling
+  back, or deleting a version the split names, removes the split (``current`` answers again).
 - Names are validated with :mod:`adapters.ids` before they become paths (:class:`InvalidId`).
 """
 
@@ -35,11 +38,14 @@ from pathlib import Path
 
 from adapters.ids import AdapterRef, InvalidId, validate_adapter_name, validate_tenant_id
 from adapters.manifest import MANIFEST_FILE, AdapterManifest, ManifestError
+from adapters.store_files import fsync_dir, is_atomic_tmp, remove_dir, remove_if_empty, write_atomic, write_file
+from adapters.traffic_split import TrafficSplit
 
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
 _CURRENT = "current"
-_RESERVED = frozenset({MANIFEST_FILE, _CURRENT})
+_TRAFFIC = "traffic.json"
+_RESERVED = frozenset({MANIFEST_FILE, _CURRENT, _TRAFFIC})
 
 
 class StoreError(RuntimeError):
@@ -141,9 +147,23 @@ class AdapterStore:
         except ManifestError as exc:
             raise StoreError(f"Corrupt manifest {path}: {exc}") from exc
 
-    def resolve(self, ref: AdapterRef) -> ResolvedAdapter:
-        """The version ``ref`` names; ``ref.version`` None means the current one."""
-        version = ref.version if ref.version is not None else self.current_version(ref.tenant, ref.name)
+    def traffic(self, tenant: str, name: str) -> TrafficSplit | None:
+        """The adapter's traffic split, if one is set."""
+        try:
+            return TrafficSplit.from_json((self._adapter_dir(tenant, name) / _TRAFFIC).read_text())
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StoreError(f"Corrupt traffic split of {tenant}/{name}: {exc}") from exc
+
+    def resolve(self, ref: AdapterRef, conversation: str | None = None) -> ResolvedAdapter:
+        """The version ``ref`` names; ``ref.version`` None means the one the traffic split picks
+        for ``conversation`` (:meth:`TrafficSplit.choose`), or the current one without a split."""
+        split = self.traffic(ref.tenant, ref.name) if ref.version is None else None
+        if split is not None:
+            version = split.choose(f"{ref.tenant}/{ref.name}", conversation)
+        else:
+            version = ref.version if ref.version is not None else self.current_version(ref.tenant, ref.name)
         manifest = self.manifest(ref.tenant, ref.name, version)
         return ResolvedAdapter(manifest, self._version_dir(ref.tenant, ref.name, version))
 
@@ -174,7 +194,7 @@ class AdapterStore:
                         for e in d.iterdir()
                     ),
                 ]:
-                    if entry.name.startswith((".tmp-", ".trash-")) or _is_atomic_tmp(entry):
+                    if entry.name.startswith((".tmp-", ".trash-")) or is_atomic_tmp(entry):
                         if entry.is_dir():
                             shutil.rmtree(entry, ignore_errors=True)
                         else:
@@ -205,35 +225,52 @@ class AdapterStore:
             try:
                 tmp.mkdir()
                 for file_name, content in files.items():
-                    _write_file(tmp / file_name, content)
+                    write_file(tmp / file_name, content)
                 manifest = make_manifest(version)
                 if (manifest.tenant, manifest.name, manifest.version) != (tenant, name, version):
                     raise StoreError(f"make_manifest returned {manifest.model_id}, expected {tenant}/{name}@{version}.")
                 manifest.write(tmp / MANIFEST_FILE)
-                _fsync_dir(tmp)
+                fsync_dir(tmp)
                 os.rename(tmp, final)
-                _fsync_dir(adapter_dir)
+                fsync_dir(adapter_dir)
                 try:
                     self._write_last_version(tenant, name, version)
-                    _write_atomic(adapter_dir / _CURRENT, f"{version}\n")
+                    write_atomic(adapter_dir / _CURRENT, f"{version}\n")
                 except BaseException:
-                    _remove_dir(final)
+                    remove_dir(final)
                     raise
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 if not (adapter_dir / _CURRENT).exists():
-                    _remove_if_empty(adapter_dir)
-                    _remove_if_empty(adapter_dir.parent)
+                    remove_if_empty(adapter_dir)
+                    remove_if_empty(adapter_dir.parent)
                 raise
             return manifest
 
     def rollback(self, tenant: str, name: str, version: int) -> AdapterManifest:
-        """Make an existing ``version`` (older or newer) current; return its manifest."""
+        """Make an existing ``version`` (older or newer) current, ending any split; return its manifest."""
         with self._locked():
             self.current_version(tenant, name)
             manifest = self.manifest(tenant, name, version)
-            _write_atomic(self._adapter_dir(tenant, name) / _CURRENT, f"{version}\n")
+            write_atomic(self._adapter_dir(tenant, name) / _CURRENT, f"{version}\n")
+            (self._adapter_dir(tenant, name) / _TRAFFIC).unlink(missing_ok=True)
             return manifest
+
+    def set_traffic(self, tenant: str, name: str, split: TrafficSplit | None) -> None:
+        """Split traffic over existing versions; one version at 100 % is a promotion (it becomes
+        current, the split ends); None ends a split (``current`` answers)."""
+        if split is not None and split.only is not None:
+            self.rollback(tenant, name, split.only)
+            return
+        with self._locked():
+            self.current_version(tenant, name)
+            path = self._adapter_dir(tenant, name) / _TRAFFIC
+            if split is None:
+                path.unlink(missing_ok=True)
+                return
+            for version in split.versions:
+                self.manifest(tenant, name, version)  # AdapterNotFound for a missing version
+            write_atomic(path, split.to_json())
 
     def delete(self, tenant: str, name: str, version: int | None = None) -> None:
         """Delete one version or (``version`` None) the whole adapter.
@@ -249,11 +286,14 @@ class AdapterStore:
                 raise AdapterNotFound.version(tenant, name, version)
             remaining = [v for v in stored if v != version]
             if version is None or not remaining:
-                _remove_dir(adapter_dir)
+                remove_dir(adapter_dir)
                 return
             if version == current:
-                _write_atomic(adapter_dir / _CURRENT, f"{max(remaining)}\n")
-            _remove_dir(self._version_dir(tenant, name, version))
+                write_atomic(adapter_dir / _CURRENT, f"{max(remaining)}\n")
+            split = self.traffic(tenant, name)
+            if split is not None and version in split.versions:
+                (adapter_dir / _TRAFFIC).unlink()
+            remove_dir(self._version_dir(tenant, name, version))
 
     # ----------------------------------------------------------------------------- internals
 
@@ -278,7 +318,7 @@ class AdapterStore:
             return 0
 
     def _write_last_version(self, tenant: str, name: str, version: int) -> None:
-        _write_atomic(self._last_version_path(tenant, name), f"{version}\n")
+        write_atomic(self._last_version_path(tenant, name), f"{version}\n")
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -335,60 +375,3 @@ def _check_file_names(files: Mapping[str, Path | bytes]) -> None:
     for file_name in files:
         if file_name in _RESERVED or file_name.startswith(".") or Path(file_name).name != file_name:
             raise StoreError(f"Cannot store a file named {file_name!r}.")
-
-
-def _write_file(path: Path, content: Path | bytes) -> None:
-    with open(path, "xb") as out:
-        if isinstance(content, bytes):
-            out.write(content)
-        else:
-            with open(content, "rb") as src:
-                shutil.copyfileobj(src, out, 1024 * 1024)
-        out.flush()
-        os.fsync(out.fileno())
-
-
-def _is_atomic_tmp(entry: Path) -> bool:
-    """A leftover of :func:`_write_atomic`: ``.<name>.<32 hex>``."""
-    stem, _, suffix = entry.name.rpartition(".")
-    return (
-        entry.name.startswith(".") and bool(stem) and len(suffix) == 32 and all(c in "0123456789abcdef" for c in suffix)
-    )
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` so a reader sees the old or the new content, never half."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _remove_dir(directory: Path) -> None:
-    """Rename out of sight first, then delete, so readers never see a half-deleted directory."""
-    trash = directory.with_name(f".trash-{uuid.uuid4().hex}")
-    os.rename(directory, trash)
-    _fsync_dir(directory.parent)
-    shutil.rmtree(trash, ignore_errors=True)
-
-
-def _remove_if_empty(directory: Path) -> None:
-    try:
-        directory.rmdir()
-    except OSError:
-        pass
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

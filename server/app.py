@@ -36,11 +36,13 @@ from server.routes import (
     chat,
     comparisons,
     completions,
+    feedback,
     files,
     fine_tuning,
     health,
     me,
     models,
+    rollouts,
     tenant_keys,
     tenants,
     widget,
@@ -110,11 +112,13 @@ def create_app(settings: Settings) -> Starlette:
             services.jobs, services.files, services.store, services.tenants, settings, serving=services
         )
         await services.runner.start()
+        services.served.start()
         sweeping = asyncio.create_task(
             retention.keep_sweeping(services.jobs, services.files, settings), name="swaplora-retention"
         )
         yield
         sweeping.cancel()
+        await asyncio.to_thread(services.served.stop)
         await services.runner.stop()
         if services.engine is not None:
             services.engine.stop()
@@ -125,6 +129,8 @@ def create_app(settings: Settings) -> Starlette:
             *models.routes,
             *chat.routes,
             *completions.routes,
+            *feedback.routes,
+            *rollouts.routes,
             *tenants.routes,
             *adapter_routes.routes,
             *comparisons.routes,

@@ -133,6 +133,25 @@ class ComparisonStore:
             )
         return comparison
 
+    def model_records(self, tenant: str | None, model_prefix: str) -> dict[str, tuple[int, int]]:
+        """Per model id starting with ``model_prefix`` (e.g. ``acme/support@``): (wins, votes)
+        over the tenant's votes in which it took part (ties and both-bad count as votes)."""
+        where, params = ("tenant = ?", (tenant,)) if tenant is not None else ("1", ())
+        pattern = model_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        records: dict[str, tuple[int, int]] = {}
+        with self._connect() as db:
+            for side, other in (("left", "right"), ("right", "left")):
+                rows = db.execute(
+                    f"SELECT {side}_model, SUM(vote = '{side}'), COUNT(*) FROM comparisons "
+                    f"WHERE {where} AND {side}_model LIKE ? ESCAPE '\\' AND {side}_model != {other}_model "
+                    f"GROUP BY {side}_model",
+                    (*params, pattern),
+                ).fetchall()
+                for model, wins, votes in rows:
+                    old_wins, old_votes = records.get(model, (0, 0))
+                    records[model] = (old_wins + int(wins), old_votes + int(votes))
+        return records
+
     def list(self, tenant: str | None, limit: int = 100) -> list[Comparison]:
         """The newest ``limit`` votes of ``tenant`` (of everyone with None), newest first."""
         where, params = self._scope(tenant)

@@ -24,6 +24,8 @@ from server.engine.step_loop import Engine
 from server.jobs.job_store import JobStore
 from server.jobs.training_files import FileStore
 from server.metrics import Metrics
+from server.rollouts.feedback import FeedbackStore
+from server.rollouts.served_log import ServedLog
 from server.settings import Settings
 from server.tenancy import quotas
 from server.tenancy.rate_limits import RateLimiter
@@ -42,6 +44,9 @@ class Services:
     comparisons: ComparisonStore
     files: FileStore
     jobs: JobStore
+    served: ServedLog
+    """Every chat completion served (which version answered, latencies; texts where stored)."""
+    feedback: FeedbackStore
     base: LoadedBase | None = None
     engine: Engine | None = None
     admitter: Admitter | None = None
@@ -74,6 +79,8 @@ class Services:
             comparisons=ComparisonStore(settings.db_path),
             files=FileStore(settings.db_path, settings.files_dir),
             jobs=JobStore(settings.db_path),
+            served=ServedLog(settings.db_path, settings.served_retention_days),
+            feedback=FeedbackStore(settings.db_path),
             **fields,
         )
 

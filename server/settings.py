@@ -101,6 +101,12 @@ class Settings(BaseSettings):
         description="Keep base-model prefixes apart per tenant (an adapter's are its tenant's anyway), so one "
         "tenant cannot time another's cached prompts; false shares them (more hits, less isolation).",
     )
+    served_retention_days: float | None = Field(
+        30,
+        gt=0,
+        description="Days the record of each chat completion (version, latency, feedback, and stored conversations) "
+        "is kept; unset: forever.",
+    )
     max_choices: int = Field(4, ge=1, description="Largest n (choices per request); each is a row of the batch.")
     max_grammar_bytes: int = Field(
         64 * 1024, ge=1024, description="Largest JSON schema (response_format, tools) a request may bring."

@@ -32,6 +32,10 @@ class Generation:
         self._events: asyncio.Queue[Event] = asyncio.Queue()
         self._metrics = metrics
         self._started = time.monotonic()
+        self.first_token_s: float | None = None
+        """Seconds from submission to the first text (time to first token), once it came."""
+        self.total_s: float | None = None
+        """Seconds from submission to the last choice's end, once it ended."""
         self._choices = request.n
         self.finished: dict[int, Finished] = {}
         """Each choice's last event, by index; complete when the iteration ends normally."""
@@ -43,6 +47,10 @@ class Generation:
 
     def cancel(self) -> None:
         self._handle.cancel()
+
+    @property
+    def elapsed_s(self) -> float:
+        return time.monotonic() - self._started
 
     @property
     def done(self) -> bool:
@@ -63,14 +71,16 @@ class Generation:
                 if isinstance(event, Finished):
                     self.finished[event.index] = event
                     if self.done:
-                        self._metrics.e2e.observe(now - self._started)
+                        self.total_s = now - self._started
+                        self._metrics.e2e.observe(self.total_s)
                         self._metrics.requests.labels(outcome=self.finished[0].reason).inc()
                     yield event
                     if self.done:
                         return
                     continue
                 if last is None:
-                    self._metrics.ttft.observe(now - self._started)
+                    self.first_token_s = now - self._started
+                    self._metrics.ttft.observe(self.first_token_s)
                 else:
                     self._metrics.inter_token.observe(now - last)
                 last = now

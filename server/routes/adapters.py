@@ -41,16 +41,16 @@ UPLOAD_FILES = (CONFIG_FILE, WEIGHTS_FILE)
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 
 
-def _not_found(exc: AdapterNotFound) -> APIError:
+def adapter_not_found(exc: AdapterNotFound) -> APIError:
     """The 404 for a store miss; its text is the store's, so a foreign adapter reads the same."""
     return not_found(str(exc), code="adapter_not_found")
 
 
 def _adapter_not_found(tenant: str, name: str) -> APIError:
-    return _not_found(AdapterNotFound.adapter(tenant, name))
+    return adapter_not_found(AdapterNotFound.adapter(tenant, name))
 
 
-def _owned_adapter(principal: Principal, tenant: str, name: str) -> tuple[str, str]:
+def owned_adapter(principal: Principal, tenant: str, name: str) -> tuple[str, str]:
     """Path parameters the caller may touch, else the same 404 a missing adapter gets."""
     try:
         validate_tenant_id(tenant)
@@ -88,7 +88,7 @@ def adapter_object(manifest: AdapterManifest, current_version: int) -> dict[str,
     }
 
 
-def _adapter_detail(store: AdapterStore, tenant: str, name: str) -> dict[str, Any]:
+def adapter_detail(store: AdapterStore, tenant: str, name: str) -> dict[str, Any]:
     """The adapter at its current version plus every version's manifest (runs in a thread)."""
     versions = store.versions(tenant, name)
     current = store.current_version(tenant, name)
@@ -96,7 +96,12 @@ def _adapter_detail(store: AdapterStore, tenant: str, name: str) -> dict[str, An
     current_manifest = next((m for m in versions if m.version == current), None) or store.manifest(
         tenant, name, current
     )
-    return {**adapter_object(current_manifest, current), "versions": [version_object(m) for m in versions]}
+    split = store.traffic(tenant, name)
+    return {
+        **adapter_object(current_manifest, current),
+        "traffic": split.to_api() if split else None,
+        "versions": [version_object(m) for m in versions],
+    }
 
 
 # ----------------------------------------------------------------------------------- upload
@@ -224,7 +229,7 @@ async def list_adapters(request: Request) -> JSONResponse:
         details = []
         for summary in store.list_adapters(tenant):
             try:
-                details.append(_adapter_detail(store, summary.tenant, summary.name))
+                details.append(adapter_detail(store, summary.tenant, summary.name))
             except AdapterNotFound:
                 continue  # deleted between listing and reading
         return details
@@ -233,16 +238,16 @@ async def list_adapters(request: Request) -> JSONResponse:
 
 
 async def get_adapter(request: Request) -> JSONResponse:
-    tenant, name = _owned_adapter(authenticate(request), request.path_params["tenant"], request.path_params["name"])
+    tenant, name = owned_adapter(authenticate(request), request.path_params["tenant"], request.path_params["name"])
     try:
-        detail = await run_in_threadpool(_adapter_detail, _store(request), tenant, name)
+        detail = await run_in_threadpool(adapter_detail, _store(request), tenant, name)
     except AdapterNotFound as exc:
-        raise _not_found(exc) from None
+        raise adapter_not_found(exc) from None
     return JSONResponse(detail)
 
 
 async def rollback_adapter(request: Request) -> JSONResponse:
-    tenant, name = _owned_adapter(authenticate(request), request.path_params["tenant"], request.path_params["name"])
+    tenant, name = owned_adapter(authenticate(request), request.path_params["tenant"], request.path_params["name"])
     data = await read_json_object(request, frozenset({"version"}))
     version = data.get("version")
     if type(version) is not int or version < 1:  # type(): JSON true must not mean version 1
@@ -251,26 +256,26 @@ async def rollback_adapter(request: Request) -> JSONResponse:
     try:
         manifest = await run_in_threadpool(store.rollback, tenant, name, version)
     except AdapterNotFound as exc:
-        raise _not_found(exc) from None
+        raise adapter_not_found(exc) from None
     return JSONResponse(adapter_object(manifest, manifest.version))
 
 
 async def delete_adapter(request: Request) -> JSONResponse:
-    tenant, name = _owned_adapter(authenticate(request), request.path_params["tenant"], request.path_params["name"])
+    tenant, name = owned_adapter(authenticate(request), request.path_params["tenant"], request.path_params["name"])
     try:
         await run_in_threadpool(_store(request).delete, tenant, name, None)
     except AdapterNotFound as exc:
-        raise _not_found(exc) from None
+        raise adapter_not_found(exc) from None
     return JSONResponse({"id": f"{tenant}/{name}", "object": "adapter", "deleted": True})
 
 
 async def delete_adapter_version(request: Request) -> JSONResponse:
-    tenant, name = _owned_adapter(authenticate(request), request.path_params["tenant"], request.path_params["name"])
+    tenant, name = owned_adapter(authenticate(request), request.path_params["tenant"], request.path_params["name"])
     version: int = request.path_params["version"]
     try:
         await run_in_threadpool(_store(request).delete, tenant, name, version)
     except AdapterNotFound as exc:
-        raise _not_found(exc) from None
+        raise adapter_not_found(exc) from None
     return JSONResponse({"id": f"{tenant}/{name}@{version}", "object": "adapter.version", "deleted": True})
 
 

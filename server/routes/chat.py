@@ -91,23 +91,29 @@ async def chat_completions(request: Request) -> Response | ReleaseAfter:
         params = sampling_params(body, max_tokens, len(tokenizer), body.logprobs_count)
         generation = flight.start(prompt_ids, params, body.n, grammar.matcher if grammar else None)
     reply = ChatReply(int(time.time()), flight.served_model, services.grammars.token_bytes, mode, body.logprobs)
+    answer: list[str] = []  # choice 0's text, for the served log
+
+    def finish() -> None:
+        settle(flight.admission, [generation], len(prompt_ids))
+        said = [m.model_dump(exclude_none=True) for m in messages] if flight.stores_texts else None
+        flight.record(reply.id, [generation], {"messages": said, "answer": "".join(answer)} if said else None)
+
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        events = _stream(generation, reply, body.n, include_usage)
-        return ReleaseAfter(
-            EventSourceResponse(events, ping=15), lambda: settle(flight.admission, [generation], len(prompt_ids))
-        )
+        events = _stream(generation, reply, body.n, include_usage, answer)
+        return ReleaseAfter(EventSourceResponse(events, ping=15), finish)
     try:
         results = await collect(request, generation, body.n)
+        answer.append(results[0].text)
         ends = [r.finished for r in results if r.finished is not None]
         choices = [reply.choice(i, r.text, r.logprobs, end) for i, (r, end) in enumerate(zip(results, ends))]
         return JSONResponse(reply.body(choices, usage([generation])))
     finally:
-        settle(flight.admission, [generation], len(prompt_ids))
+        finish()
 
 
 async def _stream(
-    generation: Generation, reply: ChatReply, n: int, include_usage: bool
+    generation: Generation, reply: ChatReply, n: int, include_usage: bool, answer: list[str]
 ) -> AsyncIterator[dict[str, str]]:
     """SSE events: a role chunk per choice, content chunks as text comes (a tool reply at its
     end), a finish chunk per choice, the usage chunk if asked, ``[DONE]``."""
@@ -117,6 +123,8 @@ async def _stream(
         yield _data(reply.chunk(index, {"role": "assistant", "content": ""}))
     async for event in generation:
         if isinstance(event, TextDelta):
+            if event.index == 0:
+                answer.append(event.text)
             if reply.tools == "none":
                 yield _data(reply.chunk(event.index, {"content": event.text}, logprobs=event.logprobs))
             else:

@@ -5,7 +5,10 @@ tenant's rules (a publishable key chats only from an allowed origin, only with t
 ``default_model``, within ``widget_max_tokens``, with ``n=1`` and without benchmark switches),
 counts the request against its limits *before* any work (:class:`~server.tenancy.rate_limits.Admission`)
 and resolves ``model`` inside the caller's tenant (another tenant's id, or one that does not
-exist, is the same 404). The route then builds its prompt and calls :func:`start`; every error
+exist, is the same 404); an unpinned adapter id follows the adapter's traffic split, sticky per
+``user`` (:mod:`adapters.traffic_split`), and the reply's ``model`` names the version that
+answered. :meth:`Preflight.record` puts the finished request in the served log (texts only where
+the tenant stores conversations). The route then builds its prompt and calls :func:`start`; every error
 after the admission releases it (:meth:`Preflight.release_on_error`). :func:`collect` gathers a
 non-streamed reply, cancelling the engine rows if the client goes away meanwhile.
 """
@@ -13,6 +16,7 @@ non-streamed reply, cancelling the engine rows if the client goes away meanwhile
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,6 +34,7 @@ from server.engine.admission import Generation, QueueFull
 from server.engine.requests import Finished, RowConstraint, TextDelta, TokenLogprob
 from server.engine.sampling import SamplingParams
 from server.errors import APIError, bad_request, model_loading, model_not_found
+from server.rollouts.served_log import Served
 from server.schemas import parse_json
 from server.services import Services, services_of
 from server.settings import Settings
@@ -69,6 +74,11 @@ class Preflight:
             raise
 
     @property
+    def stores_texts(self) -> bool:
+        """Whether the tenant keeps conversation texts (``store_conversations``)."""
+        return self.settings is not None and self.settings.store_conversations
+
+    @property
     def context_limit(self) -> int:
         assert self.services.base is not None  # ready_services checked it
         return min(self.services.base.context_length, self.services.settings.max_context)
@@ -103,6 +113,29 @@ class Preflight:
         default = default or self.services.settings.default_max_tokens
         return requested if requested is not None else min(default, limit - prompt_len, ceiling)
 
+    def record(self, completion_id: str, generations: list[Generation], conversation: dict[str, Any] | None) -> None:
+        """Put the request in the served log (``conversation`` kept only where the tenant stores them)."""
+        model = self.served_model
+        adapter, _, version = model.partition("@")
+        first = generations[0]
+        end = first.finished.get(0)
+        self.services.served.record(
+            Served(
+                id=completion_id,
+                tenant=self.principal.tenant_id,
+                adapter=adapter,
+                version=int(version) if version else None,
+                model=model,
+                created_at=time.time(),
+                ttft_ms=None if first.first_token_s is None else first.first_token_s * 1000,
+                latency_ms=(first.total_s if first.total_s is not None else first.elapsed_s) * 1000,
+                prompt_tokens=sum(g.tokens[0] for g in generations),
+                completion_tokens=sum(g.tokens[1] for g in generations),
+                finish_reason=end.reason if end is not None else "disconnected",
+                conversation=json.dumps(conversation) if conversation is not None and self.stores_texts else None,
+            )
+        )
+
     def start(
         self,
         prompt_ids: list[int],
@@ -133,9 +166,9 @@ async def preflight(request: Request, body_type: type[Body]) -> tuple[Preflight,
     services = ready_services(request)
     if body.n > services.settings.max_choices:
         raise bad_request(f"n may be at most {services.settings.max_choices} on this server.", param="n")
-    admission = _admit(services, principal, settings)
+    admission = admit(services, principal, settings)
     try:
-        served_model, adapter = await run_in_threadpool(resolve_adapter, services, principal, body.model)
+        served_model, adapter = await run_in_threadpool(resolve_adapter, services, principal, body.model, body.user)
     except BaseException:
         admission.done()
         raise
@@ -149,8 +182,11 @@ def ready_services(request: Request) -> Services:
     return services
 
 
-def resolve_adapter(services: Services, principal: Principal, model: str) -> tuple[str, AdapterHandle | None]:
-    """The served model id (``base`` or ``tenant/name@version``) and the adapter to use."""
+def resolve_adapter(
+    services: Services, principal: Principal, model: str, conversation: str | None = None
+) -> tuple[str, AdapterHandle | None]:
+    """The served model id (``base`` or ``tenant/name@version``) and the adapter to use; an
+    unpinned id picks its version by the adapter's traffic split for ``conversation``."""
     try:
         ref = parse_model_id(model)
     except InvalidId as exc:
@@ -160,7 +196,7 @@ def resolve_adapter(services: Services, principal: Principal, model: str) -> tup
     if not can_use_tenant(principal, ref.tenant):
         raise model_not_found(model)
     try:
-        resolved = services.store.resolve(ref)
+        resolved = services.store.resolve(ref, conversation)
     except AdapterNotFound:
         raise model_not_found(model) from None
     manifest = resolved.manifest
@@ -227,7 +263,7 @@ def batch_rows(services: Services, settings: TenantSettings | None) -> int | Non
     return default if own is None else min(own, default)
 
 
-def _admit(services: Services, principal: Principal, settings: TenantSettings | None) -> Admission:
+def admit(services: Services, principal: Principal, settings: TenantSettings | None) -> Admission:
     """Count the request against its tenant (and, for a publishable key, the key and the visitor)
     before any work is done for it, so that every request a caller makes counts."""
     if principal.tenant_id is None or settings is None:

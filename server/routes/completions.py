@@ -74,17 +74,19 @@ async def completions(request: Request) -> Response | ReleaseAfter:
             generations.append(flight.start(ids, replace(params, prompt_logprobs=scored), body.n))
     prompt_len = sum(len(ids) for ids, _ in prompts)
     reply = _Reply(flight.served_model, services.grammars.token_bytes, body, [text for _, text in prompts])
+
+    def finish() -> None:
+        settle(flight.admission, generations, prompt_len)
+        flight.record(reply.id, generations, None)
+
     if body.stream:
-        return ReleaseAfter(
-            EventSourceResponse(_stream(generations, reply), ping=15),
-            lambda: settle(flight.admission, generations, prompt_len),
-        )
+        return ReleaseAfter(EventSourceResponse(_stream(generations, reply), ping=15), finish)
     try:
         per_prompt = await asyncio.gather(*(collect(request, g, body.n) for g in generations))
         results = [result for prompt_results in per_prompt for result in prompt_results]
         return JSONResponse(reply.body(results, generations))
     finally:
-        settle(flight.admission, generations, prompt_len)
+        finish()
 
 
 class _Reply:

@@ -36,7 +36,7 @@ from server.tenancy.auth import Principal, bearer_key
 from server.tenancy.tenant_settings import TenantSettings
 from server.tenancy.tenants import TenantRegistry
 
-CORS_PATHS = frozenset({"/v1/chat/completions", "/v1/widget/config"})
+CORS_PATHS = frozenset({"/v1/chat/completions", "/v1/widget/config", "/v1/feedback"})
 PREFLIGHT_HEADERS = {
     "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
     "Access-Control-Allow-Headers": "authorization, content-type",

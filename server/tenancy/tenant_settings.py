@@ -135,6 +135,9 @@ class TenantSettings(_Record):
     ``SWAPLORA_VISITOR_LIMIT_CEILINGS``."""
     widget_max_tokens: int | None = Field(None, ge=1, le=1_000_000)
     """Most completion tokens a publishable key may ask for; at most ``SWAPLORA_PUBLISHABLE_MAX_TOKENS``."""
+    store_conversations: bool = False
+    """Keep the texts of chats (messages and answers) and feedback comments, for review and for
+    preference training; off: only ids, versions, latencies and ratings are kept."""
 
     @property
     def effective_limits(self) -> TenantLimits:
