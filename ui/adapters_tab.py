@@ -1,5 +1,6 @@
 """The **Adapters** tab: every adapter the key may see, its versions with their manifest metrics,
-the current version, rollback, deletion and upload.
+the current version, rollback, deletion and upload, and the rollout panel (each version's
+scoreboard next to the traffic split, a split editor and a promote button: :mod:`ui.rollout_view`).
 
 Contract:
 
@@ -21,6 +22,7 @@ from typing import Any
 
 import gradio as gr
 
+from ui.rollout_view import STATS_HEADERS, load_stats, promote, set_split
 from ui.session import Session, load_catalog, require
 
 ADAPTER_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}/[a-z0-9][a-z0-9-]{0,62}$")
@@ -132,6 +134,12 @@ def build_adapters_tab(session: gr.State, catalog: gr.State, acting: gr.Dropdown
             confirm = gr.Checkbox(label="Yes, delete", value=False)
             delete_version = gr.Button("Delete this version", variant="stop")
             delete_adapter = gr.Button("Delete the whole adapter", variant="stop")
+        with gr.Accordion("Rollout: traffic split and scoreboard", open=True):
+            stats = gr.Dataframe(headers=STATS_HEADERS, label="Versions in service", interactive=False, value=[])
+            with gr.Row(equal_height=True):
+                split = gr.Textbox(label="Traffic split (version: percent, ...)", placeholder="1: 90, 2: 10")
+                split_button = gr.Button("Set split")
+                promote_button = gr.Button("Promote this version (100 %)", variant="primary")
         with gr.Accordion("Upload an adapter (PEFT LoRA, safetensors only)", open=False):
             name = gr.Textbox(label="Adapter name", placeholder="support")
             files = gr.File(
@@ -150,6 +158,9 @@ def build_adapters_tab(session: gr.State, catalog: gr.State, acting: gr.Dropdown
     refresh.click(load_catalog, session, catalog, api_visibility="private")
     catalog.change(pickers, [catalog, picked], [table, picked], api_visibility="private")
     gr.on([picked.change, catalog.change], show_adapter, [catalog, picked], versions, api_visibility="private")
+    gr.on([picked.change, catalog.change], load_stats, [session, picked], [stats, split], api_name="adapter_stats")
+    split_button.click(set_split, [session, picked, split], catalog, api_name="set_traffic")
+    promote_button.click(promote, [session, picked, version], catalog, api_name="promote")
     rollback_button.click(rollback, [session, picked, version], catalog, api_name="rollback")
     delete_version.click(
         delete, [session, picked, version, gr.State(False), confirm], [catalog, confirm], api_name="delete_version"

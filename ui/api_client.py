@@ -146,6 +146,13 @@ class ApiClient:
     async def rollback(self, adapter_id: str, version: int) -> dict[str, Any]:
         return await self._object("POST", f"/v1/adapters/{adapter_id}/rollback", json={"version": version})
 
+    async def adapter_stats(self, adapter_id: str) -> dict[str, Any]:
+        """The per-version scoreboard and the traffic split."""
+        return await self._object("GET", f"/v1/adapters/{adapter_id}/stats")
+
+    async def set_traffic(self, adapter_id: str, traffic: Mapping[str, int] | None) -> dict[str, Any]:
+        return await self._object("PATCH", f"/v1/adapters/{adapter_id}", json={"traffic": traffic})
+
     async def delete_adapter(self, adapter_id: str) -> dict[str, Any]:
         return await self._object("DELETE", f"/v1/adapters/{adapter_id}")
 

@@ -10,6 +10,10 @@
  * Escape closes. Under 480px wide the panel is full-screen. Errors are said kindly: busy (429,
  * with the Retry-After wait), offline / unreachable, and "this site is not allowed" (403, or a
  * refused CORS preflight while the server is reachable). Text is only ever set as textContent.
+ * Each answer gets thumbs up / down (buttons under it, keyboard reachable, aria-pressed; their
+ * row is laid out while the answer streams, so showing them shifts nothing), sent to
+ * POST /v1/feedback with the answer's completion id. A random visitor id (this tab only) goes
+ * with every question as `user`, so a conversation stays on one adapter version during a rollout.
  */
 (function () {
   "use strict";
@@ -19,6 +23,7 @@
   var KEY = script.getAttribute("data-key") || "";
   var HOST = new URL(script.src, location.href).origin;
   var STORE = "swaplora:" + TENANT + ":conversation";
+  var VISITOR_STORE = "swaplora:" + TENANT + ":visitor";
   var MAX_TURNS = 20;
 
   var CSS = [
@@ -46,6 +51,9 @@
     "textarea{flex:1;resize:none;height:42px;padding:9px;border:1px solid #c9cdd4;border-radius:8px;color:#111;background:#fff}",
     ".send{padding:0 16px;border:none;border-radius:8px;background:var(--swl-color);color:var(--swl-on-color);cursor:pointer}",
     ".send:disabled{opacity:.5;cursor:default}",
+    ".rate{align-self:flex-start;display:flex;gap:6px;margin-top:-4px;height:30px}",
+    ".rate button{width:34px;height:28px;border:1px solid #c9cdd4;border-radius:8px;background:#fff;cursor:pointer;font-size:14px}",
+    ".rate button[aria-pressed=true]{background:var(--swl-color);color:var(--swl-on-color);border-color:transparent}",
     ".sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}",
     "@media (max-width:480px){.panel{inset:0;width:100%;height:100%;max-height:none;border-radius:0}}"
   ].join("");
@@ -73,6 +81,19 @@
 
   function saveConversation(turns) {
     try { sessionStorage.setItem(STORE, JSON.stringify(turns.slice(-MAX_TURNS))); } catch (e) { /* private mode */ }
+  }
+
+  function visitorId() {
+    try {
+      var id = sessionStorage.getItem(VISITOR_STORE);
+      if (!id) {
+        var bytes = new Uint8Array(16);
+        crypto.getRandomValues(bytes);
+        id = "v-" + Array.prototype.map.call(bytes, function (b) { return (b + 256).toString(16).slice(1); }).join("");
+        sessionStorage.setItem(VISITOR_STORE, id);
+      }
+      return id;
+    } catch (e) { return undefined; /* private mode: no stickiness, still works */ }
   }
 
   function mount() {
@@ -119,10 +140,41 @@
       return node;
     }
 
+    function addRating(turn) {
+      var row = el("div", { class: "rate", role: "group", "aria-label": "Rate this answer" });
+      var up = el("button", { type: "button", "aria-label": "Helpful", "aria-pressed": String(turn.rating === "up") }, "\ud83d\udc4d");
+      var down = el("button", { type: "button", "aria-label": "Not helpful", "aria-pressed": String(turn.rating === "down") }, "\ud83d\udc4e");
+      row.append(up, down);
+      row.style.visibility = turn.id ? "visible" : "hidden"; /* laid out now: showing it later shifts nothing */
+      async function choose(rating) {
+        var response = null;
+        try {
+          response = await api("/v1/feedback", {
+            method: "POST",
+            headers: { "Content-Type": "application/json" },
+            body: JSON.stringify({ completion_id: turn.id, rating: rating })
+          });
+        } catch (e) { /* below */ }
+        if (!response || !response.ok) { say("Sorry, your rating could not be sent."); return; }
+        turn.rating = rating;
+        up.setAttribute("aria-pressed", String(rating === "up"));
+        down.setAttribute("aria-pressed", String(rating === "down"));
+        saveConversation(turns);
+        say("");
+      }
+      up.addEventListener("click", function () { choose("up"); });
+      down.addEventListener("click", function () { choose("down"); });
+      log.appendChild(row);
+      return row;
+    }
+
     function render() {
       log.textContent = "";
       if (config && config.greeting) addMessage("assistant", config.greeting);
-      turns.forEach(function (t) { addMessage(t.role, t.content); });
+      turns.forEach(function (t) {
+        addMessage(t.role, t.content);
+        if (t.role === "assistant") addRating(t);
+      });
     }
 
     function say(message) { notice.textContent = message || ""; }
@@ -178,7 +230,7 @@
       send.disabled = true;
     }
 
-    async function readStream(response, node) {
+    async function readStream(response, node, turn) {
       var reader = response.body.getReader();
       var decoder = new TextDecoder();
       var buffer = "", text = "";
@@ -194,6 +246,7 @@
           if (data === "[DONE]") return text;
           var event = JSON.parse(data);
           if (event.error) throw new Error(event.error.message);
+          if (event.id) turn.id = event.id;
           var delta = event.choices && event.choices[0] ? event.choices[0].delta : null;
           if (delta && delta.content) { text += delta.content; node.textContent = text; log.scrollTop = log.scrollHeight; }
         }
@@ -209,20 +262,27 @@
       var asked = addMessage("user", question);
       var answer = addMessage("assistant", "");
       answer.setAttribute("aria-busy", "true");
+      var turn = { role: "assistant", content: "" };
+      var rating = addRating(turn);
       var response = null;
       try {
         response = await api("/v1/chat/completions", {
           method: "POST",
           headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
-          body: JSON.stringify({ model: config.model, stream: true, messages: turns.slice(-MAX_TURNS) })
+          body: JSON.stringify({
+            model: config.model, stream: true, user: visitorId(),
+            messages: turns.slice(-MAX_TURNS).map(function (t) { return { role: t.role, content: t.content }; })
+          })
         });
         if (!response.ok) throw new Error("status " + response.status);
-        var text = await readStream(response, answer);
-        turns.push({ role: "assistant", content: text });
+        turn.content = await readStream(response, answer, turn);
+        turns.push(turn);
         saveConversation(turns);
+        rating.style.visibility = turn.id ? "visible" : "hidden";
       } catch (e) {
         turns.pop();
         answer.remove();
+        rating.remove();
         asked.remove();
         if (!input.value) input.value = question; /* ready to send again */
         say(response && response.ok ? "Sorry, the answer was interrupted. Please try again."

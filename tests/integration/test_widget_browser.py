@@ -174,3 +174,43 @@ def test_widget_on_an_origin_not_allowed_says_so_and_gets_no_answer(browser: Any
     send(page, "Hello?")
     assert shadow(page, "root.querySelectorAll('.msg').length") == 0
     screenshot(page, "widget-refused-origin")
+
+
+def test_widget_thumbs_rate_an_answer_by_keyboard_without_shifting_the_layout(browser: Any, site: Any) -> None:
+    page = browser.new_page()
+    page.goto(site["allowed"] + "/index.html")
+    open_bubble(page)
+    send(page, "Name one colour.")
+    page.wait_for_function(
+        f"() => document.querySelector('{WIDGET}').shadowRoot.querySelector('.msg.assistant[aria-busy]') !== null"
+        f" || document.querySelector('{WIDGET}').shadowRoot.querySelectorAll('.rate').length > 0"
+    )
+    # while the answer streams, its thumbs row already takes its place, unseen
+    reserved = shadow(
+        page,
+        "(() => { const r = [...root.querySelectorAll('.rate')].pop();"
+        " return [getComputedStyle(r).visibility, r.getBoundingClientRect().height]; })()",
+    )
+    assert reserved[1] > 0
+    page.wait_for_function(
+        f"() => {{ const r = [...document.querySelector('{WIDGET}').shadowRoot.querySelectorAll('.rate')].pop();"
+        " return r && getComputedStyle(r).visibility === 'visible'; }"
+    )
+    shown = shadow(page, "[...root.querySelectorAll('.rate')].pop().getBoundingClientRect().height")
+    assert shown == reserved[1]  # showing the thumbs moved nothing
+    page.get_by_role("textbox", name="Your message").focus()
+    page.keyboard.press("Shift+Tab")
+    assert shadow(page, "root.activeElement.getAttribute('aria-label')") == "Not helpful"
+    page.keyboard.press("Shift+Tab")
+    assert shadow(page, "root.activeElement.getAttribute('aria-label')") == "Helpful"
+    with page.expect_response(lambda r: "/v1/feedback" in r.url and r.request.method == "POST") as sent:
+        page.keyboard.press("Enter")
+    assert sent.value.status == 200, sent.value.text()
+    assert sent.value.json()["rating"] == "up" and sent.value.json()["model"] == "base"
+    page.get_by_role("button", name="Helpful", pressed=True).wait_for()
+    stored = page.evaluate(f"() => JSON.parse(sessionStorage.getItem('swaplora:{TENANT}:conversation'))")
+    assert stored[-1]["rating"] == "up" and stored[-1]["id"].startswith("chatcmpl-")
+    page.get_by_role("button", name="Not helpful").click()  # a changed mind: one click
+    page.get_by_role("button", name="Not helpful", pressed=True).wait_for()
+    assert page.get_by_role("button", name="Helpful", pressed=False).count() >= 1
+    screenshot(page, "widget-thumbs")

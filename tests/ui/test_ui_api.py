@@ -13,7 +13,7 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from tests.integration.conftest import PROMPT, Server, auth, greedy
+from tests.integration.conftest import PROMPT, Server, auth, greedy, upload_ok
 from tests.ui.conftest import ui_client
 
 pytestmark = pytest.mark.integration
@@ -198,3 +198,24 @@ def test_admin_acts_for_the_tenant_it_picks(
     admin.close()
     listed = http.get("/v1/adapters", headers=auth(tenant_keys["globex"])).json()["data"]
     assert [a["id"] for a in listed if a["name"] == "from-admin"] == ["globex/from-admin"]
+
+
+def test_rollout_panel_splits_promotes_and_shows_the_scoreboard(
+    ui: Client, server: Server, http: httpx.Client, tenant_keys: dict[str, str], lora_v1: Path, lora_v2: Path
+) -> None:
+    acme = auth(tenant_keys["acme"])
+    for lora in (lora_v1, lora_v2):
+        upload_ok(http, tenant_keys["acme"], lora, "rollout")
+    ui.predict("acme/rollout", "1: 70, 2: 30", api_name="/set_traffic")
+    assert http.get("/v1/adapters/acme/rollout", headers=acme).json()["traffic"] == {"1": 70, "2": 30}
+    greedy(server.openai(tenant_keys["acme"]), "acme/rollout@2", max_tokens=2)
+    table, split = ui.predict("acme/rollout", api_name="/adapter_stats")
+    rows = {row[0]: row for row in table["data"]}
+    assert split == "1: 70, 2: 30" and rows[2][1] == 30 and rows[2][2] >= 1  # traffic share, requests
+    with pytest.raises(AppError, match="sum to 100"):
+        ui.predict("acme/rollout", "1: 70, 2: 20", api_name="/set_traffic")
+    with pytest.raises(AppError, match="version: percent"):
+        ui.predict("acme/rollout", "seventy", api_name="/set_traffic")
+    ui.predict("acme/rollout", 2, api_name="/promote")
+    detail = http.get("/v1/adapters/acme/rollout", headers=acme).json()
+    assert detail["current_version"] == 2 and detail["traffic"] is None

@@ -58,6 +58,10 @@ def test_each_tab_opens_without_errors(
         page.get_by_role("tab", name=tab, selected=True).wait_for()
         if tab == "Adapters":
             page.get_by_text("acme/support", exact=True).filter(visible=True).first.wait_for()  # the listing arrived
+            # the rollout panel: the picked adapter's scoreboard next to its split, and the promote button
+            page.get_by_text("Versions in service").first.wait_for()
+            page.get_by_role("button", name="Promote this version (100 %)").wait_for()
+            page.get_by_label("Traffic split (version: percent, ...)").wait_for()
         page.wait_for_timeout(500)  # let late renders (plots, tables) settle before the picture
         screenshot(page, f"ui-{tab.lower()}")
         assert page.locator(TOAST).count() == 0, page.locator(TOAST).all_inner_texts()
