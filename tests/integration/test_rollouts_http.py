@@ -36,10 +36,14 @@ def patch(http: httpx.Client, key: str, traffic: Any, path: str = ADAPTER) -> ht
     return http.patch(path, json={"traffic": traffic}, headers=auth(key))
 
 
+# A system prompt of a few prefix-cache blocks: every request of a version reuses its computed
+# prefix, so a thousand requests cost a few prefilled tokens each.
+SYSTEM = "You are the support assistant of Acme Parcels. Answer briefly and politely. " * 5
+
+
 def ask(client: openai.OpenAI, model: str, user: str | None, content: str = "Hi") -> Any:
-    return client.chat.completions.create(
-        model=model, messages=[{"role": "user", "content": content}], max_tokens=1, temperature=0, user=user
-    )
+    messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": content}]
+    return client.chat.completions.create(model=model, messages=messages, max_tokens=1, temperature=0, user=user)
 
 
 def test_a_split_spreads_conversations_by_weight_and_keeps_each_on_its_version(
