@@ -14,6 +14,7 @@ readers go through the metrics registry's public API.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -184,6 +185,16 @@ def fp32_base(model_dir: Path) -> LoadedBase:
     return LoadedBase(
         model, tokenizer, spec_for(model_dir, tokenizer), linear_shapes(model), torch.device("cpu"), 512, frozenset()
     )
+
+
+def started_fp32_engine(model_dir: Path, **options: Any):
+    """A running engine on the tiny fp32 model whose tokenizer's EOS ends rows (stop it after)."""
+    from server.engine.step_loop import Engine
+
+    base = fp32_base(model_dir)
+    engine = Engine(dataclasses.replace(base, eos_token_ids=frozenset({base.tokenizer.eos_token_id})), **options)
+    engine.start()
+    return engine
 
 
 def prompt_ids(tokenizer, text: str) -> list[int]:

@@ -5,7 +5,6 @@ make its output valid."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from server.engine.grammar import GrammarCompiler
 from server.engine.requests import GenerationRequest
 from server.engine.sampling import SamplingParams
 from server.engine.step_loop import Engine
-from tests.server.helpers import Collector, fp32_base, prompt_ids
+from tests.server.helpers import Collector, prompt_ids, started_fp32_engine
 
 SCHEMA = {
     "type": "object",
@@ -31,10 +30,7 @@ SCHEMA = {
 
 @pytest.fixture(scope="module")
 def engine(tiny_model_dir: Path):
-    base = fp32_base(tiny_model_dir)
-    base = dataclasses.replace(base, eos_token_ids=frozenset({base.tokenizer.eos_token_id}))
-    engine = Engine(base, max_batch_size=8)
-    engine.start()
+    engine = started_fp32_engine(tiny_model_dir, max_batch_size=8)
     yield engine
     engine.stop()
 

@@ -14,15 +14,12 @@ import torch
 from server.engine.requests import GenerationRequest
 from server.engine.sampling import SamplingParams
 from server.engine.step_loop import Engine
-from tests.server.helpers import Collector, counter_value, fp32_base, prompt_ids
+from tests.server.helpers import Collector, counter_value, fp32_base, prompt_ids, started_fp32_engine
 
 
 @pytest.fixture(scope="module")
 def engine(tiny_model_dir: Path):
-    base = fp32_base(tiny_model_dir)
-    base = dataclasses.replace(base, eos_token_ids=frozenset({base.tokenizer.eos_token_id}))
-    engine = Engine(base, max_batch_size=8)
-    engine.start()
+    engine = started_fp32_engine(tiny_model_dir, max_batch_size=8)
     yield engine
     engine.stop()
 
