@@ -13,8 +13,9 @@ Contract:
   ``param`` is the request path at fault (``method.type``, ``method.dpo.hyperparameters.beta``,
   ``hyperparameters.n_epochs``) and whose ``code`` is ``invalid_hyperparameters`` for a bad
   hyperparameter, else None (a malformed request).
-- :class:`TrainingMethod` is the method's own settings: ``type`` and, for DPO, ``beta``.
-  :meth:`TrainingMethod.to_dict` (``{"type": "dpo", "beta": 0.1}``) is what the job store and
+- :class:`TrainingMethod` is the method's own settings: ``type`` and, for DPO, ``beta`` and
+  ``sft_weight``. :meth:`TrainingMethod.to_dict` (``{"type": "dpo", "beta": 0.1,
+  "sft_weight": 1.0}``) is what the job store and
   the job spec hold; :meth:`TrainingMethod.from_dict` reads it back (None reads as supervised;
   anything malformed is a :class:`MethodError`). :meth:`TrainingMethod.openai_object` is the
   job object's ``method`` as OpenAI shows it, the hyperparameters inside.
@@ -36,7 +37,13 @@ DEFAULT_BETA = 0.1
 """DPO's temperature: how far the policy may move from the reference (trl's and the paper's default)."""
 MAX_BETA = 10.0
 """Largest ``beta`` accepted: at 10 the loss is already a hard step on the reward margin."""
-_METHOD_KEYS = {"supervised": frozenset(), "dpo": frozenset({"beta"})}
+DEFAULT_SFT_WEIGHT = 1.0
+"""Weight of the supervised loss on the preferred answers added to DPO's (RPO, Pang et al. 2024:
+trl's ``rpo_alpha``, whose paper recommends 1.0; Llama 3's DPO used 0.2). Pure DPO (0) raises the
+margin but lets the preferred answer's own likelihood fall: on the embedded model it learned a
+sign-off as repeated lines instead of one at the end (tests/trainer/test_dpo_sign_off.py)."""
+MAX_SFT_WEIGHT = 10.0
+_METHOD_KEYS = {"supervised": frozenset(), "dpo": frozenset({"beta", "sft_weight"})}
 """Each method's hyperparameters besides the usual ones."""
 
 
@@ -57,6 +64,8 @@ class TrainingMethod:
     type: MethodType = "supervised"
     beta: float | None = None
     """DPO's beta (None for supervised)."""
+    sft_weight: float | None = None
+    """DPO's weight of the preferred answers' own loss (None for supervised)."""
 
     @property
     def is_dpo(self) -> bool:
@@ -64,7 +73,10 @@ class TrainingMethod:
 
     def to_dict(self) -> dict[str, Any]:
         """The compact form the job store and the job spec hold."""
-        return {"type": self.type, **({"beta": self.beta} if self.is_dpo else {})}
+        return {"type": self.type, **self._own()}
+
+    def _own(self) -> dict[str, Any]:
+        return {"beta": self.beta, "sft_weight": self.sft_weight} if self.is_dpo else {}
 
     @classmethod
     def from_dict(cls, data: object) -> TrainingMethod:
@@ -78,29 +90,36 @@ class TrainingMethod:
             raise MethodError(f"method has unknown key(s) {', '.join(map(repr, unknown))}", "method")
         if data["type"] == "supervised":
             return cls()
-        return cls("dpo", _beta(data.get("beta", DEFAULT_BETA), "method.beta"))
+        return cls(
+            "dpo",
+            _beta(data.get("beta", "auto"), "method.beta"),
+            _sft_weight(data.get("sft_weight", "auto"), "method.sft_weight"),
+        )
 
     def openai_object(self, hyperparameters: dict[str, Any]) -> dict[str, Any]:
         """OpenAI's ``method`` of a job object: ``{"type": t, t: {"hyperparameters": {...}}}``."""
-        own = {"beta": self.beta} if self.is_dpo else {}
-        return {"type": self.type, self.type: {"hyperparameters": {**hyperparameters, **own}}}
+        return {"type": self.type, self.type: {"hyperparameters": {**hyperparameters, **self._own()}}}
+
+
+def _bounded(value: object, param: str, default: float, high: float, *, zero: bool) -> float:
+    """``value`` (``"auto"`` = ``default``) as a number above 0 (or from 0, with ``zero``) and at most ``high``."""
+    if value == "auto":
+        return default
+    number = value if isinstance(value, int | float) and not isinstance(value, bool) else math.nan
+    if not math.isfinite(number) or not (number >= 0 if zero else number > 0) or number > high:
+        bounds = f"from 0 to {high:g}" if zero else f"above 0 and at most {high:g}"
+        raise MethodError(
+            f'{param} must be "auto" or a number {bounds}, got {value!r}.', param, "invalid_hyperparameters"
+        )
+    return float(number)
 
 
 def _beta(value: object, param: str) -> float:
-    if value == "auto":
-        return DEFAULT_BETA
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or not 0 < value <= MAX_BETA
-    ):
-        raise MethodError(
-            f'{param} must be "auto" or a number above 0 and at most {MAX_BETA:g}, got {value!r}.',
-            param,
-            "invalid_hyperparameters",
-        )
-    return float(value)
+    return _bounded(value, param, DEFAULT_BETA, MAX_BETA, zero=False)
+
+
+def _sft_weight(value: object, param: str) -> float:
+    return _bounded(value, param, DEFAULT_SFT_WEIGHT, MAX_SFT_WEIGHT, zero=True)
 
 
 def _method_hyperparameters(method: dict[str, Any], kind: MethodType) -> dict[str, Any] | None:
@@ -108,7 +127,9 @@ def _method_hyperparameters(method: dict[str, Any], kind: MethodType) -> dict[st
     allowed = {"type", kind}
     unknown = sorted(set(method) - allowed)
     if unknown:
-        raise MethodError(f"method has an unknown key {unknown[0]!r} (method.type is {kind!r}).", f"method.{unknown[0]}")
+        raise MethodError(
+            f"method has an unknown key {unknown[0]!r} (method.type is {kind!r}).", f"method.{unknown[0]}"
+        )
     settings = method.get(kind)
     if settings is None:
         return None
@@ -131,7 +152,7 @@ def parse_method(method: object, hyperparameters: object) -> tuple[TrainingMetho
     if method is None:
         method = {"type": "supervised"}
     if not isinstance(method, dict):
-        raise MethodError("'method' must be an object such as {\"type\": \"dpo\", \"dpo\": {...}}.", "method")
+        raise MethodError('\'method\' must be an object such as {"type": "dpo", "dpo": {...}}.', "method")
     kind = method.get("type")
     if kind not in METHOD_TYPES:
         raise MethodError(f"method.type must be 'supervised' or 'dpo', got {kind!r}.", "method.type")
@@ -159,4 +180,5 @@ def parse_method(method: object, hyperparameters: object) -> tuple[TrainingMetho
         raise MethodError(exc.message, param, "invalid_hyperparameters") from None
     if kind == "supervised":
         return TrainingMethod(), usual, where
-    return TrainingMethod("dpo", _beta(own.get("beta", "auto"), f"{where}.beta")), usual, where
+    beta = _beta(own.get("beta", "auto"), f"{where}.beta")
+    return TrainingMethod("dpo", beta, _sft_weight(own.get("sft_weight", "auto"), f"{where}.sft_weight")), usual, where

@@ -81,13 +81,19 @@ class ProgressEvent(_Event):
 
 @dataclass(frozen=True)
 class EvalEvent(_Event):
-    """Held-out loss and probe recall before and after training."""
+    """Held-out measures before and after training: loss and probe recall (supervised), or DPO's
+    loss, preference accuracy and reward margin (a DPO job)."""
 
     type: ClassVar[str] = "eval"
     stage: Stage = "after"
     eval_loss: float | None = None
+    """Per answer token (supervised), or DPO's loss per held-out pair."""
     probe_recall: float | None = None
     """Share of the probe questions answered right (0..1)."""
+    preference_accuracy: float | None = None
+    """DPO: share of held-out pairs whose reward margin is above 0 (0..1)."""
+    reward_margin: float | None = None
+    """DPO: mean reward margin over the held-out pairs, ``beta * ((pi_c - ref_c) - (pi_r - ref_r))``."""
 
 
 @dataclass(frozen=True)
@@ -153,6 +159,8 @@ _CHECKS: dict[str, Any] = {
     "elapsed_s": _is_number,
     "eval_loss": _is_number,
     "probe_recall": _is_number,
+    "preference_accuracy": _is_number,
+    "reward_margin": _is_number,
     "status": _is_text,
     "message": _is_text,
     "level": _is_text,

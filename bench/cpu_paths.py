@@ -47,8 +47,9 @@ from bench.engine_bench import engine_load, prompts
 from server.engine.adapter_cache import AdapterHandle
 from server.engine.step_loop import Engine
 from tests.conftest import make_lora
+from trainer.objective import row_loss
 from trainer.packing import pack
-from trainer.qlora import Prepared, make_optimizer, prepare_model, row_loss
+from trainer.qlora import Prepared, make_optimizer, prepare_model
 
 WORKLOADS = ("serve_1", "serve_16", "train")
 TARGET = 0.9

@@ -8,6 +8,8 @@ because parsing an untrusted PDF or DOCX must not be able to hurt it::
 It prints exactly one JSON object on stdout and exits 0 whatever the verdict:
 
 - ``{"ok": true, "format": "markdown", "records": 14, "faq_pairs": 4, "characters": 2710}``
+  (``format`` ``preference_jsonl`` for OpenAI's preference pairs, DPO's data; ``records`` then
+  counts the pairs)
 - ``{"ok": false, "code": "invalid_file" | "file_too_large", "message": "..."}``
 
 A nonzero exit status means the checker itself crashed. Nothing on this path imports torch or
@@ -35,7 +37,7 @@ def check_file(path: Path, filename: str) -> dict[str, Any]:
     return {
         "ok": True,
         "format": document.format,
-        "records": len(document.records),
+        "records": len(document.records) or len(document.pairs),
         "faq_pairs": document.faq_pairs,
         "characters": document.characters,
     }

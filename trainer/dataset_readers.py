@@ -57,31 +57,39 @@ def jsonl_records(text: str, filename: str) -> list[Record]:
 
 
 def _messages(value: object, where: str) -> tuple[dict[str, str], ...]:
+    messages = read_messages(value, where, "messages")
+    if messages[-1]["role"] != "assistant":
+        raise DocumentError(f"{where}: the last message must be the assistant's (it is what is trained)")
+    if not any(m["role"] == "user" for m in messages):
+        raise DocumentError(f"{where}: the conversation has no user message")
+    return messages
+
+
+def read_messages(value: object, where: str, key: str) -> tuple[dict[str, str], ...]:
+    """A non-empty list of chat messages (``key`` names it in errors) as ``{"role", "content"}``
+    dicts: known roles, no tool calls, text content (OpenAI's text parts joined)."""
     if not isinstance(value, list) or not value:
-        raise DocumentError(f'{where}: "messages" must be a non-empty list')
+        raise DocumentError(f'{where}: "{key}" must be a non-empty list')
     messages = []
     for index, message in enumerate(value):
+        at = f"{where}: {key}[{index}]"
         if not isinstance(message, dict):
-            raise DocumentError(f"{where}: messages[{index}] must be an object with role and content")
+            raise DocumentError(f"{at} must be an object with role and content")
         role, content = message.get("role"), message.get("content")
         if role not in _ROLES:
-            raise DocumentError(f"{where}: messages[{index}].role must be one of {sorted(_ROLES)}, not {role!r}")
+            raise DocumentError(f"{at}.role must be one of {sorted(_ROLES)}, not {role!r}")
         if message.get("tool_calls") or message.get("function_call"):
-            raise DocumentError(f"{where}: messages[{index}] has tool calls; training on tool calls is not supported")
+            raise DocumentError(f"{at} has tool calls; training on tool calls is not supported")
         if isinstance(content, list):  # OpenAI content parts: [{"type": "text", "text": "..."}]
             if not all(
                 isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)
                 for part in content
             ):
-                raise DocumentError(f"{where}: messages[{index}].content parts must all be text parts")
+                raise DocumentError(f"{at}.content parts must all be text parts")
             content = "".join(part["text"] for part in content)
         if not isinstance(content, str) or not content.strip():
-            raise DocumentError(f"{where}: messages[{index}].content must be a non-empty string")
+            raise DocumentError(f"{at}.content must be a non-empty string")
         messages.append({"role": role, "content": content})
-    if messages[-1]["role"] != "assistant":
-        raise DocumentError(f"{where}: the last message must be the assistant's (it is what is trained)")
-    if not any(m["role"] == "user" for m in messages):
-        raise DocumentError(f"{where}: the conversation has no user message")
     return tuple(messages)
 
 

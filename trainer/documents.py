@@ -6,6 +6,10 @@
   whatever the name says; a ``.pdf`` or ``.docx`` name on other content is a corrupt file;
 - otherwise the extension decides: ``.txt`` (also ``.text``), ``.md``/``.markdown``,
   ``.html``/``.htm``, ``.jsonl``, ``.csv``. Anything else is refused as unsupported.
+- a ``.jsonl`` file whose first line is an OpenAI preference pair is ``preference_jsonl``
+  (:mod:`trainer.preference_data`): its :attr:`Document.pairs` are the data of a DPO job, it has
+  no records, and :func:`load_records` refuses it (supervised training needs answers, not pairs);
+  :func:`load_pairs` reads such a file and refuses every other.
 
 Text formats must be UTF-8 (a UTF-8 byte-order mark is accepted); any other encoding is refused
 with a message that says so and where. Limits against abuse: :data:`MAX_FILE_BYTES` on disk,
@@ -27,10 +31,11 @@ from pathlib import Path
 
 from trainer.dataset_readers import csv_records, jsonl_records
 from trainer.outline import outline_records
+from trainer.preference_data import PreferencePair, is_preference_jsonl, preference_pairs
 from trainer.prose_readers import docx_blocks, html_blocks, markdown_blocks, pdf_text, text_blocks
 from trainer.records import ChatRecord, DocumentError, QARecord, Record, Section
 
-__all__ = ["Document", "DocumentError", "load_records", "read_document"]
+__all__ = ["Document", "DocumentError", "load_pairs", "load_records", "read_document"]
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
 MAX_CHARACTERS = 2_000_000
@@ -55,11 +60,13 @@ _EXTENSIONS = {
 
 @dataclass(frozen=True)
 class Document:
-    """What a file yields: its detected ``format``, its records and its size in characters."""
+    """What a file yields: its detected ``format``, its records (or preference pairs) and its size
+    in characters."""
 
     format: str
     records: list[Record]
     characters: int
+    pairs: tuple[PreferencePair, ...] = ()
 
     @property
     def faq_pairs(self) -> int:
@@ -68,7 +75,24 @@ class Document:
 
 def load_records(path: Path, filename: str) -> list[Record]:
     """The records of the file at ``path``, uploaded as ``filename``."""
-    return read_document(path, filename).records
+    document = read_document(path, filename)
+    if document.pairs:
+        raise DocumentError(
+            f"{filename}: holds preference pairs (input, preferred_output, non_preferred_output); "
+            'train on it with method {"type": "dpo"}'
+        )
+    return document.records
+
+
+def load_pairs(path: Path, filename: str) -> list[PreferencePair]:
+    """The preference pairs of the file at ``path``, uploaded as ``filename``."""
+    document = read_document(path, filename)
+    if not document.pairs:
+        raise DocumentError(
+            f"{filename}: DPO needs preference JSONL (lines with input, preferred_output and "
+            f"non_preferred_output); this file is {document.format}"
+        )
+    return list(document.pairs)
 
 
 def read_document(path: Path, filename: str) -> Document:
@@ -91,6 +115,9 @@ def read_document(path: Path, filename: str) -> Document:
         raise DocumentError(f"{filename}: over {MAX_CHARACTERS:,} characters of text", "file_too_large")
     if not text.strip():
         raise DocumentError(f"{filename}: the file has no text")
+    if kind == "jsonl" and is_preference_jsonl(text):
+        pairs = preference_pairs(text, filename)
+        return Document("preference_jsonl", [], sum(p.characters for p in pairs), tuple(pairs))
     if kind == "jsonl":
         records = jsonl_records(text, filename)
     elif kind == "csv":

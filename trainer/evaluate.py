@@ -2,9 +2,10 @@
 
 - :func:`eval_loss`: the mean loss per trained (assistant) token over packed held-out rows, in
   eval mode without gradients; NaN when there is nothing to evaluate.
-- :func:`probe_recall`: each probe question is asked exactly as the server would build the
-  prompt (:mod:`adapters.chat_format`, the tenant's system prompt, the generation prompt), the
-  model answers greedily (left-padded batches of :data:`PROBE_BATCH`), and a reply counts when
+- :func:`generate_answers`: the model's greedy replies to conversations, each prompt built
+  exactly as the server builds it (:mod:`adapters.chat_format`, the tenant's system prompt, the
+  generation prompt), in left-padded batches of :data:`PROBE_BATCH`.
+- :func:`probe_recall`: each probe question is asked so (one user turn), and a reply counts when
   :func:`trainer.recall.answer_matches` finds one of the probe's expected terms in it. Returns
   the share answered correctly (NaN with no probes) and one record per probe.
 - :func:`stored_adapter_recall`: a published adapter loaded from its store directory onto a
@@ -14,7 +15,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,9 @@ import torch
 from adapters.base_model import load_base
 from adapters.chat_format import conversation, render
 from adapters.execution_plan import ExecutionPlan
+from trainer.objective import row_loss
 from trainer.packing import PackedBatch
-from trainer.qlora import Prepared, row_loss
+from trainer.qlora import Prepared
 from trainer.recall import answer_matches
 from trainer.samples import Probe
 
@@ -47,12 +49,29 @@ def eval_loss(prepared: Prepared, batches: Sequence[PackedBatch]) -> float:
 
 
 @torch.no_grad()
-def _answers(prepared: Prepared, questions: Sequence[str], system_prompt: str | None, max_new_tokens: int) -> list[str]:
+def generate_answers(
+    prepared: Prepared,
+    conversations: Sequence[Sequence[Mapping[str, Any]]],
+    system_prompt: str | None,
+    max_new_tokens: int,
+) -> list[str]:
+    """The model's greedy reply to each conversation (ending with the user's turn), its prompt
+    built as chat builds it, in left-padded batches of :data:`PROBE_BATCH`."""
+    prepared.model.eval()
+    replies: list[str] = []
+    for start in range(0, len(conversations), PROBE_BATCH):
+        replies += _batch_answers(prepared, conversations[start : start + PROBE_BATCH], system_prompt, max_new_tokens)
+    return replies
+
+
+def _batch_answers(
+    prepared: Prepared,
+    conversations: Sequence[Sequence[Mapping[str, Any]]],
+    system_prompt: str | None,
+    max_new_tokens: int,
+) -> list[str]:
     tokenizer: Any = prepared.tokenizer
-    prompts = [
-        render(tokenizer, conversation([{"role": "user", "content": q}], system_prompt), add_generation_prompt=True)
-        for q in questions
-    ]
+    prompts = [render(tokenizer, conversation(c, system_prompt), add_generation_prompt=True) for c in conversations]
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     try:
@@ -77,20 +96,17 @@ def probe_recall(
     prepared: Prepared, probes: Sequence[Probe], system_prompt: str | None, max_new_tokens: int = 48
 ) -> tuple[float, list[dict[str, object]]]:
     """(share of probes answered correctly, per-probe ``{question, expect, answer, correct}``)."""
-    prepared.model.eval()
-    results: list[dict[str, object]] = []
-    for start in range(0, len(probes), PROBE_BATCH):
-        chunk = probes[start : start + PROBE_BATCH]
-        answers = _answers(prepared, [p.question for p in chunk], system_prompt, max_new_tokens)
-        for probe, answer in zip(chunk, answers, strict=True):
-            results.append(
-                {
-                    "question": probe.question,
-                    "expect": list(probe.expect),
-                    "answer": answer,
-                    "correct": answer_matches(answer, probe.expect),
-                }
-            )
+    questions = [[{"role": "user", "content": p.question}] for p in probes]
+    answers = generate_answers(prepared, questions, system_prompt, max_new_tokens)
+    results: list[dict[str, object]] = [
+        {
+            "question": probe.question,
+            "expect": list(probe.expect),
+            "answer": answer,
+            "correct": answer_matches(answer, probe.expect),
+        }
+        for probe, answer in zip(probes, answers, strict=True)
+    ]
     if not results:
         return float("nan"), results
     return sum(r["correct"] is True for r in results) / len(results), results

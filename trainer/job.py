@@ -13,14 +13,20 @@ so; checked between stages and before every step), ``out_of_memory``, ``training
 (e.g. the loss diverged). A malformed spec never gets here: building or reading a
 :class:`JobSpec` raises :class:`adapters.job_spec.InvalidJobSpec` (``invalid_spec``).
 
-The named steps: :func:`_read_inputs` (hyperparameters, the adapter to continue from, samples;
-every input check before a model loads), :func:`_load` (base + LoRA, packed rows, the plan),
-:func:`_evaluate` (before and after), :func:`_train`, :func:`_publish`.
+The named steps: :func:`_read_inputs` (hyperparameters, the method, the adapter to continue
+from, the data; every input check before a model loads), :func:`_load` (base + LoRA, packed
+rows, the plan), :func:`_evaluate` (before and after), :func:`_train`, :func:`_publish`. What
+the data is, what a step minimises and what is measured is the job's :class:`trainer.recipe.Recipe`,
+by its training method (``spec.method``, :mod:`adapters.training_method`): supervised
+(:mod:`trainer.supervised_recipe`: chat samples, held-out loss and probe recall) or DPO
+(:mod:`trainer.preference_recipe`: preference pairs of OpenAI's preference JSONL, held-out DPO
+loss, preference accuracy and reward margin; the reference policy is the model the job starts
+from, frozen).
 
 Continuing from an adapter (``model`` = ``tenant/name[@version]`` of the same tenant) starts the
 LoRA from that version's weights (its rank and targets are kept). With ``validation_files`` the
-held-out loss and probes come from them; otherwise a held-out split of the training samples is
-made (``hyperparameters.heldout_fraction``).
+held-out loss and probes (pairs, for DPO) come from them; otherwise a held-out split of the
+training data is made (``hyperparameters.heldout_fraction``).
 """
 
 from __future__ import annotations
@@ -28,10 +34,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -42,30 +48,32 @@ from adapters.ids import InvalidId, parse_model_id
 from adapters.job_spec import InputFile, JobSpec
 from adapters.manifest import AdapterManifest
 from adapters.store import AdapterNotFound, AdapterStore
+from adapters.training_method import TrainingMethod
 from adapters.worker_events import (
-    EvalEvent,
     FailedEvent,
     MessageEvent,
     ProgressEvent,
-    Stage,
     StatusEvent,
     SucceededEvent,
     WorkerEvent,
 )
-from trainer.documents import DocumentError, load_records
-from trainer.evaluate import eval_loss, probe_recall
-from trainer.packing import PackedBatch, pack
+from trainer.documents import DocumentError, load_pairs, load_records
+from trainer.packing import PackedBatch
+from trainer.preference_data import PreferencePair
+from trainer.preference_recipe import PreferenceRecipe, split_pairs
 from trainer.publish import publish_adapter
 from trainer.qlora import Prepared, TrainResult, plan, prepare_model, train
+from trainer.recipe import Evaluation, Recipe
 from trainer.records import Record
-from trainer.samples import Sample, SampleSet, build_samples
-from trainer.tokenize import encode
+from trainer.samples import SampleSet, build_samples
+from trainer.supervised_recipe import SupervisedRecipe
 
 __all__ = ["Emit", "InputFile", "JobError", "JobSpec", "data_sha256", "run_job"]
 log = logging.getLogger(__name__)
 Emit = Callable[[dict[str, Any]], None]
 """Receives each event's JSON object (``WorkerEvent.to_dict()``)."""
 Send = Callable[[WorkerEvent], None]
+T = TypeVar("T")
 ShouldStop = Callable[[], bool]
 
 
@@ -87,11 +95,12 @@ class _Inputs:
     """Everything a job reads before it loads a model, every input check passed."""
 
     hp: Hyperparameters
+    method: TrainingMethod
     store: AdapterStore
     init_path: Path | None
-    """The stored adapter version to continue from, if any."""
+    """The stored adapter version to continue from, if any (with DPO, the reference too)."""
     continued_from: str | None
-    samples: SampleSet
+    recipe: Recipe
     digest: str
     """:func:`data_sha256` of the training files."""
 
@@ -110,26 +119,21 @@ class _Loaded:
     resolved: Resolved
 
 
-@dataclass(frozen=True)
-class _Evaluation:
-    eval_loss: float
-    probe_recall: float
-    answers: list[dict[str, Any]]
-
-    def event(self, stage: Stage) -> EvalEvent:
-        return EvalEvent(stage, self.eval_loss, self.probe_recall)
-
-
-def _records(files: tuple[InputFile, ...], code: str) -> list[Record]:
-    records: list[Record] = []
+def _read(files: tuple[InputFile, ...], code: str, loader: Callable[[Path, str], list[T]]) -> list[T]:
+    """Every file's records (or pairs) by ``loader``; a file that cannot be used is a :class:`JobError`."""
+    items: list[T] = []
     for file in files:
         try:
-            records += load_records(file.path, file.filename)
+            items += loader(file.path, file.filename)
         except DocumentError as exc:
             raise JobError(code, exc.message) from None
         except OSError as exc:
             raise JobError(code, f"{file.filename}: could not be read ({exc.strerror or exc}).") from None
-    return records
+    return items
+
+
+def _records(files: tuple[InputFile, ...], code: str) -> list[Record]:
+    return _read(files, code, load_records)
 
 
 def data_sha256(files: tuple[InputFile, ...]) -> str:
@@ -155,6 +159,19 @@ def _samples(spec: JobSpec, hp: Hyperparameters) -> SampleSet:
     if not samples.train:
         raise JobError("invalid_training_file", "The training files yield no training samples.")
     return samples
+
+
+def _preferences(spec: JobSpec, hp: Hyperparameters, method: TrainingMethod) -> PreferenceRecipe:
+    """A DPO job's recipe: its pairs, held out from the validation files or split off the training files."""
+    if not spec.training_files:
+        raise JobError("invalid_training_file", "A job needs at least one training file.")
+    pairs: list[PreferencePair] = _read(spec.training_files, "invalid_training_file", load_pairs)
+    if spec.validation_files:
+        train, heldout = pairs, _read(spec.validation_files, "invalid_validation_file", load_pairs)
+    else:
+        train, heldout = split_pairs(pairs, hp.heldout_fraction, spec.seed)
+    assert method.beta is not None and method.sft_weight is not None  # a DPO method always has both
+    return PreferenceRecipe(train, heldout, spec.system_prompt, method.beta, method.sft_weight)
 
 
 def _init_adapter(spec: JobSpec, store: AdapterStore) -> tuple[Path | None, str | None]:
@@ -204,7 +221,7 @@ def _run(spec: JobSpec, send: Send, should_stop: ShouldStop) -> AdapterManifest:
     send(StatusEvent("validating_files", f"Reading {len(spec.training_files)} file(s)."))
     inputs = _read_inputs(spec)
     _check_stop(should_stop)
-    send(StatusEvent("running", f"{len(inputs.samples.train)} training samples; loading the base model."))
+    send(StatusEvent("running", f"{inputs.recipe.summary()}; loading the base model."))
     try:
         loaded = _load(spec, inputs)
         send(
@@ -215,11 +232,11 @@ def _run(spec: JobSpec, send: Send, should_stop: ShouldStop) -> AdapterManifest:
             )
         )
         _check_stop(should_stop)
-        before = _evaluate(spec, loaded, inputs.samples)
+        before = _evaluate(loaded, inputs.recipe)
         send(before.event("before"))
-        result = _train(spec, loaded, send, should_stop)
+        result = _train(spec, loaded, inputs.recipe, send, should_stop)
         _check_stop(should_stop)
-        after = _evaluate(spec, loaded, inputs.samples)
+        after = _evaluate(loaded, inputs.recipe)
         send(after.event("after"))
         _check_stop(should_stop)
         manifest = _publish(spec, inputs, loaded, before, after, result)
@@ -232,19 +249,23 @@ def _run(spec: JobSpec, send: Send, should_stop: ShouldStop) -> AdapterManifest:
 
 
 def _read_inputs(spec: JobSpec) -> _Inputs:
-    """Step 1: the hyperparameters, the adapter to continue from and the samples, all checked."""
+    """Step 1: the hyperparameters, the method, the adapter to continue from and the data, all checked."""
     try:
         hp = parse(dict(spec.hyperparameters))
     except HyperparameterError as exc:
         raise JobError("invalid_hyperparameters", exc.message) from None
+    method = spec.training_method
     store = AdapterStore(spec.adapters_dir)
     init_path, continued_from = _init_adapter(spec, store)
-    samples = _samples(spec, hp)
-    return _Inputs(hp, store, init_path, continued_from, samples, data_sha256(spec.training_files))
+    if method.is_dpo:
+        recipe: Recipe = _preferences(spec, hp, method)
+    else:
+        recipe = SupervisedRecipe(_samples(spec, hp), spec.system_prompt)
+    return _Inputs(hp, method, store, init_path, continued_from, recipe, data_sha256(spec.training_files))
 
 
 def _load(spec: JobSpec, inputs: _Inputs) -> _Loaded:
-    """Step 2: the base (in the server's execution plan, if named) with its LoRA, the samples
+    """Step 2: the base (in the server's execution plan, if named) with its LoRA, the data
     tokenized and packed into rows, and the plan of epochs and steps."""
     execution = ExecutionPlan.from_name(spec.execution_plan, "the server's plan") if spec.execution_plan else None
     prepared = prepare_model(
@@ -257,22 +278,17 @@ def _load(spec: JobSpec, inputs: _Inputs) -> _Loaded:
     )
     hp = inputs.hp.within(spec.max_seconds_ceiling, prepared.device.type)
     budget = min(hp.row_tokens(prepared.device.type), prepared.context_length)
-
-    def packed(samples: Sequence[Sample]) -> list[PackedBatch]:
-        return pack([encode(prepared.tokenizer, s.messages) for s in samples], budget, spec.seed)
-
-    rows = packed(inputs.samples.train)
-    return _Loaded(prepared, hp, budget, rows, packed(inputs.samples.heldout), plan(prepared, rows, hp))
+    rows, held_rows = inputs.recipe.rows(prepared, budget, spec.seed)
+    resolved = plan(prepared, rows, hp, inputs.recipe.objective.preference)
+    return _Loaded(prepared, hp, budget, list(rows), list(held_rows), resolved)
 
 
-def _evaluate(spec: JobSpec, loaded: _Loaded, samples: SampleSet) -> _Evaluation:
-    """Steps 3 and 5: the held-out loss and the probe recall (with the answers given)."""
-    loss = eval_loss(loaded.prepared, loaded.held_rows)
-    recall, answers = probe_recall(loaded.prepared, samples.probes, spec.system_prompt)
-    return _Evaluation(loss, recall, answers)
+def _evaluate(loaded: _Loaded, recipe: Recipe) -> Evaluation:
+    """Steps 3 and 5: the recipe's held-out measures (with the answers given)."""
+    return recipe.evaluate(loaded.prepared, loaded.held_rows)
 
 
-def _train(spec: JobSpec, loaded: _Loaded, send: Send, should_stop: ShouldStop) -> TrainResult:
+def _train(spec: JobSpec, loaded: _Loaded, recipe: Recipe, send: Send, should_stop: ShouldStop) -> TrainResult:
     """Step 4: the training loop, reporting ``progress`` at most about once a second and at the end."""
     last = 0.0
 
@@ -282,18 +298,24 @@ def _train(spec: JobSpec, loaded: _Loaded, send: Send, should_stop: ShouldStop) 
             last = time.monotonic()
             send(ProgressEvent.from_fields(values))
 
-    return train(loaded.prepared, loaded.rows, loaded.hp, seed=spec.seed, on_progress=progress, should_stop=should_stop)
+    return train(
+        loaded.prepared,
+        loaded.rows,
+        loaded.hp,
+        seed=spec.seed,
+        on_progress=progress,
+        should_stop=should_stop,
+        objective=recipe.objective,
+    )
 
 
 def _publish(
-    spec: JobSpec, inputs: _Inputs, loaded: _Loaded, before: _Evaluation, after: _Evaluation, result: TrainResult
+    spec: JobSpec, inputs: _Inputs, loaded: _Loaded, before: Evaluation, after: Evaluation, result: TrainResult
 ) -> AdapterManifest:
     """Step 6: the adapter as a new version of ``<tenant>/<suffix>``, with what made it."""
     metrics = {
-        "eval_loss_before": before.eval_loss,
-        "eval_loss_after": after.eval_loss,
-        "probe_recall_before": before.probe_recall,
-        "probe_recall_after": after.probe_recall,
+        **before.metrics("before"),
+        **after.metrics("after"),
         "train_loss": result.final_loss,
         "steps": result.steps,
         "train_seconds": round(result.seconds, 1),
@@ -302,13 +324,14 @@ def _publish(
         "job_id": spec.job_id,
         "data_sha256": inputs.digest,
         "hyperparameters": loaded.hp.to_dict(),
+        "method": inputs.method.to_dict(),
         "resolved_hyperparameters": asdict(loaded.resolved),
         "seed": spec.seed,
-        "samples": inputs.samples.stats,
+        "samples": inputs.recipe.stats,
         "trained_tokens": result.trained_tokens,
         "base_model": loaded.prepared.spec.name,
         "continued_from": inputs.continued_from,
-        "probe_answers": after.answers,
+        **inputs.recipe.extra(before, after),
         "execution_plan": loaded.prepared.plan.name,
     }
     return publish_adapter(loaded.prepared, inputs.store, spec.tenant, spec.suffix, metrics=metrics, extra=extra)

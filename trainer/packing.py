@@ -82,7 +82,7 @@ def _tensor(values: list[int]) -> torch.Tensor:
     return torch.tensor([values], dtype=torch.long)
 
 
-def _row(prefix: int, samples: Sequence[EncodedSample]) -> PackedBatch:
+def packed_row(prefix: int, samples: Sequence[EncodedSample]) -> PackedBatch:
     """One row: ``samples``' first ``prefix`` tokens once (when more than one sample shares
     them), then the rest of each."""
     shared = prefix if len(samples) > 1 else 0
@@ -105,20 +105,20 @@ def _row(prefix: int, samples: Sequence[EncodedSample]) -> PackedBatch:
     )
 
 
-def _cut(sample: EncodedSample, budget: int) -> EncodedSample:
+def cut_to(sample: EncodedSample, budget: int) -> EncodedSample:
     if len(sample) <= budget:
         return sample
     return EncodedSample(sample.input_ids[:budget], sample.labels[:budget])
 
 
-def _head(sample: EncodedSample) -> list[int]:
+def shareable_head(sample: EncodedSample) -> list[int]:
     """The tokens a sample may share: its prompt up to one before its first trained token (the
     suffix's first token must be unlabelled; see the module docstring)."""
     first = next((i for i, label in enumerate(sample.labels) if label != IGNORE_INDEX), len(sample))
     return sample.input_ids[: max(0, first - 1)]
 
 
-def _common(a: list[int], b: list[int]) -> int:
+def common_length(a: list[int], b: list[int]) -> int:
     n = 0
     for x, y in zip(a, b):
         if x != y:
@@ -130,12 +130,12 @@ def _common(a: list[int], b: list[int]) -> int:
 def prefix_groups(samples: Sequence[EncodedSample]) -> list[tuple[int, list[EncodedSample]]]:
     """(shared prefix length, members) per group; the samples that share no prefix come last,
     together, with 0."""
-    heads = sorted(((_head(s), i) for i, s in enumerate(samples)))
+    heads = sorted(((shareable_head(s), i) for i, s in enumerate(samples)))
     groups: list[tuple[int, list[int]]] = []
     run: list[int] = []
     shared = 0
     for position, (head, index) in enumerate(heads):
-        common = _common(heads[position - 1][0], head) if run else 0
+        common = common_length(heads[position - 1][0], head) if run else 0
         if run and common >= MIN_SHARED_PREFIX:
             run.append(index)
             shared = min(shared, common)
@@ -179,9 +179,11 @@ def pack(
     (``share_prefix=False``: no shared prompts, every row restarts its positions)."""
     if token_budget < 1:
         raise ValueError("token_budget must be at least 1.")
-    order = [_cut(s, token_budget) for s in samples if len(s) > 0]
+    order = [cut_to(s, token_budget) for s in samples if len(s) > 0]
     random.Random(seed).shuffle(order)
     groups = prefix_groups(order) if share_prefix else [(0, order)]
-    rows = [_row(prefix, members) for prefix, group in groups for members in _first_fit(prefix, group, token_budget)]
+    rows = [
+        packed_row(prefix, members) for prefix, group in groups for members in _first_fit(prefix, group, token_budget)
+    ]
     random.Random(seed + 1).shuffle(rows)  # the longest samples should not all come first
     return rows

@@ -17,6 +17,9 @@ be built. The wall-clock budget (``max_seconds``) is met by re-planning: after e
 mean step time so far says how many steps fit, and the cosine schedule is stretched or shrunk to
 end there, so training ends with a decayed learning rate instead of being cut mid-flight.
 ``should_stop`` is polled before every step (cancel); ``on_progress`` gets one dict per step.
+What a step minimises is a :class:`trainer.objective.Objective`: the answers' cross-entropy by
+default, or DPO's (:func:`trainer.dpo.objective`) over rows of preference pairs, whose plan
+counts pairs, not samples.
 The base computes in its execution plan (:mod:`adapters.execution_plan`), the server's when a job
 names it: NF4 packed or dequantized once, bf16 or fp32. Norms, embeddings and the output head
 are trained around in fp32 either way (PEFT's k-bit preparation, or the same cast for a dense
@@ -48,9 +51,9 @@ import torch
 from adapters.base_model import BaseModelSpec, LoadedBase, load_base, pick_device
 from adapters.execution_plan import ExecutionPlan, PlanRequest
 from adapters.hyperparameters import Hyperparameters, Resolved
+from trainer.objective import SUPERVISED, Objective
 from trainer.packing import PackedBatch
 from trainer.schedule import Schedule
-from trainer.tokenize import IGNORE_INDEX
 
 if TYPE_CHECKING:
     from peft import PeftModel
@@ -204,17 +207,22 @@ def cpu_threads() -> int:
     return min(torch.get_num_threads(), wanted)
 
 
-def plan(prepared: Prepared, batches: Sequence[PackedBatch], hp: Hyperparameters) -> Resolved:
-    """``hp`` resolved for these packed rows on this model and device."""
+def plan(prepared: Prepared, batches: Sequence[PackedBatch], hp: Hyperparameters, preference: bool = False) -> Resolved:
+    """``hp`` resolved for these packed rows on this model and device (rows of preference pairs
+    with ``preference``)."""
     hidden_size = int(cast("PreTrainedModel", prepared.model).config.hidden_size)
-    return plan_rows(batches, hp, hidden_size=hidden_size, device_type=prepared.device.type)
+    return plan_rows(batches, hp, hidden_size=hidden_size, device_type=prepared.device.type, preference=preference)
 
 
-def plan_rows(batches: Sequence[PackedBatch], hp: Hyperparameters, *, hidden_size: int, device_type: str) -> Resolved:
+def plan_rows(
+    batches: Sequence[PackedBatch], hp: Hyperparameters, *, hidden_size: int, device_type: str, preference: bool = False
+) -> Resolved:
     """``hp`` resolved for these packed rows, for a model of ``hidden_size`` on ``device_type``
-    (what :func:`plan` does once a model is loaded)."""
+    (what :func:`plan` does once a model is loaded); ``preference``: rows of preference pairs,
+    two samples each, resolved by DPO's rules."""
     return hp.resolve(
-        n_samples=sum(b.samples for b in batches),
+        preference=preference,
+        n_samples=sum(b.samples for b in batches) // (2 if preference else 1),
         rows=len(batches),
         sample_tokens=sum(b.sample_tokens for b in batches),
         hidden_size=hidden_size,
@@ -233,35 +241,9 @@ def make_optimizer(params: list[torch.nn.Parameter], lr: float) -> torch.optim.O
         return torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
 
 
-def row_loss(prepared: Prepared, row: PackedBatch) -> torch.Tensor:
-    """Mean cross-entropy over the trained (assistant) tokens of one packed row.
-
-    Logits are made only at the positions whose next token carries a label (about a third of a
-    row in chat samples), not over the whole row: the output head over the vocabulary (49k for
-    SmolLM2, 128k for Llama 3) is the largest single cost of a CPU step and the largest
-    activation on a GPU. The loss equals transformers' own shifted, label-masked mean.
-    """
-    device = prepared.device
-    targets = row.labels.to(device)[0, 1:]
-    keep = (targets != IGNORE_INDEX).nonzero(as_tuple=True)[0]
-    eager = getattr(prepared.model.config, "_attn_implementation", None) == "eager"
-    # Under a bf16 plan the forward runs in bf16 (autocast), as the QLoRA recipe does: the
-    # embeddings and norms are fp32, which would otherwise carry fp32 activations (slow matrix
-    # units) through every layer. LoRA weights and optimizer states stay fp32.
-    with prepared.precision():
-        out = prepared.model(
-            input_ids=row.input_ids.to(device),
-            position_ids=row.position_ids.to(device),
-            attention_mask=row.attention_mask(device, torch.float32 if eager else None),
-            use_cache=False,  # with a cache, transformers ignores the packed position ids (no block mask)
-            logits_to_keep=keep,
-        )
-    return torch.nn.functional.cross_entropy(out.logits[0].float(), targets[keep])
-
-
-def _micro_step(prepared: Prepared, row: PackedBatch, weight: float) -> float:
+def _micro_step(prepared: Prepared, objective: Objective, row: PackedBatch, weight: float) -> float:
     """Forward and backward one row; its mean loss is scaled by ``weight``."""
-    loss = row_loss(prepared, row)
+    loss = objective.loss(prepared, row)
     torch.autograd.backward(loss * weight)
     return float(loss.detach()) * weight
 
@@ -283,12 +265,13 @@ def train(
     seed: int,
     on_progress: Callable[[dict[str, float]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    objective: Objective = SUPERVISED,
 ) -> TrainResult:
     """Train the LoRA in ``prepared.model`` on ``batches``; see the module docstring."""
     rows = [b for b in batches if b.trained_tokens > 0]
     if not rows:
         raise ValueError("No training tokens: every sample's answer is empty.")
-    resolved = plan(prepared, rows, hp)
+    resolved = plan(prepared, rows, hp, objective.preference)
     torch.manual_seed(seed)
     prepared.model.train()
     params = [p for p in prepared.model.parameters() if p.requires_grad]
@@ -303,7 +286,7 @@ def train(
             break
         group = next(groups)
         lr = schedule.learning_rate(run.step)
-        loss = _optimizer_step(prepared, optimizer, params, group, lr, run.step)
+        loss = _optimizer_step(prepared, objective, optimizer, params, group, lr, run.step)
         run.record(loss, sum(r.sample_tokens for r in group))
         schedule.replan(run.step, run.elapsed)
         if on_progress is not None:
@@ -314,18 +297,21 @@ def train(
 
 def _optimizer_step(
     prepared: Prepared,
+    objective: Objective,
     optimizer: torch.optim.Optimizer,
     params: list[torch.nn.Parameter],
     group: list[PackedBatch],
     lr: float,
     step: int,
 ) -> float:
-    """One optimizer step at ``lr`` over ``group``'s rows, each weighted by its trained tokens;
-    returns the step's loss. A loss that is not finite raises :class:`FloatingPointError`."""
+    """One optimizer step at ``lr`` over ``group``'s rows, each weighted by the objective (its
+    trained tokens, or pairs); returns the step's loss. A loss that is not finite raises
+    :class:`FloatingPointError`."""
     for param_group in optimizer.param_groups:
         param_group["lr"] = lr
-    weight_sum = sum(r.trained_tokens for r in group)
-    loss = sum(_micro_step(prepared, r, r.trained_tokens / weight_sum) for r in group)
+    weights = [objective.weight(r) for r in group]
+    weight_sum = sum(weights)
+    loss = sum(_micro_step(prepared, objective, r, w / weight_sum) for r, w in zip(group, weights, strict=True))
     if not math.isfinite(loss):
         raise FloatingPointError(f"The training loss became {loss} at step {step + 1}.")
     torch.nn.utils.clip_grad_norm_(params, 1.0)

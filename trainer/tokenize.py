@@ -6,7 +6,8 @@ special tokens (the template writes them), as the server does. ``labels`` is -10
 except on each assistant turn's content and its end-of-turn token (``<|im_end|>`` in ChatML), so
 the adapter learns the answers and when to stop, never the questions or the system prompt.
 Whitespace the template writes after the end-of-turn token is not trained (the server stops at
-the end-of-turn token).
+the end-of-turn token). A preference pair's completion is labelled alone (``last_turn_only``):
+DPO scores the answer given the conversation before it.
 
 Each assistant turn's span is found by rendering the conversation up to that turn with the
 generation prompt (the span starts there) and up to and including it (the span ends there); the
@@ -63,14 +64,18 @@ def _prefix_length(
     return len(ids)
 
 
-def encode(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]]) -> EncodedSample:
-    """Token ids of ``messages`` (already including any system prompt) with assistant-only labels."""
-    if not any(m["role"] == "assistant" for m in messages):
-        raise TokenizeError("A training sample needs at least one assistant message.")
+def encode(
+    tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], *, last_turn_only: bool = False
+) -> EncodedSample:
+    """Token ids of ``messages`` (already including any system prompt) with assistant-only labels;
+    ``last_turn_only``: labels on the last message only (a preference pair's completion), which
+    must be the assistant's."""
+    if not any(m["role"] == "assistant" for m in messages) or (last_turn_only and messages[-1]["role"] != "assistant"):
+        raise TokenizeError("A training sample needs at least one assistant message (the last one, for a completion).")
     full = _ids(tokenizer, render(tokenizer, messages, add_generation_prompt=False))
     labels = [IGNORE_INDEX] * len(full)
     for index, message in enumerate(messages):
-        if message["role"] != "assistant":
+        if message["role"] != "assistant" or (last_turn_only and index < len(messages) - 1):
             continue
         start = _prefix_length(tokenizer, full, messages[:index], generation_prompt=True)
         end = _prefix_length(tokenizer, full, messages[: index + 1], generation_prompt=False)

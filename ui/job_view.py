@@ -6,8 +6,10 @@ shapes plus swaplora's ``progress`` and ``metrics``) to what the components show
 - :func:`progress_html`: a ``<progress>`` element (``value`` = steps done, ``max`` = total steps)
   with the status in words; a finished job shows a full bar, a failed one its error message.
 - :func:`loss_frame`: one row per ``metrics`` event carrying ``step`` and ``train_loss``.
-- :func:`eval_rows`: eval loss and probe recall before and after training, from the ``eval``
-  events (``data.stage``) or, failing those, the job's final ``metrics``.
+- :func:`eval_rows`: the held-out measures before and after training, from the ``eval`` events
+  (``data.stage``) or, failing those, the job's final ``metrics``: eval loss and probe recall
+  for a supervised job; DPO loss, preference accuracy and reward margin for a DPO job (its
+  ``method.type``).
 - :func:`history_rows`: one line per job with its outcome.
 """
 
@@ -63,10 +65,22 @@ def loss_frame(events: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame({"step": list(points), "train_loss": list(points.values())}).sort_values("step")
 
 
-def _figure(value: Any, percent: bool) -> str:
-    if not isinstance(value, (int, float)):
-        return "–"
-    return f"{value:.0%}" if percent else f"{value:.4f}"
+_MEASURES = {
+    "supervised": [
+        ("eval_loss", "eval loss (lower is better)", "{:.4f}"),
+        ("probe_recall", "probe recall (higher is better)", "{:.0%}"),
+    ],
+    "dpo": [
+        ("eval_loss", "DPO loss (lower is better)", "{:.4f}"),
+        ("preference_accuracy", "preference accuracy (higher is better)", "{:.0%}"),
+        ("reward_margin", "reward margin (higher is better)", "{:.3f}"),
+    ],
+}
+"""Each method's measures: (key in events and metrics, label, format)."""
+
+
+def _figure(value: Any, form: str) -> str:
+    return form.format(value) if isinstance(value, (int, float)) else "–"
 
 
 def eval_rows(job: dict[str, Any] | None, events: list[dict[str, Any]]) -> list[list[str]]:
@@ -76,19 +90,11 @@ def eval_rows(job: dict[str, Any] | None, events: list[dict[str, Any]]) -> list[
         if data.get("stage") in ("before", "after"):
             stages[data["stage"]] = data
     metrics = (job or {}).get("metrics") or {}
+    method = str(((job or {}).get("method") or {}).get("type"))
+    measures = _MEASURES.get(method, _MEASURES["supervised"])
     for stage in ("before", "after"):
-        if stage not in stages:
-            stages[stage] = {
-                "eval_loss": metrics.get(f"eval_loss_{stage}"),
-                "probe_recall": metrics.get(f"probe_recall_{stage}"),
-            }
-    return [
-        ["eval loss (lower is better)", *(_figure(stages[s].get("eval_loss"), False) for s in ("before", "after"))],
-        [
-            "probe recall (higher is better)",
-            *(_figure(stages[s].get("probe_recall"), True) for s in ("before", "after")),
-        ],
-    ]
+        stages.setdefault(stage, {key: metrics.get(f"{key}_{stage}") for key, _, _ in measures})
+    return [[label, *(_figure(stages[s].get(key), form) for s in ("before", "after"))] for key, label, form in measures]
 
 
 def history_rows(jobs: list[dict[str, Any]]) -> list[list[str]]:

@@ -8,6 +8,10 @@ Contract:
   the model to start from (``base`` or an adapter) and the hyperparameters.
 - Hyperparameters are prefilled with the trainer's defaults ("auto" where it decides from the
   data); only the ones the user changed are sent, so the trainer's own defaults stay in charge.
+- The method: supervised, or "Preference (DPO)" with its ``beta`` and ``sft_weight``, offered
+  (and chosen) when the training file is OpenAI's preference JSONL (:func:`is_preference_file`
+  peeks at its first line; the server checks the whole file). A DPO job is sent as OpenAI's
+  ``method`` with the hyperparameters inside it (:func:`job_body`).
 - While the job runs the tab polls the job and its events once a second: a progress bar, a loss
   curve that grows with every step, then eval loss and probe recall before/after. Cancel asks
   the server to stop the job; a cancelled or failed job is reported in words. The history lists
@@ -17,6 +21,7 @@ Contract:
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -44,15 +49,19 @@ ADVANCED = {
     "heldout_fraction": "0.1",
 }
 DEFAULTS = {**BASIC, **ADVANCED}
+SUPERVISED, DPO = "Supervised", "Preference (DPO)"
+DPO_FIELDS = {"beta": "0.1", "sft_weight": "auto"}
+"""DPO's own hyperparameters and what the fields show (the server's defaults)."""
+PREFERENCE_KEYS = ("input", "preferred_output", "non_preferred_output")
 View = tuple[str, Any, list[list[str]], str | None]
 
 
-def hyperparameters(values: dict[str, str]) -> dict[str, Any]:
+def hyperparameters(values: dict[str, str], defaults: dict[str, str] = DEFAULTS) -> dict[str, Any]:
     """The fields the user changed from the prefilled defaults, as JSON values ("auto" stays text)."""
     chosen: dict[str, Any] = {}
     for key, raw in values.items():
         text = (raw or "").strip()
-        if text == DEFAULTS[key].strip() or not text:
+        if text == defaults[key].strip() or not text:
             continue
         if text == "auto":
             chosen[key] = text
@@ -65,6 +74,44 @@ def hyperparameters(values: dict[str, str]) -> dict[str, Any]:
             ) from None
         chosen[key] = int(number) if number.is_integer() and "." not in text else number
     return chosen
+
+
+def is_preference_file(path: str | None) -> bool:
+    """Whether the chosen file looks like OpenAI's preference JSONL: a ``.jsonl`` whose first
+    non-blank line (read up to 1 MiB) is an object with ``input``/``preferred_output``/``non_preferred_output``."""
+    if not path or not path.lower().endswith(".jsonl"):
+        return False
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            line = ""
+            while not line.strip():
+                line = handle.readline(1 << 20)
+                if not line:
+                    return False
+        row = json.loads(line)
+    except (OSError, ValueError):
+        return False
+    return isinstance(row, dict) and any(key in row for key in PREFERENCE_KEYS)
+
+
+def offer_methods(path: str | None) -> tuple[Any, Any]:
+    """The method for the chosen file (DPO picked, and the choice open, for preference pairs;
+    supervised, fixed, for anything else) and whether DPO's fields show."""
+    preference = is_preference_file(path)
+    return gr.Radio(value=DPO if preference else SUPERVISED, interactive=preference), gr.Row(visible=preference)
+
+
+def show_dpo_fields(method: str) -> Any:
+    return gr.Row(visible=method == DPO)
+
+
+def job_body(method: str, chosen: dict[str, Any], dpo_values: dict[str, str]) -> dict[str, Any]:
+    """The request's hyperparameters part: top-level ``hyperparameters`` for supervised training,
+    OpenAI's ``method`` (hyperparameters inside, DPO's changed fields with them) for DPO."""
+    if method != DPO:
+        return {"hyperparameters": chosen}
+    own = hyperparameters(dpo_values, DPO_FIELDS)
+    return {"method": {"type": "dpo", "dpo": {"hyperparameters": {**chosen, **own}}}}
 
 
 async def _poll(api: ApiClient, job_id: str, known: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -111,6 +158,7 @@ async def start(
     validation: str | None,
     name: str,
     model: str | None,
+    method: str,
     *values: str,
 ) -> AsyncIterator[View]:
     session = require(session)
@@ -119,12 +167,13 @@ async def start(
     if not (name or "").strip():
         raise gr.Error("Name the adapter (a-z, 0-9 and '-').", print_exception=False)
     tenant = acting if session.is_admin else None
-    chosen = hyperparameters(dict(zip(DEFAULTS, values, strict=True)))
+    chosen = hyperparameters(dict(zip(DEFAULTS, values[: len(DEFAULTS)], strict=True)))
+    sent = job_body(method, chosen, dict(zip(DPO_FIELDS, values[len(DEFAULTS) :], strict=True)))
     async with session.client() as api:
         body: dict[str, Any] = {
             "model": model or "base",
             "suffix": name.strip(),
-            "hyperparameters": chosen,
+            **sent,
             "training_file": (await api.upload_file(Path(training), tenant))["id"],
         }
         if validation:
@@ -175,6 +224,10 @@ def build_train_tab(session: gr.State, catalog: gr.State, acting: gr.Dropdown) -
             name = gr.Textbox(label="Adapter name", placeholder="handbook")
             model = gr.Dropdown(label="Start from", choices=[], interactive=True, allow_custom_value=True)
         with gr.Row():
+            method = gr.Radio([SUPERVISED, DPO], value=SUPERVISED, label="Method", interactive=False)
+        with gr.Row(visible=False) as dpo_row:
+            dpo_fields = _fields(DPO_FIELDS)
+        with gr.Row():
             basic = _fields(BASIC)
         with gr.Accordion("Advanced hyperparameters", open=False), gr.Row():
             advanced = _fields(ADVANCED)
@@ -196,8 +249,13 @@ def build_train_tab(session: gr.State, catalog: gr.State, acting: gr.Dropdown) -
 
     view = [progress, loss, evaluation, job_id]
     catalog.change(model_dropdown, [catalog, model], model, api_visibility="private")
+    training.change(offer_methods, training, [method, dpo_row], api_visibility="private")
+    method.change(show_dpo_fields, method, dpo_row, api_visibility="private")
     started = start_button.click(
-        start, [session, acting, training, validation, name, model, *basic, *advanced], view, api_name="train"
+        start,
+        [session, acting, training, validation, name, model, method, *basic, *advanced, *dpo_fields],
+        view,
+        api_name="train",
     )
     watched = watch_button.click(rewatch, [session, picked], view, api_name="watch_job")
     cancel_button.click(cancel, [session, job_id], progress, api_name="cancel_job")

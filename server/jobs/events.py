@@ -55,11 +55,7 @@ def describe_event(event: WorkerEvent) -> DescribedEvent | None:
         message = f"Step {event.step}/{event.total_steps}: training loss={_number(event.train_loss, '.4f')}"
         return DescribedEvent(message, "info", "metrics", _data(event))
     if isinstance(event, EvalEvent):
-        message = (
-            f"Evaluation {event.stage} training: eval loss={_number(event.eval_loss, '.4f')}, "
-            f"probe recall={_number(event.probe_recall, '.0%')}"
-        )
-        return DescribedEvent(message, "info", "metrics", _data(event))
+        return DescribedEvent(_evaluation(event), "info", "metrics", _data(event))
     if isinstance(event, MessageEvent):
         level = _LEVELS.get(event.level, "info")
         return DescribedEvent(_text(event.message, "(empty message)"), level, "message", None)
@@ -71,6 +67,21 @@ def describe_event(event: WorkerEvent) -> DescribedEvent | None:
             event.metrics,
         )
     return None  # a FailedEvent: the runner records it with the job's state change
+
+
+def _evaluation(event: EvalEvent) -> str:
+    """``Evaluation before training: ...`` with the measures the event has (a DPO job's have
+    preference accuracy and reward margin, a supervised job's probe recall)."""
+    if event.preference_accuracy is not None or event.reward_margin is not None:
+        return (
+            f"Evaluation {event.stage} training: DPO loss={_number(event.eval_loss, '.4f')}, "
+            f"preference accuracy={_number(event.preference_accuracy, '.0%')}, "
+            f"reward margin={_number(event.reward_margin, '.3f')}"
+        )
+    return (
+        f"Evaluation {event.stage} training: eval loss={_number(event.eval_loss, '.4f')}, "
+        f"probe recall={_number(event.probe_recall, '.0%')}"
+    )
 
 
 def progress_fields(event: ProgressEvent) -> dict[str, Any]:

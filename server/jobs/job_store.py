@@ -13,6 +13,9 @@ Contract:
 - Reads take the caller's tenant; None (the admin) sees every tenant; another tenant's job is
   indistinguishable from a missing one. The state survives a restart (the runner then fails
   jobs left ``running``).
+- A job's ``method`` is its training method's settings (:mod:`adapters.training_method`,
+  ``{"type": "dpo", "beta": 0.1}``); a database made before methods existed gains the column
+  when a store opens it, and its jobs read as supervised.
 """
 
 from __future__ import annotations
@@ -60,7 +63,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     step INTEGER,
     total_steps INTEGER,
     estimated_finish INTEGER,
-    pid INTEGER
+    pid INTEGER,
+    method TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_tenant ON jobs(tenant, seq);
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, seq);
@@ -139,6 +143,8 @@ class Job:
     estimated_finish: int | None
     pid: int | None
     """Process (and process group) id of the worker while the job runs."""
+    method: dict[str, Any]
+    """The training method's settings (``{"type": "supervised"}`` for jobs made before methods)."""
 
     @property
     def finished(self) -> bool:
@@ -165,6 +171,7 @@ def _job(row: Any) -> Job:
     values["error"] = JobFailure(code, message or "", param) if code else None
     values["hyperparameters"] = json.loads(values["hyperparameters"])
     values["metrics"] = json.loads(values["metrics"]) if values["metrics"] else None
+    values["method"] = json.loads(values["method"]) if values["method"] else {"type": "supervised"}
     return Job(**values)
 
 
@@ -194,6 +201,9 @@ class JobStore:
 
     def __init__(self, db_path: Path) -> None:
         self._db = Database(db_path, _SCHEMA)
+        with self._db.transaction() as db:
+            if "method" not in {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}:
+                db.execute("ALTER TABLE jobs ADD COLUMN method TEXT")  # a database from before methods
 
     def create(
         self,
@@ -205,13 +215,14 @@ class JobStore:
         suffix: str,
         hyperparameters: dict[str, Any],
         seed: int,
+        method: dict[str, Any] | None = None,
     ) -> Job:
-        """A new job in ``validating_files``."""
+        """A new job in ``validating_files`` (``method`` None: supervised)."""
         job_id = JOB_ID_PREFIX + uuid.uuid4().hex[:24]
         with self._db.transaction() as db:
             db.execute(
                 "INSERT INTO jobs (id, tenant, model, training_file, validation_file, suffix, hyperparameters, "
-                "seed, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'validating_files', ?)",
+                "seed, status, created_at, method) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'validating_files', ?, ?)",
                 (
                     job_id,
                     tenant,
@@ -222,6 +233,7 @@ class JobStore:
                     json.dumps(hyperparameters),
                     seed,
                     int(time.time()),
+                    json.dumps(method or {"type": "supervised"}),
                 ),
             )
             _insert_event(db, job_id, f"Created fine-tuning job: {job_id}", "info", "message", None)

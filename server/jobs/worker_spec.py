@@ -3,7 +3,7 @@
 Contract: :func:`worker_spec` fills :meth:`adapters.job_spec.JobSpec.build` (the one builder
 of a spec; ``swaplora train`` calls it too) from a stored job: the job's identity and
 hyperparameters, absolute paths (base model, adapter store, the job's files, its work
-directory), the tenant's system prompt (training samples get the prompt the tenant's chats get),
+directory), the training method, the tenant's system prompt (training samples get the prompt the tenant's chats get),
 the execution plan the server serves with (None: the worker measures its own) and the server's
 ceiling on the training loop's duration. It raises :class:`adapters.job_spec.InvalidJobSpec`
 for a job that cannot make a valid spec, and ``LookupError`` for a file that is gone.
@@ -54,4 +54,5 @@ def worker_spec(
         execution_plan=plan_name,
         plan_cache=settings.data,
         max_seconds_ceiling=settings.max_job_seconds,
+        method=job.method,
     )

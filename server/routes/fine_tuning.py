@@ -3,11 +3,17 @@
 Contract:
 
 - ``POST /v1/fine_tuning/jobs`` (JSON: ``model``, ``training_file``, optional ``validation_file``,
-  ``suffix``, ``hyperparameters``, ``seed``; the admin adds ``tenant``): ``model`` is ``base`` or an
-  adapter of the acting tenant (else 404 ``model_not_found``); files must be the tenant's (else
-  404 ``file_not_found``, the same for another tenant's file); hyperparameters are checked and
-  normalised in-process by :mod:`adapters.hyperparameters`, the schema the trainer applies, then
-  held to the operator's ceilings (400 ``invalid_hyperparameters`` naming the parameter). ``suffix`` is the
+  ``suffix``, ``method``, ``hyperparameters``, ``seed``; the admin adds ``tenant``): ``model`` is
+  ``base`` or an adapter of the acting tenant (else 404 ``model_not_found``); with DPO it is the
+  starting point and the frozen reference too. Files must be the tenant's (else 404
+  ``file_not_found``, the same for another tenant's file) and of the method's kind: preference
+  JSONL for DPO, anything else for supervised (400 ``invalid_training_file`` /
+  ``invalid_validation_file``). ``method`` is OpenAI's (``{"type": "supervised" | "dpo", ...}``,
+  :mod:`adapters.training_method`); its hyperparameters, or the top-level ``hyperparameters``
+  (not both), are checked and normalised in-process by :mod:`adapters.hyperparameters`, the
+  schema the trainer applies, then held to the operator's ceilings (400
+  ``invalid_hyperparameters`` naming the parameter, e.g. ``method.dpo.hyperparameters.beta``).
+  The job object shows ``method`` as OpenAI does, hyperparameters inside. ``suffix`` is the
   adapter name the job publishes to (``<tenant>/<suffix>``, a new version each run); when omitted
   it is derived: the adapter's own name when continuing from one, else a slug of the training
   file's name (``Handbook v2.md`` -> ``handbook-v2``). The job starts in ``validating_files``.
@@ -35,9 +41,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from adapters.hyperparameters import HyperparameterError, normalise
 from adapters.ids import InvalidId, parse_model_id, validate_adapter_name
 from adapters.store import AdapterNotFound
+from adapters.training_method import MethodError, TrainingMethod, parse_method
 from server.errors import APIError, bad_request, model_not_found, not_found
 from server.jobs.job_store import TERMINAL, Job, JobEvent
 from server.routes.files import file_not_found
@@ -50,12 +56,16 @@ from server.tenancy.auth import authenticate
 from server.tenancy.rate_limits import check_concurrent_jobs
 from server.tenancy.scope import acting_tenant, read_scope
 
-_FIELDS = frozenset({"model", "training_file", "validation_file", "suffix", "hyperparameters", "seed", "tenant"})
+_FIELDS = frozenset(
+    {"model", "training_file", "validation_file", "suffix", "method", "hyperparameters", "seed", "tenant"}
+)
+PREFERENCE_FORMAT = "preference_jsonl"
+"""The checker's format of OpenAI's preference JSONL (:mod:`trainer.preference_data`)."""
 _POLL_S = 0.5
 
 
 def job_object(job: Job) -> dict[str, Any]:
-    """OpenAI's fine-tuning job object plus ``metrics``, ``progress`` and ``suffix``."""
+    """OpenAI's fine-tuning job object (``method`` included) plus ``metrics``, ``progress`` and ``suffix``."""
     return {
         "id": job.id,
         "object": "fine_tuning.job",
@@ -69,6 +79,7 @@ def job_object(job: Job) -> dict[str, Any]:
         "training_file": job.training_file,
         "validation_file": job.validation_file,
         "hyperparameters": job.hyperparameters,
+        "method": TrainingMethod.from_dict(job.method).openai_object(job.hyperparameters),
         "seed": job.seed,
         "error": asdict(job.error) if job.error else None,
         "result_files": [],
@@ -125,7 +136,9 @@ async def create_job(request: Request) -> JSONResponse:
         seed = secrets.randbelow(2**31)
     elif type(seed) is not int or not 0 <= seed < 2**31:
         raise bad_request("'seed' must be an integer from 0 to 2147483647.", param="seed")
-    hyperparameters = _checked_hyperparameters(services.settings, data.get("hyperparameters"))
+    method, hyperparameters = _checked_method(services.settings, data.get("method"), data.get("hyperparameters"))
+    _check_format(method, training, "training_file")
+    _check_format(method, validation, "validation_file")
     job = await run_in_threadpool(
         lambda: services.jobs.create(
             tenant=tenant,
@@ -135,6 +148,7 @@ async def create_job(request: Request) -> JSONResponse:
             suffix=suffix,
             hyperparameters=hyperparameters,
             seed=seed,
+            method=method.to_dict(),
         )
     )
     if services.runner is not None:
@@ -178,7 +192,7 @@ def _owned_file(services: Services, tenant: str, data: dict[str, Any], param: st
     return stored
 
 
-def _within_ceilings(settings: Settings, hyperparameters: dict[str, Any]) -> None:
+def _within_ceilings(settings: Settings, hyperparameters: dict[str, Any], where: str) -> None:
     """The operator's ceilings (``SWAPLORA_MAX_JOB_SECONDS``, ``SWAPLORA_MAX_JOB_EPOCHS``): 400 above them."""
     for key, ceiling, unit in (
         ("max_seconds", settings.max_job_seconds, "seconds"),
@@ -187,25 +201,41 @@ def _within_ceilings(settings: Settings, hyperparameters: dict[str, Any]) -> Non
         value = hyperparameters.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value > ceiling:
             raise bad_request(
-                f"hyperparameters.{key} may be at most {ceiling:g} {unit} on this server.",
-                param=f"hyperparameters.{key}",
+                f"{where}.{key} may be at most {ceiling:g} {unit} on this server.",
+                param=f"{where}.{key}",
                 code="invalid_hyperparameters",
             )
 
 
-def _checked_hyperparameters(settings: Settings, hyperparameters: object) -> dict[str, Any]:
-    """The hyperparameters normalised (defaults filled in), or a 400 naming the one at fault."""
-    if hyperparameters is None:
-        hyperparameters = {}
-    if not isinstance(hyperparameters, dict):
-        raise bad_request("'hyperparameters' must be an object.", param="hyperparameters")
+def _checked_method(
+    settings: Settings, method: object, hyperparameters: object
+) -> tuple[TrainingMethod, dict[str, Any]]:
+    """The method and its hyperparameters normalised (defaults filled in), or a 400 naming the
+    parameter at fault."""
     try:
-        normalised = normalise(hyperparameters)
-    except HyperparameterError as exc:
-        param = f"hyperparameters.{exc.param}" if exc.param else "hyperparameters"
-        raise bad_request(exc.message, param=param, code="invalid_hyperparameters") from None
-    _within_ceilings(settings, normalised)
-    return normalised
+        checked, normalised, where = parse_method(method, hyperparameters)
+    except MethodError as exc:
+        raise bad_request(exc.message, param=exc.param, code=exc.code or "invalid_request") from None
+    _within_ceilings(settings, normalised, where)
+    return checked, normalised
+
+
+def _check_format(method: TrainingMethod, file: Any, param: str) -> None:
+    """400 when the file's kind does not fit the method: DPO trains on preference pairs only,
+    supervised training on anything but them."""
+    if file is None or (file.format == PREFERENCE_FORMAT) == method.is_dpo:
+        return
+    code = "invalid_training_file" if param == "training_file" else "invalid_validation_file"
+    if method.is_dpo:
+        message = (
+            f"{param} {file.id} ({file.filename}) is not preference JSONL: a DPO job needs lines with "
+            "input, preferred_output and non_preferred_output, as OpenAI's."
+        )
+    else:
+        message = (
+            f'{param} {file.id} ({file.filename}) holds preference pairs: train on it with method {{"type": "dpo"}}.'
+        )
+    raise bad_request(message, param=param, code=code)
 
 
 # ----------------------------------------------------------------------------------- read / cancel

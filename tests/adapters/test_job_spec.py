@@ -33,6 +33,7 @@ def spec_dict(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
         "execution_plan": None,
         "plan_cache": None,
         "max_seconds_ceiling": 60.0,
+        "method": {"type": "supervised"},
         **overrides,
     }
 
@@ -87,6 +88,10 @@ def test_a_well_formed_dict_reads_back_as_written(tmp_path: Path) -> None:
         ({"device": 1}, "device"),
         ({"job_id": ""}, "job_id"),
         ({"surprise": 1}, "'surprise'"),
+        ({"method": "dpo"}, "method must be an object"),
+        ({"method": {"type": "ppo"}}, "method must be"),
+        ({"method": {"type": "dpo", "beta": 0}}, "beta"),
+        ({"method": {"type": "supervised", "beta": 0.1}}, "'beta'"),
     ],
 )
 def test_a_malformed_spec_is_invalid_spec_naming_the_field(tmp_path: Path, overrides: dict, fragment: str) -> None:
@@ -108,6 +113,13 @@ def test_not_an_object_or_missing_keys(tmp_path: Path) -> None:
 def test_constructing_directly_validates_too(tmp_path: Path) -> None:
     with pytest.raises(InvalidJobSpec, match="Invalid adapter name"):
         JobSpec("ftjob-1", "acme", "No!", tmp_path, tmp_path, ())
+
+
+def test_a_dpo_method_reads_back_with_its_beta(tmp_path: Path) -> None:
+    spec = JobSpec.from_dict(spec_dict(tmp_path, method={"type": "dpo", "beta": 0.25}))
+    assert spec.training_method.is_dpo and spec.training_method.beta == 0.25
+    assert spec.to_dict()["method"] == {"type": "dpo", "beta": 0.25}
+    assert JobSpec.from_dict(spec_dict(tmp_path, method=None)).training_method.type == "supervised"
 
 
 def test_a_known_plan_name_is_kept(tmp_path: Path) -> None:

@@ -15,9 +15,10 @@ from adapters.hyperparameters import parse
 from adapters.store import AdapterStore
 from trainer.documents import load_records
 from trainer.evaluate import eval_loss, probe_recall
+from trainer.objective import row_loss
 from trainer.packing import pack
 from trainer.publish import publish_adapter
-from trainer.qlora import prepare_model, row_loss, train
+from trainer.qlora import prepare_model, train
 from trainer.samples import Probe, build_samples
 from trainer.schedule import Schedule, learning_rate_at
 from trainer.tokenize import encode

@@ -11,8 +11,9 @@ import torch
 from adapters.execution_plan import ALL_PLANS, ExecutionPlan
 from adapters.hyperparameters import parse
 from adapters.nf4_forms import NF4DenseLinear, is_packed_nf4
+from trainer.objective import row_loss
 from trainer.packing import pack
-from trainer.qlora import prepare_model, row_loss
+from trainer.qlora import prepare_model
 from trainer.tokenize import encode
 
 HP = parse({"lora_rank": 8})

@@ -126,7 +126,7 @@ def test_adapter_versions_rollback_delete_and_upload(
             (None, "Bad Name", ["adapter_config.json", "adapter_model.safetensors"]),
             "Invalid adapter name",
         ),
-        ("/train", (None, "empty.txt", None, "x", "base", *[""] * 12), "empty.txt"),
+        ("/train", (None, "empty.txt", None, "x", "base", "Supervised", *[""] * 14), "empty.txt"),
     ],
 )
 def test_api_errors_reach_the_user_readably(
@@ -161,7 +161,9 @@ def test_cancelled_job_is_reported_in_words(
 ) -> None:
     training = tmp_path / "faq.csv"
     training.write_text("question,answer\nWhen are you open?,Tuesday to Saturday.\n")
-    job = ui.submit(None, handle_file(str(training)), None, "cancelled-one", "base", *[""] * 12, api_name="/train")
+    job = ui.submit(
+        None, handle_file(str(training)), None, "cancelled-one", "base", "Supervised", *[""] * 14, api_name="/train"
+    )
     deadline = time.monotonic() + 120
     while not job.outputs() and not job.done() and time.monotonic() < deadline:
         time.sleep(0.2)  # the first view arrives once the job exists; cancel then acts on that job
