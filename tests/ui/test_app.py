@@ -19,7 +19,7 @@ from ui.api_client import ApiClient, ApiError
 from ui.app import build_ui, mount_ui
 from ui.job_view import eval_rows, loss_frame, progress_html
 from ui.session import model_choices
-from ui.train_tab import hyperparameters
+from ui.train_tab import DPO, SUPERVISED, hyperparameters, is_preference_file, job_body, offer_methods
 from ui.ui_sessions import UiPass, UiSessions
 
 NOWHERE = "http://127.0.0.1:9"
@@ -166,4 +166,28 @@ def test_job_view() -> None:
     assert eval_rows(done, events) == [
         ["eval loss (lower is better)", "3.1000", "1.2500"],
         ["probe recall (higher is better)", "0%", "50%"],
+    ]
+
+
+def test_dpo_is_offered_for_a_preference_file_and_sent_as_openais_method(tmp_path: Path) -> None:
+    pairs = Path(__file__).resolve().parents[2] / "examples" / "preferences" / "sign-off.jsonl"
+    chat = tmp_path / "chat.jsonl"
+    chat.write_text('\n{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}\n')
+    assert is_preference_file(str(pairs)) and not is_preference_file(str(chat)) and not is_preference_file(None)
+    method, fields = offer_methods(str(pairs))
+    assert (method.value, method.interactive, fields.visible) == (DPO, True, True)
+    method, fields = offer_methods(str(chat))
+    assert (method.value, method.interactive, fields.visible) == (SUPERVISED, False, False)
+    assert job_body(SUPERVISED, {"n_epochs": 2}, {"beta": "0.5", "sft_weight": "auto"}) == {
+        "hyperparameters": {"n_epochs": 2}
+    }
+    assert job_body(DPO, {"n_epochs": 2}, {"beta": "0.5", "sft_weight": "auto"}) == {
+        "method": {"type": "dpo", "dpo": {"hyperparameters": {"n_epochs": 2, "beta": 0.5}}}
+    }
+    dpo_job = {"method": {"type": "dpo"}, "metrics": {"preference_accuracy_after": 1.0, "reward_margin_after": 4.9}}
+    events = [{"data": {"stage": "before", "eval_loss": 0.6931, "preference_accuracy": 0.0, "reward_margin": 0.0}}]
+    assert eval_rows(dpo_job, events) == [
+        ["DPO loss (lower is better)", "0.6931", "–"],
+        ["preference accuracy (higher is better)", "0%", "100%"],
+        ["reward margin (higher is better)", "0.000", "4.900"],
     ]

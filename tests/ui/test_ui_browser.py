@@ -127,3 +127,17 @@ def test_training_progress_moves(
     assert seen[-1][1] == seen[-1][2] >= 1  # full at the end
     page.get_by_text("probe recall (higher is better)").filter(visible=True).first.wait_for()
     assert problems.errors == []
+
+
+def test_a_preference_file_offers_dpo(browser: Any, server: Server, tenant_keys: dict[str, str]) -> None:
+    pairs = Path(__file__).resolve().parents[2] / "examples" / "preferences" / "sign-off.jsonl"
+    page, problems = open_ui(browser, server, tenant_keys["acme"])
+    page.get_by_text("Signed in as tenant").wait_for()
+    page.get_by_role("tab", name="Train").click()
+    dpo = page.get_by_label("Preference (DPO)")
+    assert dpo.is_disabled() and not page.get_by_label("beta").is_visible()  # nothing to prefer yet
+    page.locator("input[type=file]").first.set_input_files(str(pairs))
+    page.get_by_label("beta").wait_for()
+    assert dpo.is_checked() and page.get_by_label("sft_weight").is_visible()
+    screenshot(page, "ui-train-dpo")
+    assert problems.errors == []
