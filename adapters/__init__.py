@@ -10,7 +10,8 @@
 - :mod:`adapters.manifest` — the manifest stored with every adapter version.
 - :mod:`adapters.validation` — checks that PEFT LoRA files fit a loaded base.
 - :mod:`adapters.store` — the on-disk store: tenant/name/version, atomic publish, rollback, sweep.
-- :mod:`adapters.job_spec`, :mod:`adapters.worker_events`, :mod:`adapters.hyperparameters` — the
-  training job's contract: the spec the server hands a worker, the events the worker writes
-  back, and the hyperparameters both validate.
+- :mod:`adapters.job_spec`, :mod:`adapters.worker_events`, :mod:`adapters.hyperparameters`,
+  :mod:`adapters.training_method` — the training job's contract: the spec the server hands a
+  worker, the events the worker writes back, and the hyperparameters and method (supervised or
+  DPO) both validate.
 """

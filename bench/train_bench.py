@@ -35,7 +35,6 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,7 +47,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from adapters.base_model import load_base, load_nf4_model, pick_device
 from adapters.execution_plan import ExecutionPlan
 from adapters.hyperparameters import Hyperparameters, Resolved
-from adapters.machine import machine_info
 from adapters.plan_choice import choose_plan
 from bench import train_data
 from trainer.packing import pack
@@ -240,18 +238,11 @@ def spawn(side: str, args: argparse.Namespace) -> dict:
     command += ["--no-share-prefix"] if args.no_share_prefix else []
     # The same thread count on both sides (the trainer would otherwise pick fewer threads on a
     # busy machine, which is faster there, but not what this compares).
-    env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error", "OMP_NUM_THREADS": str(args.threads)}
-    done = subprocess.run(command, capture_output=True, text=True, env=env)
-    if done.returncode != 0:
-        raise SystemExit(f"{side} run failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return train_data.spawn_side(command, side, args.threads)
 
 
 def compare(args: argparse.Namespace) -> dict:
-    runs = []
-    for repeat in range(args.repeats):
-        for side in SIDES if repeat % 2 == 0 else SIDES[::-1]:
-            runs.append({**spawn(side, args), "repeat": repeat})
+    runs = train_data.alternating_runs(SIDES, args.repeats, lambda side: spawn(side, args))
     per = {s: [r for r in runs if r["side"] == s] for s in SIDES}
     if (
         per["ours"][0]["tokens"] != per["hf"][0]["tokens"]
@@ -306,11 +297,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.samples, args.epochs, args.repeats, args.batch_size = 8, 1, 1, 4
-    args.model_dir = args.model_dir or train_data.default_model_dir()
-    if args.side:
-        child(args)
-        return
-    print(json.dumps(train_data.rounded({**compare(args), "cpu": machine_info()}), indent=2))
+    train_data.run_bench(args, child, compare)
 
 
 if __name__ == "__main__":

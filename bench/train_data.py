@@ -8,13 +8,21 @@ a comparison get exactly these samples, so they train on the same tokens.
 :func:`bench_hyperparameters` is the trainer's defaults with a fixed epoch count and no
 wall-clock cut (a budget re-plans the schedule from the measured speed, so two runs on a shared
 machine would train different step counts). :func:`common_arguments` adds the options both
-scripts take; :func:`rounded` makes their JSON readable.
+scripts take; :func:`rounded` makes their JSON readable. :func:`spawn_side` runs one side of a
+comparison in a fresh subprocess (its own peak memory), :func:`alternating_runs` repeats the
+sides in alternating order, and :func:`run_bench` is a comparison
+script's ending: one side when ``--side`` names it, else the whole comparison printed with the
+machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import random
+import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +30,7 @@ from typing import Any
 from adapters.base_model import load_tokenizer
 from adapters.embedded import prepare_embedded_model
 from adapters.hyperparameters import Hyperparameters, parse
+from adapters.machine import machine_info
 from trainer.tokenize import EncodedSample, encode
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,3 +121,36 @@ def rounded(value: Any) -> Any:
     if isinstance(value, list):
         return [rounded(v) for v in value]
     return value
+
+
+def spawn_side(command: list[str], side: str, threads: int) -> dict[str, Any]:
+    """The JSON line a side's subprocess (``command``) prints last, run with ``threads`` torch threads."""
+    env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error", "OMP_NUM_THREADS": str(threads)}
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise SystemExit(f"{side} run failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def alternating_runs(
+    sides: tuple[str, ...], repeats: int, spawn: Callable[[str], dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """``repeats`` runs of every side, alternating which goes first, each tagged with its ``repeat``."""
+    runs = []
+    for repeat in range(repeats):
+        for side in sides if repeat % 2 == 0 else sides[::-1]:
+            runs.append({**spawn(side), "repeat": repeat})
+    return runs
+
+
+def run_bench(
+    args: argparse.Namespace,
+    child: Callable[[argparse.Namespace], None],
+    compare: Callable[[argparse.Namespace], dict[str, Any]],
+) -> None:
+    """``child(args)`` when ``args.side`` names a side, else ``compare(args)`` printed as JSON with the machine."""
+    args.model_dir = args.model_dir or default_model_dir()
+    if args.side:
+        child(args)
+        return
+    print(json.dumps(rounded({**compare(args), "cpu": machine_info()}), indent=2))

@@ -18,23 +18,30 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterator
 
 from trainer.records import ChatRecord, DocumentError, QARecord, Record
 
 _ROLES = {"system", "developer", "user", "assistant"}
 
 
-def jsonl_records(text: str, filename: str) -> list[Record]:
-    """One :class:`ChatRecord` per line of chat or prompt/completion JSONL."""
-    records: list[Record] = []
+def json_lines(text: str, filename: str) -> Iterator[tuple[int, str, object]]:
+    """``(line number, "<filename>: line <n>", decoded value)`` of every non-blank line; a line that
+    is not JSON is a :class:`DocumentError` naming it."""
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         where = f"{filename}: line {number}"
         try:
-            row = json.loads(line)
+            yield number, where, json.loads(line)
         except json.JSONDecodeError as error:
             raise DocumentError(f"{where} is not valid JSON ({error.msg})") from None
+
+
+def jsonl_records(text: str, filename: str) -> list[Record]:
+    """One :class:`ChatRecord` per line of chat or prompt/completion JSONL."""
+    records: list[Record] = []
+    for number, where, row in json_lines(text, filename):
         if not isinstance(row, dict):
             raise DocumentError(f'{where}: expected a JSON object with "messages" or "prompt"/"completion"')
         if "messages" in row:

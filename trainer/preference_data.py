@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from trainer.dataset_readers import read_messages
+from trainer.dataset_readers import json_lines, read_messages
 from trainer.records import DocumentError
 
 _KEYS = ("input", "preferred_output", "non_preferred_output")
@@ -60,16 +60,7 @@ def is_preference_jsonl(text: str) -> bool:
 
 def preference_pairs(text: str, filename: str) -> list[PreferencePair]:
     """One :class:`PreferencePair` per non-blank line (rules in the module docstring)."""
-    pairs = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{filename}: line {number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise DocumentError(f"{where} is not valid JSON ({error.msg})") from None
-        pairs.append(_pair(row, where, f"{filename}:{number}"))
+    pairs = [_pair(row, where, f"{filename}:{number}") for number, where, row in json_lines(text, filename)]
     if not pairs:
         raise DocumentError(f"{filename}: no preference pairs found")
     return pairs

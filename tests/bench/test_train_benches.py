@@ -66,3 +66,15 @@ def test_qlora_vs_lora_judges_the_mean_over_seeds(tiny_model_dir: Path) -> None:
     assert math.isclose(out["qlora_eval_loss"], mean[0], abs_tol=1e-3)  # the JSON is rounded to 3 places
     assert math.isclose(out["lora_eval_loss"], mean[1], abs_tol=1e-3)
     assert out["runs"][0]["lora_eval_loss"] != out["runs"][1]["lora_eval_loss"]  # other data, other result
+
+
+def test_dpo_bench_compares_dpo_and_supervised_on_the_same_pairs(tiny_model_dir: Path) -> None:
+    out = run_quick("dpo_bench.py", tiny_model_dir)
+    runs = {run["side"]: run for run in out["runs"]}
+    assert set(runs) == {"supervised", "dpo"} and out["pairs"] == runs["dpo"]["pairs"] == 6
+    # DPO trains on both answers of each pair (its samples' tokens are more), its prompt shared by the two
+    assert runs["dpo"]["tokens"] > runs["supervised"]["tokens"] > 0
+    assert out["computed_tokens_ratio"] > 1 and runs["dpo"]["reference_seconds"] > 0
+    for key in ("seconds_per_pair_ratio", "dpo_tokens_per_s", "supervised_tokens_per_s", "dpo_peak_rss_mb"):
+        assert math.isfinite(out[key]) and out[key] > 0, key
+    assert all(run["steps"] >= 1 and math.isfinite(run["final_loss"]) for run in runs.values())

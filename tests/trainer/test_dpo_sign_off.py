@@ -10,8 +10,8 @@ answers to the held-out questions, where the supervised adapter closed fewer tha
 A signed answer ends with the sign-off, carries it once and has an answer before it (pure DPO
 reached a full preference accuracy here too, but by answering with the sign-off repeated line
 after line: that must not count). Both jobs run as the server's worker runs them
-(:func:`trainer.job.run_job`); the published adapter is then loaded onto a fresh NF4 base, as the
-server loads it, and asked the held-out questions again.
+(:func:`trainer.job.run_job`); the answers are the DPO job's own, generated greedily before and
+after training and kept in the published version's manifest (``heldout_answers``).
 """
 
 from __future__ import annotations
@@ -22,16 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from peft import PeftModel
 
-from adapters.base_model import load_base
 from adapters.ids import AdapterRef
 from adapters.store import AdapterStore
 from trainer.documents import load_pairs
-from trainer.evaluate import generate_answers
 from trainer.job import JobSpec, run_job
 from trainer.preference_recipe import split_pairs
-from trainer.qlora import Prepared
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -102,9 +98,4 @@ def test_dpo_teaches_the_sign_off_the_supervised_adapter_never_wrote(embedded_mo
     assert done["metrics"]["preference_accuracy_after"] >= 0.9
     assert before < 0.2
     assert after >= 0.8
-
-    base = load_base(embedded_model_dir, "cpu")
-    served = Prepared.wrap(base, PeftModel.from_pretrained(base.model, str(stored.path)))
-    again = generate_answers(served, [p.messages for p in held], SYSTEM, 64)
-    print(f"published adapter, fresh base: sign-off {share(again):.0%}; whole test {time.monotonic() - started:.0f} s")
-    assert share(again) >= 0.8
+    print(f"whole test {time.monotonic() - started:.0f} s")  # a figure for the log, not an assertion
