@@ -12,8 +12,9 @@ Contract:
   (``--no-ui`` leaves it out); ``swaplora ui --api-url URL [--host H] [--port P]`` runs the UI
   alone against any running server.
 - ``swaplora train --tenant T --name N [--data DIR] [--model PATH] [--system-prompt S]
-  [--epochs N] [--max-seconds S] [--hyperparameters JSON] [--from NAME[@V]] FILE...`` trains an
-  adapter on the files without a server (:func:`trainer.terminal.train_in_terminal`: a progress
+  [--epochs N] [--max-seconds S] [--hyperparameters JSON] [--from NAME[@V]] [--dpo [--beta B]]
+  FILE...`` trains an adapter on the files (with ``--dpo``: preference JSONL, DPO starting from
+  ``--from`` or the base) without a server (:func:`trainer.terminal.train_in_terminal`: a progress
   bar on stderr), publishes it to ``<data>/adapters`` and prints its ``tenant/name@version``;
   the job spec is built with :meth:`adapters.job_spec.JobSpec.build`, as the server builds its
   workers' specs; bad names, files or hyperparameters exit 2 with the message.
@@ -137,6 +138,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             device=args.device,
             execution_plan=_fixed_plan(settings),
             plan_cache=settings.data,
+            method={"type": "dpo", **({"beta": args.beta} if args.beta is not None else {})} if args.dpo else None,
         )
     except InvalidJobSpec as exc:  # a bad tenant or adapter name: the user's input
         print(f"swaplora train: {exc.message} ({exc.code})", file=sys.stderr)
@@ -219,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--hyperparameters", metavar="JSON", help="more hyperparameters, e.g. '{\"lora_rank\": 8}'")
     train.add_argument("--validation", action="append", type=Path, metavar="FILE", help="held-out file (repeatable)")
     train.add_argument("--from", dest="continue_from", metavar="NAME[@V]", help="continue from this tenant adapter")
+    train.add_argument("--dpo", action="store_true", help="preference training (DPO) on OpenAI preference JSONL")
+    train.add_argument("--beta", type=float, help="DPO's beta (default 0.1)")
     train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     train.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when present, else cpu")
     _add_data_flag(train)

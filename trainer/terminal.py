@@ -64,6 +64,12 @@ class _Display:
         kind = event["type"]
         if kind == "status":
             return f"[{event['status']}] {event['message']}"
+        if kind == "eval" and "preference_accuracy" in event:
+            accuracy, margin = event["preference_accuracy"], event["reward_margin"]
+            return (
+                f"eval {event['stage']}: held-out DPO loss {event['eval_loss']:.4f}, "
+                f"preference accuracy {accuracy:.0%}, reward margin {margin:.3f}"
+            )
         if kind == "eval":
             loss, recall = event["eval_loss"], event["probe_recall"]
             return f"eval {event['stage']}: held-out loss {loss:.4f}, probe recall {recall:.0%}"

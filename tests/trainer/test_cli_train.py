@@ -81,3 +81,15 @@ def test_a_bad_file_exits_2(tiny_model_dir: Path, tmp_path: Path, capsys) -> Non
     )
     assert status == 2
     assert "notes.bin" in capsys.readouterr().err
+
+
+def test_dpo_from_the_shell(tiny_model_dir: Path, tmp_path: Path, capsys) -> None:
+    base = ["train", "--tenant", "acme", "--name", "signs", "--model", str(tiny_model_dir), "--data", str(tmp_path)]
+    pairs = str(ROOT / "examples" / "preferences" / "sign-off.jsonl")
+    assert main([*base, "--dpo", "--beta", "0", pairs]) == 2
+    assert "beta must be" in capsys.readouterr().err
+    assert main([*base, "--dpo", "--beta", "0.3", "--hyperparameters", QUICK, pairs]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == "acme/signs@1" and "eval after: held-out DPO loss" in err and "preference accuracy" in err
+    manifest = AdapterStore(tmp_path / "adapters").resolve(AdapterRef("acme", "signs")).manifest
+    assert manifest.extra["method"] == {"type": "dpo", "beta": 0.3, "sft_weight": 1.0}
