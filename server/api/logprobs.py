@@ -63,7 +63,9 @@ def completion_logprobs(
         tokens.append(text)
         first = math.isnan(entry.logprob)
         values.append(None if first else _value(entry.logprob))
-        tops.append(None if first else {token_text(token_bytes(t)): _value(lp) for t, lp in entry.top})
+        # as OpenAI's: the sampled token is always among its top_logprobs (up to logprobs + 1 entries)
+        alternatives = {token_text(token_bytes(t)): _value(lp) for t, lp in entry.top}
+        tops.append(None if first else {**alternatives, text: _value(entry.logprob)})
         offsets.append(text_offset)
         text_offset += len(text)
     return {"tokens": tokens, "token_logprobs": values, "top_logprobs": tops, "text_offset": offsets}

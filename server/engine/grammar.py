@@ -12,7 +12,7 @@ Contract:
   the EOS ids given to the compiler plus ``tokenizer.eos_token_id``; so does a failed one (the
   sampler never sees an all -inf row).
 - :func:`default_limits` bound work per token and grammar size: a hostile schema ends its own row
-  with an error instead of stalling the engine thread. JSON whitespace is bounded (:data:`WHITESPACE`).
+  with an error instead of stalling the engine thread. JSON is compact (``, `` and ``: ``, no other whitespace).
 """
 
 from __future__ import annotations
@@ -34,12 +34,15 @@ if TYPE_CHECKING:
     from llguidance._lib import JsonCompileOptions
 
 DEFAULT_MAX_SCHEMA_BYTES = 64 * 1024
-WHITESPACE = r"(\r?\n)?[ \t]{0,32}"  # between JSON tokens: compact, or one newline and indentation
-
+# Compact JSON, as OpenAI writes it (", " and ": " between items and after keys, no other
+# whitespace). Flexible whitespace, even bounded per gap, let a small model spend its max_tokens on
+# runs of tabs between tokens at temperature 0.7 (2 of 12 replies cut short); compact: 32 of 32
+# whole, ~40 % fewer tokens.
 # Override any "x-guidance" options a schema brings (also stripped): a request cannot loosen these.
 _JSON_OPTIONS: JsonCompileOptions = {
-    "whitespace_flexible": True,
-    "whitespace_pattern": WHITESPACE,
+    "whitespace_flexible": False,
+    "item_separator": ", ",
+    "key_separator": ": ",
     "coerce_one_of": False,  # oneOf stays exact (an overlapping oneOf is refused, not approximated)
     "lenient": False,  # an unimplemented keyword is refused: the output must satisfy the whole schema
 }

@@ -325,6 +325,8 @@ class Engine:
         piece = row.text.push(token)
         if piece:
             row.request.emit(TextDelta(piece, row.index, row.take_logprobs()))
+        if row.text.stopped and row.logprobs:
+            row.logprobs.pop()  # the token that completed a stop string: its text is cut, so is it
         if row.text.stopped or row.logits.finished:
             self._finish(row, "stop")
         elif row.generated >= row.request.params.max_tokens:

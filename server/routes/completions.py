@@ -27,7 +27,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from server.api.completion_request import CompletionRequest
-from server.api.logprobs import TokenBytes, completion_logprobs
+from server.api.logprobs import TokenBytes, completion_logprobs, token_text
 from server.api.sampling_fields import sampling_params
 from server.engine.admission import Generation
 from server.engine.requests import Event, TextDelta, TokenLogprob
@@ -128,8 +128,10 @@ class _Reply:
             "usage": usage(generations),
         }
 
-    def chunk(self, index: int, text: str, logprobs: list[TokenLogprob], reason: str | None = None) -> dict[str, str]:
-        choice = {"text": text, "index": index, "logprobs": self._logprobs(logprobs, 0), "finish_reason": reason}
+    def chunk(
+        self, index: int, text: str, logprobs: list[TokenLogprob], reason: str | None = None, offset: int = 0
+    ) -> dict[str, str]:
+        choice = {"text": text, "index": index, "logprobs": self._logprobs(logprobs, offset), "finish_reason": reason}
         payload = {"id": self.id, "object": "text_completion", "created": self.created, "model": self.model}
         return {"data": json.dumps({**payload, "choices": [choice]})}
 
@@ -141,6 +143,7 @@ async def _stream(generations: list[Generation], reply: _Reply) -> AsyncIterator
         for index in range(len(generations) * n):
             yield reply.chunk(index, reply.texts[index // n], [])
     merged: asyncio.Queue[tuple[int, Event | None]] = asyncio.Queue()
+    offsets = [0 if reply.request.echo else len(reply.texts[i // n]) for i in range(len(generations) * n)]
 
     async def pump(prompt: int, generation: Generation) -> None:
         try:
@@ -159,12 +162,13 @@ async def _stream(generations: list[Generation], reply: _Reply) -> AsyncIterator
                 continue
             index = prompt * n + event.index
             if isinstance(event, TextDelta):
-                yield reply.chunk(index, event.text, list(event.logprobs))
+                yield reply.chunk(index, event.text, list(event.logprobs), offset=offsets[index])
+                offsets[index] += sum(len(token_text(reply.token_bytes(e.token))) for e in event.logprobs)
             elif event.reason == "error":
                 yield {"data": json.dumps(engine_error(event).body())}
                 return
             else:
-                yield reply.chunk(index, "", list(event.logprobs), event.reason)
+                yield reply.chunk(index, "", list(event.logprobs), event.reason, offset=offsets[index])
         if reply.request.stream_options and reply.request.stream_options.include_usage:
             payload = {"id": reply.id, "object": "text_completion", "created": reply.created, "model": reply.model}
             yield {"data": json.dumps({**payload, "choices": [], "usage": usage(generations)})}

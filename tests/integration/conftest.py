@@ -32,7 +32,7 @@ from tests.conftest import ROOT, make_lora
 
 MAX_RANK = 16
 """``SWAPLORA_MAX_RANK`` of the test server: the good adapters have rank 8, the too-big one 32."""
-READY_TIMEOUT_S = 120.0
+READY_TIMEOUT_S = 300.0
 PROMPT = "What is the capital of France?"
 """The prompt the greedy comparisons use; the base answers it with several words."""
 MAX_TOKENS = 12

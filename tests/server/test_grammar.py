@@ -212,12 +212,14 @@ def test_a_token_outside_the_grammar_ends_the_row(compiler) -> None:
     assert allowed_tokens(matcher, compiler.vocab_size).tolist() == [0, 2]  # never an all -inf row
 
 
-def test_whitespace_between_tokens_is_bounded(compiler) -> None:
-    matcher = compiler.json_object().matcher()
-    space = compiler.tokenizer.convert_tokens_to_ids("Ġ")
-    assert compiler.token_bytes(space) == b" " and matcher.accept(compiler.tokenizer.convert_tokens_to_ids("{"))
-    assert all(matcher.accept(space) for _ in range(32))
-    assert not matcher.accept(space)
+def test_json_is_compact(compiler) -> None:
+    """No whitespace but the separators: a sampling model cannot spend its tokens on indentation."""
+    tokens = compiler.tokenizer.convert_tokens_to_ids
+    space, newline = tokens("Ġ"), tokens("Ċ")
+    assert compiler.token_bytes(space) == b" " and compiler.token_bytes(newline) == b"\n"
+    opened = compiler.json_object().matcher()
+    assert opened.accept(tokens("{"))
+    assert not opened.accept(compiler.tokenizer("\n").input_ids[0])
 
 
 @pytest.mark.parametrize(
