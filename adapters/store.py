@@ -149,8 +149,9 @@ class AdapterStore:
 
     def traffic(self, tenant: str, name: str) -> TrafficSplit | None:
         """The adapter's traffic split, if one is set."""
+        path = self._adapter_dir(tenant, name) / _TRAFFIC  # InvalidId for bad names, as every read
         try:
-            return TrafficSplit.from_json((self._adapter_dir(tenant, name) / _TRAFFIC).read_text())
+            return TrafficSplit.from_json(path.read_text())
         except (FileNotFoundError, NotADirectoryError):
             return None
         except (ValueError, KeyError, TypeError) as exc:

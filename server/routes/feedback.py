@@ -87,6 +87,8 @@ def _preference_lines(rated: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
     lines = []
     for messages, by_rating in answers.items():
         for good, bad in zip(by_rating["up"], by_rating["down"], strict=False):
+            if good == bad:
+                continue  # the same answer rated both ways (greedy replies repeat): no preference in it
             lines.append(
                 {
                     "input": {"messages": json.loads(messages)},
