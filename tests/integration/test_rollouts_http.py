@@ -41,9 +41,11 @@ def patch(http: httpx.Client, key: str, traffic: Any, path: str = ADAPTER) -> ht
 SYSTEM = "You are the support assistant of Acme Parcels. Answer briefly and politely. " * 5
 
 
-def ask(client: openai.OpenAI, model: str, user: str | None, content: str = "Hi") -> Any:
+def ask(client: openai.OpenAI, model: str, user: str | None, content: str = "Hi", max_tokens: int = 1) -> Any:
     messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": content}]
-    return client.chat.completions.create(model=model, messages=messages, max_tokens=1, temperature=0, user=user)
+    return client.chat.completions.create(
+        model=model, messages=messages, max_tokens=max_tokens, temperature=0, user=user
+    )
 
 
 def poke(client: openai.OpenAI, model: str, user: str) -> str:
@@ -155,8 +157,9 @@ def test_stored_conversations_feed_the_preference_export(
     settings = {"store_conversations": True}
     assert http.patch("/v1/tenants/acme", json=settings, headers=auth(key)).status_code == 200
     try:
-        good = ask(acme, "acme/canary@1", "a", "Where is my parcel?")
-        bad = ask(acme, "acme/canary@2", "b", "Where is my parcel?")
+        good = ask(acme, "acme/canary@1", "a", "Where is my parcel?", max_tokens=12)
+        bad = ask(acme, "base", "b", "Where is my parcel?", max_tokens=12)
+        assert good.choices[0].message.content != bad.choices[0].message.content  # a pair needs two answers
         assert rate(http, key, good.id, "up", comment="spot on").json()["comment_stored"] is True
         assert rate(http, key, bad.id, "down").status_code == 200
         lines = [json.loads(line) for line in http.get("/v1/feedback/export", headers=auth(key)).text.splitlines()]
