@@ -116,7 +116,9 @@ async def export_feedback(request: Request) -> Response:
     kind = request.query_params.get("format", "preference")
     if kind not in ("preference", "chat"):
         raise bad_request("format must be 'preference' or 'chat'.", param="format")
-    rated = await run_in_threadpool(services_of(request).feedback.rated_conversations, tenant, EXPORT_LIMIT)
+    services = services_of(request)
+    await run_in_threadpool(services.served.flush)  # completions still in the buffer are rated too
+    rated = await run_in_threadpool(services.feedback.rated_conversations, tenant, EXPORT_LIMIT)
     lines = _preference_lines(rated) if kind == "preference" else _chat_lines(rated)
     body = "".join(json.dumps(line) + "\n" for line in lines)
     return Response(body, media_type="application/jsonl")
