@@ -36,7 +36,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -51,6 +50,7 @@ from adapters.base_model import load_base
 from adapters.embedded import prepare_embedded_model
 from adapters.execution_plan import ALL_PLANS, ExecutionPlan
 from adapters.machine import machine_info
+from bench.wall_timers import WallTimers
 from server.engine.adapter_cache import AdapterHandle
 from server.engine.grammar import GrammarCompiler, RowMatcher
 from server.engine.requests import Event, Finished, GenerationRequest, TextDelta
@@ -139,27 +139,17 @@ def prompt_texts(streams: int, every: int) -> list[tuple[str, bool]]:
     return out
 
 
-class Timers:
-    """Wall time spent in engine internals, by name, for the load running now (this script's wrappers)."""
+class Timers(WallTimers):
+    """Wall time in engine internals for the load running now, and its decode steps."""
 
     def __init__(self) -> None:
-        self.seconds: dict[str, float] = defaultdict(float)
+        super().__init__()
         self.steps: list[tuple[int, float]] = []
         """Decode steps: (rows, seconds)."""
 
     def reset(self) -> None:
-        self.seconds.clear()
+        super().reset()
         self.steps.clear()
-
-    def wrap(self, name: str, function: Callable[..., Any]) -> Callable[..., Any]:
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return function(*args, **kwargs)
-            finally:
-                self.seconds[name] += time.perf_counter() - started
-
-        return timed
 
 
 def instrument(engine: Engine, timers: Timers) -> None:

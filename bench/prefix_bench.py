@@ -42,11 +42,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -56,6 +53,7 @@ from adapters.base_model import load_base, load_tokenizer
 from adapters.embedded import prepare_embedded_model
 from adapters.execution_plan import ALL_PLANS, ExecutionPlan
 from adapters.machine import machine_info
+from bench.wall_timers import WallTimers
 from server.engine.adapter_cache import AdapterHandle
 from server.engine.requests import Event, Finished, GenerationRequest, TextDelta
 from server.engine.sampling import SamplingParams
@@ -332,38 +330,28 @@ class Side:
     histories: list[list[dict[str, str]]]
     records: list[list[dict]] = field(default_factory=list)
     """Per turn, per tenant: ttft, ttft_cpu, prompt, prefilled, completion, reply."""
-    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
-    calls: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    timers: WallTimers = field(default_factory=WallTimers)
     """Time in engine internals (this script's wrappers): prefix lookup + cache copy, store, steps."""
-
-    def timed(self, name: str, function: Callable[..., Any]) -> Callable[..., Any]:
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return function(*args, **kwargs)
-            finally:
-                self.seconds[name] += time.perf_counter() - started
-                self.calls[name] += 1
-
-        return wrapper
 
     def instrument(self) -> None:
         """Wrap the engine's prefix-cache calls and its steps (instance attributes; no engine code changes)."""
         engine = self.engine
-        engine.prefixes.start = self.timed("prefix_start", engine.prefixes.start)  # type: ignore[method-assign]
-        engine.prefixes.store = self.timed("prefix_store", engine.prefixes.store)  # type: ignore[method-assign]
-        engine._prefill_step = self.timed("prefill_step", engine._prefill_step)  # type: ignore[method-assign]
-        engine._decode_step = self.timed("decode_step", engine._decode_step)  # type: ignore[method-assign]
+        engine.prefixes.start = self.timers.wrap("prefix_start", engine.prefixes.start)  # type: ignore[method-assign]
+        engine.prefixes.store = self.timers.wrap("prefix_store", engine.prefixes.store)  # type: ignore[method-assign]
+        engine._prefill_step = self.timers.wrap("prefill_step", engine._prefill_step)  # type: ignore[method-assign]
+        engine._decode_step = self.timers.wrap("decode_step", engine._decode_step)  # type: ignore[method-assign]
 
     def internals(self) -> dict[str, float]:
-        requests = max(1, self.calls["prefix_start"])
+        requests = max(1, self.timers.calls["prefix_start"])
         return {
-            "prefix_start_ms_per_request": 1000 * self.seconds["prefix_start"] / requests,
-            "prefix_store_ms_per_request": 1000 * self.seconds["prefix_store"] / max(1, self.calls["prefix_store"]),
-            "prefill_s": self.seconds["prefill_step"],
-            "decode_s": self.seconds["decode_step"],
-            "decode_steps": self.calls["decode_step"],
-            "decode_step_ms": 1000 * self.seconds["decode_step"] / max(1, self.calls["decode_step"]),
+            "prefix_start_ms_per_request": 1000 * self.timers.seconds["prefix_start"] / requests,
+            "prefix_store_ms_per_request": 1000
+            * self.timers.seconds["prefix_store"]
+            / max(1, self.timers.calls["prefix_store"]),
+            "prefill_s": self.timers.seconds["prefill_step"],
+            "decode_s": self.timers.seconds["decode_step"],
+            "decode_steps": self.timers.calls["decode_step"],
+            "decode_step_ms": 1000 * self.timers.seconds["decode_step"] / max(1, self.timers.calls["decode_step"]),
         }
 
 
@@ -465,8 +453,7 @@ def main() -> None:
         if sides["on"].engine.prefixes.cache is not None:
             sides["on"].engine.prefixes.cache.clear()
         for side in sides.values():
-            side.seconds.clear()
-            side.calls.clear()
+            side.timers.reset()
         for turn in range(args.turns):
             order = list(range(args.tenants))
             rng.shuffle(order)  # the tenants' turns interleave as a website's traffic would
