@@ -3,9 +3,13 @@
 Contract:
 
 - A vote names the tenant it belongs to (None for the admin's own votes), the left and right
-  model ids as served (``base`` or ``tenant/name@version``), the sha256 of the prompt (the prompt
-  itself is never stored), the verdict (:data:`VOTES`), whether the sides were hidden (blind)
-  and when it was cast. Votes are append-only.
+  model ids as served (``base`` or ``tenant/name@version``), the sha256 of the prompt, the verdict
+  (:data:`VOTES`), whether the sides were hidden (blind) and when it was cast. Votes are
+  append-only.
+- The texts (the prompt and both answers, :class:`VoteTexts`) are kept only when the caller
+  passes them, which the route does only for tenants that store conversations
+  (``store_conversations``); :meth:`ComparisonStore.preferences` turns the tenant's decided votes
+  with texts (``left`` or ``right``, two different answers) into preference pairs.
 - :meth:`ComparisonStore.list` and :meth:`ComparisonStore.stats` read one tenant's votes, or
   every vote (the admin's own included) when ``tenant`` is None.
 - Stats are per unordered pair: ``a`` vs ``b`` and ``b`` vs ``a`` count together, reported with
@@ -44,6 +48,12 @@ CREATE TABLE IF NOT EXISTS comparisons (
     created_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS comparisons_tenant ON comparisons(tenant, seq);
+CREATE TABLE IF NOT EXISTS comparison_texts (
+    id TEXT PRIMARY KEY REFERENCES comparisons(id),
+    prompt TEXT NOT NULL,
+    left_answer TEXT NOT NULL,
+    right_answer TEXT NOT NULL
+);
 """
 _COLUMNS = "id, tenant, left_model, right_model, prompt_sha256, vote, blind, created_at"
 
@@ -87,6 +97,24 @@ class PairStats:
         }
 
 
+@dataclass(frozen=True)
+class VoteTexts:
+    """What a vote was about, kept where the tenant stores conversations."""
+
+    prompt: str
+    left_answer: str
+    right_answer: str
+
+
+@dataclass(frozen=True)
+class Preference:
+    """A decided vote as a preference pair: the prompt, the winning and the losing answer."""
+
+    prompt: str
+    preferred: str
+    rejected: str
+
+
 def prompt_hash(prompt: str) -> str:
     return hashlib.sha256(prompt.encode("utf-8")).hexdigest()
 
@@ -102,9 +130,17 @@ class ComparisonStore:
             db.executescript(_SCHEMA)
 
     def record(
-        self, tenant: str | None, left_model: str, right_model: str, prompt: str, vote: str, blind: bool
+        self,
+        tenant: str | None,
+        left_model: str,
+        right_model: str,
+        prompt: str,
+        vote: str,
+        blind: bool,
+        texts: VoteTexts | None = None,
     ) -> Comparison:
-        """Store a vote (arguments already validated by the caller) and return it."""
+        """Store a vote (arguments already validated by the caller) and return it; ``texts`` are
+        stored with it when given."""
         if vote not in VOTES:
             raise ValueError(f"vote must be one of {VOTES}, not {vote!r}")
         comparison = Comparison(
@@ -131,7 +167,27 @@ class ComparisonStore:
                     comparison.created_at,
                 ),
             )
+            if texts is not None:
+                db.execute(
+                    "INSERT INTO comparison_texts (id, prompt, left_answer, right_answer) VALUES (?, ?, ?, ?)",
+                    (comparison.id, texts.prompt, texts.left_answer, texts.right_answer),
+                )
         return comparison
+
+    def preferences(self, tenant: str, limit: int) -> builtins.list[Preference]:
+        """The tenant's newest ``limit`` decided votes with stored texts, as preference pairs
+        (ties, both-bad and votes between two identical answers carry no preference)."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT c.vote, t.prompt, t.left_answer, t.right_answer FROM comparisons c "
+                "JOIN comparison_texts t ON t.id = c.id WHERE c.tenant = ? AND c.vote IN ('left', 'right') "
+                "AND t.left_answer != t.right_answer ORDER BY c.seq DESC LIMIT ?",
+                (tenant, limit),
+            ).fetchall()
+        return [
+            Preference(prompt, left, right) if vote == "left" else Preference(prompt, right, left)
+            for vote, prompt, left, right in rows
+        ]
 
     def model_records(self, tenant: str | None, model_prefix: str) -> dict[str, tuple[int, int]]:
         """Per model id starting with ``model_prefix`` (e.g. ``acme/support@``): (wins, votes)

@@ -8,8 +8,10 @@ Contract:
 - Blind mode flips a coin to swap the sides and hides which model is which until the vote.
 - A vote (left better, right better, tie, both bad) is recorded once per round by
   ``POST /v1/comparisons`` with the model versions that actually answered (the ``model`` of the
-  stream), then the models are revealed and the win-rate table (``/v1/comparisons/stats``) is
-  reloaded. For the admin the vote belongs to the tenant that owns the compared adapters.
+  stream) and both answers (kept by the server only where the tenant stores conversations, for
+  the preference export), then the models are revealed and the win-rate table
+  (``/v1/comparisons/stats``) is reloaded. For the admin the vote belongs to the tenant that owns
+  the compared adapters.
 """
 
 from __future__ import annotations
@@ -93,6 +95,7 @@ async def compare(
         async for side, served, delta in _merge(api, models, prompt, float(temperature), int(max_tokens)):
             texts[side] += delta
             round_["left" if side == 0 else "right"] = served
+            round_["answers"] = list(texts)
             yield labels[0], texts[0], labels[1], texts[1], round_
 
 
@@ -120,6 +123,8 @@ async def vote(session: Session | None, round_: Round | None, verdict: str) -> t
         "vote": verdict,
         "blind": round_["blind"],
     }
+    if "answers" in round_:
+        body["left_answer"], body["right_answer"] = round_["answers"]
     tenant = vote_tenant(session, round_)
     if tenant:
         body["tenant"] = tenant

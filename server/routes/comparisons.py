@@ -7,7 +7,11 @@ Contract:
   answers 201 with the stored comparison. Model ids are checked as chat checks them (bad syntax
   400 ``invalid_model_id``; missing or another tenant's 404 ``model_not_found``) and stored
   resolved to the version served now (``acme/support`` -> ``acme/support@3``), so a vote
-  always says which version won. The two models must differ. Only the prompt's sha256 is kept.
+  always says which version won. The two models must differ. ``left_answer`` and
+  ``right_answer`` (optional, the two answers shown) are kept with the prompt only where the
+  vote's tenant stores conversations (``store_conversations``); elsewhere only the prompt's
+  sha256 is kept. The reply's ``texts_stored`` says which. Decided votes with texts feed
+  ``GET /v1/feedback/export?format=preference``.
 - ``GET /v1/comparisons[?limit=N]`` lists the caller's votes, newest first (default 100, max 1000),
   in OpenAI's list shape (``has_more`` says whether older votes exist).
 - ``GET /v1/comparisons/stats`` gives win rates per pair of models with their counts.
@@ -28,7 +32,7 @@ from starlette.routing import Route
 
 from adapters.ids import BASE_MODEL_ID, InvalidId, parse_model_id
 from adapters.store import AdapterNotFound, AdapterStore
-from server.comparisons import VOTES, ComparisonStore
+from server.comparisons import VOTES, ComparisonStore, VoteTexts
 from server.errors import bad_request, model_not_found
 from server.routes.paging import list_object, page_query
 from server.routes.tenants import read_json_object
@@ -38,8 +42,9 @@ from server.tenancy.auth import authenticate
 from server.tenancy.scope import acting_tenant, read_scope
 
 MAX_PROMPT_CHARS = 100_000
+MAX_ANSWER_CHARS = 32_000
 MAX_LIST = 1000
-_FIELDS = frozenset({"left_model", "right_model", "prompt", "vote", "blind", "tenant"})
+_FIELDS = frozenset({"left_model", "right_model", "prompt", "vote", "blind", "tenant", "left_answer", "right_answer"})
 
 
 def _comparisons(request: Request) -> ComparisonStore:
@@ -64,6 +69,28 @@ def _served_model(store: AdapterStore, tenant: str | None, model: Any, param: st
         raise model_not_found(model) from None
 
 
+def _answers(data: dict[str, Any]) -> tuple[str, str] | None:
+    """The two answers the vote was about, if the caller sent them (both or neither)."""
+    left, right = data.get("left_answer"), data.get("right_answer")
+    if left is None and right is None:
+        return None
+    for side, answer in (("left_answer", left), ("right_answer", right)):
+        if not isinstance(answer, str) or len(answer) > MAX_ANSWER_CHARS:
+            raise bad_request(
+                f"Field '{side}' must be text of at most {MAX_ANSWER_CHARS} characters, sent with the other side's.",
+                param=side,
+            )
+    assert isinstance(left, str) and isinstance(right, str)
+    return left, right
+
+
+async def _stores_texts(request: Request, tenant: str | None) -> bool:
+    if tenant is None:
+        return False
+    settings = await run_in_threadpool(services_of(request).tenants.get_settings, tenant)
+    return settings.store_conversations
+
+
 async def create_comparison(request: Request) -> JSONResponse:
     principal = authenticate(request)
     data = await read_json_object(request, _FIELDS)
@@ -79,6 +106,7 @@ async def create_comparison(request: Request) -> JSONResponse:
         )
     if not isinstance(blind, bool):
         raise bad_request("Field 'blind' must be true or false.", param="blind")
+    answers = _answers(data)
     named = data.get("tenant")
     # The admin may vote for no tenant (its own tally) or name one; a tenant always votes as itself.
     tenant = None if principal.is_admin and named is None else await acting_tenant(request, principal, named)
@@ -90,8 +118,10 @@ async def create_comparison(request: Request) -> JSONResponse:
     if tenant is not None:
         services = services_of(request)
         await run_in_threadpool(services.require_room, tenant, quotas.Adding(comparisons=1))
-    comparison = await run_in_threadpool(_comparisons(request).record, tenant, left, right, prompt, vote, blind)
-    return JSONResponse(comparison.to_dict(), status_code=201)
+    texts = VoteTexts(prompt, *answers) if answers and await _stores_texts(request, tenant) else None
+    record = _comparisons(request).record
+    comparison = await run_in_threadpool(record, tenant, left, right, prompt, vote, blind, texts)
+    return JSONResponse({**comparison.to_dict(), "texts_stored": texts is not None}, status_code=201)
 
 
 async def list_comparisons(request: Request) -> JSONResponse:

@@ -12,8 +12,10 @@ Contract:
 - ``GET /v1/feedback/export?format=preference|chat`` (a secret key; the admin names ``?tenant=``)
   streams JSONL from the tenant's stored conversations that were rated: ``preference`` pairs an
   up-rated and a down-rated answer to the same messages (OpenAI's preference format: ``input``,
-  ``preferred_output``, ``non_preferred_output``, ready for a DPO job); ``chat`` gives the up-rated
-  conversations as supervised chat lines. Without stored conversations the export is empty.
+  ``preferred_output``, ``non_preferred_output``, ready for a DPO job), then adds the Compare tab's
+  decided votes whose texts were stored (the prompt as one user message, the winner preferred);
+  ``chat`` gives the up-rated conversations as supervised chat lines. Without stored conversations
+  the export is empty.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from server.comparisons import Preference
 from server.errors import bad_request, not_found
 from server.rollouts.feedback import MAX_COMMENT_CHARS
 from server.routes.completion_flow import admit
@@ -78,8 +81,16 @@ async def give_feedback(request: Request) -> JSONResponse:
     )
 
 
-def _preference_lines(rated: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
-    """Pairs of an up-rated and a down-rated answer to the same messages."""
+def _preference_line(messages: list[dict[str, Any]], good: str, bad: str) -> dict[str, Any]:
+    return {
+        "input": {"messages": messages},
+        "preferred_output": [{"role": "assistant", "content": good}],
+        "non_preferred_output": [{"role": "assistant", "content": bad}],
+    }
+
+
+def _preference_lines(rated: Sequence[tuple[str, str]], votes: Sequence[Preference]) -> list[dict[str, Any]]:
+    """Pairs of an up-rated and a down-rated answer to the same messages, then decided votes."""
     answers: dict[str, dict[str, list[str]]] = defaultdict(lambda: {"up": [], "down": []})
     for conversation, rating in rated:
         said = json.loads(conversation)
@@ -89,13 +100,9 @@ def _preference_lines(rated: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
         for good, bad in zip(by_rating["up"], by_rating["down"], strict=False):
             if good == bad:
                 continue  # the same answer rated both ways (greedy replies repeat): no preference in it
-            lines.append(
-                {
-                    "input": {"messages": json.loads(messages)},
-                    "preferred_output": [{"role": "assistant", "content": good}],
-                    "non_preferred_output": [{"role": "assistant", "content": bad}],
-                }
-            )
+            lines.append(_preference_line(json.loads(messages), good, bad))
+    for vote in votes:
+        lines.append(_preference_line([{"role": "user", "content": vote.prompt}], vote.preferred, vote.rejected))
     return lines
 
 
@@ -119,7 +126,11 @@ async def export_feedback(request: Request) -> Response:
     services = services_of(request)
     await run_in_threadpool(services.served.flush)  # completions still in the buffer are rated too
     rated = await run_in_threadpool(services.feedback.rated_conversations, tenant, EXPORT_LIMIT)
-    lines = _preference_lines(rated) if kind == "preference" else _chat_lines(rated)
+    if kind == "preference":
+        votes = await run_in_threadpool(services.comparisons.preferences, tenant, EXPORT_LIMIT)
+        lines = _preference_lines(rated, votes)
+    else:
+        lines = _chat_lines(rated)
     body = "".join(json.dumps(line) + "\n" for line in lines)
     return Response(body, media_type="application/jsonl")
 

@@ -3,6 +3,7 @@ real adapter store and tenant registry: votes, tenant scoping, model checks and 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -11,9 +12,10 @@ import pytest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from server.comparisons import ComparisonStore, prompt_hash
+from server.comparisons import ComparisonStore, Preference, VoteTexts, prompt_hash
 from server.errors import install_error_handlers
 from server.routes import comparisons as comparison_routes
+from server.routes import feedback as feedback_routes
 from server.settings import Settings
 from tests.adapters.helpers import publish
 from tests.server.helpers import ADMIN, ADMIN_KEY, assert_error, bearer, real_services
@@ -26,7 +28,7 @@ def env(tmp_path: Path) -> SimpleNamespace:
     settings = Settings(data=tmp_path, admin_key=ADMIN_KEY)
     services = real_services(settings)
     store, tenants = services.store, services.tenants
-    app = Starlette(routes=comparison_routes.routes)
+    app = Starlette(routes=[*comparison_routes.routes, *feedback_routes.routes])
     install_error_handlers(app)
     app.state.services = services
     keys = {t: tenants.create_tenant(t)[1] for t in ("acme", "globex")}
@@ -34,7 +36,9 @@ def env(tmp_path: Path) -> SimpleNamespace:
     publish(store, "acme", "support")
     publish(store, "acme", "sales")
     publish(store, "globex", "private")
-    return SimpleNamespace(client=TestClient(app), acme=bearer(keys["acme"]), globex=bearer(keys["globex"]))
+    return SimpleNamespace(
+        client=TestClient(app), tenants=tenants, acme=bearer(keys["acme"]), globex=bearer(keys["globex"])
+    )
 
 
 def vote(env: SimpleNamespace, headers: dict[str, str], **body: Any) -> Any:
@@ -116,6 +120,9 @@ def test_votes_are_tenant_scoped(env: SimpleNamespace) -> None:
         ({"prompt": ["x"]}, 400, "prompt"),
         ({"blind": "yes"}, 400, "blind"),
         ({"colour": "red"}, 400, "colour"),
+        ({"left_answer": "only one side"}, 400, "right_answer"),
+        ({"left_answer": 3, "right_answer": "b"}, 400, "left_answer"),
+        ({"left_answer": "a", "right_answer": "b" * 32_001}, 400, "right_answer"),
     ],
 )
 def test_bad_votes_are_refused_and_not_stored(env: SimpleNamespace, body: dict, status: int, param: str) -> None:
@@ -136,3 +143,41 @@ def test_missing_fields_auth_and_limits(env: SimpleNamespace) -> None:
     assert vote(env, env.acme).status_code == 201 and vote(env, env.acme).status_code == 201
     page = env.client.get("/v1/comparisons", params={"limit": "1"}, headers=env.acme).json()
     assert len(page["data"]) == 1 and page["has_more"] is True
+
+
+def test_store_keeps_texts_only_when_given_and_pairs_decided_votes(tmp_path: Path) -> None:
+    store = ComparisonStore(tmp_path / "db.sqlite")
+    store.record("acme", "base", "acme/a@1", "Hours?", "right", blind=True, texts=VoteTexts("Hours?", "9-5", "9 to 5"))
+    store.record("acme", "base", "acme/a@1", "Where?", "left", blind=False, texts=VoteTexts("Where?", "Oslo", "Rome"))
+    store.record("acme", "base", "acme/a@1", "Tie?", "tie", blind=False, texts=VoteTexts("Tie?", "x", "y"))
+    store.record("acme", "base", "acme/a@1", "Same?", "left", blind=False, texts=VoteTexts("Same?", "z", "z"))
+    store.record("acme", "base", "acme/a@1", "Hash only", "left", blind=False)
+    store.record("globex", "base", "globex/p@1", "Theirs", "left", blind=False, texts=VoteTexts("Theirs", "p", "q"))
+    assert store.preferences("acme", limit=10) == [
+        Preference("Where?", preferred="Oslo", rejected="Rome"),
+        Preference("Hours?", preferred="9 to 5", rejected="9-5"),
+    ]
+    assert store.preferences("acme", limit=1) == [Preference("Where?", "Oslo", "Rome")]
+    assert store.preferences("initech", limit=10) == []
+
+
+def test_vote_texts_are_kept_only_for_tenants_storing_conversations(env: SimpleNamespace) -> None:
+    answers = {"left_answer": "We open at nine.", "right_answer": "Nine to five, Monday to Friday."}
+    reply = vote(env, env.acme, vote="right", **answers)
+    assert reply.status_code == 201 and reply.json()["texts_stored"] is False
+    assert env.client.get("/v1/feedback/export", headers=env.acme).text == ""
+
+    env.tenants.update_settings("acme", lambda s: s.model_copy(update={"store_conversations": True}))
+    assert vote(env, env.acme, vote="right", **answers).json()["texts_stored"] is True
+    assert vote(env, env.acme, vote="tie", **answers).json()["texts_stored"] is True  # kept, but no preference
+    assert vote(env, env.acme, vote="left").json()["texts_stored"] is False  # no answers sent
+    lines = [json.loads(line) for line in env.client.get("/v1/feedback/export", headers=env.acme).text.splitlines()]
+    assert lines == [
+        {
+            "input": {"messages": [{"role": "user", "content": "Hours?"}]},
+            "preferred_output": [{"role": "assistant", "content": answers["right_answer"]}],
+            "non_preferred_output": [{"role": "assistant", "content": answers["left_answer"]}],
+        }
+    ]
+    assert env.client.get("/v1/feedback/export", headers=env.globex).text == ""  # acme's votes are acme's
+    assert env.client.get("/v1/feedback/export?format=chat", headers=env.acme).text == ""

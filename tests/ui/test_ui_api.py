@@ -4,6 +4,7 @@ as the server's own readable messages. What the UI did is checked again over the
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,15 @@ def test_chat_with_unknown_adapter_shows_the_servers_message(ui: Client) -> None
 
 
 def test_compare_round_vote_and_win_rate(ui: Client, http: httpx.Client, tenant_keys: dict[str, str]) -> None:
+    key = tenant_keys["acme"]
+    assert http.patch("/v1/tenants/acme", json={"store_conversations": True}, headers=auth(key)).status_code == 200
+    try:
+        compare_and_vote(ui, http, key)
+    finally:
+        http.patch("/v1/tenants/acme", json={"store_conversations": False}, headers=auth(key))
+
+
+def compare_and_vote(ui: Client, http: httpx.Client, key: str) -> None:
     seen = outputs(ui.submit("base", "acme/support", True, PROMPT, 0.0, 6, api_name="/compare"))
     left_label, left, right_label, right = seen[-1]
     assert left.strip() and right.strip() and left != right, (left, right)
@@ -88,13 +98,20 @@ def test_compare_round_vote_and_win_rate(ui: Client, http: httpx.Client, tenant_
     with pytest.raises(AppError, match="already has your vote"):
         ui.predict(api_name="/vote_left")
 
-    votes = http.get("/v1/comparisons", headers=auth(tenant_keys["acme"])).json()["data"]
+    votes = http.get("/v1/comparisons", headers=auth(key)).json()["data"]
     assert [(v["vote"], v["blind"], v["tenant"]) for v in votes] == [("right", True, "acme")]
     assert {votes[0]["left_model"], votes[0]["right_model"]} == {"base", "acme/support@1"}
     row = next(r for r in table["data"] if {r[0], r[1]} == {"base", "acme/support@1"})
     model_a, model_b, count, a_wins, b_wins = row[:5]
     assert count == 1 and (a_wins, b_wins) == ((1, 0) if winner == model_a else (0, 1))
     assert ui.predict(api_name="/comparison_stats")["data"] == table["data"]
+    # The tenant stores conversations, so the vote is a preference pair in the export: right won.
+    export = [json.loads(line) for line in http.get("/v1/feedback/export", headers=auth(key)).text.splitlines()]
+    assert {
+        "input": {"messages": [{"role": "user", "content": PROMPT}]},
+        "preferred_output": [{"role": "assistant", "content": right}],
+        "non_preferred_output": [{"role": "assistant", "content": left}],
+    } in export
 
 
 def test_adapter_versions_rollback_delete_and_upload(
