@@ -21,7 +21,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
@@ -90,6 +90,24 @@ class LoadedBase:
     eos_token_ids: frozenset[int]
     plan: ExecutionPlan = ExecutionPlan("bfloat16", "nf4", "the QLoRA recipe as loaded")
     """How this base computes (compute dtype, NF4 packed or dense)."""
+
+
+class ServedBase(Protocol):
+    """What the HTTP side needs of the base it serves: a :class:`LoadedBase` in this process, or the
+    facts of the base loaded by engine replicas elsewhere (:mod:`server.cluster`)."""
+
+    @property
+    def tokenizer(self) -> PreTrainedTokenizerBase: ...
+    @property
+    def spec(self) -> BaseModelSpec: ...
+    @property
+    def device(self) -> torch.device: ...
+    @property
+    def context_length(self) -> int: ...
+    @property
+    def eos_token_ids(self) -> frozenset[int]: ...
+    @property
+    def plan(self) -> ExecutionPlan: ...
 
 
 class BaseModelError(RuntimeError):

@@ -20,17 +20,16 @@ from pathlib import Path
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from adapters.base_model import load_base
+from adapters.base_model import ServedBase
 from adapters.embedded import prepare_embedded_model
 from server import leftovers
 from server.cpu_share import CPUShare
 from server.drain import Drain, DrainingServer
-from server.engine.admission import Admitter
 from server.engine.grammar import GrammarCompiler
-from server.engine.step_loop import Engine
 from server.errors import install_error_handlers
 from server.jobs import retention
 from server.jobs.runner import JobRunner
+from server.local_engine import start_local_engine
 from server.routes import adapters as adapter_routes
 from server.routes import (
     chat,
@@ -63,27 +62,22 @@ def load_model(services: Services) -> None:
         started = time.perf_counter()
         model_dir = Path(settings.model) if settings.model else prepare_embedded_model(settings.models_dir)
         services.model_dir = model_dir
-        threads = CPUShare.for_this_machine(settings.torch_threads).engine_threads(0)
-        base = load_base(
-            model_dir, settings.device, request=settings.plan_request, plan_cache=settings.data, threads=threads
-        )
-        engine = Engine(
-            base,
-            max_batch_size=settings.max_batch_size,
-            adapter_cache_bytes=settings.adapter_cache_mb * 1024 * 1024,
-            adapter_host_cache_bytes=settings.adapter_host_cache_mb * 1024 * 1024,
-            prefix_cache_bytes=settings.prefix_cache_mb * 1024 * 1024,
-            prefix_block_tokens=settings.prefix_block_tokens,
-            threads=threads,
-            metrics=services.metrics,
-        )
-        engine.start()
-        grammars = GrammarCompiler(base.tokenizer, base.eos_token_ids, settings.max_grammar_bytes)
-        grammars.token_bytes(0)  # builds its view of the vocabulary now (~0.3 s), not on a first request
-        services.grammars = grammars
-        services.base = base
-        services.admitter = Admitter(engine, services.metrics, settings.max_waiting, settings.max_waiting_per_tenant)
-        services.engine = engine
+        base: ServedBase
+        if settings.cluster:
+            from server.cluster.launch import start_engines
+
+            facts, cluster = start_engines(settings, model_dir, services.metrics)
+            services.grammars = GrammarCompiler(facts.tokenizer, facts.eos_token_ids, settings.max_grammar_bytes)
+            services.grammars.token_bytes(0)
+            services.base = base = facts
+            services.admitter = cluster
+        else:
+            threads = CPUShare.for_this_machine(settings.torch_threads).engine_threads(0)
+            local = start_local_engine(settings, model_dir, services.metrics, threads)
+            services.grammars = local.grammars
+            services.base = base = local.base
+            services.engine = local.engine
+            services.admitter = local.admitter
         log.info(
             "model %s ready on %s in %.1fs (spec %s); execution plan %s: %s",
             base.spec.name,
@@ -122,6 +116,10 @@ def create_app(settings: Settings) -> Starlette:
         await services.runner.stop()
         if services.engine is not None:
             services.engine.stop()
+        if settings.cluster:
+            from server.cluster.launch import stop_engines
+
+            await asyncio.to_thread(stop_engines, settings)
 
     app = Starlette(
         routes=[

@@ -67,6 +67,19 @@ class Metrics:
             registry=r,
         )
         self.prefix_cache_bytes = Gauge("swaplora_prefix_cache_bytes", "KV bytes held by the prefix cache.", registry=r)
+        # A cluster's engine replicas, as their answers report them (server.cluster).
+        self.replica_requests = Counter(
+            "swaplora_replica_requests",
+            "Requests per engine replica; held=true: the replica already held the request's adapter id.",
+            ["replica", "held"],
+            registry=r,
+        )
+        self.replica_adapter_loads = Gauge(
+            "swaplora_replica_adapter_loads",
+            "Adapters each engine replica has read from the store.",
+            ["replica"],
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,8 +1,10 @@
 """Everything a route needs, built once per app and kept on ``app.state.services``.
 
-``base``, ``engine`` and ``admitter`` are None until the model has loaded (in the background,
-so ``/health`` answers at once and ``/ready`` tells when serving starts); ``load_error`` says
-why loading failed, if it did. Routes reach it with :func:`services_of` (typed). It is also the
+``base`` and ``admitter`` are None until the model has loaded (in the background, so ``/health``
+answers at once and ``/ready`` tells when serving starts; ``admitter`` is set last); ``load_error``
+says why loading failed, if it did. ``engine`` is the local engine, None in a cluster, where
+``admitter`` sends requests to engine replicas and ``base`` holds the replicas' base's facts.
+Routes reach it with :func:`services_of` (typed). It is also the
 job runner's :class:`server.jobs.runner.ServingSide` (the model directory, the execution plan's
 name, the engine's thread count), so the runner depends on that protocol, not on this bag.
 """
@@ -15,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 
-from adapters.base_model import LoadedBase
+from adapters.base_model import ServedBase
 from adapters.store import AdapterStore
 from server.comparisons import ComparisonStore
-from server.engine.admission import Admitter
+from server.engine.admission import GenerationSource
 from server.engine.grammar import GrammarCompiler
 from server.engine.step_loop import Engine
 from server.jobs.job_store import JobStore
@@ -47,9 +49,9 @@ class Services:
     served: ServedLog
     """Every chat completion served (which version answered, latencies; texts where stored)."""
     feedback: FeedbackStore
-    base: LoadedBase | None = None
+    base: ServedBase | None = None
     engine: Engine | None = None
-    admitter: Admitter | None = None
+    admitter: GenerationSource | None = None
     grammars: GrammarCompiler | None = None
     """Compiles response formats and tool calls for the base's tokenizer (set with the engine)."""
     load_error: str | None = None

@@ -7,7 +7,7 @@ fields. Read once at start-up into a frozen :class:`Settings`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -174,6 +174,27 @@ class Settings(BaseSettings):
         ge=0,
         description="On SIGTERM: how long streams in flight may take to finish (new requests get "
         "503 with Retry-After meanwhile) before the server exits anyway.",
+    )
+
+    cluster: str | None = Field(
+        None,
+        description="Run the engine as Ray Serve replicas: local (start a Ray instance here), auto (the Ray "
+        "cluster this machine belongs to) or ray://host:port; unset: the engine runs in this process.",
+    )
+    cluster_replicas: int = Field(2, ge=1, description="Engine replicas in a cluster (without autoscaling).")
+    cluster_autoscaling: dict[str, Any] | None = Field(
+        None,
+        description="Ray Serve autoscaling_config for the engine deployment, as JSON (e.g. "
+        '{"min_replicas": 1, "max_replicas": 8, "target_ongoing_requests": 8}); replaces cluster_replicas.',
+    )
+    cluster_adapters_per_replica: int = Field(
+        64, ge=1, description="Adapter ids one replica holds for routing (Ray Serve multiplexing, LRU beyond)."
+    )
+    cluster_replica_cpus: float = Field(1.0, gt=0, description="CPUs Ray reserves for each engine replica.")
+    cluster_replica_gpus: float | None = Field(
+        None,
+        ge=0,
+        description="GPUs Ray reserves for each engine replica; unset: 1 where the cluster has GPUs, else 0.",
     )
 
     @field_validator("admin_key")

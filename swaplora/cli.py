@@ -2,7 +2,7 @@
 
 Contract:
 
-- ``swaplora serve [--host H] [--port P] [--model PATH] [--data DIR]`` builds
+- ``swaplora serve [--host H] [--port P] [--model PATH] [--data DIR] [--cluster ADDRESS [--replicas N]]`` builds
   :class:`server.settings.Settings` from the ``SWAPLORA_*`` environment, with each given flag
   overriding its field, then blocks in :func:`server.app.serve` until the server stops (with no
   ``--model`` the server converts the embedded base model itself, in the background).
@@ -64,7 +64,7 @@ def own_url(host: str, port: int) -> str:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    settings = _settings(args, ("host", "port", "model", "data"))
+    settings = _settings(args, ("host", "port", "model", "data", "cluster", "cluster_replicas"))
     # With no --model the app converts the embedded model itself, in the background, so /health
     # answers during a first conversion (Docker, a fresh data volume) and /ready says when it is done.
     from server.app import create_app, serve
@@ -182,6 +182,18 @@ def build_parser() -> argparse.ArgumentParser:
         "(env SWAPLORA_MODEL; default: the embedded SmolLM2-135M-Instruct)",
     )
     serve.add_argument("--no-ui", action="store_true", help="do not mount the Gradio UI at /ui")
+    serve.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="run the engine as Ray Serve replicas: local, auto or ray://host:port (env SWAPLORA_CLUSTER; "
+        "needs pip install 'swaplora[cluster]')",
+    )
+    serve.add_argument(
+        "--replicas",
+        dest="cluster_replicas",
+        type=int,
+        help="engine replicas with --cluster (env SWAPLORA_CLUSTER_REPLICAS, default 2)",
+    )
     _add_data_flag(serve)
     serve.set_defaults(handler=_cmd_serve)
 

@@ -2,7 +2,10 @@
 
 :meth:`Admitter.generate` returns a :class:`Generation`, an async iterator of engine events.
 The engine calls back from its worker thread; the callback only hands the event to the event
-loop (``call_soon_threadsafe``), so the loop never waits on the model. Leaving the iteration
+loop (``call_soon_threadsafe``), so the loop never waits on the model. A :class:`Generation`
+takes its events from whatever its ``submit`` hands the request to: the local engine here, an
+engine replica in a cluster (:mod:`server.cluster`); :class:`GenerationSource` is what routes
+need of either. Leaving the iteration
 early (a client disconnect cancels the streaming task) cancels the request in the engine, which
 drops its rows at the next step. A request of ``n`` choices ends after ``n`` :class:`Finished`
 events (:attr:`Generation.finished`, by choice index). Latency metrics (TTFT, inter-token, end-to-end) are taken here,
@@ -16,18 +19,29 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncGenerator, Callable
+from typing import Protocol
 
 from server.engine.adapter_cache import AdapterHandle
-from server.engine.requests import Event, Finished, GenerationRequest, RowConstraint
+from server.engine.grammar import Grammar
+from server.engine.requests import Event, Finished, GenerationRequest
 from server.engine.sampling import SamplingParams
 from server.engine.step_loop import Engine
 from server.metrics import Metrics
 
 
-class Generation:
-    """One request's events; iterate once. Cancels the engine request if abandoned."""
+class Cancellable(Protocol):
+    def cancel(self) -> None: ...
 
-    def __init__(self, engine: Engine, request: GenerationRequest, metrics: Metrics) -> None:
+
+class Generation:
+    """One request's events; iterate once. Cancels the request if abandoned.
+
+    ``submit`` queues ``request`` (whose ``emit`` is set to this generation's, callable from any
+    thread) and returns what cancels it."""
+
+    def __init__(
+        self, submit: Callable[[GenerationRequest], Cancellable], request: GenerationRequest, metrics: Metrics
+    ) -> None:
         self._loop = asyncio.get_running_loop()
         self._events: asyncio.Queue[Event] = asyncio.Queue()
         self._metrics = metrics
@@ -40,7 +54,7 @@ class Generation:
         self.finished: dict[int, Finished] = {}
         """Each choice's last event, by index; complete when the iteration ends normally."""
         request.emit = self._from_engine
-        self._handle = engine.submit(request)
+        self._handle = submit(request)
 
     def _from_engine(self, event: Event) -> None:
         self._loop.call_soon_threadsafe(self._events.put_nowait, event)
@@ -101,8 +115,25 @@ class QueueFull(Exception):
         self.message = message
 
 
+class GenerationSource(Protocol):
+    """What routes generate with: the local :class:`Admitter` or a cluster's."""
+
+    def generate(
+        self,
+        prompt_ids: list[int],
+        params: SamplingParams,
+        adapter: AdapterHandle | None,
+        tenant: str | None = None,
+        max_running: int | None = None,
+        *,
+        n: int = 1,
+        grammar: Grammar | None = None,
+        cache_salt: str = "",
+    ) -> Generation: ...
+
+
 class Admitter:
-    """Admission control in front of the engine."""
+    """Admission control in front of the local engine."""
 
     def __init__(
         self, engine: Engine, metrics: Metrics, max_waiting: int, max_waiting_per_tenant: int | None = None
@@ -121,7 +152,7 @@ class Admitter:
         max_running: int | None = None,
         *,
         n: int = 1,
-        constraint: Callable[[], RowConstraint] | None = None,
+        grammar: Grammar | None = None,
         cache_salt: str = "",
     ) -> Generation:
         """Queue a request; :class:`QueueFull` when the queue, or the tenant's share, is full."""
@@ -136,10 +167,10 @@ class Admitter:
             tenant=tenant,
             max_running=max_running,
             n=n,
-            constraint=constraint,
+            constraint=grammar.matcher if grammar is not None else None,
             cache_salt=cache_salt,
         )
-        return Generation(self.engine, request, self.metrics)
+        return Generation(self.engine.submit, request, self.metrics)
 
     def _busy(self, message: str) -> QueueFull:
         self.metrics.requests.labels(outcome="rejected").inc()

@@ -106,11 +106,14 @@ class RowMatcher:
 
 
 class Grammar:
-    """A validated grammar; :meth:`matcher` copies its compiled prototype for each row."""
+    """A validated grammar; :meth:`matcher` copies its compiled prototype for each row. ``source``
+    is llguidance's grammar text: :meth:`GrammarCompiler.from_source` rebuilds the grammar from it
+    in another process (an engine replica) with the same tokenizer."""
 
-    def __init__(self, prototype: LLMatcher) -> None:
+    def __init__(self, prototype: LLMatcher, source: str) -> None:
         self._prototype = prototype
         self._lock = threading.Lock()
+        self.source = source
 
     def matcher(self) -> RowMatcher:
         with self._lock:
@@ -197,13 +200,17 @@ class GrammarCompiler:
             grammar = LLMatcher.grammar_from_json_schema(text, overrides=_JSON_OPTIONS)
         except ValueError as exc:
             raise GrammarError(f"Unsupported JSON schema: {_clean(str(exc))}", param) from None
+        return self.from_source(grammar, param)
+
+    def from_source(self, grammar: str, param: str = "response_format") -> Grammar:
+        """The grammar of llguidance's grammar text ``grammar`` (a :attr:`Grammar.source`)."""
         # Building the matcher validates the grammar; the first mask builds the lexer's start states.
         prototype = LLMatcher(self.lltokenizer, grammar, limits=self.limits, log_level=0)
         if not prototype.is_error():
             fill_next_token_bitmask(prototype, new_bitmask(1, self.vocab_size), 0)
         if prototype.is_error():
             raise GrammarError(f"Unsupported JSON schema: {_clean(prototype.get_error())}", param)
-        return Grammar(prototype)
+        return Grammar(prototype, grammar)
 
 
 def new_bitmask(rows: int, vocab: int) -> torch.Tensor:

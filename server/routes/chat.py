@@ -89,7 +89,7 @@ async def chat_completions(request: Request) -> Response | ReleaseAfter:
         flight.admission.afford(len(prompt_ids))
         max_tokens = flight.max_tokens(body, len(prompt_ids))
         params = sampling_params(body, max_tokens, len(tokenizer), body.logprobs_count)
-        generation = flight.start(prompt_ids, params, body.n, grammar.matcher if grammar else None)
+        generation = flight.start(prompt_ids, params, body.n, grammar)
     reply = ChatReply(int(time.time()), flight.served_model, services.grammars.token_bytes, mode, body.logprobs)
     answer: list[str] = []  # choice 0's text, for the served log
 

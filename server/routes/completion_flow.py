@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -31,7 +31,8 @@ from adapters.store import AdapterNotFound
 from server.api.sampling_fields import SamplingFields
 from server.engine.adapter_cache import AdapterHandle
 from server.engine.admission import Generation, QueueFull
-from server.engine.requests import Finished, RowConstraint, TextDelta, TokenLogprob
+from server.engine.grammar import Grammar
+from server.engine.requests import Finished, TextDelta, TokenLogprob
 from server.engine.sampling import SamplingParams
 from server.errors import APIError, bad_request, model_loading, model_not_found
 from server.rollouts.served_log import Served
@@ -141,7 +142,7 @@ class Preflight:
         prompt_ids: list[int],
         params: SamplingParams,
         n: int = 1,
-        constraint: Callable[[], RowConstraint] | None = None,
+        grammar: Grammar | None = None,
     ) -> Generation:
         """Queue the request in the engine (call inside :meth:`release_on_error`, after
         ``admission.afford`` of the prompt tokens)."""
@@ -153,7 +154,7 @@ class Preflight:
             self.principal.tenant_id,
             batch_rows(self.services, self.settings),
             n=n,
-            constraint=constraint,
+            grammar=grammar,
             cache_salt=self.cache_salt,
         )
 
@@ -177,7 +178,7 @@ async def preflight(request: Request, body_type: type[Body]) -> tuple[Preflight,
 
 def ready_services(request: Request) -> Services:
     services = services_of(request)
-    if services.engine is None or services.base is None or services.admitter is None:
+    if services.base is None or services.admitter is None:
         raise model_loading()
     return services
 

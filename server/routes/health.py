@@ -19,10 +19,10 @@ async def ready(request: Request) -> JSONResponse:
     services = services_of(request)
     if services.load_error:
         return JSONResponse({"status": "failed", "error": services.load_error}, status_code=503)
-    if services.engine is None:
+    if services.admitter is None:
         return JSONResponse({"status": "loading"}, status_code=503, headers={"Retry-After": "5"})
     base = services.base
-    assert base is not None  # set before the engine
+    assert base is not None  # set before the admitter
     spec = base.spec
     return JSONResponse(
         {
