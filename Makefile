@@ -65,7 +65,7 @@ $(STAMP_TORCH): $(STAMP_VENV)
 	@touch $@
 
 $(STAMP_DEPS): pyproject.toml $(STAMP_TORCH)
-	$(PIP) install -e '.[test]'
+	$(PIP) install -e '.[test,cluster]'
 	@touch $@
 
 $(STAMP_EMBEDDED): $(STAMP_VENV)

@@ -48,7 +48,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(data: Path, model_dir: Path, admin_key: str, threads: int) -> tuple[subprocess.Popen, str]:
+def start_server(
+    data: Path, model_dir: Path, admin_key: str, threads: int, *flags: str, ready_s: float = 180
+) -> tuple[subprocess.Popen, str]:
+    """``swaplora serve --no-ui [flags]`` on a free port; returns once ``/ready`` says so."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SWAPLORA_")}
     env.update(SWAPLORA_DATA=str(data), SWAPLORA_ADMIN_KEY=admin_key, SWAPLORA_LOG_LEVEL="warning", HF_HUB_OFFLINE="1")
@@ -68,6 +71,7 @@ def start_server(data: Path, model_dir: Path, admin_key: str, threads: int) -> t
             "--model",
             str(model_dir),
             "--no-ui",
+            *flags,
         ],
         cwd=ROOT,
         env=env,
@@ -75,7 +79,7 @@ def start_server(data: Path, model_dir: Path, admin_key: str, threads: int) -> t
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + ready_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise SystemExit(f"server exited: {(data.parent / 'server.log').read_text()[-3000:]}")
@@ -86,7 +90,7 @@ def start_server(data: Path, model_dir: Path, admin_key: str, threads: int) -> t
             pass
         time.sleep(0.5)
     process.kill()
-    raise SystemExit("server not ready in 180 s")
+    raise SystemExit(f"server not ready in {ready_s:.0f} s")
 
 
 def stop_server(process: subprocess.Popen) -> None:
@@ -135,6 +139,26 @@ async def load(url: str, key: str, models: list[str], texts: list[str], tokens: 
     }
 
 
+def create_tenant_with_adapters(url: str, admin_key: str, paths: list[Path]) -> tuple[str, list[str]]:
+    """Tenant ``bench`` with adapter ``a<i>`` uploaded from each of ``paths``: its key, the served ids."""
+    with httpx.Client(base_url=url, timeout=120) as http:
+        created = http.post("/v1/tenants", json={"id": "bench"}, headers={"Authorization": f"Bearer {admin_key}"})
+        created.raise_for_status()
+        key = created.json()["api_key"]
+        models = []
+        for i, path in enumerate(paths):
+            files = [
+                ("files", (f.name, f.read_bytes(), "application/octet-stream"))
+                for f in (path / "adapter_config.json", path / "adapter_model.safetensors")
+            ]
+            response = http.post(
+                "/v1/adapters", headers={"Authorization": f"Bearer {key}"}, data={"name": f"a{i}"}, files=files
+            )
+            response.raise_for_status()
+            models.append(response.json()["id"])
+    return key, models
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -157,23 +181,7 @@ def main() -> None:
         data = Path(tmp) / "data"
         process, url = start_server(data, model_dir, admin_key, args.threads)
         try:
-            with httpx.Client(base_url=url, timeout=120) as http:
-                created = http.post(
-                    "/v1/tenants", json={"id": "bench"}, headers={"Authorization": f"Bearer {admin_key}"}
-                )
-                created.raise_for_status()
-                key = created.json()["api_key"]
-                models = []
-                for i, path in enumerate(paths):
-                    files = [
-                        ("files", (f.name, f.read_bytes(), "application/octet-stream"))
-                        for f in (path / "adapter_config.json", path / "adapter_model.safetensors")
-                    ]
-                    response = http.post(
-                        "/v1/adapters", headers={"Authorization": f"Bearer {key}"}, data={"name": f"a{i}"}, files=files
-                    )
-                    response.raise_for_status()
-                    models.append(response.json()["id"])
+            key, models = create_tenant_with_adapters(url, admin_key, paths)
             mixed_models = [models[i % len(models)] for i in range(args.streams)]
             asyncio.run(load(url, key, mixed_models[:4], texts[:4], 4))  # warm-up, first adapter loads
             plan = httpx.get(f"{url}/ready", timeout=5).json()["execution_plan"]["name"]

@@ -29,10 +29,12 @@ from server.engine.grammar import GrammarCompiler
 from server.errors import install_error_handlers
 from server.jobs import retention
 from server.jobs.runner import JobRunner
+from server.jobs.worker_handle import WorkerLauncher
 from server.local_engine import start_local_engine
 from server.routes import adapters as adapter_routes
 from server.routes import (
     chat,
+    cluster,
     comparisons,
     completions,
     feedback,
@@ -93,6 +95,15 @@ def load_model(services: Services) -> None:
         services.load_error = "The base model could not be loaded; the server log says why."
 
 
+def _cluster_launcher(settings: Settings) -> WorkerLauncher | None:
+    """Fine-tuning workers as Ray tasks in a cluster; None: child processes of this server."""
+    if not settings.cluster:
+        return None
+    from server.cluster.training import RayLauncher
+
+    return RayLauncher(settings)
+
+
 def create_app(settings: Settings) -> Starlette:
     settings.data.mkdir(parents=True, exist_ok=True)
     services = Services.on_disk(settings)
@@ -103,7 +114,13 @@ def create_app(settings: Settings) -> Starlette:
         loader = threading.Thread(target=load_model, args=(services,), name="swaplora-loader", daemon=True)
         loader.start()
         services.runner = JobRunner(
-            services.jobs, services.files, services.store, services.tenants, settings, serving=services
+            services.jobs,
+            services.files,
+            services.store,
+            services.tenants,
+            settings,
+            serving=services,
+            launcher=_cluster_launcher(settings),
         )
         await services.runner.start()
         services.served.start()
@@ -129,6 +146,7 @@ def create_app(settings: Settings) -> Starlette:
             *completions.routes,
             *feedback.routes,
             *rollouts.routes,
+            *cluster.routes,
             *tenants.routes,
             *adapter_routes.routes,
             *comparisons.routes,

@@ -191,6 +191,7 @@ class Settings(BaseSettings):
         64, ge=1, description="Adapter ids one replica holds for routing (Ray Serve multiplexing, LRU beyond)."
     )
     cluster_replica_cpus: float = Field(1.0, gt=0, description="CPUs Ray reserves for each engine replica.")
+    cluster_training_cpus: float = Field(1.0, gt=0, description="CPUs Ray reserves for each fine-tuning job.")
     cluster_replica_gpus: float | None = Field(
         None,
         ge=0,

@@ -12,7 +12,8 @@ Contract:
   fails (the replica died, Ray refused it) ends the request's unfinished choices with an error
   event naming no internals; other requests are untouched.
 - Each answer's :class:`~server.cluster.remote_request.Landed` updates the per-replica metrics
-  (``swaplora_replica_requests{replica,held}``, ``swaplora_replica_adapter_loads{replica}``).
+  (``swaplora_replica_requests{replica,held}``, ``swaplora_replica_adapter_loads{replica}``) and
+  the :class:`~server.cluster.replica_board.ReplicaBoard`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from collections import Counter
 from typing import Any
 
 from server.cluster.remote_request import Landed, RemoteRequest
+from server.cluster.replica_board import ReplicaBoard
 from server.engine.adapter_cache import AdapterHandle
 from server.engine.admission import Generation, QueueFull
 from server.engine.grammar import Grammar
@@ -35,10 +37,12 @@ REPLICA_FAILED = "The engine replica serving this request failed; retry the requ
 
 
 class ClusterAdmitter:
-    def __init__(self, handle: Any, metrics: Metrics, capacity: int, per_tenant: int) -> None:
+    def __init__(self, handle: Any, metrics: Metrics, capacity: int, per_tenant: int, board: ReplicaBoard) -> None:
         self.handle = handle
         """The engine deployment's Ray Serve handle."""
         self.metrics = metrics
+        self.board = board
+        """What each replica was seen doing (``GET /v1/cluster/replicas``)."""
         self.capacity = capacity
         self.per_tenant = per_tenant
         self._in_flight: Counter[str | None] = Counter()
@@ -73,7 +77,8 @@ class ClusterAdmitter:
         self.metrics.requests.labels(outcome="rejected").inc()
         return QueueFull(message)
 
-    def _landed(self, landed: Landed) -> None:
+    def _landed(self, landed: Landed, model_id: str) -> None:
+        self.board.landed(landed, model_id)
         self.metrics.replica_requests.labels(replica=landed.replica, held=str(landed.held).lower()).inc()
         self.metrics.replica_adapter_loads.labels(replica=landed.replica).set(landed.adapter_loads)
 
@@ -99,7 +104,7 @@ class _Call:
             self._response = options.generate.remote(self._remote)
             async for item in self._response:
                 if isinstance(item, Landed):
-                    self._cluster._landed(item)
+                    self._cluster._landed(item, self._remote.model_id)
                     continue
                 if isinstance(item, Finished):
                     finished.add(item.index)

@@ -23,6 +23,7 @@ from typing import Any
 
 from server.cluster.cluster_admitter import ClusterAdmitter
 from server.cluster.remote_base import BaseFacts
+from server.cluster.replica_board import ReplicaBoard
 from server.metrics import Metrics
 from server.settings import Settings
 
@@ -84,7 +85,14 @@ class _RayHost:
 _ray_host = _RayHost()
 
 
-def _replica_gpus(settings: Settings) -> float:
+def connect(settings: Settings) -> None:
+    """Connect this process to ``settings.cluster`` (once; later calls wait for the first)."""
+    assert settings.cluster is not None
+    _ray_host.connect(settings.cluster)
+
+
+def replica_gpus(settings: Settings) -> float:
+    """GPUs per engine replica (and training task): the setting, else 1 where the cluster has GPUs."""
     import ray
 
     if settings.cluster_replica_gpus is not None:
@@ -99,7 +107,7 @@ def start_engines(settings: Settings, model_dir: Path, metrics: Metrics) -> tupl
     from server.cluster.replica import engine_deployment
 
     assert settings.cluster is not None
-    _ray_host.connect(settings.cluster)
+    connect(settings)
     serve.start(proxy_location="Disabled")
     threads = settings.torch_threads or max(1, math.floor(settings.cluster_replica_cpus))
     scale: dict[str, Any] = (
@@ -109,7 +117,7 @@ def start_engines(settings: Settings, model_dir: Path, metrics: Metrics) -> tupl
     )
     deployment = engine_deployment(settings.cluster_adapters_per_replica).options(
         max_ongoing_requests=settings.max_batch_size + settings.max_waiting,
-        ray_actor_options={"num_cpus": settings.cluster_replica_cpus, "num_gpus": _replica_gpus(settings)},
+        ray_actor_options={"num_cpus": settings.cluster_replica_cpus, "num_gpus": replica_gpus(settings)},
         **scale,
     )
     handle = serve.run(deployment.bind(settings, str(model_dir), threads), name=APP_NAME, route_prefix=None)
@@ -121,6 +129,7 @@ def start_engines(settings: Settings, model_dir: Path, metrics: Metrics) -> tupl
         metrics,
         capacity=replicas * (settings.max_batch_size + settings.max_waiting),
         per_tenant=settings.max_batch_size + settings.max_waiting_per_tenant,
+        board=ReplicaBoard(settings.cluster_adapters_per_replica),
     )
     log.info("engine replicas ready on Ray (%s): %s", settings.cluster, scale)
     return facts.with_tokenizer(model_dir), admitter

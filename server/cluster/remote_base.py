@@ -29,12 +29,14 @@ class BaseFacts:
     context_length: int
     eos_token_ids: frozenset[int]
     plan: ExecutionPlan
+    linear_shapes: dict[str, tuple[int, int]]
+    """What uploaded adapters are checked against (as in :class:`adapters.base_model.LoadedBase`)."""
     tokenizer: Any = None
     """The HTTP process's tokenizer (None as the replica sends it)."""
 
     @classmethod
     def of(cls, base: LoadedBase) -> BaseFacts:
-        return cls(base.spec, base.device, base.context_length, base.eos_token_ids, base.plan)
+        return cls(base.spec, base.device, base.context_length, base.eos_token_ids, base.plan, base.linear_shapes)
 
     def with_tokenizer(self, model_dir: Path) -> BaseFacts:
         """These facts with the tokenizer of ``model_dir``, which must be the replicas' base."""

@@ -3,8 +3,8 @@
 Contract: a :class:`RemoteRequest` is a :class:`~server.engine.requests.GenerationRequest` without
 its callbacks: the grammar travels as llguidance's grammar text (the replica compiles it for its
 own copy of the tokenizer), the adapter as its id and path in the shared store. A replica answers
-with one :class:`Landed` first (which replica took the request, whether it already held the
-adapter, how many adapters it has loaded so far), then the engine's events.
+with one :class:`Landed` first (which replica took the request, its process, whether it already
+held the adapter, how many adapters it has loaded so far), then the engine's events.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ class Landed:
     """Where a request landed (the first item of every replica's answer)."""
 
     replica: str
+    pid: int
+    """The replica's process id on its node."""
     held: bool
     """The replica held the request's adapter id before this request (routing found it)."""
     adapter_loads: int

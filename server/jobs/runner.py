@@ -1,4 +1,6 @@
-"""Runs fine-tuning jobs: one ``python -m trainer.worker SPEC.json`` process per job.
+"""Runs fine-tuning jobs: one ``python -m trainer.worker SPEC.json`` process per job, started by
+a :class:`~server.jobs.worker_handle.WorkerLauncher` (a child process here by default; a Ray task
+in a cluster).
 
 Contract:
 
@@ -43,19 +45,19 @@ from adapters.job_spec import InvalidJobSpec
 from adapters.store import AdapterStore
 from adapters.worker_events import FailedEvent, Outcome, ProgressEvent, SucceededEvent, WorkerEvent, parse_event
 from server.cpu_share import CPUShare
-from server.jobs.child_process import child_setup, kill_group, trainer_command, trainer_env
+from server.jobs.child_process import kill_group, trainer_command, trainer_env
 from server.jobs.events import describe_event, progress_fields
 from server.jobs.job_store import Job, JobFailure, JobStore
 from server.jobs.order import fair_order
 from server.jobs.training_files import FileStore
-from server.jobs.worker_process import clean_work_dir, crash_message, exit_status, is_worker_of
+from server.jobs.worker_handle import LocalLauncher, WorkerHandle, WorkerLauncher
+from server.jobs.worker_process import clean_work_dir, crash_message, is_worker_of
 from server.jobs.worker_spec import worker_spec
 from server.settings import Settings
 from server.tenancy.tenants import TenantRegistry
 
 log = logging.getLogger(__name__)
 _RETRY_S = 2.0
-_MAX_LINE = 1024 * 1024
 _DRAIN_S = 5.0
 """Time to read the rest of a worker's stdout once it has exited."""
 _CANCELLED = "Fine-tuning job cancelled."
@@ -83,7 +85,7 @@ class ServingSide(Protocol):
 class _Worker:
     job_id: str
     tenant: str
-    process: asyncio.subprocess.Process
+    handle: WorkerHandle
     outcome: Outcome | None = None
     """The worker's ``succeeded`` or ``failed`` event, once seen."""
     stop_reason: str | None = None
@@ -104,6 +106,7 @@ class JobRunner:
         serving: ServingSide,
         *,
         command: Sequence[str] | None = None,
+        launcher: WorkerLauncher | None = None,
     ) -> None:
         self.jobs = jobs
         self.files = files
@@ -112,6 +115,8 @@ class JobRunner:
         self.settings = settings
         self.serving = serving
         self.command = list(command) if command is not None else trainer_command("trainer.worker")
+        self.launcher: WorkerLauncher = launcher or LocalLauncher()
+        """Where workers run: child processes here, or Ray tasks (:mod:`server.cluster.training`)."""
         self.cpu = CPUShare.for_this_machine(self.settings.torch_threads)
         """How the cores are split between the engine and the workers."""
         self._workers: dict[str, _Worker] = {}
@@ -215,29 +220,20 @@ class JobRunner:
         spec_path.write_text(json.dumps(spec.to_dict(), indent=2))
         if await asyncio.to_thread(self.jobs.transition, job.id, "running", "Fine-tuning job started.") is None:
             return
+        env = trainer_env(self.cpu.worker_threads(len(self._workers) + 1))
         try:
-            with open(work_dir / "worker.log", "ab") as stderr:
-                process = await asyncio.create_subprocess_exec(
-                    *self.command,
-                    str(spec_path),
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=asyncio.subprocess.PIPE,
-                    stderr=stderr,
-                    limit=_MAX_LINE,
-                    env=trainer_env(self.cpu.worker_threads(len(self._workers) + 1)),
-                    preexec_fn=child_setup(),
-                    start_new_session=True,
-                )
+            handle = await self.launcher.launch(self.command, spec_path, env, work_dir / "worker.log")
         except OSError:
             log.exception("job %s: the training worker did not start", job.id)  # the details stay in the log
             await asyncio.to_thread(self._fail, job.id, JobFailure("trainer_crashed", "The trainer did not start."))
             return
-        await asyncio.to_thread(self.jobs.update, job.id, pid=process.pid)
-        worker = _Worker(job.id, job.tenant, process)
+        if handle.pid is not None:
+            await asyncio.to_thread(self.jobs.update, job.id, pid=handle.pid)
+        worker = _Worker(job.id, job.tenant, handle)
         self._workers[job.id] = worker
         self._share_cores()
         self._spawn(self._supervise(worker, work_dir))
-        log.info("job %s started (pid %d)", job.id, process.pid)
+        log.info("job %s started (pid %s)", job.id, handle.pid)
 
     def _share_cores(self) -> None:
         """Give the engine the cores the running workers leave it (see :mod:`server.cpu_share`)."""
@@ -248,20 +244,20 @@ class JobRunner:
     async def _supervise(self, worker: _Worker, work_dir: Path) -> None:
         reader = asyncio.create_task(self._read_events(worker))
         try:
-            returncode = await exit_status(worker.process)
+            returncode = await worker.handle.exit_status()
             try:
                 await asyncio.wait_for(asyncio.shield(reader), _DRAIN_S)
             except TimeoutError:
                 # A child of the worker still holds its stdout: the worker is gone, so is the job.
                 log.warning("job %s: a leftover child kept stdout open; killing the worker's group", worker.job_id)
-                kill_group(worker.process.pid, signal.SIGKILL)
+                worker.handle.signal(signal.SIGKILL)
                 reader.cancel()
             await asyncio.to_thread(self._finish, worker, returncode, work_dir)
         except Exception:
             log.exception("supervising %s failed", worker.job_id)
             reader.cancel()
-            kill_group(worker.process.pid, signal.SIGKILL)
-            await exit_status(worker.process)
+            worker.handle.signal(signal.SIGKILL)
+            await worker.handle.exit_status()
             failure = JobFailure("trainer_crashed", "Supervising the trainer failed.")
             await asyncio.to_thread(self._fail, worker.job_id, failure)
         finally:
@@ -271,11 +267,9 @@ class JobRunner:
             self.wake()
 
     async def _read_events(self, worker: _Worker) -> None:
-        stdout = worker.process.stdout
-        assert stdout is not None
         while True:
             try:
-                line = await stdout.readline()
+                line = await worker.handle.readline()
             except ValueError:  # a line over the limit: skipped, the reader stays usable
                 log.warning("job %s: skipped an over-long stdout line", worker.job_id)
                 continue
@@ -345,14 +339,14 @@ class JobRunner:
         """SIGTERM to the worker's group now, SIGKILL after the grace period."""
         if worker.stop_reason is None:
             worker.stop_reason = reason
-        kill_group(worker.process.pid, signal.SIGTERM)
+        worker.handle.signal(signal.SIGTERM)
 
         async def escalate() -> None:
             try:
                 await asyncio.wait_for(asyncio.shield(worker.done.wait()), self.settings.job_grace_seconds)
             except TimeoutError:
                 log.warning("job %s: worker ignored SIGTERM; killing it", worker.job_id)
-                kill_group(worker.process.pid, signal.SIGKILL)
+                worker.handle.signal(signal.SIGKILL)
 
         self._spawn(escalate())
 

@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from adapters.base_model import ServedBase
 from adapters.ids import InvalidId, validate_adapter_name, validate_tenant_id
 from adapters.manifest import AdapterManifest, sha256_file
 from adapters.store import CONFIG_FILE, WEIGHTS_FILE, AdapterNotFound, AdapterStore
@@ -199,7 +200,7 @@ def _spool(uploads: dict[str, UploadFile], work: Path) -> None:
 
 
 def _validate_and_publish(
-    store: AdapterStore, work: Path, tenant: str, name: str, base: Any, max_rank: int
+    store: AdapterStore, work: Path, tenant: str, name: str, base: ServedBase, max_rank: int
 ) -> AdapterManifest:
     """Validate the spooled files against the base and publish them (runs in a thread)."""
     weights = work / WEIGHTS_FILE
