@@ -46,3 +46,5 @@ class Landed:
     """The replica held the request's adapter id before this request (routing found it)."""
     adapter_loads: int
     """Adapters this replica has read from the store since it started (its engine's cache misses)."""
+    running: int
+    """Rows in the replica's running batch when the request arrived (before it joined)."""

@@ -71,7 +71,8 @@ def engine_deployment(adapters_per_replica: int) -> Any:
             model_id = serve.get_multiplexed_model_id() or request.model_id
             held = model_id in self.held
             await self.claim(model_id)
-            yield Landed(self.name, os.getpid(), held, int(self.metrics.adapter_loads._value.get()))
+            loads = int(self.metrics.adapter_loads._value.get())
+            yield Landed(self.name, os.getpid(), held, loads, self.local.engine.running)
             try:
                 grammars = self.local.grammars
                 grammar = grammars.from_source(request.grammar_source) if request.grammar_source else None

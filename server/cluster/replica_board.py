@@ -2,10 +2,11 @@
 
 Contract: :meth:`ReplicaBoard.landed` records one request's :class:`~server.cluster.remote_request.Landed`
 and the adapter id it carried; :meth:`ReplicaBoard.snapshot` lists, per replica, its process id,
-requests, requests that found their adapter already held, adapter loads (its own count) and the
-adapter ids that last landed there (most recent first). Bounded: at most :data:`MAX_REPLICAS`
-replicas (the longest unseen goes first) and ``adapters_per_replica`` ids each, so autoscaling
-churn and many tenants cannot grow it. Thread-safe.
+requests, requests that found their adapter already held, adapter loads (its own count), the rows
+it was running when the last request arrived, and the adapter ids that last landed there (most
+recent first). Bounded: at most :data:`MAX_REPLICAS` replicas (the longest unseen goes first)
+and ``adapters_per_replica`` ids each, so autoscaling churn and many tenants cannot grow it.
+Thread-safe.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class _Replica:
     requests: int = 0
     held: int = 0
     adapter_loads: int = 0
+    running: int = 0
     last_seen: float = 0.0
     adapters: OrderedDict[str, None] = field(default_factory=OrderedDict)
 
@@ -47,6 +49,7 @@ class ReplicaBoard:
             replica.requests += 1
             replica.held += landed.held
             replica.adapter_loads = landed.adapter_loads
+            replica.running = landed.running
             replica.last_seen = time.time()
             replica.adapters.pop(model_id, None)
             replica.adapters[model_id] = None
@@ -63,6 +66,7 @@ class ReplicaBoard:
                     "requests": r.requests,
                     "requests_adapter_held": r.held,
                     "adapter_loads": r.adapter_loads,
+                    "running_at_last_request": r.running,
                     "adapters": list(reversed(r.adapters)),
                     "last_seen": int(r.last_seen),
                 }

@@ -2,8 +2,8 @@
 
 Contract: the admin key only (403 otherwise). In a cluster, an OpenAI-style list of what this
 server has seen of each replica (:class:`server.cluster.replica_board.ReplicaBoard`: id, pid,
-requests, requests whose adapter it already held, adapter loads, the adapter ids that last
-landed there). Without a cluster: 404 ``cluster_not_enabled``.
+requests, requests whose adapter it already held, adapter loads, rows running when the last
+request arrived, the adapter ids that last landed there). Without a cluster: 404 ``cluster_not_enabled``.
 """
 
 from __future__ import annotations

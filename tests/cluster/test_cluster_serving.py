@@ -66,6 +66,29 @@ def test_chat_streams_through_the_replicas(cluster: Server, admin: httpx.Client,
     assert forbidden.status_code == 403
 
 
+def test_a_client_that_leaves_cancels_its_rows_on_the_replica(
+    cluster: Server, admin: httpx.Client, acme_key: str
+) -> None:
+    client = cluster.openai(acme_key)
+    messages = [{"role": "user", "content": "Tell me a long story."}]
+    stream = client.chat.completions.create(
+        model="base", messages=messages, max_tokens=2000, temperature=0, stream=True, extra_body={"ignore_eos": True}
+    )
+    for seen, _ in enumerate(stream):
+        if seen == 3:
+            break
+    ask(client, "base", tokens=1)  # lands where "base" is held: beside the open stream
+    assert holder(admin, "base")["running_at_last_request"] >= 1, replicas(admin)
+    stream.close()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        ask(client, "base", tokens=1)
+        if holder(admin, "base")["running_at_last_request"] == 0:
+            return
+        time.sleep(0.5)
+    pytest.fail(f"the abandoned stream kept running on its replica: {replicas(admin)}")
+
+
 def test_requests_land_on_replicas_holding_their_adapter(
     cluster: Server, admin: httpx.Client, acme_key: str, loras: list[Path]
 ) -> None:
