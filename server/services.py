@@ -25,6 +25,7 @@ from server.engine.grammar import GrammarCompiler
 from server.engine.step_loop import Engine
 from server.jobs.job_store import JobStore
 from server.jobs.training_files import FileStore
+from server.knowledge.passage_index import PassageIndex
 from server.metrics import Metrics
 from server.rollouts.feedback import FeedbackStore
 from server.rollouts.served_log import ServedLog
@@ -49,6 +50,8 @@ class Services:
     served: ServedLog
     """Every chat completion served (which version answered, latencies; texts where stored)."""
     feedback: FeedbackStore
+    knowledge: PassageIndex
+    """Each tenant's passages for retrieval (kept in step with its files)."""
     base: ServedBase | None = None
     engine: Engine | None = None
     admitter: GenerationSource | None = None
@@ -73,7 +76,7 @@ class Services:
     @classmethod
     def on_disk(cls, settings: Settings, **fields: Any) -> Services:
         """Every store opened under ``settings.data``; ``fields`` set the rest (``base``, ...)."""
-        return cls(
+        services = cls(
             settings=settings,
             store=AdapterStore(settings.adapters_dir),
             tenants=TenantRegistry(settings.db_path),
@@ -83,8 +86,12 @@ class Services:
             jobs=JobStore(settings.db_path),
             served=ServedLog(settings.db_path, settings.served_retention_days),
             feedback=FeedbackStore(settings.db_path),
+            knowledge=PassageIndex(settings.knowledge_dir),
             **fields,
         )
+        knowledge = services.knowledge
+        services.files.on_delete = lambda stored: knowledge.remove_file(stored.tenant, stored.id)
+        return services
 
     @property
     def plan_name(self) -> str | None:

@@ -227,6 +227,10 @@ class Settings(BaseSettings):
         return self.data / "files"
 
     @property
+    def knowledge_dir(self) -> Path:
+        return self.data / "knowledge"
+
+    @property
     def jobs_dir(self) -> Path:
         return self.data / "jobs"
 

@@ -31,6 +31,9 @@ class ChatReply:
         self.token_bytes = token_bytes
         self.tools = tools
         self.logprobs = logprobs
+        self.citations: list[dict[str, Any]] | None = None
+        """The passages retrieval put into the prompt (an extension field): in the reply, and in
+        each choice's finish chunk of a stream."""
 
     def message(self, text: str, finished: Finished) -> tuple[dict[str, Any], str]:
         """The assistant message of a whole choice and its finish reason."""
@@ -59,6 +62,7 @@ class ChatReply:
             "model": self.model,
             "choices": choices,
             "usage": usage,
+            **self._cited(),
         }
 
     def chunk(
@@ -69,7 +73,10 @@ class ChatReply:
         logprobs: list[TokenLogprob] | tuple[TokenLogprob, ...] = (),
     ) -> dict[str, Any]:
         choice = {"index": index, "delta": delta, "logprobs": self._logprobs(logprobs), "finish_reason": finish_reason}
-        return self._chunk([choice])
+        return {**self._chunk([choice]), **(self._cited() if finish_reason is not None else {})}
+
+    def _cited(self) -> dict[str, Any]:
+        return {"citations": self.citations} if self.citations is not None else {}
 
     def usage_chunk(self, usage: dict[str, Any]) -> dict[str, Any]:
         return {**self._chunk([]), "usage": usage}

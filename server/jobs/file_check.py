@@ -68,10 +68,12 @@ class FileChecker:
             max_running=settings.max_concurrent_checks,
         )
 
-    async def check_file(self, path: Path, filename: str) -> dict[str, Any]:
+    async def check_file(self, path: Path, filename: str, passages: Path | None = None) -> dict[str, Any]:
+        """The verdict; with ``passages``, an accepted file's passages for retrieval are written there."""
         failure = f"{filename} could not be read"
         # "--filename=NAME": a name that begins with "-" (e.g. "-notes.txt") stays a value, not an option
-        return await self._run(["file", str(path), f"--filename={filename}"], failure)
+        extra = [f"--passages={passages}"] if passages is not None else []
+        return await self._run(["file", str(path), f"--filename={filename}", *extra], failure)
 
     async def _run(self, args: list[str], failure: str) -> dict[str, Any]:
         slots = _slots(self.max_running)

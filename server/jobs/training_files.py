@@ -16,6 +16,7 @@ from __future__ import annotations
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,8 @@ class FileStore:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self._db = Database(db_path, _SCHEMA)
+        self.on_delete: Callable[[StoredFile], None] | None = None
+        """Called after a file is deleted (by its owner or by retention): what else keeps it goes too."""
 
     def sweep(self) -> list[str]:
         """Delete files that have no row (a crash between the move and the insert); returns their
@@ -169,11 +172,13 @@ class FileStore:
 
     def delete(self, file_id: str, tenant: str | None) -> bool:
         """Delete the file; False when it does not exist or ``tenant`` does not own it."""
-        sql, args = "DELETE FROM files WHERE id = ?", [file_id]
-        if tenant is not None:
-            sql, args = sql + " AND tenant = ?", [*args, tenant]
+        stored = self.get(file_id, tenant)
+        if stored is None:
+            return False
         with self._db.transaction() as db:
-            deleted = db.execute(sql, args).rowcount > 0
+            deleted = db.execute("DELETE FROM files WHERE id = ?", [file_id]).rowcount > 0
         if deleted:
             (self.root / file_id).unlink(missing_ok=True)
+            if self.on_delete is not None:
+                self.on_delete(stored)
         return deleted

@@ -32,6 +32,7 @@ from server.engine.requests import Finished, TextDelta, TokenLogprob
 from server.errors import bad_request
 from server.prompt import ToolsInPrompt, refuse_what_cannot_fit, render_prompt
 from server.routes.completion_flow import Preflight, collect, engine_error, preflight, settle, usage
+from server.routes.retrieval import retrieve
 from server.tenancy.rate_limits import ReleaseAfter
 from server.tool_calls import template_supports_tools, tools_prompt
 
@@ -85,12 +86,14 @@ async def chat_completions(request: Request) -> Response | ReleaseAfter:
         grammar = await run_in_threadpool(_grammar, flight, body, mode)
         await run_in_threadpool(refuse_what_cannot_fit, tokenizer, [m.text() for m in messages], flight.context_limit)
         system_prompt = flight.settings.system_prompt if flight.settings else None
-        prompt_ids = await run_in_threadpool(render_prompt, tokenizer, messages, system_prompt, tools)
+        prompt_messages, cited = await run_in_threadpool(retrieve, flight, messages)
+        prompt_ids = await run_in_threadpool(render_prompt, tokenizer, prompt_messages, system_prompt, tools)
         flight.admission.afford(len(prompt_ids))
         max_tokens = flight.max_tokens(body, len(prompt_ids))
         params = sampling_params(body, max_tokens, len(tokenizer), body.logprobs_count)
         generation = flight.start(prompt_ids, params, body.n, grammar)
     reply = ChatReply(int(time.time()), flight.served_model, services.grammars.token_bytes, mode, body.logprobs)
+    reply.citations = cited
     answer: list[str] = []  # choice 0's text, for the served log
 
     def finish() -> None:

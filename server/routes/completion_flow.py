@@ -75,6 +75,13 @@ class Preflight:
             raise
 
     @property
+    def settings_tenant(self) -> str | None:
+        """The tenant whose settings the request follows: the caller's, or the adapter's owner's."""
+        if self.principal.tenant_id is not None:
+            return self.principal.tenant_id
+        return self.served_model.partition("/")[0] if "/" in self.served_model else None
+
+    @property
     def stores_texts(self) -> bool:
         """Whether the tenant keeps conversation texts (``store_conversations``)."""
         return self.settings is not None and self.settings.store_conversations

@@ -6,7 +6,8 @@ Contract:
   streams the upload under ``settings.max_file_bytes`` (413 ``upload_too_large`` beyond it, even
   for a chunked body), spools it to ``<data>/tmp``, runs ``trainer.check`` on it and keeps it
   only when the checker accepts it; a refused file is a 400 ``invalid_file`` with the checker's
-  message (413 for ``file_too_large``) and leaves nothing behind.
+  message (413 for ``file_too_large``) and leaves nothing behind. An accepted document's passages
+  go into the tenant's knowledge index (:mod:`server.knowledge`); deleting the file deletes them.
 - ``GET /v1/files`` (``purpose``, ``after``, ``limit``, ``order``), ``GET /v1/files/{id}``,
   ``GET /v1/files/{id}/content`` (the bytes as uploaded) and ``DELETE /v1/files/{id}`` see the
   caller's tenant only; another tenant's file answers the same
@@ -15,6 +16,8 @@ Contract:
 
 from __future__ import annotations
 
+import json
+import logging
 import uuid
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -28,6 +31,7 @@ from starlette.routing import Route
 from server.errors import APIError, bad_request, not_found
 from server.jobs.file_check import FileChecker
 from server.jobs.training_files import StoredFile
+from server.knowledge.passage_index import PassageIndex
 from server.routes.paging import list_object, page_query
 from server.services import services_of
 from server.tenancy import quotas
@@ -35,6 +39,7 @@ from server.tenancy.auth import authenticate
 from server.tenancy.scope import acting_tenant, read_scope
 from server.upload_limits import multipart_upload, too_large
 
+log = logging.getLogger(__name__)
 PURPOSE = "fine-tune"
 _FIELDS = frozenset({"file", "purpose", "tenant"})
 
@@ -83,17 +88,34 @@ async def upload_file(request: Request) -> JSONResponse:
         if not filename or len(filename) > 255:
             raise bad_request("The uploaded file needs a file name (1-255 characters).", param="file")
         spooled = services.settings.data / "tmp" / f"file-upload-{uuid.uuid4().hex}"
+        passages = spooled.with_name(f"{spooled.name}.passages.json")
         try:
             await run_in_threadpool(_spool, upload, spooled)
             adding = quotas.Adding(storage_bytes=spooled.stat().st_size, files=1)
             await run_in_threadpool(services.require_room, tenant, adding)
-            verdict = await FileChecker.from_settings(services.settings).check_file(spooled, filename)
+            verdict = await FileChecker.from_settings(services.settings).check_file(spooled, filename, passages)
             if not verdict["ok"]:
                 raise _refused(verdict, limit)
             stored = await run_in_threadpool(services.files.add, tenant, filename, PURPOSE, spooled, verdict)
+            await run_in_threadpool(_index, services.knowledge, stored, passages)
         finally:
             await run_in_threadpool(spooled.unlink, True)
+            await run_in_threadpool(passages.unlink, True)
     return JSONResponse(file_object(stored))
+
+
+def _index(knowledge: PassageIndex, stored: StoredFile, passages: Path) -> None:
+    """Index the file's passages for retrieval (a file that yields none, e.g. chat JSONL, adds none)."""
+    try:
+        found = json.loads(passages.read_text()) if passages.is_file() else []
+    except (OSError, ValueError):
+        found = []
+    if not isinstance(found, list) or not found:
+        return
+    try:
+        knowledge.add_file(stored.tenant, stored.id, stored.filename, found)
+    except (KeyError, TypeError, ValueError):  # the checker is ours: a malformed list is a bug, logged
+        log.exception("indexing the passages of %s failed; it is stored but not retrievable", stored.id)
 
 
 def _spool(upload: UploadFile, target: Path) -> None:

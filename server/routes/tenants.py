@@ -142,6 +142,18 @@ def _check_model_exists(services: Services, settings: TenantSettings) -> None:
         ) from None
 
 
+def _check_retrieval_files(services: Services, settings: TenantSettings, current: TenantSettings, tenant: str) -> None:
+    """Files newly named for retrieval must be the tenant's (one deleted since it was named just
+    retrieves nothing: a stale id never blocks other changes)."""
+    for file_id in sorted(set(settings.retrieval.files) - set(current.retrieval.files)):
+        if services.files.get(file_id, tenant) is None:
+            raise bad_request(
+                f"retrieval.files names {file_id!r}, which is not one of this tenant's files.",
+                param="retrieval.files",
+                code="file_not_found",
+            )
+
+
 async def update_tenant(request: Request) -> JSONResponse:
     principal = authenticate(request)
     patch = await read_json_object(request, frozenset(TenantSettings.model_fields))
@@ -163,6 +175,7 @@ async def update_tenant(request: Request) -> JSONResponse:
         )
         if updated.default_model != current.default_model:
             _check_model_exists(services, updated)
+        _check_retrieval_files(services, updated, current, tenant.id)
         return updated
 
     def update() -> dict[str, Any]:

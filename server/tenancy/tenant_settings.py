@@ -106,6 +106,27 @@ def normalize_origin(value: str) -> str:
     return f"{scheme}://{host}:{port}"
 
 
+MAX_RETRIEVAL_FILES = 50
+MAX_TOP_K = 8
+
+
+class RetrievalSettings(_Record):
+    """Answers grounded in the tenant's documents (:mod:`server.knowledge`)."""
+
+    enabled: bool = False
+    files: list[str] = Field(default_factory=list, max_length=MAX_RETRIEVAL_FILES)
+    """The tenant's own uploaded files (``file-...``) whose passages chat may retrieve."""
+    top_k: int = Field(4, ge=1, le=MAX_TOP_K)
+    """Passages retrieved per request (fewer when they do not fit the context budget)."""
+    show_citations: bool = False
+    """The widget lists the passages an answer used under it."""
+
+    @field_validator("files")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))
+
+
 class TenantSettings(_Record):
     """Everything a tenant may change about itself."""
 
@@ -138,6 +159,8 @@ class TenantSettings(_Record):
     store_conversations: bool = False
     """Keep the texts of chats (messages and answers) and feedback comments, for review and for
     preference training; off: only ids, versions, latencies and ratings are kept."""
+    retrieval: RetrievalSettings = RetrievalSettings()
+    """Retrieval from the tenant's documents for every chat (see :mod:`server.knowledge`)."""
 
     @property
     def effective_limits(self) -> TenantLimits:

@@ -1,0 +1,156 @@
+"""Each tenant's passages in a tantivy (BM25) index of its own, under ``<root>/<tenant>``.
+
+Contract:
+
+- :meth:`PassageIndex.add_file` indexes one file's passages (``[{"heading", "text", "start",
+  "end"}]``, as ``trainer.check --passages`` writes them), replacing any earlier entry of that
+  file; :meth:`remove_file` deletes them; :meth:`remove_tenant` deletes the tenant's index.
+- :meth:`search` ranks the tenant's passages of the given files by BM25 over their text and
+  heading (English stemming) for the words of ``query`` and returns at most ``top_k``
+  :class:`Passage`. The query is reduced to at most :data:`MAX_QUERY_TERMS` lower-cased words
+  before tantivy sees it, so no query syntax (fields, operators, ranges) ever comes from a user.
+- Tenants never share an index; a tenant id is validated before it names a directory. Writes
+  to one tenant's index are serialized; reads see the last committed state.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tantivy
+
+from adapters.ids import validate_tenant_id
+
+MAX_QUERY_TERMS = 32
+MAX_TERM_CHARS = 40
+_WORD = re.compile(r"\w+", re.UNICODE)
+_WRITER_HEAP = 15_000_000
+
+
+@dataclass(frozen=True)
+class Passage:
+    file_id: str
+    filename: str
+    heading: str
+    text: str
+    start: int
+    end: int
+    score: float
+
+
+def _schema() -> tantivy.Schema:
+    builder = tantivy.SchemaBuilder()
+    builder.add_text_field("text", stored=True, tokenizer_name="en_stem")
+    builder.add_text_field("heading", stored=True, tokenizer_name="en_stem")
+    builder.add_text_field("file_id", stored=True, tokenizer_name="raw")
+    builder.add_text_field("filename", stored=True, tokenizer_name="raw")
+    builder.add_integer_field("start", stored=True)
+    builder.add_integer_field("end", stored=True)
+    return builder.build()
+
+
+def query_words(query: str) -> list[str]:
+    """The words tantivy is asked for: lower-cased, distinct, in order, bounded."""
+    words: list[str] = []
+    for word in _WORD.findall(query.lower()):
+        if word not in words and len(word) <= MAX_TERM_CHARS:
+            words.append(word)
+        if len(words) == MAX_QUERY_TERMS:
+            break
+    return words
+
+
+class PassageIndex:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self._schema = _schema()
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def _dir(self, tenant: str) -> Path:
+        validate_tenant_id(tenant)
+        return self.root / tenant
+
+    def _lock(self, tenant: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(tenant, threading.Lock())
+
+    def _index(self, tenant: str, create: bool) -> tantivy.Index | None:
+        path = self._dir(tenant)
+        if not path.is_dir():
+            if not create:
+                return None
+            path.mkdir(parents=True, exist_ok=True)
+        return tantivy.Index(self._schema, path=str(path))
+
+    def add_file(self, tenant: str, file_id: str, filename: str, passages: Iterable[dict[str, Any]]) -> int:
+        """Index ``passages`` of ``file_id`` (replacing its earlier ones); how many were indexed."""
+        with self._lock(tenant):
+            index = self._index(tenant, create=True)
+            assert index is not None
+            writer = index.writer(heap_size=_WRITER_HEAP, num_threads=1)
+            writer.delete_documents_by_term("file_id", file_id)
+            count = 0
+            for passage in passages:
+                writer.add_document(
+                    tantivy.Document(
+                        text=str(passage["text"]),
+                        heading=str(passage.get("heading", "")),
+                        file_id=file_id,
+                        filename=filename,
+                        start=int(passage["start"]),
+                        end=int(passage["end"]),
+                    )
+                )
+                count += 1
+            writer.commit()
+            writer.wait_merging_threads()
+        return count
+
+    def remove_file(self, tenant: str, file_id: str) -> None:
+        with self._lock(tenant):
+            index = self._index(tenant, create=False)
+            if index is None:
+                return
+            writer = index.writer(heap_size=_WRITER_HEAP, num_threads=1)
+            writer.delete_documents_by_term("file_id", file_id)
+            writer.commit()
+            writer.wait_merging_threads()
+
+    def remove_tenant(self, tenant: str) -> None:
+        with self._lock(tenant):
+            shutil.rmtree(self._dir(tenant), ignore_errors=True)
+
+    def search(self, tenant: str, query: str, files: Sequence[str], top_k: int) -> list[Passage]:
+        words = query_words(query)
+        if not words or not files or top_k <= 0:
+            return []
+        index = self._index(tenant, create=False)
+        if index is None:
+            return []
+        index.reload()
+        text_query = index.parse_query(" ".join(words), ["text", "heading"])
+        only = tantivy.Query.term_set_query(self._schema, "file_id", list(files))
+        query_ = tantivy.Query.boolean_query([(tantivy.Occur.Must, text_query), (tantivy.Occur.Must, only)])
+        searcher = index.searcher()
+        found = []
+        for score, address in searcher.search(query_, top_k).hits:
+            doc = searcher.doc(address)
+            found.append(
+                Passage(
+                    file_id=doc["file_id"][0],
+                    filename=doc["filename"][0],
+                    heading=doc["heading"][0],
+                    text=doc["text"][0],
+                    start=int(doc["start"][0]),
+                    end=int(doc["end"][0]),
+                    score=float(score),
+                )
+            )
+        return found

@@ -1,0 +1,31 @@
+"""Retrieval for a chat request, where its tenant turned it on (``retrieval`` tenant setting).
+
+Contract: :func:`retrieve` returns the messages to render and the reply's ``citations`` (None when
+retrieval is off for the request's tenant: the reply then carries no such field). With retrieval
+on, the latest user turn (with the one before it) is looked up in the tenant's passages of the
+files its setting names (at most ``top_k``), and the best that fit a quarter of the context limit
+go into that turn (:mod:`server.knowledge.grounding`); no hit leaves the messages as they were and
+cites nothing (``[]``). The tenant is the caller's, or for the admin the adapter's owner: the
+same tenant whose settings the request follows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from server.api.chat_request import ChatMessage
+from server.knowledge.grounding import citations, ground, retrieval_query
+from server.routes.completion_flow import Preflight
+
+
+def retrieve(flight: Preflight, messages: list[ChatMessage]) -> tuple[list[ChatMessage], list[dict[str, Any]] | None]:
+    settings = flight.settings
+    tenant = flight.settings_tenant
+    if settings is None or tenant is None or not settings.retrieval.enabled:
+        return messages, None
+    services = flight.services
+    assert services.base is not None
+    setting = settings.retrieval
+    hits = services.knowledge.search(tenant, retrieval_query(messages), setting.files, setting.top_k)
+    grounded, used = ground(messages, hits, services.base.tokenizer, flight.context_limit // 4)
+    return grounded, citations(used)
