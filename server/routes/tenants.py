@@ -142,10 +142,16 @@ def _check_model_exists(services: Services, settings: TenantSettings) -> None:
         ) from None
 
 
-def _check_retrieval_files(services: Services, settings: TenantSettings, current: TenantSettings, tenant: str) -> None:
+def _check_retrieval_files(services: Services, patch: dict[str, Any], tenant: str) -> None:
     """Files newly named for retrieval must be the tenant's (one deleted since it was named just
-    retrieves nothing: a stale id never blocks other changes)."""
-    for file_id in sorted(set(settings.retrieval.files) - set(current.retrieval.files)):
+    retrieves nothing: a stale id never blocks other changes). Checked before the settings'
+    transaction (the files live in the same database); the types are the model's to check."""
+    retrieval = patch.get("retrieval")
+    files = retrieval.get("files") if isinstance(retrieval, dict) else None
+    if not isinstance(files, list):
+        return
+    named = set(services.tenants.get_settings(tenant).retrieval.files)
+    for file_id in sorted({f for f in files if isinstance(f, str)} - named):
         if services.files.get(file_id, tenant) is None:
             raise bad_request(
                 f"retrieval.files names {file_id!r}, which is not one of this tenant's files.",
@@ -175,10 +181,10 @@ async def update_tenant(request: Request) -> JSONResponse:
         )
         if updated.default_model != current.default_model:
             _check_model_exists(services, updated)
-        _check_retrieval_files(services, updated, current, tenant.id)
         return updated
 
     def update() -> dict[str, Any]:
+        _check_retrieval_files(services, patch, tenant.id)
         try:
             return tenant_object(tenant, services.tenants.update_settings(tenant.id, change))
         except TenantNotFound:

@@ -268,8 +268,8 @@ def merge_patch(current: TenantSettings, patch: dict[str, Any]) -> dict[str, Any
     """The settings after ``patch`` as plain JSON data, to be validated whole by the caller."""
     merged = current.model_dump(mode="json")
     for field, value in patch.items():
-        if field in LIMIT_FIELDS and isinstance(value, dict):
-            merged[field] = {**merged[field], **value}
+        if (field in LIMIT_FIELDS or field == "retrieval") and isinstance(value, dict):
+            merged[field] = {**merged[field], **value}  # an object's fields change one by one
         elif value is None and field in TenantSettings.model_fields:
             merged.pop(field)  # back to the default
         else:

@@ -1,0 +1,110 @@
+"""Retrieval from a tenant's documents against the live server: an uploaded handbook is indexed,
+the tenant turns retrieval on, and chat answers with the passages it used as ``citations`` (the
+reply, and the finish chunk of a stream); the setting is validated, another tenant's files are
+out of reach, and deleting the file takes its passages out of every answer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.integration.conftest import Server, auth
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+QUESTION = "How long is the warranty on the frame of a new bicycle?"
+
+
+def upload(http: httpx.Client, key: str, path: Path) -> str:
+    files = {"file": (path.name, path.read_bytes(), "text/markdown")}
+    response = http.post("/v1/files", headers=auth(key), data={"purpose": "fine-tune"}, files=files)
+    assert response.status_code == 200, response.text
+    return str(response.json()["id"])
+
+
+def set_retrieval(http: httpx.Client, key: str, tenant: str, retrieval: Any) -> httpx.Response:
+    return http.patch(f"/v1/tenants/{tenant}", json={"retrieval": retrieval}, headers=auth(key))
+
+
+def chat(http: httpx.Client, key: str, **extra: Any) -> dict[str, Any]:
+    body = {"model": "base", "messages": [{"role": "user", "content": QUESTION}], "max_tokens": 8, **extra}
+    response = http.post("/v1/chat/completions", json=body, headers=auth(key))
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_chat_cites_the_passages_it_was_given(
+    http: httpx.Client, server: Server, tenant_keys: dict[str, str], acme: openai.OpenAI
+) -> None:
+    key = tenant_keys["acme"]
+    handbook = upload(http, key, ROOT / "examples" / "handbook.md")
+    assert "citations" not in chat(http, key)  # retrieval is off by default
+    assert set_retrieval(http, key, "acme", {"enabled": True, "files": [handbook], "top_k": 2}).status_code == 200
+    try:
+        reply = chat(http, key)
+        cited = reply["citations"]
+        assert 1 <= len(cited) <= 2 and cited[0]["index"] == 1
+        assert cited[0]["file_id"] == handbook and cited[0]["filename"] == "handbook.md"
+        assert cited[0]["heading"].endswith("Returns and warranty"), cited
+        text = (ROOT / "examples" / "handbook.md").read_text()
+        assert "5-year warranty on the frame" in text and cited[0]["end"] > cited[0]["start"] >= 0
+        # The passages went into the prompt: the prompt is longer than the question alone.
+        assert reply["usage"]["prompt_tokens"] > chat_without(http, key)["usage"]["prompt_tokens"] + 20
+
+        # Streamed, through the official client: the finish chunk carries the same citations.
+        stream = acme.chat.completions.create(
+            model="base", messages=[{"role": "user", "content": QUESTION}], max_tokens=8, stream=True
+        )
+        finishes = [c for c in stream if c.choices and c.choices[0].finish_reason]
+        assert [f["file_id"] for f in (finishes[-1].model_extra or {})["citations"]] == [c["file_id"] for c in cited]
+
+        # Deleting the file takes its passages out of every answer.
+        assert http.delete(f"/v1/files/{handbook}", headers=auth(key)).status_code == 200
+        assert chat(http, key)["citations"] == []
+    finally:
+        set_retrieval(http, key, "acme", {"enabled": False, "files": []})
+
+
+def chat_without(http: httpx.Client, key: str) -> dict[str, Any]:
+    """The same chat with acme's retrieval briefly off (a partial ``retrieval`` object keeps the
+    other fields: the files stay named)."""
+    set_retrieval(http, key, "acme", {"enabled": False})
+    try:
+        return chat(http, key)
+    finally:
+        set_retrieval(http, key, "acme", {"enabled": True})
+
+
+@pytest.mark.parametrize(
+    ("retrieval", "param"),
+    [
+        ({"top_k": 9}, "retrieval.top_k"),
+        ({"top_k": 0}, "retrieval.top_k"),
+        ({"files": ["file-000000000000000000000000"]}, "retrieval.files"),
+        ({"files": "file-x"}, "retrieval.files"),
+        ({"enabled": "yes"}, "retrieval.enabled"),
+        ({"colour": "red"}, "retrieval.colour"),
+    ],
+)
+def test_bad_retrieval_settings_are_refused(
+    http: httpx.Client, tenant_keys: dict[str, str], retrieval: Any, param: str
+) -> None:
+    response = set_retrieval(http, tenant_keys["acme"], "acme", retrieval)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == param, response.json()
+
+
+def test_another_tenants_file_cannot_be_named(http: httpx.Client, tenant_keys: dict[str, str]) -> None:
+    theirs = upload(http, tenant_keys["globex"], ROOT / "examples" / "handbook.md")
+    try:
+        response = set_retrieval(http, tenant_keys["acme"], "acme", {"enabled": True, "files": [theirs]})
+        assert response.status_code == 400 and response.json()["error"]["code"] == "file_not_found"
+    finally:
+        http.delete(f"/v1/files/{theirs}", headers=auth(tenant_keys["globex"]))
+    retrieval = set_retrieval(http, tenant_keys["acme"], "acme", {"enabled": False}).json()["retrieval"]
+    assert theirs not in json.dumps(retrieval) and retrieval["enabled"] is False
