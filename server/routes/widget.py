@@ -6,7 +6,8 @@ Contract:
   step), served as ``text/javascript`` with an ``ETag`` (a ``304`` for ``If-None-Match``) and a
   one-hour public cache, loadable from any site. A page embeds it with
   ``<script src="https://HOST/widget.js" data-tenant="acme" data-key="pk-swl-..." async></script>``.
-- ``/v1/widget/config`` tells the widget the tenant's branding and the model to chat with. It
+- ``/v1/widget/config`` tells the widget the tenant's branding, the model to chat with and whether
+  to list an answer's sources (``show_citations``: retrieval on, with its ``show_citations``). It
   takes the tenant's publishable key (from an allowed origin only, 403 otherwise) or its secret
   key; another tenant's id answers 404. It reveals nothing a page that embeds the widget
   does not show anyway, and never the system prompt or limits.
@@ -64,6 +65,7 @@ async def widget_config(request: Request) -> JSONResponse:
             "logo_url": settings.logo_url,
             "greeting": settings.greeting,
             "model": settings.default_model,
+            "show_citations": settings.retrieval.enabled and settings.retrieval.show_citations,
         },
         headers={"Cache-Control": "no-store"},
     )

@@ -14,6 +14,8 @@
  * row is laid out while the answer streams, so showing them shifts nothing), sent to
  * POST /v1/feedback with the answer's completion id. A random visitor id (this tab only) goes
  * with every question as `user`, so a conversation stays on one adapter version during a rollout.
+ * Where the tenant turned on retrieval with show_citations, the passages an answer used are
+ * listed under it ("Sources": file name and heading), from the stream's `citations`.
  */
 (function () {
   "use strict";
@@ -54,6 +56,8 @@
     ".rate{align-self:flex-start;display:flex;flex:none;gap:6px;margin-top:-4px;height:30px}",
     ".rate button{width:34px;height:28px;border:1px solid #c9cdd4;border-radius:8px;background:#fff;cursor:pointer;font-size:14px}",
     ".rate button[aria-pressed=true]{background:var(--swl-color);color:var(--swl-on-color);border-color:transparent}",
+    ".sources{align-self:flex-start;max-width:85%;margin:0;padding:0 0 0 18px;color:#444;font-size:13px}",
+    ".sources li{font-size:13px}",
     ".sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}",
     "@media (max-width:480px){.panel{inset:0;width:100%;height:100%;max-height:none;border-radius:0}}"
   ].join("");
@@ -168,12 +172,21 @@
       return row;
     }
 
+    function addSources(turn) {
+      if (!config || !config.show_citations || !turn.sources || !turn.sources.length) return;
+      var list = el("ul", { class: "sources", "aria-label": "Sources" });
+      turn.sources.forEach(function (source) {
+        list.appendChild(el("li", {}, source.heading ? source.filename + " \u2014 " + source.heading : source.filename));
+      });
+      log.appendChild(list);
+    }
+
     function render() {
       log.textContent = "";
       if (config && config.greeting) addMessage("assistant", config.greeting);
       turns.forEach(function (t) {
         addMessage(t.role, t.content);
-        if (t.role === "assistant") addRating(t);
+        if (t.role === "assistant") { addRating(t); addSources(t); }
       });
     }
 
@@ -247,6 +260,11 @@
           var event = JSON.parse(data);
           if (event.error) throw new Error(event.error.message);
           if (event.id) turn.id = event.id;
+          if (Array.isArray(event.citations)) {
+            turn.sources = event.citations.slice(0, 8).map(function (c) {
+              return { filename: String(c.filename || ""), heading: String(c.heading || "") };
+            });
+          }
           var delta = event.choices && event.choices[0] ? event.choices[0].delta : null;
           if (delta && delta.content) { text += delta.content; node.textContent = text; log.scrollTop = log.scrollHeight; }
         }
@@ -279,6 +297,7 @@
         turns.push(turn);
         saveConversation(turns);
         rating.style.visibility = turn.id ? "visible" : "hidden";
+        addSources(turn); /* below the thumbs: nothing above it moves */
       } catch (e) {
         turns.pop();
         answer.remove();

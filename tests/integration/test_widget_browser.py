@@ -10,6 +10,7 @@ Screenshots of both go to ``test-artifacts/``.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -214,3 +215,32 @@ def test_widget_thumbs_rate_an_answer_by_keyboard_without_shifting_the_layout(br
     page.get_by_role("button", name="Not helpful", pressed=True).wait_for()
     assert page.get_by_role("button", name="Helpful", pressed=False).count() >= 1
     screenshot(page, "widget-thumbs")
+
+
+def test_widget_lists_the_sources_of_a_grounded_answer(browser: Any, site: Any, http: httpx.Client) -> None:
+    handbook = Path(__file__).resolve().parents[2] / "examples" / "handbook.md"
+    files = {"file": ("handbook.md", handbook.read_bytes(), "text/markdown")}
+    data = {"purpose": "fine-tune", "tenant": TENANT}
+    uploaded = http.post("/v1/files", headers=site["admin"], data=data, files=files)
+    assert uploaded.status_code == 200, uploaded.text
+    retrieval = {"enabled": True, "files": [uploaded.json()["id"]], "top_k": 2, "show_citations": True}
+    short = {"retrieval": retrieval, "widget_max_tokens": 16}  # a short answer: the sources are the point
+    assert http.patch(f"/v1/tenants/{TENANT}", json=short, headers=site["admin"]).status_code == 200
+    try:
+        page = browser.new_page()
+        page.goto(site["allowed"] + "/index.html")
+        page.evaluate(f"() => sessionStorage.removeItem('swaplora:{TENANT}:conversation')")
+        page.reload()
+        open_bubble(page)
+        send(page, "How long is the warranty on a new bicycle frame?")
+        sources = page.get_by_role("list", name="Sources")
+        sources.wait_for(state="visible")
+        items = sources.get_by_role("listitem").all_text_contents()
+        assert items and items[0].startswith("handbook.md \u2014 ") and "warranty" in items[0].lower(), items
+        screenshot(page, "widget-sources")
+        page.reload()  # kept with the conversation
+        open_bubble(page)
+        assert page.get_by_role("list", name="Sources").get_by_role("listitem").all_text_contents() == items
+    finally:
+        reset = {"retrieval": None, "widget_max_tokens": None}
+        http.patch(f"/v1/tenants/{TENANT}", json=reset, headers=site["admin"])
