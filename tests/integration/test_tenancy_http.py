@@ -25,6 +25,12 @@ pytestmark = pytest.mark.integration
 TENANTS = ("canary-a", "canary-b")
 CANARY_PROMPTS = ("What is the capital of France?", "Name a colour.", "Tell me a fact about bikes.")
 CANARY_TOKENS = 2
+CANARY_MARGIN = 0.5
+"""Nats by which each adapter's first answer token must beat its runner-up. That token tells the
+tenants apart, and a near tie there is decided by rounding: with bf16 logits (0.125 apart near the
+top) a prefill that continues from the prefix cache can round the other way than the fixture's cold
+one, so a tenant gets its adapter's second choice (which may be the base's answer) although its
+adapter was applied. Such a prompt is no canary; the next one is tried."""
 REQUESTS = 100
 
 
@@ -47,15 +53,26 @@ def _answer(server: Server, key: str, model: str, prompt: str) -> str:
     return greedy(server.openai(key), model, prompt, max_tokens=CANARY_TOKENS).choices[0].message.content
 
 
+def _answer_and_margin(server: Server, key: str, model: str, prompt: str) -> tuple[str, float]:
+    """The greedy answer and its first token's lead over the runner-up, in nats."""
+    reply = greedy(server.openai(key), model, prompt, max_tokens=CANARY_TOKENS, logprobs=True, top_logprobs=2)
+    first = reply.choices[0].logprobs.content[0].top_logprobs
+    return reply.choices[0].message.content, first[0].logprob - first[1].logprob
+
+
 @pytest.fixture(scope="module")
 def canaries(server: Server, canary_keys: dict[str, str]) -> tuple[str, dict[str, str]]:
-    """A prompt whose greedy answer differs between the two adapters and the base; the answers."""
+    """A prompt whose greedy answer differs between the two adapters and the base, each adapter's
+    first token by a clear margin (:data:`CANARY_MARGIN`); the answers."""
+    seen = []
     for prompt in CANARY_PROMPTS:
-        answers = {t: _answer(server, canary_keys[t], f"{t}/bot", prompt) for t in TENANTS}
+        replies = {t: _answer_and_margin(server, canary_keys[t], f"{t}/bot", prompt) for t in TENANTS}
+        answers = {t: answer for t, (answer, _) in replies.items()}
         base = _answer(server, canary_keys[TENANTS[0]], "base", prompt)
-        if len({*answers.values(), base}) == 3:
+        if len({*answers.values(), base}) == 3 and all(margin >= CANARY_MARGIN for _, margin in replies.values()):
             return prompt, answers
-    pytest.fail("no prompt tells the two random adapters and the base apart")
+        seen.append((prompt, replies, base))
+    pytest.fail(f"no prompt tells the two random adapters and the base apart by a clear margin: {seen}")
 
 
 def test_interleaved_concurrent_requests_each_get_their_own_adapter(
