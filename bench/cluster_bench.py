@@ -34,7 +34,14 @@ sys.path.insert(0, str(ROOT))
 from adapters.embedded import prepare_embedded_model  # noqa: E402
 from adapters.machine import machine_info  # noqa: E402
 from bench.engine_bench import load_parser  # noqa: E402
-from bench.serve_bench import create_tenant_with_adapters, load, percentile, start_server, stop_server  # noqa: E402
+from bench.serve_bench import (  # noqa: E402
+    create_tenant_with_adapters,
+    load,
+    load_description,
+    percentile,
+    start_server,
+    stop_server,
+)
 from tests.conftest import make_lora  # noqa: E402
 
 
@@ -110,13 +117,7 @@ def main() -> None:
         results = {name: run(name, flags, args, model_dir, paths, Path(tmp)) for name, flags in setups.items()}
     local = results["local"]["tok_s"]
     summary = {
-        "model": "SmolLM2-135M-Instruct NF4 via swaplora serve",
-        "streams": args.streams,
-        "adapters": args.adapters,
-        "rank": args.rank,
-        "tokens": args.tokens,
-        "repeat": args.repeat,
-        "threads_per_engine": args.threads,
+        **load_description(args),
         **results,
         "cluster_1_vs_local": results["cluster_1"]["tok_s"] / local,
         "cluster_2_vs_local": results["cluster_2"]["tok_s"] / local,

@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -159,6 +160,19 @@ def create_tenant_with_adapters(url: str, admin_key: str, paths: list[Path]) -> 
     return key, models
 
 
+def load_description(args: Any) -> dict[str, Any]:
+    """What every serving bench's JSON says of its load (the shared options of ``load_parser``)."""
+    return {
+        "model": "SmolLM2-135M-Instruct NF4 via swaplora serve",
+        "streams": args.streams,
+        "adapters": args.adapters,
+        "rank": args.rank,
+        "tokens": args.tokens,
+        "repeat": args.repeat,
+        "threads": args.threads,
+    }
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -198,13 +212,7 @@ def main() -> None:
     ttft = [t for r in rounds["mixed"] for t in r["ttft"]]
     gaps = [g for r in rounds["mixed"] for g in r["gaps"]]
     result = {
-        "model": "SmolLM2-135M-Instruct NF4 via swaplora serve",
-        "streams": args.streams,
-        "adapters": args.adapters,
-        "rank": args.rank,
-        "tokens": args.tokens,
-        "repeat": args.repeat,
-        "threads": args.threads,
+        **load_description(args),
         "mixed_tok_s": mixed,
         "single_adapter_tok_s": single,
         "naive_peft_tok_s": naive,
