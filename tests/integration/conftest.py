@@ -107,7 +107,13 @@ def stop_server(process: subprocess.Popen) -> None:
 
 def start_server(model_dir: Path, data: Path, admin_key: str, *flags: str, **settings: str) -> Server:
     """Start ``python -m swaplora.cli serve [flags]`` on ``data`` and wait for ``/ready``; ``settings``
-    are extra ``SWAPLORA_*`` variables (``MAX_FILE_BYTES="1000"``). The caller stops it."""
+    are extra ``SWAPLORA_*`` variables (``MAX_FILE_BYTES="1000"``). The caller stops it.
+
+    The execution plan is fixed to ``dense-fp32`` unless ``settings`` name one: no start-up
+    measurement (10-50 s on a busy CPU, per server), the same plan on every machine and run, and fp32
+    logits, where a greedy answer does not depend on how its prompt was split into prefills (bf16
+    rounding can flip a near tie between a cold prefill and one continuing from the prefix cache)."""
+    settings = {"COMPUTE_DTYPE": "float32", "CPU_WEIGHTS": "dense", **settings}
     log_path = data.parent / f"{data.name}-server.log"
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SWAPLORA_")}
