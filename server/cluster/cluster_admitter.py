@@ -91,6 +91,8 @@ class _Call:
         self._response: Any = None
         cluster._in_flight[remote.tenant] += 1
         self._task = asyncio.get_running_loop().create_task(self._pump(), name="swaplora-replica-call")
+        # A done callback, not a finally: it also runs for a task cancelled before it ever started.
+        self._task.add_done_callback(self._release)
 
     def cancel(self) -> None:
         if self._response is not None:
@@ -116,8 +118,9 @@ class _Call:
             for index in range(self._remote.n):
                 if index not in finished:
                     self._local.emit(Finished("error", len(self._remote.prompt_ids), 0, REPLICA_FAILED, index))
-        finally:
-            in_flight = self._cluster._in_flight
-            in_flight[self._remote.tenant] -= 1
-            if in_flight[self._remote.tenant] <= 0:
-                del in_flight[self._remote.tenant]
+
+    def _release(self, _task: asyncio.Task[None]) -> None:
+        in_flight = self._cluster._in_flight
+        in_flight[self._remote.tenant] -= 1
+        if in_flight[self._remote.tenant] <= 0:
+            del in_flight[self._remote.tenant]

@@ -70,6 +70,7 @@ def test_widget_config_for_an_allowed_origin(cors_env: dict[str, Any]) -> None:
         "logo_url": None,
         "greeting": None,
         "model": "base",
+        "show_citations": False,
     }
     assert "secret" not in response.text  # never the system prompt
 
