@@ -14,6 +14,8 @@ from collections.abc import Sequence
 INSTRUCTION = (
     "Answer the question from the passages above when they hold the answer. If they do not, say that you do not know."
 )
+NOT_IN_PASSAGES = "I do not know: the passages I was given do not say."
+"""What a retrieval-aware adapter is trained to answer when the passages lack the answer."""
 
 
 def grounded_question(passages: Sequence[tuple[str, str]], question: str) -> str:
