@@ -94,6 +94,9 @@ class JobSpec:
     """Directory of the measured-plan cache (the data directory) when ``execution_plan`` is None."""
     max_seconds_ceiling: float | None = None
     """The operator's ceiling on the training loop's budget (``auto`` budgets are held to it too)."""
+    grounded: bool = False
+    """Train for retrieval (RAFT, :mod:`trainer.raft`): questions carry passages of the training
+    documents in the chat-time template. The server sets it when the tenant's retrieval is on."""
     method: Mapping[str, Any] = field(default_factory=lambda: {"type": "supervised"})
     """The training method's settings (:meth:`adapters.training_method.TrainingMethod.to_dict`);
     :attr:`training_method` reads them."""
@@ -125,6 +128,7 @@ class JobSpec:
             ceiling is None or (isinstance(ceiling, int | float) and not isinstance(ceiling, bool) and ceiling > 0),
             "max_seconds_ceiling must be a positive number",
         )
+        _require(type(self.grounded) is bool, "grounded must be true or false")
         _require(isinstance(self.method, Mapping), "method must be an object")
         try:
             TrainingMethod.from_dict(dict(self.method))
@@ -159,6 +163,7 @@ class JobSpec:
         plan_cache: Path | str | None = None,
         max_seconds_ceiling: float | None = None,
         method: Mapping[str, Any] | None = None,
+        grounded: bool = False,
     ) -> JobSpec:
         """The spec, every path made absolute (the worker runs elsewhere); :class:`InvalidJobSpec`
         if a field is malformed."""
@@ -184,6 +189,7 @@ class JobSpec:
             plan_cache=_absolute(plan_cache) if plan_cache else None,
             max_seconds_ceiling=None if max_seconds_ceiling is None else _number(max_seconds_ceiling),
             method=_method(method),
+            grounded=grounded,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -231,6 +237,7 @@ class JobSpec:
             plan_cache=data.get("plan_cache"),
             max_seconds_ceiling=data.get("max_seconds_ceiling"),
             method=data.get("method"),
+            grounded=data.get("grounded", False),
         )
 
 

@@ -57,12 +57,14 @@ from adapters.worker_events import (
     SucceededEvent,
     WorkerEvent,
 )
-from trainer.documents import DocumentError, load_pairs, load_records
+from trainer.documents import DocumentError, load_pairs, load_records, read_document
 from trainer.packing import PackedBatch
+from trainer.passages import document_passages
 from trainer.preference_data import PreferencePair
 from trainer.preference_recipe import PreferenceRecipe, split_pairs
 from trainer.publish import publish_adapter
 from trainer.qlora import Prepared, TrainResult, plan, prepare_model, train
+from trainer.raft import ground_samples
 from trainer.recipe import Evaluation, Recipe
 from trainer.records import Record
 from trainer.samples import SampleSet, build_samples
@@ -158,7 +160,17 @@ def _samples(spec: JobSpec, hp: Hyperparameters) -> SampleSet:
         samples.probes = held.probes or samples.probes
     if not samples.train:
         raise JobError("invalid_training_file", "The training files yield no training samples.")
+    if spec.grounded:
+        passages = _passages(spec.training_files)
+        samples.train = ground_samples(samples.train, passages, seed=spec.seed)
+        samples.heldout = ground_samples(samples.heldout, passages, seed=spec.seed + 1)
+        samples.stats["grounded_passages"] = len(passages)
     return samples
+
+
+def _passages(files: tuple[InputFile, ...]) -> list[tuple[str, str]]:
+    """The training documents' passages as retrieval cuts them (``(heading, text)``)."""
+    return [(p["heading"], p["text"]) for f in files for p in document_passages(read_document(f.path, f.filename))]
 
 
 def _preferences(spec: JobSpec, hp: Hyperparameters, method: TrainingMethod) -> PreferenceRecipe:

@@ -204,6 +204,7 @@ class JobRunner:
         work_dir = self.settings.jobs_dir / job.id
         work_dir.mkdir(parents=True, exist_ok=True)
         spec_path = work_dir / "spec.json"
+        tenant_settings = await asyncio.to_thread(self.tenants.get_settings, job.tenant)
         try:
             spec = worker_spec(
                 job,
@@ -211,7 +212,8 @@ class JobRunner:
                 self.settings,
                 model_dir,
                 work_dir,
-                system_prompt=self.tenants.get_settings(job.tenant).system_prompt,
+                system_prompt=tenant_settings.system_prompt,
+                grounded=tenant_settings.retrieval.enabled,  # retrieval on: train for it (RAFT)
                 plan_name=self.serving.plan_name,
             )
         except InvalidJobSpec as exc:

@@ -28,6 +28,7 @@ def worker_spec(
     *,
     system_prompt: str | None,
     plan_name: str | None,
+    grounded: bool = False,
 ) -> JobSpec:
     """The spec of ``job`` (its files must exist: the runner checks just before)."""
 
@@ -49,6 +50,7 @@ def worker_spec(
         hyperparameters=job.hyperparameters,
         seed=job.seed,
         system_prompt=system_prompt,
+        grounded=grounded,
         work_dir=work_dir,
         device=settings.device,
         execution_plan=plan_name,

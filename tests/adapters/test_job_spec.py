@@ -33,6 +33,7 @@ def spec_dict(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
         "execution_plan": None,
         "plan_cache": None,
         "max_seconds_ceiling": 60.0,
+        "grounded": False,
         "method": {"type": "supervised"},
         **overrides,
     }
@@ -86,6 +87,7 @@ def test_a_well_formed_dict_reads_back_as_written(tmp_path: Path) -> None:
         ({"max_seconds_ceiling": 0}, "max_seconds_ceiling"),
         ({"max_seconds_ceiling": True}, "max_seconds_ceiling"),
         ({"device": 1}, "device"),
+        ({"grounded": "yes"}, "grounded"),
         ({"job_id": ""}, "job_id"),
         ({"surprise": 1}, "'surprise'"),
         ({"method": "dpo"}, "method must be an object"),

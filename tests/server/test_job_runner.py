@@ -23,6 +23,7 @@ from server.jobs.job_store import Job, JobStore
 from server.jobs.runner import JobRunner
 from server.jobs.training_files import FileStore
 from server.settings import Settings
+from server.tenancy.tenant_settings import RetrievalSettings
 from tests.server.helpers import real_services
 from tests.server.stand_in_worker import STAND_IN
 
@@ -115,7 +116,9 @@ def run(test: Callable[[Env], Awaitable[None]], tmp_path: Path, **settings: obje
 def test_a_succeeding_worker_is_recorded(tmp_path: Path) -> None:
     async def test(env: Env) -> None:
         env.runner.tenants.create_tenant("acme")
-        env.runner.tenants.update_settings("acme", lambda s: s.model_copy(update={"system_prompt": "Be Acme."}))
+        grounded = RetrievalSettings(enabled=True)
+        update = {"system_prompt": "Be Acme.", "retrieval": grounded}
+        env.runner.tenants.update_settings("acme", lambda s: s.model_copy(update=update))
         job = await env.ended(env.submit("succeed"))
         assert job.status == "succeeded", job.error
         assert (job.fine_tuned_model, job.trained_tokens) == ("acme/succeed@1", 321)
@@ -130,6 +133,7 @@ def test_a_succeeding_worker_is_recorded(tmp_path: Path) -> None:
         spec = json.loads((work / "spec.json").read_text())
         # the samples get the system prompt the tenant's chats get
         assert spec["job_id"] == job.id and spec["tenant"] == "acme" and spec["system_prompt"] == "Be Acme."
+        assert spec["grounded"] is True  # the tenant's retrieval is on: the job trains for it
         assert Path(spec["training_files"][0]["path"]).read_text().startswith("# Handbook")
         assert spec["training_files"][0]["filename"] == "handbook.md" and spec["validation_files"] == []
         assert spec["adapters_dir"] == str(env.settings.adapters_dir.resolve())

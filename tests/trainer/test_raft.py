@@ -65,3 +65,29 @@ def test_a_real_documents_passages_ground_its_faq_answers() -> None:
     sample = qa("How long is the frame warranty?", "New bicycles come with a 5-year warranty on the frame.")
     [grounded] = ground_samples([sample], passages, without_answer=0.0)
     assert "Returns and warranty" in grounded.messages[1]["content"]
+
+
+def test_a_grounded_job_trains_and_holds_out_grounded_samples(tmp_path: Path) -> None:
+    from adapters.hyperparameters import parse
+    from adapters.job_spec import InputFile, JobSpec
+    from trainer.job import _samples
+
+    def spec(grounded: bool) -> JobSpec:
+        return JobSpec.build(
+            job_id="ftjob-raft",
+            tenant="lumen",
+            suffix="handbook",
+            base_model_dir=tmp_path,
+            adapters_dir=tmp_path / "adapters",
+            training_files=[InputFile(ROOT / "examples" / "handbook.md", "handbook.md")],
+            grounded=grounded,
+        )
+
+    plain, grounded = _samples(spec(False), parse(None)), _samples(spec(True), parse(None))
+    assert len(grounded.train) == len(plain.train) and len(grounded.heldout) == len(plain.heldout)
+    users = [s.messages[-2]["content"] for s in grounded.train]
+    assert not any(u.startswith("Passages:") for u in (s.messages[-2]["content"] for s in plain.train))
+    assert sum(u.startswith("Passages:") for u in users) >= len(users) * 0.8  # nearly every question
+    assert any(s.messages[-1]["content"] == NOT_IN_PASSAGES for s in grounded.train)
+    assert grounded.stats["grounded_passages"] >= 5
+    assert grounded.probes == plain.probes  # recall probes ask the adapter alone
