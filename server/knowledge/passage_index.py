@@ -134,7 +134,6 @@ class PassageIndex:
         index = self._index(tenant, create=False)
         if index is None:
             return []
-        index.reload()
         text_query = index.parse_query(" ".join(words), ["text", "heading"])
         only = tantivy.Query.term_set_query(self._schema, "file_id", list(files))
         query_ = tantivy.Query.boolean_query([(tantivy.Occur.Must, text_query), (tantivy.Occur.Must, only)])
