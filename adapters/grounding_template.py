@@ -16,6 +16,8 @@ INSTRUCTION = (
 )
 NOT_IN_PASSAGES = "I do not know: the passages I was given do not say."
 """What a retrieval-aware adapter is trained to answer when the passages lack the answer."""
+HEADER = "Passages:\n\n"
+"""How a grounded user turn begins."""
 
 
 def grounded_question(passages: Sequence[tuple[str, str]], question: str) -> str:
@@ -23,4 +25,4 @@ def grounded_question(passages: Sequence[tuple[str, str]], question: str) -> str
     blocks = [
         f"[{i}] {heading}\n{text}" if heading else f"[{i}]\n{text}" for i, (heading, text) in enumerate(passages, 1)
     ]
-    return "Passages:\n\n" + "\n\n".join(blocks) + f"\n\n{INSTRUCTION}\n\nQuestion: {question}"
+    return HEADER + "\n\n".join(blocks) + f"\n\n{INSTRUCTION}\n\nQuestion: {question}"

@@ -1,17 +1,21 @@
-"""Retrieval on the embedded model: recall and time to first token with and without it; JSON.
+"""Grounded answers on the embedded model: base, adapter, retrieval + base, retrieval + adapter; JSON.
 
-Starts ``swaplora serve`` (embedded SmolLM2-135M in NF4, a fresh data directory), creates tenant
-``lumen``, uploads examples/handbook.md and asks every question of
-tests/trainer/handbook_probes.json (phrased unlike the handbook) twice, interleaved: with the
-tenant's retrieval off and on (``top_k`` passages of the handbook). Greedy, ``--max-tokens``,
-streamed, so time to first token is measured as a client sees it. A reply counts as correct when
-:func:`trainer.recall.answer_matches` finds an expected term. ``--model`` names an adapter to ask
-instead of the base (e.g. one ``swaplora train`` published into ``--data``).
+Starts ``swaplora serve`` (embedded SmolLM2-135M in NF4, a fresh data directory unless
+``--data``) and, per handbook of the evaluation set (bench/grounding_eval_set.py: hand-written
+questions the trainer never sees), creates a tenant, uploads the handbook, turns the tenant's
+retrieval on for it and trains an adapter with default settings through the fine-tuning API
+(retrieval on, so the job is retrieval-aware). Then every question is asked four ways (greedy,
+``--max-tokens``): the base and the adapter, each with the tenant's retrieval off and on.
+Answers are asked a few at a time (the engine batches them); time to first token is measured
+apart, one streamed request at a time, on ``--ttft-questions`` questions per handbook, with
+retrieval off and on (the first retrieval request of a tenant fills the prefix cache, and counts).
 
-    .venv/bin/python bench/grounding_bench.py
+    .venv/bin/python bench/grounding_bench.py                       # train, then ask
+    .venv/bin/python bench/grounding_bench.py --data DIR            # reuse adapters trained in DIR
 
-Prints recall for base and retrieval + base (or the adapter's), the TTFT medians and their ratio,
-the prompt tokens each way, and the misses.
+Prints per handbook and overall: recall of each of the four (unanswerable questions apart, as
+``abstained``: the share answered with "do not know"), TTFT p50 with and without retrieval and
+their ratio, training seconds, and the misses of retrieval + adapter.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -33,15 +38,14 @@ sys.path.insert(0, str(ROOT))
 
 from adapters.embedded import prepare_embedded_model  # noqa: E402
 from adapters.machine import machine_info  # noqa: E402
+from bench.grounding_eval_set import UNANSWERABLE, Handbook, Question, correct, handbooks  # noqa: E402
 from bench.serve_bench import start_server, stop_server  # noqa: E402
-from trainer.recall import answer_matches  # noqa: E402
 
-HANDBOOK = ROOT / "examples" / "handbook.md"
-PROBES = ROOT / "tests" / "trainer" / "handbook_probes.json"
+COLUMNS = ("base", "adapter", "retrieval_base", "retrieval_adapter")
 
 
 def ask(http: httpx.Client, key: str, model: str, question: str, max_tokens: int) -> dict:
-    """One streamed greedy answer: its text, time to first token, prompt tokens, citations."""
+    """One streamed greedy answer: its text, time to first token, prompt tokens."""
     body = {
         "model": model,
         "messages": [{"role": "user", "content": question}],
@@ -51,7 +55,7 @@ def ask(http: httpx.Client, key: str, model: str, question: str, max_tokens: int
         "stream_options": {"include_usage": True},
     }
     started = time.perf_counter()
-    first, text, prompt_tokens, cited = None, "", 0, None
+    first, text, prompt_tokens = None, "", 0
     with http.stream("POST", "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}) as reply:
         reply.raise_for_status()
         for line in reply.iter_lines():
@@ -60,63 +64,167 @@ def ask(http: httpx.Client, key: str, model: str, question: str, max_tokens: int
             chunk = json.loads(line[6:])
             if chunk.get("usage"):
                 prompt_tokens = chunk["usage"]["prompt_tokens"]
-            cited = chunk.get("citations", cited)
             for choice in chunk.get("choices", []):
                 if choice["delta"].get("content"):
                     first = first or time.perf_counter() - started
                     text += choice["delta"]["content"]
-    return {"text": text, "ttft": first, "prompt_tokens": prompt_tokens, "citations": cited}
+    return {"text": text, "ttft": first, "prompt_tokens": prompt_tokens}
+
+
+class Tenant:
+    """One handbook's tenant on the bench's server: its key, file and adapter."""
+
+    def __init__(self, http: httpx.Client, admin: dict, book: Handbook) -> None:
+        self.http, self.admin, self.book, self.slug = http, admin, book, book.slug.replace("_", "-")
+        created = http.post("/v1/tenants", json={"id": self.slug}, headers=admin)
+        if created.status_code == 201:
+            self.key = created.json()["api_key"]
+        else:  # a data directory from an earlier run
+            self.key = http.post(f"/v1/tenants/{self.slug}/keys", json={"kind": "secret"}, headers=admin).json()[
+                "api_key"
+            ]
+        files = {"file": (book.path.name, book.path.read_bytes(), "text/markdown")}
+        self.file_id = http.post("/v1/files", headers=self._auth, data={"purpose": "fine-tune"}, files=files).json()[
+            "id"
+        ]
+        self.retrieval(True)
+        self.model = self._trained()
+        self.job: str | None = None
+
+    @property
+    def _auth(self) -> dict:
+        return {"Authorization": f"Bearer {self.key}"}
+
+    def retrieval(self, on: bool, top_k: int = 4) -> None:
+        setting = {"enabled": on, "files": [self.file_id], "top_k": top_k}
+        self.http.patch(f"/v1/tenants/{self.slug}", json={"retrieval": setting}, headers=self.admin).raise_for_status()
+
+    def _trained(self) -> str | None:
+        models = self.http.get("/v1/models", headers=self._auth).json()["data"]
+        return next((m["id"] for m in models if m["id"].startswith(f"{self.slug}/handbook@")), None)
+
+    def train(self) -> None:
+        body = {"training_file": self.file_id, "model": "base", "suffix": "handbook"}
+        self.job = self.http.post("/v1/fine_tuning/jobs", json=body, headers=self._auth).json()["id"]
+
+    def wait(self) -> dict:
+        while True:
+            job = self.http.get(f"/v1/fine_tuning/jobs/{self.job}", headers=self._auth).json()
+            if job["status"] in ("succeeded", "failed", "cancelled"):
+                if job["status"] != "succeeded":
+                    raise RuntimeError(f"{self.slug}: training {job['status']}: {job.get('error')}")
+                self.model = job["fine_tuned_model"]
+                return job
+            time.sleep(2)
+
+
+def answers(tenant: Tenant, model: str, questions: tuple[Question, ...], max_tokens: int) -> list[str]:
+    with ThreadPoolExecutor(8) as pool:
+        return list(pool.map(lambda q: ask(tenant.http, tenant.key, model, q.text, max_tokens)["text"], questions))
+
+
+def evaluate(tenant: Tenant, args: argparse.Namespace) -> dict:
+    """The four columns' answers and the TTFTs of one handbook."""
+    assert tenant.model is not None
+    book, replies, ttft, prompt_tokens = tenant.book, {}, {}, {}
+    for on in (False, True):
+        tenant.retrieval(on, args.top_k)
+        for model, name in ((tenant.model, "adapter"), ("base", "base")):
+            column = f"retrieval_{name}" if on else name
+            replies[column] = answers(tenant, model, book.questions, args.max_tokens)
+            timed = [ask(tenant.http, tenant.key, model, q.text, 1) for q in book.questions[: args.ttft_questions]]
+            ttft[column] = statistics.median(t["ttft"] for t in timed)
+            prompt_tokens[column] = statistics.median(t["prompt_tokens"] for t in timed)
+    answerable = [i for i, q in enumerate(book.questions) if q.style != UNANSWERABLE]
+    unanswerable = [i for i, q in enumerate(book.questions) if q.style == UNANSWERABLE]
+    scored = {c: [correct(replies[c][i], book.questions[i]) for i in range(len(book.questions))] for c in COLUMNS}
+    result: dict = {"questions": len(answerable), "seen_by_generator": book.seen_by_generator}
+    for column in COLUMNS:
+        result[f"recall_{column}"] = round(sum(scored[column][i] for i in answerable) / len(answerable), 3)
+        if unanswerable:
+            result[f"abstained_{column}"] = sum(scored[column][i] for i in unanswerable) / len(unanswerable)
+    for name in ("base", "adapter"):
+        result[f"ttft_p50_{name}_s"] = round(ttft[name], 3)
+        result[f"ttft_p50_retrieval_{name}_s"] = round(ttft[f"retrieval_{name}"], 3)
+        result[f"ttft_ratio_{name}"] = round(ttft[f"retrieval_{name}"] / ttft[name], 2)
+    result["prompt_tokens_p50"] = prompt_tokens
+    result["misses_retrieval_adapter"] = [
+        {
+            "question": book.questions[i].text,
+            "style": book.questions[i].style,
+            "answer": replies["retrieval_adapter"][i][:160],
+        }
+        for i in answerable
+        if not scored["retrieval_adapter"][i]
+    ]
+    result["_scored"] = {c: [scored[c][i] for i in answerable] for c in COLUMNS}
+    result["_styles"] = [book.questions[i].style for i in answerable]
+    return result
+
+
+def overall(per_book: dict[str, dict]) -> dict:
+    """Recall over every answerable question, per column and per style; the TTFT ratios' median."""
+    result: dict = {}
+    styles = [s for r in per_book.values() for s in r["_styles"]]
+    for column in COLUMNS:
+        hits = [h for r in per_book.values() for h in r["_scored"][column]]
+        result[f"recall_{column}"] = round(sum(hits) / len(hits), 3)
+        result[f"recall_{column}_by_style"] = {
+            style: round(sum(h for h, s in zip(hits, styles, strict=True) if s == style) / styles.count(style), 3)
+            for style in sorted(set(styles))
+        }
+    for name in ("base", "adapter"):
+        result[f"ttft_ratio_{name}_p50"] = statistics.median(r[f"ttft_ratio_{name}"] for r in per_book.values())
+    result["questions"] = len(styles)
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="base", help="the model to ask (default base)")
-    parser.add_argument("--data", type=Path, help="data directory (default: a new temporary one)")
+    parser.add_argument(
+        "--data", type=Path, help="data directory (default: a new temporary one); adapters in it are reused"
+    )
+    parser.add_argument("--handbooks", help="comma-separated slugs (default: all)")
     parser.add_argument("--top-k", type=int, default=4)
     parser.add_argument("--max-tokens", type=int, default=48)
+    parser.add_argument("--ttft-questions", type=int, default=8)
     parser.add_argument("--threads", type=int, default=0, help="engine threads (0: the server's default)")
     args = parser.parse_args()
-    probes = json.loads(PROBES.read_text())
+    books = [b for b in handbooks() if not args.handbooks or b.slug in args.handbooks.split(",")]
     model_dir = prepare_embedded_model(ROOT / "data" / "models")
     admin_key = secrets.token_hex(16)
-    admin = {"Authorization": f"Bearer {admin_key}"}
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data or Path(tmp) / "data"
+        data.mkdir(parents=True, exist_ok=True)
         process, url = start_server(data, model_dir, admin_key, args.threads)
         try:
-            with httpx.Client(base_url=url, timeout=600) as http:
-                created = http.post("/v1/tenants", json={"id": "lumen"}, headers=admin)
-                key = created.json()["api_key"] if created.status_code == 201 else None
-                if key is None:  # an existing data directory: a new key for the tenant
-                    key = http.post("/v1/tenants/lumen/keys", json={"kind": "secret"}, headers=admin).json()["api_key"]
-                files = {"file": (HANDBOOK.name, HANDBOOK.read_bytes(), "text/markdown")}
-                file_id = http.post(
-                    "/v1/files", headers=admin, data={"purpose": "fine-tune", "tenant": "lumen"}, files=files
-                ).json()["id"]
-                ask(http, key, args.model, "Hello", 4)  # warm-up
-                runs: dict[str, list[dict]] = {"without": [], "with": []}
-                for probe in probes:
-                    for mode in ("without", "with"):
-                        setting = {"enabled": mode == "with", "files": [file_id], "top_k": args.top_k}
-                        http.patch("/v1/tenants/lumen", json={"retrieval": setting}, headers=admin).raise_for_status()
-                        result = ask(http, key, args.model, probe["question"], args.max_tokens)
-                        result["correct"] = answer_matches(result["text"], probe["expect"])
-                        result["question"] = probe["question"]
-                        runs[mode].append(result)
+            with httpx.Client(base_url=url, timeout=1800) as http:
+                tenants = [Tenant(http, {"Authorization": f"Bearer {admin_key}"}, book) for book in books]
+                for tenant in tenants:
+                    if tenant.model is None:
+                        tenant.train()
+                trained = {t.book.slug: t.wait() for t in tenants if t.job}
+                per_book = {t.book.slug: evaluate(t, args) for t in tenants}
         finally:
             stop_server(process)
-    summary: dict = {"model": args.model, "questions": len(probes), "top_k": args.top_k, "max_tokens": args.max_tokens}
-    for mode, results in runs.items():
-        summary[f"recall_{mode}_retrieval"] = sum(r["correct"] for r in results) / len(results)
-        summary[f"ttft_p50_{mode}_s"] = statistics.median(r["ttft"] for r in results if r["ttft"] is not None)
-        summary[f"prompt_tokens_p50_{mode}"] = statistics.median(r["prompt_tokens"] for r in results)
-    summary["ttft_with_vs_without"] = summary["ttft_p50_with_s"] / summary["ttft_p50_without_s"]
-    summary["misses_with_retrieval"] = [
-        {"question": r["question"], "answer": r["text"][:120]} for r in runs["with"] if not r["correct"]
-    ]
-    summary["load_average"] = os.getloadavg()
-    summary["cpu"] = machine_info()
-    print(json.dumps(summary))
+    summary = {"overall": overall(per_book)}
+    for slug, result in per_book.items():
+        result.pop("_scored"), result.pop("_styles")
+        if slug in trained:
+            metrics = trained[slug].get("metrics") or {}
+            result["train_seconds"] = metrics.get("train_seconds")
+            result["job_probe_recall_after"] = metrics.get("probe_recall_after")
+        summary[slug] = result
+    summary.update(
+        top_k=args.top_k,
+        max_tokens=args.max_tokens,
+        targets={"recall_retrieval_adapter": 0.95, "recall_adapter": 0.85, "ttft_ratio": 1.3},
+        wall_s=round(time.perf_counter() - started),
+        load_average=os.getloadavg(),
+        cpu=machine_info(),
+    )
+    print(json.dumps(summary, indent=1))
 
 
 if __name__ == "__main__":

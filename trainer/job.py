@@ -64,10 +64,9 @@ from trainer.preference_data import PreferencePair
 from trainer.preference_recipe import PreferenceRecipe, split_pairs
 from trainer.publish import publish_adapter
 from trainer.qlora import Prepared, TrainResult, plan, prepare_model, train
-from trainer.raft import ground_samples
 from trainer.recipe import Evaluation, Recipe
 from trainer.records import Record
-from trainer.samples import SampleSet, build_samples
+from trainer.samples import SampleSet, build_samples, heldout_probes
 from trainer.supervised_recipe import SupervisedRecipe
 
 __all__ = ["Emit", "InputFile", "JobError", "JobSpec", "data_sha256", "run_job"]
@@ -157,14 +156,9 @@ def _samples(spec: JobSpec, hp: Hyperparameters) -> SampleSet:
         validation = _records(spec.validation_files, "invalid_validation_file")
         held = build_samples(validation, spec.system_prompt, spec.seed, 0.0)
         samples.heldout = held.train
-        samples.probes = held.probes or samples.probes
+        samples.probes = heldout_probes(held.train)
     if not samples.train:
         raise JobError("invalid_training_file", "The training files yield no training samples.")
-    if spec.grounded:
-        passages = _passages(spec.training_files)
-        samples.train = ground_samples(samples.train, passages, seed=spec.seed)
-        samples.heldout = ground_samples(samples.heldout, passages, seed=spec.seed + 1)
-        samples.stats["grounded_passages"] = len(passages)
     return samples
 
 
@@ -272,7 +266,8 @@ def _read_inputs(spec: JobSpec) -> _Inputs:
     if method.is_dpo:
         recipe: Recipe = _preferences(spec, hp, method)
     else:
-        recipe = SupervisedRecipe(_samples(spec, hp), spec.system_prompt)
+        passages = _passages(spec.training_files) if spec.grounded else None
+        recipe = SupervisedRecipe(_samples(spec, hp), spec.system_prompt, passages)
     return _Inputs(hp, method, store, init_path, continued_from, recipe, data_sha256(spec.training_files))
 
 

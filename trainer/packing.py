@@ -4,8 +4,12 @@
 same system turn (the tenant's system prompt, or the template's default one), often a third of a
 short Q&A sample. Sorted by their prompts, samples that share a prefix sit next to each other, and
 a run's common prefix is the smallest common prefix of its neighbouring pairs; a run whose prefix
-is at least :data:`MIN_SHARED_PREFIX` tokens is a group. The shared part stops before the first
-trained token of every member, so it holds prompt tokens only.
+is at least :data:`MIN_SHARED_PREFIX` tokens is a group. A run ends where keeping the next sample
+would cost much shared prefix: where the common prefix drops :data:`SPLIT_GAIN` tokens below the
+run's, or where the sample shares that much more with the one after it (questions asked over the
+same passages share hundreds of tokens, and share only the system turn with the other samples).
+The shared part stops before the first trained token of every member, so it holds prompt tokens
+only.
 
 Each group is packed on its own into rows of at most ``token_budget`` tokens by first-fit
 decreasing (after a seeded shuffle, so equal lengths spread deterministically). A row of a group
@@ -37,6 +41,8 @@ from trainer.tokenize import IGNORE_INDEX, EncodedSample
 
 MIN_SHARED_PREFIX = 8
 """Shortest prefix worth sharing, in tokens."""
+SPLIT_GAIN = 64
+"""Tokens of shared prefix that are worth starting a new group for."""
 
 
 @dataclass(frozen=True)
@@ -136,7 +142,8 @@ def prefix_groups(samples: Sequence[EncodedSample]) -> list[tuple[int, list[Enco
     shared = 0
     for position, (head, index) in enumerate(heads):
         common = common_length(heads[position - 1][0], head) if run else 0
-        if run and common >= MIN_SHARED_PREFIX:
+        ahead = common_length(head, heads[position + 1][0]) if position + 1 < len(heads) else 0
+        if run and common >= MIN_SHARED_PREFIX and shared - common < SPLIT_GAIN and ahead - common < SPLIT_GAIN:
             run.append(index)
             shared = min(shared, common)
             continue

@@ -1,34 +1,44 @@
-"""Retrieval-aware training samples (RAFT): each question asked with retrieved-looking passages.
+"""Retrieval-aware training samples (RAFT): questions asked with the passages chat would give.
 
-Contract: :func:`ground_samples` rewrites question/answer samples (a user turn, then the
-assistant's answer) so the user turn carries passages in the chat-time template
-(:func:`adapters.grounding_template.grounded_question`): the passage that holds the answer (the
-passage whose text contains the answer, else the one sharing the most words with it) among
-``distractors`` others drawn from the same document, in random order; with probability
-``without_answer`` the answer's passage is left out and the assistant answers
-:data:`~adapters.grounding_template.NOT_IN_PASSAGES` instead. Samples of other shapes (multi-turn
-conversations) and samples whose answer no passage holds pass through unchanged. Deterministic by
-``seed``. Passages are ``(heading, text)`` pairs, as :mod:`trainer.passages` cuts a document.
+Contract: :func:`ground_samples` rewrites about ``share`` of the question/answer samples (a user
+turn, then the assistant's answer) so the user turn carries passages in the chat-time template
+(:func:`adapters.grounding_template.grounded_question`), chosen by the rule chat uses
+(:mod:`adapters.grounding_context`):
+
+- **whole mode** (all passages fit ``budget``): every passage in document order, as chat gives a
+  small handbook; with probability ``without_answer`` the answer's passage is left out;
+- **search mode**: the answer's passage among ``distractors`` others from the same documents, in
+  document order (as chat orders its hits); with probability ``without_answer`` it is left out.
+
+Left out, the assistant answers :data:`~adapters.grounding_template.NOT_IN_PASSAGES`: the adapter
+learns to answer from the passages and to say when they lack the answer. The other samples stay
+as they are, so the adapter still answers with retrieval off. The answer's passage is the one
+whose text contains the answer, else the one sharing the most words with it (at least half).
+Samples of other shapes (multi-turn conversations) and samples whose answer no passage holds pass
+through unchanged. Deterministic by ``seed``. Passages are ``(heading, text)`` pairs in document
+order, as :mod:`trainer.passages` cuts a document.
 """
 
 from __future__ import annotations
 
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from adapters.grounding_template import NOT_IN_PASSAGES, grounded_question
+from adapters.grounding_context import choose_passages
+from adapters.grounding_template import HEADER, NOT_IN_PASSAGES, grounded_question
 from trainer.samples import Sample
 
 _WORD = re.compile(r"\w+")
+Passage = tuple[str, str]
 
 
 def _words(text: str) -> set[str]:
     return {w.lower() for w in _WORD.findall(text) if len(w) > 2}
 
 
-def answer_passage(answer: str, passages: Sequence[tuple[str, str]]) -> int | None:
+def answer_passage(answer: str, passages: Sequence[Passage]) -> int | None:
     """The index of the passage that holds ``answer``: containing it whole, else sharing most of
     its words (at least half); None when none does."""
     flat = " ".join(answer.split())
@@ -44,35 +54,44 @@ def answer_passage(answer: str, passages: Sequence[tuple[str, str]]) -> int | No
     return best
 
 
+def is_grounded(sample: Sample) -> bool:
+    """Whether ``sample``'s last user turn carries passages."""
+    users = [m["content"] for m in sample.messages if m["role"] == "user"]
+    return bool(users) and users[-1].startswith(HEADER)
+
+
 def ground_samples(
     samples: Sequence[Sample],
-    passages: Sequence[tuple[str, str]],
+    passages: Sequence[Passage],
+    cost: Callable[[Passage], int],
+    budget: int,
     *,
+    share: float = 0.5,
     distractors: int = 3,
-    without_answer: float = 0.2,
+    without_answer: float = 0.15,
     seed: int = 0,
 ) -> list[Sample]:
     rng = random.Random(seed)
+    whole = bool(choose_passages(passages, [], cost, budget, key=id))
     grounded: list[Sample] = []
     for sample in samples:
         turns = sample.messages
         start = 1 if turns and turns[0]["role"] == "system" else 0
-        if len(turns) - start != 2 or turns[start]["role"] != "user" or turns[-1]["role"] != "assistant":
+        shaped = len(turns) - start == 2 and turns[start]["role"] == "user" and turns[-1]["role"] == "assistant"
+        right = answer_passage(turns[-1]["content"], passages) if shaped else None
+        if right is None or rng.random() >= share:
             grounded.append(sample)
             continue
         question, answer = turns[start]["content"], turns[-1]["content"]
-        right = answer_passage(answer, passages)
-        if right is None:
-            grounded.append(sample)
-            continue
-        others = [i for i in range(len(passages)) if i != right]
-        chosen = rng.sample(others, min(distractors, len(others)))
-        if rng.random() >= without_answer:
-            chosen.append(right)
-        else:
+        chosen = list(range(len(passages))) if whole else [right, *_distractors(rng, len(passages), right, distractors)]
+        if rng.random() < without_answer and len(chosen) > 1:
+            chosen.remove(right)
             answer = NOT_IN_PASSAGES
-        rng.shuffle(chosen)
-        user = {"role": "user", "content": grounded_question([passages[i] for i in chosen], question)}
-        messages = [*turns[:start], user, {"role": "assistant", "content": answer}]
-        grounded.append(replace(sample, messages=messages))
+        user = {"role": "user", "content": grounded_question([passages[i] for i in sorted(chosen)], question)}
+        grounded.append(replace(sample, messages=[*turns[:start], user, {"role": "assistant", "content": answer}]))
     return grounded
+
+
+def _distractors(rng: random.Random, count: int, right: int, wanted: int) -> list[int]:
+    others = [i for i in range(count) if i != right]
+    return rng.sample(others, min(wanted, len(others)))

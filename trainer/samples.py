@@ -17,10 +17,12 @@ question, spread over as many facts as possible: the held-out set asks known fac
 and training never loses a fact. A dataset of chat records only (nothing phrased several ways)
 holds out whole conversations instead, at least one when there are two or more.
 
-Probes (for recall before and after training): every FAQ/CSV question as written, then one
-question per sentence fact (a held-out phrasing where there is one), up to ``max_probes``;
+Probes (for recall before and after training, :func:`heldout_probes`): only held-out questions,
+never one that training sees: one per fact of the held-out split (a phrasing of a known fact that
+training never asked, or a held-out conversation's single question), up to ``max_probes``;
 ``expect`` is :func:`trainer.recall.key_terms` of the answer minus terms the question already
-contains. Probes with nothing left to expect are skipped.
+contains. Probes with nothing left to expect, and answers over :data:`MAX_PROBE_ANSWER`
+characters, and a whole section's summary, are skipped. No held-out split, no probes.
 
 A long document would give more than ``max_samples`` samples: then every fact keeps fewer
 phrasings (never fewer than two), and ``stats["phrasings"]`` says how many.
@@ -29,7 +31,7 @@ phrasings (never fewer than two), and ``stats["phrasings"]`` says how many.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -38,6 +40,9 @@ from trainer.questions import Fact, business_name, pair_fact, proper_words, sect
 from trainer.recall import answer_matches, key_terms
 from trainer.records import ChatRecord, QARecord, Record, Section
 from trainer.sentences import split_sentences
+
+MAX_PROBE_ANSWER = 300
+"""Longest reference answer a probe is made from, in characters."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +90,7 @@ def build_samples(
     groups = {f.key: [_qa_sample(system_prompt, q, f.answer, f.key) for q in f.questions] for f in facts}
     chat_samples = [_sample(system_prompt, list(c.messages), c.source) for c in chats]
     train, heldout = _split(groups, chat_samples, heldout_fraction, max_heldout, random.Random(seed))
-    probes = _probes(facts, pairs, heldout, max_probes)
+    probes = heldout_probes(heldout, max_probes, skip={f.key for f in facts if f.kind == "passage"})
     stats = {
         "business": business,
         "sections": len(sections),
@@ -190,13 +195,18 @@ def _hold_out(groups: dict[str, list[Sample]], wanted: int, rng: random.Random) 
     return chosen
 
 
-def _probes(facts: list[Fact], pairs: list[QARecord], heldout: list[Sample], max_probes: int) -> list[Probe]:
-    held_question = {s.fact: s.messages[-2]["content"] for s in heldout}
-    candidates = [(p.question, p.answer) for p in pairs]
-    candidates += [(held_question.get(f.key, f.questions[0]), f.answer) for f in facts if f.kind == "sentence"]
+def heldout_probes(heldout: Sequence[Sample], max_probes: int = 32, skip: Set[str] = frozenset()) -> list[Probe]:
+    """One probe per fact of the held-out single-question samples (see the module docstring);
+    none of the facts in ``skip`` (a whole section's summary)."""
     probes: list[Probe] = []
-    for question, answer in candidates:
+    facts: set[str] = set(skip)
+    for sample in heldout:
+        turns = [m for m in sample.messages if m["role"] != "system"]
+        if len(turns) != 2 or sample.fact in facts or len(probes) >= max_probes:
+            continue
+        question, answer = turns[0]["content"], turns[1]["content"]
         expect = tuple(t for t in key_terms(answer) if not answer_matches(question, [t]))
-        if expect and len(probes) < max_probes:
+        if expect and len(answer) <= MAX_PROBE_ANSWER:
+            facts.add(sample.fact)
             probes.append(Probe(question, expect))
     return probes

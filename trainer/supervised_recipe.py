@@ -6,18 +6,27 @@
 the answers' cross-entropy (:data:`trainer.objective.SUPERVISED`); a measurement is the held-out
 loss and the probe recall (:mod:`trainer.evaluate`), whose answers the manifest keeps as
 ``probe_answers``.
+
+With ``passages`` (the training documents' passages, when the tenant's retrieval is on) about half
+of the question/answer samples, training and held-out, are asked with passages as chat will ask
+them (:mod:`trainer.raft`, by the tokenizer's passage budget). Grounded samples are packed in rows
+of the budget plus the passage budget: the passages are a prefix the packer holds once per row.
+The probes still ask the adapter alone.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from adapters.grounding_context import passage_budget, passage_cost
 from trainer.evaluate import eval_loss, probe_recall
 from trainer.objective import SUPERVISED, Objective
 from trainer.packing import PackedBatch, pack
 from trainer.qlora import Prepared
+from trainer.raft import ground_samples, is_grounded
 from trainer.recipe import Evaluation
 from trainer.samples import Sample, SampleSet
 from trainer.tokenize import encode
@@ -29,6 +38,7 @@ class SupervisedRecipe:
 
     samples: SampleSet
     system_prompt: str | None
+    passages: list[tuple[str, str]] | None = None
     objective: Objective = field(default=SUPERVISED)
 
     @property
@@ -39,10 +49,22 @@ class SupervisedRecipe:
         return f"{len(self.samples.train)} training samples"
 
     def rows(self, prepared: Prepared, budget: int, seed: int) -> tuple[list[PackedBatch], list[PackedBatch]]:
-        def packed(samples: Sequence[Sample]) -> list[PackedBatch]:
-            return pack([encode(prepared.tokenizer, s.messages) for s in samples], budget, seed)
+        train, heldout = self.samples.train, self.samples.heldout
+        room = passage_budget(prepared.context_length) if self.passages else 0
+        if self.passages:
+            cost = lambda p: passage_cost(prepared.tokenizer, *p)  # noqa: E731
+            train = ground_samples(train, self.passages, cost, room, seed=seed)
+            heldout = ground_samples(heldout, self.passages, cost, room, seed=seed + 1)
+            self.stats.update(passages=len(self.passages), grounded_samples=sum(map(is_grounded, train)))
 
-        return packed(self.samples.train), packed(self.samples.heldout)
+        def packed(samples: Sequence[Sample]) -> list[PackedBatch]:
+            plain = [encode(prepared.tokenizer, s.messages) for s in samples if not is_grounded(s)]
+            grounded = [encode(prepared.tokenizer, s.messages) for s in samples if is_grounded(s)]
+            rows = pack(plain, budget, seed) + (pack(grounded, budget + room, seed) if grounded else [])
+            random.Random(seed).shuffle(rows)
+            return rows
+
+        return packed(train), packed(heldout)
 
     def evaluate(self, prepared: Prepared, held_rows: Sequence[PackedBatch]) -> Evaluation:
         loss = eval_loss(prepared, held_rows)

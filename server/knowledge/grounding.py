@@ -1,22 +1,28 @@
-"""Retrieval for one chat request: the query, the grounded messages, the reply's citations.
+"""Retrieval for one chat request: the query, the passages, the grounded messages, the citations.
 
 Contract:
 
 - :func:`retrieval_query` is the latest user turn, preceded by the user turn before it (a little
   context for follow-ups like "and on Sundays?"), at most :data:`MAX_QUERY_CHARS` characters.
-- :func:`ground` rewrites the latest user message with the passages in
-  :func:`adapters.grounding_template.grounded_question` (the template training uses too), keeping
-  only the best passages that fit ``budget_tokens`` of the tokenizer; it returns the new
-  messages and the passages used, best first. No user message: nothing changes.
-- :func:`citations` is the reply's ``citations`` extension field: per passage used, its number in
-  the prompt (``index``), ``file_id``, ``filename``, ``heading`` and its character span
-  (``start``, ``end``) in the file's passage text (:mod:`trainer.passages`).
+- :func:`prompt_passages` is what the prompt carries, by the rule training shares
+  (:func:`adapters.grounding_context.choose_passages`): every passage of the named files in
+  document order when they all fit ``budget_tokens`` (whole mode), else the search's best hits
+  that fit, in document order.
+- :func:`ground` rewrites the latest user message with those passages in
+  :func:`adapters.grounding_template.grounded_question` (the template training uses too). No
+  user message or no passage: nothing changes.
+- :func:`citations` is the reply's ``citations`` extension field: the search's hits that are in
+  the prompt, best first, each with its number in the prompt (``index``), ``file_id``,
+  ``filename``, ``heading`` and its character span (``start``, ``end``) in the file's passage
+  text (:mod:`trainer.passages`). In whole mode the prompt holds more than the hits; the hits are
+  what answers the question.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from adapters.grounding_context import choose_passages, passage_cost
 from adapters.grounding_template import grounded_question
 from server.api.chat_request import ChatMessage
 from server.knowledge.passage_index import Passage
@@ -33,37 +39,36 @@ def retrieval_query(messages: list[ChatMessage]) -> str:
     return "\n".join(users[-2:])[-MAX_QUERY_CHARS:]
 
 
-def ground(
-    messages: list[ChatMessage], passages: list[Passage], tokenizer: Any, budget_tokens: int
-) -> tuple[list[ChatMessage], list[Passage]]:
+def _key(passage: Passage) -> tuple[str, int]:
+    return passage.file_id, passage.start
+
+
+def prompt_passages(
+    every: list[Passage] | None, hits: list[Passage], tokenizer: Any, budget_tokens: int
+) -> list[Passage]:
+    return choose_passages(every, hits, lambda p: passage_cost(tokenizer, p.heading, p.text), budget_tokens, _key)
+
+
+def ground(messages: list[ChatMessage], passages: list[Passage]) -> list[ChatMessage]:
     last = _last_user(messages)
     if last is None or not passages:
-        return messages, []
-    used: list[Passage] = []
-    spent = 0
-    for passage in passages:
-        cost = len(tokenizer(f"{passage.heading}\n{passage.text}", add_special_tokens=False).input_ids) + 4
-        if spent + cost > budget_tokens:
-            break
-        used.append(passage)
-        spent += cost
-    if not used:
-        return messages, []
-    question = messages[last].text()
-    content = grounded_question([(p.heading, p.text) for p in used], question)
+        return messages
+    content = grounded_question([(p.heading, p.text) for p in passages], messages[last].text())
     grounded = messages[last].model_copy(update={"content": content})
-    return [*messages[:last], grounded, *messages[last + 1 :]], used
+    return [*messages[:last], grounded, *messages[last + 1 :]]
 
 
-def citations(passages: list[Passage]) -> list[dict[str, Any]]:
+def citations(used: list[Passage], hits: list[Passage]) -> list[dict[str, Any]]:
+    number = {_key(p): i for i, p in enumerate(used, 1)}
     return [
         {
-            "index": i,
+            "index": number[_key(p)],
             "file_id": p.file_id,
             "filename": p.filename,
             "heading": p.heading,
             "start": p.start,
             "end": p.end,
         }
-        for i, p in enumerate(passages, 1)
+        for p in hits
+        if _key(p) in number
     ]

@@ -9,6 +9,8 @@ Contract:
   heading (English stemming) for the words of ``query`` and returns at most ``top_k``
   :class:`Passage`. The query is reduced to at most :data:`MAX_QUERY_TERMS` lower-cased words
   before tantivy sees it, so no query syntax (fields, operators, ranges) ever comes from a user.
+- :meth:`file_passages` is every passage of the given files in document order (the files in the
+  order given, each by its character offset), or None when there are more than ``limit``.
 - Tenants never share an index; a tenant id is validated before it names a directory. Writes
   to one tenant's index are serialized; reads see the last committed state.
 """
@@ -138,18 +140,31 @@ class PassageIndex:
         only = tantivy.Query.term_set_query(self._schema, "file_id", list(files))
         query_ = tantivy.Query.boolean_query([(tantivy.Occur.Must, text_query), (tantivy.Occur.Must, only)])
         searcher = index.searcher()
-        found = []
-        for score, address in searcher.search(query_, top_k).hits:
-            doc = searcher.doc(address)
-            found.append(
-                Passage(
-                    file_id=doc["file_id"][0],
-                    filename=doc["filename"][0],
-                    heading=doc["heading"][0],
-                    text=doc["text"][0],
-                    start=int(doc["start"][0]),
-                    end=int(doc["end"][0]),
-                    score=float(score),
-                )
-            )
-        return found
+        return [_passage(searcher.doc(address), score) for score, address in searcher.search(query_, top_k).hits]
+
+    def file_passages(self, tenant: str, files: Sequence[str], limit: int) -> list[Passage] | None:
+        if not files:
+            return []
+        index = self._index(tenant, create=False)
+        if index is None:
+            return []
+        searcher = index.searcher()
+        only = tantivy.Query.term_set_query(self._schema, "file_id", list(files))
+        hits = searcher.search(only, limit + 1).hits
+        if len(hits) > limit:
+            return None
+        order = {file_id: i for i, file_id in enumerate(files)}
+        found = [_passage(searcher.doc(address), 0.0) for _, address in hits]
+        return sorted(found, key=lambda p: (order.get(p.file_id, len(order)), p.start))
+
+
+def _passage(doc: tantivy.Document, score: float) -> Passage:
+    return Passage(
+        file_id=doc["file_id"][0],
+        filename=doc["filename"][0],
+        heading=doc["heading"][0],
+        text=doc["text"][0],
+        start=int(doc["start"][0]),
+        end=int(doc["end"][0]),
+        score=float(score),
+    )

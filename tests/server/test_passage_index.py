@@ -10,7 +10,7 @@ import pytest
 from adapters.grounding_template import INSTRUCTION
 from adapters.ids import InvalidId
 from server.api.chat_request import ChatMessage
-from server.knowledge.grounding import citations, ground, retrieval_query
+from server.knowledge.grounding import citations, ground, prompt_passages, retrieval_query
 from server.knowledge.passage_index import MAX_QUERY_TERMS, PassageIndex, query_words
 
 BIKES = [
@@ -81,22 +81,47 @@ class Words:
         return type("Encoded", (), {"input_ids": text.split()})()
 
 
-def test_grounding_rewrites_the_last_user_turn_within_the_budget(index: PassageIndex) -> None:
-    messages = [
+def test_file_passages_are_every_passage_in_document_order_or_none_past_the_limit(index: PassageIndex) -> None:
+    every = index.file_passages("acme", ["file-secret", "file-bikes"], 10)
+    assert every is not None
+    assert [(p.file_id, p.start) for p in every] == [
+        ("file-secret", 0),
+        ("file-bikes", 0),
+        ("file-bikes", 37),
+        ("file-bikes", 81),
+    ]
+    assert index.file_passages("acme", ["file-bikes"], 2) is None  # three passages: over the limit
+    assert index.file_passages("globex", ["file-bikes"], 10) == []  # not this tenant's
+    assert index.file_passages("acme", [], 10) == []
+
+
+def conversation() -> list[ChatMessage]:
+    return [
         ChatMessage(role="system", content="Be brief."),
         ChatMessage(role="user", content="Do you rent bikes?"),
         ChatMessage(role="assistant", content="Yes."),
         ChatMessage(role="user", content="How much per day?"),
     ]
+
+
+def test_a_small_document_goes_in_whole_in_document_order_whatever_the_hits(index: PassageIndex) -> None:
+    messages = conversation()
     assert retrieval_query(messages) == "Do you rent bikes?\nHow much per day?"
-    hits = index.search("acme", retrieval_query(messages), ["file-bikes"], 3)
-    grounded, used = ground(messages, hits, Words(), budget_tokens=15)
-    assert used == hits[:1]  # the second passage would pass 15 tokens
+    hits = index.search("acme", retrieval_query(messages), ["file-bikes"], 1)
+    every = index.file_passages("acme", ["file-bikes"], 10)
+    used = prompt_passages(every, hits, Words(), budget_tokens=100)
+    assert [p.start for p in used] == [0, 37, 81]  # all three, in document order
+    grounded = ground(messages, used)
     assert grounded[:3] == messages[:3] and grounded[3].role == "user"
     text = grounded[3].text()
-    assert text.startswith("Passages:\n\n[1] Shop > Rentals\nCity bikes rent for 15 euros a day.")
+    assert text.startswith(
+        "Passages:\n\n[1] Shop > Rentals\nCity bikes rent for 15 euros a day.\n\n[2] Shop > Warranty"
+    )
     assert text.endswith(f"{INSTRUCTION}\n\nQuestion: How much per day?")
-    assert citations(used) == [
+    # The same prompt for another question, up to the question: the prefix cache reuses it.
+    other = ground([ChatMessage(role="user", content="Opening hours?")], used)[0].text()
+    assert other.split("Question:")[0] == text.split("Question:")[0]
+    assert citations(used, hits) == [
         {
             "index": 1,
             "file_id": "file-bikes",
@@ -106,5 +131,17 @@ def test_grounding_rewrites_the_last_user_turn_within_the_budget(index: PassageI
             "end": 35,
         }
     ]
-    assert ground(messages, [], Words(), 100) == (messages, [])
-    assert ground(messages, hits, Words(), 1) == (messages, [])  # nothing fits
+
+
+def test_a_larger_document_gives_the_best_hits_that_fit_in_document_order(index: PassageIndex) -> None:
+    hits = index.search("acme", "warranty, rent or hours?", ["file-bikes"], 3)
+    every = index.file_passages("acme", ["file-bikes"], 10)
+    used = prompt_passages(every, hits, Words(), budget_tokens=30)  # the file: 44 "tokens", a passage 14-15
+    assert len(used) == 2 and [p.start for p in used] == sorted(p.start for p in used)
+    assert [p.start for p in used] == sorted(p.start for p in hits[:2])
+    cited = citations(used, hits)
+    assert [c["start"] for c in cited] == [h.start for h in hits[:2]]  # best first
+    assert [used[c["index"] - 1].start for c in cited] == [c["start"] for c in cited]
+    assert prompt_passages(None, hits, Words(), 30) == hits[:2]  # too many passages for whole mode
+    assert ground(conversation(), []) == conversation()
+    assert prompt_passages(every, hits, Words(), 1) == []  # nothing fits

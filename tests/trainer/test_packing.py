@@ -136,6 +136,21 @@ def test_prompts_group_apart_and_unshared_samples_pack_together() -> None:
     assert plain.samples == 4 and plain.position_ids[0].tolist() == [0, 1, 2] * 4
 
 
+def test_questions_over_the_same_passages_group_apart_from_the_rest() -> None:
+    """Plain questions share only the system turn (20 tokens); questions over the same passages
+    share 320; those asked over the passages with one left out share 120 with them and 270 among
+    themselves. Each family is a group of its own, its whole prompt held once per row."""
+    passages = list(range(500, 800))
+    missing = passages[:100] + passages[150:]
+    plain = [chat([30 + i, 31], [40 + i, 41]) for i in range(6)]
+    grounded = [chat([*passages, 30 + i], [40 + i, 41]) for i in range(6)]
+    without = [chat([*missing, 30 + i], [40 + i, 41]) for i in range(4)]
+    rows = pack(plain + grounded + without, token_budget=512, seed=0)
+    prefixes = sorted(int((r.segments == 0).sum()) for r in rows if r.segments is not None)
+    assert prefixes == [20, 20 + 250, 20 + 300]  # each family's whole shared prompt, once
+    assert sum(r.samples for r in rows) == 16 and len(rows) == 3
+
+
 def test_a_prefix_never_reaches_into_an_answer() -> None:
     same = [chat([7, 8], [9, 10, 11]), chat([7, 8], [9, 10, 12])]
     (row,) = pack(same, token_budget=64, seed=0)

@@ -1,15 +1,20 @@
-"""Retrieval-aware samples: the answer's passage among distractors in the chat-time template,
-sometimes left out with the "do not know" answer; other samples untouched; deterministic."""
+"""Retrieval-aware samples: about half the questions asked with the passages chat would give
+(every passage of a small document, or the answer's among distractors), sometimes without the
+answer's passage and then answered "do not know"; other samples untouched; deterministic; and a
+grounded job's rows hold the passages once per row."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
-from adapters.grounding_template import INSTRUCTION, NOT_IN_PASSAGES
-from trainer.documents import read_document
+from adapters.grounding_context import passage_budget, passage_cost
+from adapters.grounding_template import HEADER, INSTRUCTION, NOT_IN_PASSAGES
+from trainer.documents import load_records, read_document
 from trainer.passages import document_passages
-from trainer.raft import answer_passage, ground_samples
-from trainer.samples import Sample
+from trainer.raft import answer_passage, ground_samples, is_grounded
+from trainer.samples import Sample, build_samples
+from trainer.supervised_recipe import SupervisedRecipe
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSAGES = [
@@ -19,6 +24,11 @@ PASSAGES = [
     ("Shop > Pets", "Dogs are welcome in the shop."),
     ("Shop > Payment", "We take cards and cash, not cheques."),
 ]
+WARRANTY = "New bicycles have a 5-year frame warranty."
+
+
+def words(passage: tuple[str, str]) -> int:
+    return len(f"{passage[0]} {passage[1]}".split())
 
 
 def qa(question: str, answer: str, system: bool = True) -> Sample:
@@ -28,66 +38,75 @@ def qa(question: str, answer: str, system: bool = True) -> Sample:
 
 
 def test_the_answers_passage_is_found_whole_or_by_its_words() -> None:
-    assert answer_passage("New bicycles have a 5-year frame warranty.", PASSAGES) == 1
+    assert answer_passage(WARRANTY, PASSAGES) == 1
     assert answer_passage("It costs 15 euros a day for a city bike.", PASSAGES) == 0
     assert answer_passage("Completely unrelated words here.", PASSAGES) is None
 
 
-def test_questions_carry_passages_and_sometimes_lack_the_answer() -> None:
-    samples = [
-        qa(f"Question {i} about the warranty?", "New bicycles have a 5-year frame warranty.") for i in range(200)
-    ]
-    grounded = ground_samples(samples, PASSAGES, distractors=2, without_answer=0.25, seed=3)
-    assert grounded == ground_samples(samples, PASSAGES, distractors=2, without_answer=0.25, seed=3)
+def numbers(user: str) -> list[int]:
+    """Which of PASSAGES a grounded question carries, in order."""
+    return [i for i, (_, text) in enumerate(PASSAGES) if text in user]
+
+
+def test_search_mode_the_answer_among_distractors_in_document_order() -> None:
+    samples = [qa(f"Question {i} about the warranty?", WARRANTY) for i in range(200)]
+    grounded = ground_samples(samples, PASSAGES, words, 20, share=1.0, distractors=2, without_answer=0.25, seed=3)
+    assert grounded == ground_samples(
+        samples, PASSAGES, words, 20, share=1.0, distractors=2, without_answer=0.25, seed=3
+    )
     missing = 0
     for before, after in zip(samples, grounded, strict=True):
         assert after.messages[0] == before.messages[0] and after.fact == before.fact  # system prompt kept
         user, answer = after.messages[1]["content"], after.messages[2]["content"]
-        assert user.startswith("Passages:\n\n[1] ") and user.endswith(
+        assert user.startswith(HEADER + "[1] ") and user.endswith(
             f"{INSTRUCTION}\n\nQuestion: {before.messages[1]['content']}"
         )
-        has_right = "5-year frame warranty" in user
-        assert answer == (before.messages[2]["content"] if has_right else NOT_IN_PASSAGES)
-        assert user.count("\n\n[") == (3 if has_right else 2)  # the answer's passage and 2 distractors
-        missing += not has_right
+        carried = numbers(user)
+        assert carried == sorted(carried)
+        assert answer == (WARRANTY if 1 in carried else NOT_IN_PASSAGES)
+        assert len(carried) == (3 if 1 in carried else 2)  # the answer's passage and 2 distractors
+        missing += 1 not in carried
     assert 30 <= missing <= 70  # about a quarter of 200
+
+
+def test_whole_mode_every_passage_and_about_the_share_grounded() -> None:
+    samples = [qa(f"Question {i} about the warranty?", WARRANTY) for i in range(200)]
+    out = ground_samples(samples, PASSAGES, words, 1000, share=0.5, without_answer=0.2, seed=1)
+    grounded = [s for s in out if is_grounded(s)]
+    assert 70 <= len(grounded) <= 130
+    assert all(s in samples for s in out if not is_grounded(s))  # the rest as they were
+    for sample in grounded:
+        carried = numbers(sample.messages[1]["content"])
+        if sample.messages[2]["content"] == NOT_IN_PASSAGES:
+            assert carried == [0, 2, 3, 4]
+        else:
+            assert carried == [0, 1, 2, 3, 4]
+    assert 5 <= sum(s.messages[2]["content"] == NOT_IN_PASSAGES for s in grounded) <= 40
 
 
 def test_other_samples_pass_through() -> None:
     chat = Sample([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}] * 2)
     unrelated = qa("What is the meaning of life?", "Forty-two, says the guide.", system=False)
-    assert ground_samples([chat, unrelated], PASSAGES, seed=0) == [chat, unrelated]
+    assert ground_samples([chat, unrelated], PASSAGES, words, 1000, share=1.0, seed=0) == [chat, unrelated]
 
 
-def test_a_real_documents_passages_ground_its_faq_answers() -> None:
+def test_a_grounded_jobs_rows_carry_the_handbook_once_per_row(embedded_model_dir: Path) -> None:
+    from adapters.base_model import load_tokenizer
+
+    tokenizer = load_tokenizer(embedded_model_dir)
     document = read_document(ROOT / "examples" / "handbook.md", "handbook.md")
     passages = [(p["heading"], p["text"]) for p in document_passages(document)]
-    sample = qa("How long is the frame warranty?", "New bicycles come with a 5-year warranty on the frame.")
-    [grounded] = ground_samples([sample], passages, without_answer=0.0)
-    assert "Returns and warranty" in grounded.messages[1]["content"]
-
-
-def test_a_grounded_job_trains_and_holds_out_grounded_samples(tmp_path: Path) -> None:
-    from adapters.hyperparameters import parse
-    from adapters.job_spec import InputFile, JobSpec
-    from trainer.job import _samples
-
-    def spec(grounded: bool) -> JobSpec:
-        return JobSpec.build(
-            job_id="ftjob-raft",
-            tenant="lumen",
-            suffix="handbook",
-            base_model_dir=tmp_path,
-            adapters_dir=tmp_path / "adapters",
-            training_files=[InputFile(ROOT / "examples" / "handbook.md", "handbook.md")],
-            grounded=grounded,
-        )
-
-    plain, grounded = _samples(spec(False), parse(None)), _samples(spec(True), parse(None))
-    assert len(grounded.train) == len(plain.train) and len(grounded.heldout) == len(plain.heldout)
-    users = [s.messages[-2]["content"] for s in grounded.train]
-    assert not any(u.startswith("Passages:") for u in (s.messages[-2]["content"] for s in plain.train))
-    assert sum(u.startswith("Passages:") for u in users) >= len(users) * 0.8  # nearly every question
-    assert any(s.messages[-1]["content"] == NOT_IN_PASSAGES for s in grounded.train)
-    assert grounded.stats["grounded_passages"] >= 5
-    assert grounded.probes == plain.probes  # recall probes ask the adapter alone
+    # The handbook fits the embedded model's passage budget: chat and training give all of it.
+    assert sum(passage_cost(tokenizer, *p) for p in passages) <= passage_budget(8192)
+    samples = build_samples(load_records(ROOT / "examples" / "handbook.md", "h.md"), None, seed=0)
+    prepared = SimpleNamespace(tokenizer=tokenizer, context_length=8192)
+    plain_rows, _ = SupervisedRecipe(samples, None).rows(prepared, 256, seed=0)  # type: ignore[arg-type]
+    recipe = SupervisedRecipe(samples, None, passages)
+    rows, held = recipe.rows(prepared, 256, seed=0)  # type: ignore[arg-type]
+    assert sum(r.samples for r in rows) == len(samples.train) == sum(r.samples for r in plain_rows)
+    assert sum(r.samples for r in held) == len(samples.heldout)
+    assert 0.35 * len(samples.train) <= recipe.stats["grounded_samples"] <= 0.65 * len(samples.train)
+    # Whole mode: every grounded question carries the whole handbook, a prefix held once per row,
+    # so training on half the questions grounded costs well under twice the tokens.
+    assert sum(r.sample_tokens for r in rows) > 5 * sum(r.sample_tokens for r in plain_rows)
+    assert sum(r.tokens for r in rows) < 2.5 * sum(r.tokens for r in plain_rows)

@@ -13,7 +13,7 @@ from adapters.chat_format import conversation, render
 from trainer.documents import load_records
 from trainer.recall import answer_matches
 from trainer.records import ChatRecord, QARecord, Section
-from trainer.samples import build_samples
+from trainer.samples import build_samples, heldout_probes
 
 HERE = Path(__file__).resolve().parent
 HANDBOOK = HERE.parents[1] / "examples" / "handbook.md"
@@ -110,19 +110,23 @@ def test_chat_only_data_holds_out_whole_conversations() -> None:
     assert build_samples(chats[:1], None, seed=0).heldout == []
 
 
-def test_probes(handbook) -> None:
+def test_probes_are_held_out_questions_never_trained(handbook) -> None:
     probes = handbook.probes
-    questions = [p.question for p in probes]
-    assert questions[:4] == [
-        "Do you sell second-hand bicycles?",
-        "Can I bring my dog into the shop?",
-        "Do you offer cycling lessons?",
-        "Which payment methods do you accept?",
-    ]
-    assert len(probes) >= 20
+    trained = {s.messages[-2]["content"] for s in handbook.train}
+    held = {s.messages[-2]["content"] for s in handbook.heldout}
+    assert len(probes) >= 15
     for probe in probes:
+        assert probe.question in held and probe.question not in trained
         assert probe.expect and not answer_matches(probe.question, probe.expect)
     assert len(build_samples(load_records(HANDBOOK, "h.md"), None, seed=0, max_probes=5).probes) == 5
+    assert build_samples(load_records(HANDBOOK, "h.md"), None, seed=0, heldout_fraction=0.0).probes == []
+
+
+def test_validation_samples_probe_their_own_questions() -> None:
+    validation = build_samples(load_records(HANDBOOK, "h.md"), None, seed=0, heldout_fraction=0.0)
+    probes = heldout_probes(validation.train)
+    assert len(probes) >= 20 and len({p.question for p in probes}) == len(probes)
+    assert len(probes) <= len({s.fact for s in validation.train})  # one per fact at most
 
 
 def test_deterministic_by_seed(records) -> None:
