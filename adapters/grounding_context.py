@@ -23,6 +23,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from adapters.grounding_template import prompt_heading
+
 MAX_PASSAGE_TOKENS = 1024
 """The most prompt tokens passages take, whatever the context."""
 MAX_WHOLE_PASSAGES = 64
@@ -38,7 +40,7 @@ def passage_budget(context_tokens: int) -> int:
 
 def passage_cost(tokenizer: Any, heading: str, text: str) -> int:
     """One passage's tokens in the template (heading, text and its number's line)."""
-    return len(tokenizer(f"{heading}\n{text}", add_special_tokens=False).input_ids) + 4
+    return len(tokenizer(f"{prompt_heading(heading)}\n{text}", add_special_tokens=False).input_ids) + 4
 
 
 def choose_passages(

@@ -101,7 +101,7 @@ class Tenant:
 
     def _trained(self) -> str | None:
         models = self.http.get("/v1/models", headers=self._auth).json()["data"]
-        return next((m["id"] for m in models if m["id"].startswith(f"{self.slug}/handbook@")), None)
+        return next((m["id"] for m in models if m["id"] == f"{self.slug}/handbook"), None)
 
     def train(self) -> None:
         body = {"training_file": self.file_id, "model": "base", "suffix": "handbook"}

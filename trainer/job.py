@@ -23,6 +23,11 @@ by its training method (``spec.method``, :mod:`adapters.training_method`): super
 loss, preference accuracy and reward margin; the reference policy is the model the job starts
 from, frozen).
 
+A grounded job (``spec.grounded``: its tenant's retrieval is on) gives the supervised recipe the
+training documents' passages, and about half its questions are asked with them as chat asks them
+(:mod:`trainer.raft`). The recall probes are held-out questions only (never one training sees),
+asked of the adapter alone.
+
 Continuing from an adapter (``model`` = ``tenant/name[@version]`` of the same tenant) starts the
 LoRA from that version's weights (its rank and targets are kept). With ``validation_files`` the
 held-out loss and probes (pairs, for DPO) come from them; otherwise a held-out split of the
@@ -114,7 +119,7 @@ class _Loaded:
     hp: Hyperparameters
     """The job's hyperparameters held to the operator's ceiling."""
     budget: int
-    """Tokens per packed row."""
+    """Tokens in the longest packed row (the row budget; more for rows that hold passages)."""
     rows: list[PackedBatch]
     held_rows: list[PackedBatch]
     resolved: Resolved
@@ -287,7 +292,8 @@ def _load(spec: JobSpec, inputs: _Inputs) -> _Loaded:
     budget = min(hp.row_tokens(prepared.device.type), prepared.context_length)
     rows, held_rows = inputs.recipe.rows(prepared, budget, spec.seed)
     resolved = plan(prepared, rows, hp, inputs.recipe.objective.preference)
-    return _Loaded(prepared, hp, budget, list(rows), list(held_rows), resolved)
+    longest = max((row.tokens for row in rows), default=budget)
+    return _Loaded(prepared, hp, longest, list(rows), list(held_rows), resolved)
 
 
 def _evaluate(loaded: _Loaded, recipe: Recipe) -> Evaluation:

@@ -6,12 +6,13 @@ turn, then the assistant's answer) so the user turn carries passages in the chat
 (:mod:`adapters.grounding_context`):
 
 - **whole mode** (all passages fit ``budget``): every passage in document order, as chat gives a
-  small handbook; with probability ``without_answer`` the answer's passage is left out;
+  small handbook, and never one left out: chat never leaves one out either, and questions over
+  the whole handbook with one passage missing taught the 135M model to answer "do not know" to
+  most questions (bench/grounding_bench.py);
 - **search mode**: the answer's passage among ``distractors`` others from the same documents, in
-  document order (as chat orders its hits); with probability ``without_answer`` it is left out.
-
-Left out, the assistant answers :data:`~adapters.grounding_template.NOT_IN_PASSAGES`: the adapter
-learns to answer from the passages and to say when they lack the answer. The other samples stay
+  document order (as chat orders its hits); with probability ``without_answer`` it is left out
+  and the assistant answers :data:`~adapters.grounding_template.NOT_IN_PASSAGES`: the adapter
+  learns to answer from the passages and to say when they lack the answer. The other samples stay
 as they are, so the adapter still answers with retrieval off. The answer's passage is the one
 whose text contains the answer, else the one sharing the most words with it (at least half).
 Samples of other shapes (multi-turn conversations) and samples whose answer no passage holds pass
@@ -84,7 +85,7 @@ def ground_samples(
             continue
         question, answer = turns[start]["content"], turns[-1]["content"]
         chosen = list(range(len(passages))) if whole else [right, *_distractors(rng, len(passages), right, distractors)]
-        if rng.random() < without_answer and len(chosen) > 1:
+        if not whole and rng.random() < without_answer and len(chosen) > 1:
             chosen.remove(right)
             answer = NOT_IN_PASSAGES
         user = {"role": "user", "content": grounded_question([passages[i] for i in sorted(chosen)], question)}

@@ -114,9 +114,7 @@ def test_a_small_document_goes_in_whole_in_document_order_whatever_the_hits(inde
     grounded = ground(messages, used)
     assert grounded[:3] == messages[:3] and grounded[3].role == "user"
     text = grounded[3].text()
-    assert text.startswith(
-        "Passages:\n\n[1] Shop > Rentals\nCity bikes rent for 15 euros a day.\n\n[2] Shop > Warranty"
-    )
+    assert text.startswith("Passages:\n\n[1] Rentals\nCity bikes rent for 15 euros a day.\n\n[2] Warranty")
     assert text.endswith(f"{INSTRUCTION}\n\nQuestion: How much per day?")
     # The same prompt for another question, up to the question: the prefix cache reuses it.
     other = ground([ChatMessage(role="user", content="Opening hours?")], used)[0].text()
