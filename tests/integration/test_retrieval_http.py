@@ -48,13 +48,15 @@ def test_chat_cites_the_passages_it_was_given(
     try:
         reply = chat(http, key)
         cited = reply["citations"]
-        assert 1 <= len(cited) <= 2 and cited[0]["index"] == 1
+        # The handbook fits the passage budget: all 11 of its passages are in the prompt (whole
+        # mode), and the citations are the top_k search hits, each with its number there.
+        assert 1 <= len(cited) <= 2 and all(1 <= c["index"] <= 11 for c in cited)
         assert cited[0]["file_id"] == handbook and cited[0]["filename"] == "handbook.md"
         assert cited[0]["heading"].endswith("Returns and warranty"), cited
         text = (ROOT / "examples" / "handbook.md").read_text()
         assert "5-year warranty on the frame" in text and cited[0]["end"] > cited[0]["start"] >= 0
-        # The passages went into the prompt: the prompt is longer than the question alone.
-        assert reply["usage"]["prompt_tokens"] > chat_without(http, key)["usage"]["prompt_tokens"] + 20
+        # The passages went into the prompt: the whole handbook, about 600 tokens.
+        assert reply["usage"]["prompt_tokens"] > chat_without(http, key)["usage"]["prompt_tokens"] + 400
 
         # Streamed, through the official client: the finish chunk carries the same citations.
         stream = acme.chat.completions.create(
