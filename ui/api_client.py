@@ -115,8 +115,9 @@ class ApiClient:
 
     async def stream_chat(
         self, model: str, messages: Sequence[Mapping[str, str]], temperature: float, max_tokens: int
-    ) -> AsyncIterator[tuple[str, str]]:
-        """Yield ``(served model id, text delta)`` as the answer streams in."""
+    ) -> AsyncIterator[tuple[str, str, list[dict[str, Any]] | None]]:
+        """Yield ``(served model id, text delta, citations)`` as the answer streams in; citations
+        (the passages retrieval gave the answer) come with the finish chunk, else None."""
         client = openai.AsyncOpenAI(base_url=f"{self.api_url}/v1", api_key=self.key, max_retries=0, timeout=TIMEOUT_S)
         try:
             stream = await client.chat.completions.create(
@@ -128,7 +129,7 @@ class ApiClient:
             )
             async for chunk in stream:
                 delta = chunk.choices[0].delta.content if chunk.choices else None
-                yield chunk.model, delta or ""
+                yield chunk.model, delta or "", (chunk.model_extra or {}).get("citations")
         except openai.OpenAIError as exc:
             raise _from_openai(exc, self.api_url) from None
         finally:

@@ -11,11 +11,15 @@ Contract:
 - Temperature and max tokens go into the request; Clear empties the conversation.
 - The answer streams into the chat as ``/v1/chat/completions`` streams it; an API error (unknown
   model, context too long, model loading) is shown as the server's message.
+- Where the tenant's retrieval is on, the answer's sources (the ``citations`` of its finish
+  chunk: file name and section, by their number in the prompt) are listed under the chat; they
+  are not part of the conversation sent back.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import gradio as gr
 
@@ -47,6 +51,14 @@ async def system_prompt(session: Session | None, model: str | None) -> str:
     return settings.get("system_prompt") or NO_SYSTEM_PROMPT
 
 
+def sources_text(citations: list[dict[str, Any]] | None) -> str:
+    """The answer's sources as Markdown: one line per cited passage; empty without any."""
+    if not citations:
+        return ""
+    lines = [f"- [{c['index']}] {c['filename']}: {c['heading'].rsplit(' > ', 1)[-1]}" for c in citations]
+    return "**Sources**\n\n" + "\n".join(lines)
+
+
 async def send(
     session: Session | None,
     model: str | None,
@@ -54,22 +66,23 @@ async def send(
     max_tokens: float,
     message: str,
     history: Messages,
-) -> AsyncIterator[tuple[str, Messages, Messages]]:
-    """Stream the answer to ``message``; yields (new textbox value, chat shown, history)."""
+) -> AsyncIterator[tuple[str, Messages, Messages, str]]:
+    """Stream the answer to ``message``; yields (new textbox value, chat shown, history, sources)."""
     session = require(session)
     if not model:
         raise gr.Error("Pick a model first.", print_exception=False)
     if not (message or "").strip():
         raise gr.Error("Type a message first.", print_exception=False)
     asked = [*history, {"role": "user", "content": message}]
-    yield "", asked, history
-    answer = ""
+    yield "", asked, history, ""
+    answer, cited = "", None
     async with session.client() as api:
-        async for _, piece in api.stream_chat(model, asked, float(temperature), int(max_tokens)):
+        async for _, piece, citations in api.stream_chat(model, asked, float(temperature), int(max_tokens)):
             answer += piece
-            yield "", [*asked, {"role": "assistant", "content": answer}], history
+            cited = citations if citations is not None else cited
+            yield "", [*asked, {"role": "assistant", "content": answer}], history, ""
     done = [*asked, {"role": "assistant", "content": answer}]
-    yield "", done, done
+    yield "", done, done, sources_text(cited)
 
 
 def build_chat_tab(session: gr.State, catalog: gr.State) -> None:
@@ -80,6 +93,7 @@ def build_chat_tab(session: gr.State, catalog: gr.State) -> None:
             max_tokens = gr.Slider(1, 2048, value=256, step=1, label="Max tokens", scale=2)
         prompt = gr.Textbox(label="System prompt in use", interactive=False, lines=2)
         chat = gr.Chatbot(label="Conversation", height=420, feedback_options=None, buttons=["copy"])
+        sources = gr.Markdown("")
         history = gr.State([])
         with gr.Row():
             message = gr.Textbox(label="Message", placeholder="Ask something...", scale=5, lines=2)
@@ -92,7 +106,7 @@ def build_chat_tab(session: gr.State, catalog: gr.State) -> None:
         [send_button.click, message.submit],
         send,
         inputs=[session, model, temperature, max_tokens, message, history],
-        outputs=[message, chat, history],
+        outputs=[message, chat, history, sources],
         api_name="chat",
     )
-    clear.click(lambda: ([], []), None, [chat, history], api_name="clear_chat")
+    clear.click(lambda: ([], [], ""), None, [chat, history, sources], api_name="clear_chat")

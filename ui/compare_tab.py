@@ -40,7 +40,7 @@ async def _merge(
 
     async def pump(side: int) -> None:
         try:
-            async for served, delta in api.stream_chat(models[side], messages, temperature, max_tokens):
+            async for served, delta, _ in api.stream_chat(models[side], messages, temperature, max_tokens):
                 await queue.put((side, served, delta))
         except Exception as exc:  # handed to the consumer, which re-raises it
             await queue.put(exc)

@@ -15,6 +15,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from tests.integration.conftest import PROMPT, Server, auth, greedy, upload_ok
+from tests.integration.test_retrieval_http import QUESTION, ROOT, set_retrieval, upload
 from tests.ui.conftest import ui_client
 
 pytestmark = pytest.mark.integration
@@ -56,7 +57,7 @@ def test_a_ui_client_needs_a_key_the_server_accepts(server: Server) -> None:
 
 def test_chat_answer_streams(ui: Client, server: Server, tenant_keys: dict[str, str]) -> None:
     seen = outputs(ui.submit("base", 0.0, TOKENS, PROMPT, api_name="/chat"))
-    texts = [assistant_text(chat) for _, chat in seen]
+    texts = [assistant_text(chat) for _, chat, _ in seen]
     growing = [t for i, t in enumerate(texts) if t and t != texts[i - 1]]
     assert len(growing) >= 3, f"the answer should arrive in several pieces: {texts}"
     assert all(later.startswith(earlier) for earlier, later in zip(growing, growing[1:]))
@@ -64,6 +65,23 @@ def test_chat_answer_streams(ui: Client, server: Server, tenant_keys: dict[str, 
     expected = greedy(server.openai(tenant_keys["acme"]), "base", max_tokens=TOKENS).choices[0].message.content
     assert growing[-1] == expected
     assert seen[-1][1][0]["content"][0]["text"] == PROMPT and seen[-1][0] == ""
+
+
+def test_chat_lists_the_sources_retrieval_gave_the_answer(
+    ui: Client, http: httpx.Client, tenant_keys: dict[str, str]
+) -> None:
+    key = tenant_keys["acme"]
+    handbook = upload(http, key, ROOT / "examples" / "handbook.md")
+    assert set_retrieval(http, key, "acme", {"enabled": True, "files": [handbook], "top_k": 2}).status_code == 200
+    try:
+        *_, (_, chat, sources) = outputs(ui.submit("base", 0.0, TOKENS, QUESTION, api_name="/chat"))
+    finally:
+        set_retrieval(http, key, "acme", {"enabled": False, "files": []})
+        http.delete(f"/v1/files/{handbook}", headers=auth(key))
+    assert sources.startswith("**Sources**") and "handbook.md: Returns and warranty" in sources, sources
+    assert chat[-1]["role"] == "assistant" and "Sources" not in assistant_text(chat)  # not in the conversation
+    *_, (_, _, none) = outputs(ui.submit("base", 0.0, TOKENS, QUESTION, api_name="/chat"))
+    assert none == ""  # retrieval off: no sources
 
 
 def test_chat_with_unknown_adapter_shows_the_servers_message(ui: Client) -> None:
