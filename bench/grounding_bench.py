@@ -12,6 +12,7 @@ retrieval off and on (the first retrieval request of a tenant fills the prefix c
 
     .venv/bin/python bench/grounding_bench.py                       # train, then ask
     .venv/bin/python bench/grounding_bench.py --data DIR            # reuse adapters trained in DIR
+    .venv/bin/python bench/grounding_bench.py --plain               # adapters trained without RAFT
 
 Prints per handbook and overall: recall of each of the four (unanswerable questions apart, as
 ``abstained``: the share answered with "do not know"), TTFT p50 with and without retrieval and
@@ -74,8 +75,9 @@ def ask(http: httpx.Client, key: str, model: str, question: str, max_tokens: int
 class Tenant:
     """One handbook's tenant on the bench's server: its key, file and adapter."""
 
-    def __init__(self, http: httpx.Client, admin: dict, book: Handbook) -> None:
+    def __init__(self, http: httpx.Client, admin: dict, book: Handbook, raft: bool = True) -> None:
         self.http, self.admin, self.book, self.slug = http, admin, book, book.slug.replace("_", "-")
+        self.suffix = "handbook" if raft else "plain"
         created = http.post("/v1/tenants", json={"id": self.slug}, headers=admin)
         if created.status_code == 201:
             self.key = created.json()["api_key"]
@@ -87,7 +89,7 @@ class Tenant:
         self.file_id = http.post("/v1/files", headers=self._auth, data={"purpose": "fine-tune"}, files=files).json()[
             "id"
         ]
-        self.retrieval(True)
+        self.retrieval(raft)  # on while training: the job is retrieval-aware (RAFT)
         self.model = self._trained()
         self.job: str | None = None
 
@@ -101,10 +103,10 @@ class Tenant:
 
     def _trained(self) -> str | None:
         models = self.http.get("/v1/models", headers=self._auth).json()["data"]
-        return next((m["id"] for m in models if m["id"] == f"{self.slug}/handbook"), None)
+        return next((m["id"] for m in models if m["id"] == f"{self.slug}/{self.suffix}"), None)
 
     def train(self) -> None:
-        body = {"training_file": self.file_id, "model": "base", "suffix": "handbook"}
+        body = {"training_file": self.file_id, "model": "base", "suffix": self.suffix}
         self.job = self.http.post("/v1/fine_tuning/jobs", json=body, headers=self._auth).json()["id"]
 
     def wait(self) -> dict:
@@ -189,6 +191,7 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--ttft-questions", type=int, default=8)
     parser.add_argument("--threads", type=int, default=0, help="engine threads (0: the server's default)")
+    parser.add_argument("--plain", action="store_true", help="train with retrieval off (no RAFT), for comparison")
     args = parser.parse_args()
     books = [b for b in handbooks() if not args.handbooks or b.slug in args.handbooks.split(",")]
     model_dir = prepare_embedded_model(ROOT / "data" / "models")
@@ -200,7 +203,8 @@ def main() -> None:
         process, url = start_server(data, model_dir, admin_key, args.threads)
         try:
             with httpx.Client(base_url=url, timeout=1800) as http:
-                tenants = [Tenant(http, {"Authorization": f"Bearer {admin_key}"}, book) for book in books]
+                admin = {"Authorization": f"Bearer {admin_key}"}
+                tenants = [Tenant(http, admin, book, raft=not args.plain) for book in books]
                 for tenant in tenants:
                     if tenant.model is None:
                         tenant.train()
@@ -219,6 +223,7 @@ def main() -> None:
     summary.update(
         top_k=args.top_k,
         max_tokens=args.max_tokens,
+        adapters="plain (trained with retrieval off)" if args.plain else "RAFT (trained with retrieval on)",
         targets={"recall_retrieval_adapter": 0.95, "recall_adapter": 0.85, "ttft_ratio": 1.3},
         wall_s=round(time.perf_counter() - started),
         load_average=os.getloadavg(),
