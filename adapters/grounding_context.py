@@ -43,6 +43,12 @@ def passage_cost(tokenizer: Any, heading: str, text: str) -> int:
     return len(tokenizer(f"{prompt_heading(heading)}\n{text}", add_special_tokens=False).input_ids) + 4
 
 
+def fits_whole(every: Sequence[P] | None, cost: Callable[[P], int], budget: int) -> bool:
+    """Whether ``every`` passage goes in (whole mode): some, at most :data:`MAX_WHOLE_PASSAGES`,
+    within ``budget`` in all."""
+    return every is not None and 0 < len(every) <= MAX_WHOLE_PASSAGES and sum(map(cost, every)) <= budget
+
+
 def choose_passages(
     every: Sequence[P] | None,
     ranked: Sequence[P],
@@ -56,7 +62,8 @@ def choose_passages(
     more than :data:`MAX_WHOLE_PASSAGES`; ``ranked``: the search's hits, best first; ``key``
     identifies a passage (hits and ``every`` may be different objects for the same passage).
     """
-    if every is not None and 0 < len(every) <= MAX_WHOLE_PASSAGES and sum(map(cost, every)) <= budget:
+    if fits_whole(every, cost, budget):
+        assert every is not None
         return list(every)
     used: list[P] = []
     spent = 0

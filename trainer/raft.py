@@ -12,8 +12,9 @@ turn, then the assistant's answer) so the user turn carries passages in the chat
 - **search mode**: the answer's passage among ``distractors`` others from the same documents, in
   document order (as chat orders its hits); with probability ``without_answer`` it is left out
   and the assistant answers :data:`~adapters.grounding_template.NOT_IN_PASSAGES`: the adapter
-  learns to answer from the passages and to say when they lack the answer. The other samples stay
-as they are, so the adapter still answers with retrieval off. The answer's passage is the one
+  learns to answer from the passages and to say when they lack the answer.
+
+The other samples stay as they are, so the adapter still answers with retrieval off. The answer's passage is the one
 whose text contains the answer, else the one sharing the most words with it (at least half).
 Samples of other shapes (multi-turn conversations) and samples whose answer no passage holds pass
 through unchanged. Deterministic by ``seed``. Passages are ``(heading, text)`` pairs in document
@@ -27,7 +28,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from adapters.grounding_context import choose_passages
+from adapters.grounding_context import fits_whole
 from adapters.grounding_template import HEADER, NOT_IN_PASSAGES, grounded_question
 from trainer.samples import Sample
 
@@ -73,7 +74,7 @@ def ground_samples(
     seed: int = 0,
 ) -> list[Sample]:
     rng = random.Random(seed)
-    whole = bool(choose_passages(passages, [], cost, budget, key=id))
+    whole = fits_whole(passages, cost, budget)
     grounded: list[Sample] = []
     for sample in samples:
         turns = sample.messages
