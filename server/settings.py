@@ -95,7 +95,15 @@ class Settings(BaseSettings):
         description="Memory for the KV of prompt prefixes kept for reuse (system prompts, conversation history), "
         "in MiB, LRU beyond it; 0 turns the prefix cache off.",
     )
-    prefix_block_tokens: int = Field(32, ge=1, le=1024, description="Tokens per prefix-cache block.")
+    prefix_block_tokens: int = Field(
+        16,
+        ge=1,
+        le=1024,
+        description=(
+            "Tokens per prefix-cache block. A prompt's partial last block is recomputed; smaller blocks recompute "
+            "less of a long shared prefix (the passages of retrieval) at more blocks to hash and copy."
+        ),
+    )
     prefix_cache_per_tenant: bool = Field(
         True,
         description="Keep base-model prefixes apart per tenant (an adapter's are its tenant's anyway), so one "

@@ -14,6 +14,10 @@ turn, then the assistant's answer) so the user turn carries passages in the chat
   and the assistant answers :data:`~adapters.grounding_template.NOT_IN_PASSAGES`: the adapter
   learns to answer from the passages and to say when they lack the answer.
 
+:func:`abstention_samples` adds questions the documents do not answer, asked with the same
+passages and answered with :data:`~adapters.grounding_template.NOT_IN_PASSAGES` (the only
+abstention whole mode teaches).
+
 The other samples stay as they are, so the adapter still answers with retrieval off. The answer's passage is the one
 whose text contains the answer, else the one sharing the most words with it (at least half).
 Samples of other shapes (multi-turn conversations) and samples whose answer no passage holds pass
@@ -85,7 +89,7 @@ def ground_samples(
             grounded.append(sample)
             continue
         question, answer = turns[start]["content"], turns[-1]["content"]
-        chosen = list(range(len(passages))) if whole else [right, *_distractors(rng, len(passages), right, distractors)]
+        chosen = _chosen(rng, whole, len(passages), right, distractors)
         if not whole and rng.random() < without_answer and len(chosen) > 1:
             chosen.remove(right)
             answer = NOT_IN_PASSAGES
@@ -94,6 +98,39 @@ def ground_samples(
     return grounded
 
 
-def _distractors(rng: random.Random, count: int, right: int, wanted: int) -> list[int]:
+def abstention_samples(
+    like: Sample,
+    questions: Sequence[str],
+    passages: Sequence[Passage],
+    cost: Callable[[Passage], int],
+    budget: int,
+    *,
+    count: int,
+    distractors: int = 3,
+    seed: int = 0,
+) -> list[Sample]:
+    """Up to ``count`` of ``questions`` (ones the documents do not answer: see
+    :mod:`trainer.out_of_scope`) asked with passages chosen as :func:`ground_samples` chooses them
+    (whole mode: all of them; search mode: ``distractors`` + 1 at random) and answered
+    :data:`~adapters.grounding_template.NOT_IN_PASSAGES`: in whole mode no passage is ever left
+    out, so these are the only samples that teach the adapter to say it does not know. Each
+    question once, the system turn (if any) of ``like``."""
+    rng = random.Random(seed)
+    whole = fits_whole(passages, cost, budget)
+    system = [m for m in like.messages[:1] if m["role"] == "system"]
+    picked = rng.sample(list(questions), min(count, len(questions)))
+    samples = []
+    for question in picked:
+        chosen = _chosen(rng, whole, len(passages), None, distractors + 1)
+        user = {"role": "user", "content": grounded_question([passages[i] for i in sorted(chosen)], question)}
+        samples.append(Sample([*system, user, {"role": "assistant", "content": NOT_IN_PASSAGES}], fact="(none)"))
+    return samples
+
+
+def _chosen(rng: random.Random, whole: bool, count: int, right: int | None, distractors: int) -> list[int]:
+    """The passages a grounded sample shows: all of them (whole mode), else ``right`` (if any) and
+    ``distractors`` others at random."""
+    if whole:
+        return list(range(count))
     others = [i for i in range(count) if i != right]
-    return rng.sample(others, min(wanted, len(others)))
+    return [*([] if right is None else [right]), *rng.sample(others, min(distractors, len(others)))]

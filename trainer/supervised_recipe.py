@@ -9,7 +9,9 @@ loss and the probe recall (:mod:`trainer.evaluate`), whose answers the manifest 
 
 With ``passages`` (the training documents' passages, when the tenant's retrieval is on) about half
 of the question/answer samples, training and held-out, are asked with passages as chat will ask
-them (:mod:`trainer.raft`, by the tokenizer's passage budget). Grounded samples are packed in rows
+them (:mod:`trainer.raft`, by the tokenizer's passage budget), and training adds one question the
+documents do not answer (:mod:`trainer.out_of_scope`), asked with the passages and answered "I do
+not know", per ten grounded samples. Grounded samples are packed in rows
 of the budget plus the passage budget: the passages are a prefix the packer holds once per row.
 The probes still ask the adapter alone.
 """
@@ -24,12 +26,16 @@ from typing import Any
 from adapters.grounding_context import passage_budget, passage_cost
 from trainer.evaluate import eval_loss, probe_recall
 from trainer.objective import SUPERVISED, Objective
+from trainer.out_of_scope import unanswered
 from trainer.packing import PackedBatch, pack
 from trainer.qlora import Prepared
-from trainer.raft import ground_samples, is_grounded
+from trainer.raft import abstention_samples, ground_samples, is_grounded
 from trainer.recipe import Evaluation
 from trainer.samples import Sample, SampleSet
 from trainer.tokenize import encode
+
+ABSTAIN_SHARE = 0.1
+"""Abstention samples added per grounded training sample (:func:`trainer.raft.abstention_samples`)."""
 
 
 @dataclass
@@ -55,7 +61,19 @@ class SupervisedRecipe:
             cost = lambda p: passage_cost(prepared.tokenizer, *p)  # noqa: E731
             train = ground_samples(train, self.passages, cost, room, seed=seed)
             heldout = ground_samples(heldout, self.passages, cost, room, seed=seed + 1)
-            self.stats.update(passages=len(self.passages), grounded_samples=sum(map(is_grounded, train)))
+            grounded = sum(map(is_grounded, train))
+            if train and grounded:
+                questions = unanswered(" ".join(f"{h} {t}" for h, t in self.passages))
+                count = max(1, round(ABSTAIN_SHARE * grounded))
+                train = [
+                    *train,
+                    *abstention_samples(train[0], questions, self.passages, cost, room, count=count, seed=seed),
+                ]
+            self.stats.update(
+                passages=len(self.passages),
+                grounded_samples=grounded,
+                abstention_samples=len(train) - len(self.samples.train),
+            )
 
         def packed(samples: Sequence[Sample]) -> list[PackedBatch]:
             plain = [encode(prepared.tokenizer, s.messages) for s in samples if not is_grounded(s)]

@@ -62,7 +62,7 @@ class Engine:
         max_prefills_per_step: int = 2,
         prefill_chunk: int = 256,
         prefix_cache_bytes: int = 0,
-        prefix_block_tokens: int = 32,
+        prefix_block_tokens: int = 16,
         threads: int | None = None,
         metrics: Metrics | None = None,
     ) -> None:

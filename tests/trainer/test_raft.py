@@ -1,7 +1,8 @@
 """Retrieval-aware samples: about half the questions asked with the passages chat would give
 (every passage of a small document, or the answer's among distractors), sometimes without the
-answer's passage and then answered "do not know"; other samples untouched; deterministic; and a
-grounded job's rows hold the passages once per row."""
+answer's passage and then answered "do not know"; questions the documents do not answer asked with
+the passages and answered "do not know"; other samples untouched; deterministic; and a grounded
+job's rows hold the passages once per row."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from types import SimpleNamespace
 from adapters.grounding_context import passage_budget, passage_cost
 from adapters.grounding_template import HEADER, INSTRUCTION, NOT_IN_PASSAGES
 from trainer.documents import load_records, read_document
+from trainer.out_of_scope import unanswered
 from trainer.passages import document_passages
-from trainer.raft import answer_passage, ground_samples, is_grounded
+from trainer.raft import abstention_samples, answer_passage, ground_samples, is_grounded
 from trainer.samples import Sample, build_samples
 from trainer.supervised_recipe import SupervisedRecipe
 
@@ -86,6 +88,28 @@ def test_other_samples_pass_through() -> None:
     assert ground_samples([chat, unrelated], PASSAGES, words, 1000, share=1.0, seed=0) == [chat, unrelated]
 
 
+def test_abstention_samples_ask_what_the_documents_do_not_say_with_the_passages_chat_gives() -> None:
+    questions = unanswered(" ".join(text for _, text in PASSAGES))
+    assert "Do you sell gift cards?" in questions
+    assert "Do you have a stand at the Christmas market?" in questions
+    # A stem that starts a word of the documents keeps the question out ("cards" does not, "gift" would).
+    assert "Do you sell gift cards?" not in unanswered("Gift vouchers are sold at the till.")
+    assert "Do you have a podcast?" in unanswered("We broadcast the race.")  # "podcast" must start a word
+    like = qa("Anything?", WARRANTY)
+    whole = abstention_samples(like, questions, PASSAGES, words, 1000, count=5, seed=2)
+    assert whole == abstention_samples(like, questions, PASSAGES, words, 1000, count=5, seed=2)
+    assert len({s.messages[1]["content"] for s in whole}) == 5  # each question once
+    for sample in whole:
+        system, user, answer = sample.messages
+        assert system == like.messages[0] and is_grounded(sample) and answer["content"] == NOT_IN_PASSAGES
+        assert numbers(user["content"]) == [0, 1, 2, 3, 4]  # whole mode: all of them, as chat gives
+        assert user["content"].split("Question: ")[1] in questions
+    search = abstention_samples(like, questions, PASSAGES, words, 20, count=40, distractors=2, seed=2)
+    assert len(search) == len(questions)  # no more than there are questions
+    assert all(len(numbers(s.messages[1]["content"])) == 3 for s in search)  # distractors + 1, in order
+    assert all(numbers(s.messages[1]["content"]) == sorted(numbers(s.messages[1]["content"])) for s in search)
+
+
 def test_a_grounded_jobs_rows_carry_the_handbook_once_per_row(embedded_model_dir: Path) -> None:
     from adapters.base_model import load_tokenizer
 
@@ -99,9 +123,12 @@ def test_a_grounded_jobs_rows_carry_the_handbook_once_per_row(embedded_model_dir
     plain_rows, _ = SupervisedRecipe(samples, None).rows(prepared, 256, seed=0)  # type: ignore[arg-type]
     recipe = SupervisedRecipe(samples, None, passages)
     rows, held = recipe.rows(prepared, 256, seed=0)  # type: ignore[arg-type]
-    assert sum(r.samples for r in rows) == len(samples.train) == sum(r.samples for r in plain_rows)
+    abstaining = recipe.stats["abstention_samples"]
+    assert sum(r.samples for r in rows) == len(samples.train) + abstaining
+    assert sum(r.samples for r in plain_rows) == len(samples.train)
     assert sum(r.samples for r in held) == len(samples.heldout)
     assert 0.35 * len(samples.train) <= recipe.stats["grounded_samples"] <= 0.65 * len(samples.train)
+    assert abstaining == round(0.1 * recipe.stats["grounded_samples"])  # the handbook leaves enough questions
     # Whole mode: every grounded question carries the whole handbook, a prefix held once per row,
     # so training on half the questions grounded costs well under twice the tokens.
     assert sum(r.sample_tokens for r in rows) > 5 * sum(r.sample_tokens for r in plain_rows)
