@@ -20,7 +20,8 @@ than on retrieval).
     .venv/bin/python bench/grounding_bench.py --plain               # adapters trained without RAFT
 
 Prints per handbook and overall: recall of each of the four (unanswerable questions apart, as
-``abstained``: the share answered with "do not know"), TTFT p50 with and without retrieval and
+``abstained``: the share answered with "do not know"; ``abstained_answerable``: the share of the
+answerable ones answered so, a miss but not a wrong fact), TTFT p50 with and without retrieval and
 their ratio (new and repeated questions), training seconds, and the misses of retrieval + adapter.
 """
 
@@ -48,6 +49,8 @@ from bench.grounding_eval_set import UNANSWERABLE, Handbook, Question, correct, 
 from bench.serve_bench import start_server, stop_server  # noqa: E402
 
 COLUMNS = ("base", "adapter", "retrieval_base", "retrieval_adapter")
+ABSTAINING = next(q for b in handbooks() for q in b.questions if q.style == UNANSWERABLE)
+"""An unanswerable question: what it expects is what saying "I do not know" looks like."""
 
 
 def ask(http: httpx.Client, key: str, model: str, question: str, max_tokens: int) -> dict:
@@ -125,6 +128,11 @@ class Tenant:
             time.sleep(2)
 
 
+def abstains(reply: str) -> bool:
+    """Whether ``reply`` says it does not know (the unanswerable questions' rule)."""
+    return correct(reply, ABSTAINING)
+
+
 def answers(tenant: Tenant, model: str, questions: tuple[Question, ...], max_tokens: int) -> list[str]:
     with ThreadPoolExecutor(8) as pool:
         return list(pool.map(lambda q: ask(tenant.http, tenant.key, model, q.text, max_tokens)["text"], questions))
@@ -151,6 +159,8 @@ def evaluate(tenant: Tenant, args: argparse.Namespace) -> dict:
     result: dict = {"questions": len(answerable), "seen_by_generator": book.seen_by_generator}
     for column in COLUMNS:
         result[f"recall_{column}"] = round(sum(scored[column][i] for i in answerable) / len(answerable), 3)
+        refused = sum(abstains(replies[column][i]) for i in answerable)
+        result[f"abstained_answerable_{column}"] = round(refused / len(answerable), 3)
         if unanswerable:
             result[f"abstained_{column}"] = sum(scored[column][i] for i in unanswerable) / len(unanswerable)
     for name in ("base", "adapter"):
@@ -180,6 +190,11 @@ def overall(per_book: dict[str, dict]) -> dict:
     for column in COLUMNS:
         hits = [h for r in per_book.values() for h in r["_scored"][column]]
         result[f"recall_{column}"] = round(sum(hits) / len(hits), 3)
+        refused = sum(r[f"abstained_answerable_{column}"] * r["questions"] for r in per_book.values())
+        result[f"abstained_answerable_{column}"] = round(refused / len(hits), 3)
+        abstaining = [r[f"abstained_{column}"] for r in per_book.values() if f"abstained_{column}" in r]
+        if abstaining:  # the mean over the handbooks that have unanswerable questions
+            result[f"abstained_{column}"] = round(sum(abstaining) / len(abstaining), 3)
         result[f"recall_{column}_by_style"] = {
             style: round(sum(h for h, s in zip(hits, styles, strict=True) if s == style) / styles.count(style), 3)
             for style in sorted(set(styles))

@@ -87,6 +87,9 @@ class Predicate:
     obj: str
 
 
+_MODALS = {"can", "will", "may", "must", "should", "could", "might"}
+
+
 def _predicate(clause: Clause, verb: str, rest: str, p: Phrases) -> Predicate:
     passive = re.match(rf"^be\s+{PARTICIPLE}\b", rest)
     after_be = re.match(rf"^{PARTICIPLE}\b", rest) if verb in ("is", "are") else None
@@ -190,15 +193,27 @@ def _times(q: Predicate) -> list[str]:
     time = TIME.search(q.rest)
     if not time or re.match(r"^(?:open|closed)\b", q.rest):
         return []
-    np, does, at = q.p.np, q.p.does, q.at
-    phrase = f"{base_form(q.verb)} {q.obj}".strip()
-    out = [f"When {does} {np} {phrase}{at}?", f"What time {does} {np} {phrase}?"]
+    np, at, part = q.p.np, q.at, _asked(q)
+    out = [f"When {part}{at}?", f"What time {part}?"]
     if re.search(r"\b(?:before|until|till|by)\s+" + re.escape(time.group()), q.rest):
         out += [
-            f"Until what time {does} {np} {phrase}{at}?",
+            f"Until what time {part}{at}?",
             f"What is the latest time {np} {q.verb} {q.obj}".strip() + "?",
         ]
     return out
+
+
+def _asked(q: Predicate) -> str:
+    """The predicate turned into a question's word order: ``is breakfast served``, ``must rooms be
+    vacated``, ``is check-in`` (a bare copula), ``does the shop open``."""
+    np = q.p.np
+    if q.verb in _MODALS:
+        return f"{q.verb} {np} {'be ' + q.participle if q.participle else q.obj}".strip()
+    if q.participle:
+        return f"{q.p.is_} {np} {q.participle}"
+    if q.verb in ("is", "are"):
+        return f"{q.p.is_} {np}"
+    return f"{q.p.does} {np} {f'{base_form(q.verb)} {q.obj}'.strip()}"
 
 
 def _points(q: Predicate) -> list[str]:
@@ -295,12 +310,7 @@ def _payments(q: Predicate) -> list[str]:
 def _weekdays(q: Predicate) -> list[str]:
     if not day_names(q.rest) or re.match(r"^(?:open|closed)\b", q.rest):
         return []
-    np, at = q.p.np, q.at
-    part = (
-        f"{q.p.is_} {np} {q.participle}"
-        if q.participle
-        else f"{q.p.does} {np} {f'{base_form(q.verb)} {q.obj}'.strip()}"
-    )
+    at, part = q.at, _asked(q)
     out = [f"When {part}{at}?", f"On which day {part}?", f"What day {part}{at}?"]
     out += [f"Which {when} {part}{at}?" for when in ("evening", "morning", "afternoon") if when in q.rest]
     return out

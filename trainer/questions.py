@@ -17,7 +17,11 @@ Lumen Lane``) and with a synonym swapped in (bike/bicycle, hire/rent, programme/
 :func:`business_name` finds the name from the document title. Which ``phrasings`` of all the
 candidates a fact keeps is drawn with ``random.Random(seed)`` per fact: specific questions
 before catch-all ones, and within each, plain forms and forms with the business name or a
-synonym taking turns; the same records and seed always give the same questions.
+synonym taking turns; a fact asked four ways or more has its last one typed as a customer in a
+hurry would (:mod:`trainer.typos`: one typo, lower case). A sentence about what to do in a
+situation ("If you are in pain, call us") is also asked from that situation ("What should I do if
+I am in pain?", "I am in pain. What should I do?": :mod:`trainer.condition_questions`). The same
+records and seed always give the same questions.
 
 The template rules live in :mod:`trainer.question_rules`; sentence parsing in
 :mod:`trainer.sentences`.
@@ -29,13 +33,15 @@ import random
 import re
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import zip_longest
 
+from trainer.condition_questions import condition_templates, leads_with_condition
 from trainer.question_rules import Phrases, predicate_templates
 from trainer.records import QARecord, Section
 from trainer.sentence_questions import generic_templates, sentence_templates
 from trainer.sentences import MAX_SENTENCE, Clause, parse, split_sentences
+from trainer.typos import misspell
 
 _GENERIC_TITLE_WORDS = re.compile(
     r"\b(?:customer|customers|staff|employee|user|visitor|guest)?\s*"
@@ -68,8 +74,12 @@ _SYNONYMS = [
     ("opening hours", "hours"),
 ]
 _GENERIC_PHRASINGS = 4
+_TYPED_FROM = 4
+"""A fact asked this many ways or more is asked once with a typo (:func:`trainer.typos.misspell`)."""
 MAX_PASSAGE = 1200
 _PRONOUNS = {"it", "this", "that", "they", "these", "those", "he", "she", "there", "here"}
+_NOT_SUBJECTS = {"please", "always", "never", "just", "simply", "do", "don't"}
+"""First words of imperative sentences, which the shallow parse would take for their subject."""
 
 
 @dataclass(frozen=True)
@@ -162,7 +172,10 @@ def _choose(key: str, tiers: list[tuple[list[str], ...]], phrasings: int, seed: 
             if len(chosen) >= phrasings:
                 break
             chosen.setdefault(question.lower(), question)
-    return tuple(chosen.values())
+    questions = tuple(chosen.values())
+    if len(questions) >= _TYPED_FROM:  # the last (least specific) one as a customer types it
+        questions = (*questions[:-1], misspell(questions[-1], rng))
+    return questions
 
 
 def _expand(templates: list[str], business: str) -> tuple[list[str], list[str]]:
@@ -185,11 +198,16 @@ def _pattern_templates(
     predicate). A pronoun subject ("It is called Pedal Points") stands for ``topic`` (the section
     heading); without a topic its predicates are not asked about."""
     clause = parse(sentence, proper)
-    if clause.head.lower() in _PRONOUNS and topic:
+    subordinate = leads_with_condition(sentence) or sentence.split(maxsplit=1)[0].lower() in _NOT_SUBJECTS
+    if subordinate:  # "If you ..., call us": no subject to ask about; the section's topic stands in
+        clause = parse(topic, proper) if topic else replace(clause, subject="", head="", predicates=())
+    elif clause.head.lower() in _PRONOUNS and topic:
         clause = parse(re.sub(r"^(?:yes|no)?[,.!]?\s*\w+", topic, sentence, count=1, flags=re.IGNORECASE), proper)
     phrases = Phrases(clause, business)
-    templates = sentence_templates(sentence)
-    if clause.head.lower() not in _PRONOUNS:
+    # A condition is a customer's situation where the sentence says what to do in it (it opens the
+    # sentence, or the sentence is an instruction); "X is available if you ask" is a requirement.
+    templates = sentence_templates(sentence) + (condition_templates(sentence) if subordinate else [])
+    if clause.head.lower() not in _PRONOUNS and not subordinate:
         for verb, rest in clause.predicates:
             templates += predicate_templates(clause, verb, rest, phrases)
     return clause, phrases, templates
@@ -201,7 +219,8 @@ def sentence_facts(section: Section, business: str, proper: set[str], phrasings:
     for index, sentence in enumerate(split_sentences(section.text)):
         clause, phrases, specific = _pattern_templates(sentence, business, proper, _topic(section))
         first, more = _expand(specific, business)
-        generic_first, generic_more = _expand(generic_templates(clause, phrases), business)
+        generic = generic_templates(clause, phrases) if clause.head else []  # no subject, no topic: none
+        generic_first, generic_more = _expand(generic, business)
         key = f"{section.source}#{'/'.join(section.headings)}#{index}"
         kind = "sentence" if specific else "generic"
         count = phrasings if specific else min(phrasings, _GENERIC_PHRASINGS)

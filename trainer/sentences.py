@@ -183,6 +183,13 @@ VERBS = _AUX | {
     "use",
     "holds",
     "hold",
+    # common verbs of handbooks beyond the first ones (a parse without a verb asks about the whole
+    # sentence as its subject: "What about the download link for an export stays valid?")
+    *("receives", "receive", "stays", "stay", "saves", "save", "leaves", "leave", "explains", "explain"),
+    *("goes", "go", "allows", "allow", "remains", "remain", "applies", "apply", "becomes", "become"),
+    *("sends", "send", "expires", "expire", "keeps", "keep", "means", "mean", "depends", "depend"),
+    *("arrives", "arrive", "ends", "end", "begins", "begin", "finishes", "finish", "meets", "meet"),
+    *("teaches", "teach", "hosts", "host", "supplies", "supply", "handles", "handle"),
 }
 
 

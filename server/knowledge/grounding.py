@@ -7,7 +7,7 @@ Contract:
 - :func:`prompt_passages` is what the prompt carries, by the rule training shares
   (:func:`adapters.grounding_context.choose_passages`): every passage of the named files in
   document order when they all fit ``budget_tokens`` (whole mode), else the search's best hits
-  that fit, in document order.
+  that fit, in document order. Passage costs are remembered per tokenizer and passage text.
 - :func:`ground` rewrites the latest user message with those passages in
   :func:`adapters.grounding_template.grounded_question` (the template training uses too). No
   user message or no passage: nothing changes.
@@ -20,6 +20,7 @@ Contract:
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from adapters.grounding_context import choose_passages, passage_cost
@@ -28,6 +29,8 @@ from server.api.chat_request import ChatMessage
 from server.knowledge.passage_index import Passage
 
 MAX_QUERY_CHARS = 2000
+MAX_COSTS_KEPT = 8192
+"""Passage costs remembered (least recently used dropped; a passage is at most a few KB)."""
 
 
 def _last_user(messages: list[ChatMessage]) -> int | None:
@@ -43,10 +46,16 @@ def _key(passage: Passage) -> tuple[str, int]:
     return passage.file_id, passage.start
 
 
+@functools.lru_cache(maxsize=MAX_COSTS_KEPT)
+def _cost(tokenizer: Any, heading: str, text: str) -> int:
+    """A passage's token cost, kept: whole mode costs every passage of the files on every request."""
+    return passage_cost(tokenizer, heading, text)
+
+
 def prompt_passages(
     every: list[Passage] | None, hits: list[Passage], tokenizer: Any, budget_tokens: int
 ) -> list[Passage]:
-    return choose_passages(every, hits, lambda p: passage_cost(tokenizer, p.heading, p.text), budget_tokens, _key)
+    return choose_passages(every, hits, lambda p: _cost(tokenizer, p.heading, p.text), budget_tokens, _key)
 
 
 def ground(messages: list[ChatMessage], passages: list[Passage]) -> list[ChatMessage]:

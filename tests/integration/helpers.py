@@ -1,5 +1,6 @@
-"""Fine-tuning helpers the integration and fault suites share: the one-fact training document,
-job hyperparameters, new tenants over HTTP, and waits on a job's state with a deadline.
+"""Helpers the integration, UI and fault suites share: the one-fact training document, job
+hyperparameters, new tenants over HTTP, waits on a job's state with a deadline, and the bicycle
+handbook uploaded as a tenant's document with its retrieval setting.
 
 The session server and the HTTP helpers themselves live in :mod:`tests.integration.conftest`.
 """
@@ -25,6 +26,21 @@ LONG = {"n_epochs": 30, "max_steps": 1000, "max_seq_tokens": 128}
 """A training that runs until it is cancelled or killed."""
 WAIT_S = 600.0
 """Upper bound for a job to reach a state on two busy CPU cores (only a hang hits it)."""
+HANDBOOK = Path(__file__).resolve().parents[2] / "examples" / "handbook.md"
+HANDBOOK_QUESTION = "How long is the warranty on the frame of a new bicycle?"
+"""A question the handbook's "Returns and warranty" passage answers."""
+
+
+def upload_document(http: httpx.Client, key: str, path: Path = HANDBOOK) -> str:
+    """Upload ``path`` as one of the tenant's documents; its file id."""
+    files = {"file": (path.name, path.read_bytes(), "text/markdown")}
+    response = http.post("/v1/files", headers=auth(key), data={"purpose": "fine-tune"}, files=files)
+    assert response.status_code == 200, response.text
+    return str(response.json()["id"])
+
+
+def set_retrieval(http: httpx.Client, key: str, tenant: str, retrieval: Any) -> httpx.Response:
+    return http.patch(f"/v1/tenants/{tenant}", json={"retrieval": retrieval}, headers=auth(key))
 
 
 def raw_job(srv: Server, key: str, job_id: str) -> dict[str, Any]:

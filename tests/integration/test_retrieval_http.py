@@ -6,7 +6,6 @@ out of reach, and deleting the file takes its passages out of every answer."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,21 +13,10 @@ import openai
 import pytest
 
 from tests.integration.conftest import Server, auth
+from tests.integration.helpers import HANDBOOK, HANDBOOK_QUESTION, set_retrieval, upload_document
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[2]
-QUESTION = "How long is the warranty on the frame of a new bicycle?"
-
-
-def upload(http: httpx.Client, key: str, path: Path) -> str:
-    files = {"file": (path.name, path.read_bytes(), "text/markdown")}
-    response = http.post("/v1/files", headers=auth(key), data={"purpose": "fine-tune"}, files=files)
-    assert response.status_code == 200, response.text
-    return str(response.json()["id"])
-
-
-def set_retrieval(http: httpx.Client, key: str, tenant: str, retrieval: Any) -> httpx.Response:
-    return http.patch(f"/v1/tenants/{tenant}", json={"retrieval": retrieval}, headers=auth(key))
+QUESTION = HANDBOOK_QUESTION
 
 
 def chat(http: httpx.Client, key: str, **extra: Any) -> dict[str, Any]:
@@ -42,7 +30,7 @@ def test_chat_cites_the_passages_it_was_given(
     http: httpx.Client, server: Server, tenant_keys: dict[str, str], acme: openai.OpenAI
 ) -> None:
     key = tenant_keys["acme"]
-    handbook = upload(http, key, ROOT / "examples" / "handbook.md")
+    handbook = upload_document(http, key)
     assert "citations" not in chat(http, key)  # retrieval is off by default
     assert set_retrieval(http, key, "acme", {"enabled": True, "files": [handbook], "top_k": 2}).status_code == 200
     try:
@@ -53,7 +41,7 @@ def test_chat_cites_the_passages_it_was_given(
         assert 1 <= len(cited) <= 2 and all(1 <= c["index"] <= 11 for c in cited)
         assert cited[0]["file_id"] == handbook and cited[0]["filename"] == "handbook.md"
         assert cited[0]["heading"].endswith("Returns and warranty"), cited
-        text = (ROOT / "examples" / "handbook.md").read_text()
+        text = HANDBOOK.read_text()
         assert "5-year warranty on the frame" in text and cited[0]["end"] > cited[0]["start"] >= 0
         # The passages went into the prompt: the whole handbook, about 600 tokens.
         assert reply["usage"]["prompt_tokens"] > chat_without(http, key)["usage"]["prompt_tokens"] + 400
@@ -102,7 +90,7 @@ def test_bad_retrieval_settings_are_refused(
 
 
 def test_another_tenants_file_cannot_be_named(http: httpx.Client, tenant_keys: dict[str, str]) -> None:
-    theirs = upload(http, tenant_keys["globex"], ROOT / "examples" / "handbook.md")
+    theirs = upload_document(http, tenant_keys["globex"])
     try:
         response = set_retrieval(http, tenant_keys["acme"], "acme", {"enabled": True, "files": [theirs]})
         assert response.status_code == 400 and response.json()["error"]["code"] == "file_not_found"

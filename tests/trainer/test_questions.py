@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
+from trainer.condition_questions import condition_templates
 from trainer.questions import business_name, pair_fact, section_fact, sentence_facts
 from trainer.records import QARecord, Section
 from trainer.sentences import base_form, parse, singular, split_sentences
+from trainer.typos import misspell
 
 BIZ = "Lumen Lane Bicycles"
 
@@ -40,6 +44,14 @@ def test_business_name_from_the_first_sentence_when_the_title_has_none() -> None
 @pytest.mark.parametrize(
     ("sentence", "wanted"),
     [
+        ("Check-in is from 15:30 to 20:45.", ["When is check-in?", "What time is check-in?"]),
+        ("Plan members receive 10 percent off other treatments.", ["What do plan members receive?"]),
+        ("Guided walks leave from the door at 6:50.", ["When do guided walks leave?"]),
+        ("Rooms must be vacated by 10:15.", ["When must rooms be vacated?", "Until what time must rooms be vacated?"]),
+        (
+            "Breakfast is served from 7:45 on Sundays.",
+            ["When is breakfast served?", "On which day is breakfast served?"],
+        ),
         (
             "A basic tune-up costs 45 pounds and takes one working day.",
             [
@@ -105,7 +117,38 @@ def test_every_sentence_is_asked_several_ways_with_and_without_the_name() -> Non
     assert [f.answer for f in facts] == ["Our motto is simple.", "The kettle is always on.", "Bring your own mug!"]
     for fact in facts:
         assert len(fact.questions) >= 3
-        assert any("Lumen Lane" in q for q in fact.questions) and any("Lumen Lane" not in q for q in fact.questions)
+        named = ["lumen lane" in q.lower() for q in fact.questions]  # the typed one is in lower case
+        assert any(named) and not all(named)
+
+
+def test_a_fact_asked_four_ways_or_more_is_asked_once_as_typed_in_a_hurry() -> None:
+    (fact,) = facts_for("A routine check-up costs 37 pounds.")
+    *asked, typed = fact.questions
+    assert len(asked) >= 3 and all(q[0].isupper() for q in asked)
+    assert typed == typed.lower() and typed.rstrip("?") not in [q.lower().rstrip("?") for q in asked]
+    rng = random.Random(0)
+    for _ in range(50):  # one word of five letters or more misspelt, the rest as it was
+        question = "How much does a routine check-up cost at Brightwater?"
+        words, typed_words = question.lower().rstrip("?").split(), misspell(question, rng).rstrip("?").split()
+        assert len(words) == len(typed_words)
+        (changed,) = [(a, b) for a, b in zip(words, typed_words, strict=True) if a != b]
+        assert len(changed[0]) >= 5 and abs(len(changed[0]) - len(changed[1])) <= 1 and changed[0][0] == changed[1][0]
+    assert misspell("Who is Dr McLaren at 10?", rng).rstrip("?") == "who is dr mclaren at 10"  # names left alone
+
+
+def test_a_sentence_about_a_situation_is_asked_from_the_situation() -> None:
+    (fact,) = facts_for("If you are in pain during opening hours, call reception before 9:00 for a same-day slot.")
+    wanted = {
+        "What should I do if I am in pain during opening hours?",
+        "I am in pain during opening hours. What should I do?",
+    }
+    assert wanted <= set(fact.questions) | {q.lower() for q in fact.questions}, fact.questions
+    assert not any("if you" in q.lower() for q in fact.questions)  # never "Where are if you located?"
+    assert condition_templates("Please give 36 hours' notice if you need to cancel your visit.")[:2] == [
+        "What should I do if I need to cancel my visit{at}?",
+        "What happens if I need to cancel my visit?",
+    ]
+    assert condition_templates("The shop opens at nine.") == []
 
 
 def test_passage_and_faq_facts() -> None:

@@ -15,7 +15,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from tests.integration.conftest import PROMPT, Server, auth, greedy, upload_ok
-from tests.integration.test_retrieval_http import QUESTION, ROOT, set_retrieval, upload
+from tests.integration.helpers import HANDBOOK_QUESTION, set_retrieval, upload_document
 from tests.ui.conftest import ui_client
 
 pytestmark = pytest.mark.integration
@@ -71,16 +71,16 @@ def test_chat_lists_the_sources_retrieval_gave_the_answer(
     ui: Client, http: httpx.Client, tenant_keys: dict[str, str]
 ) -> None:
     key = tenant_keys["acme"]
-    handbook = upload(http, key, ROOT / "examples" / "handbook.md")
+    handbook = upload_document(http, key)
     assert set_retrieval(http, key, "acme", {"enabled": True, "files": [handbook], "top_k": 2}).status_code == 200
     try:
-        *_, (_, chat, sources) = outputs(ui.submit("base", 0.0, TOKENS, QUESTION, api_name="/chat"))
+        *_, (_, chat, sources) = outputs(ui.submit("base", 0.0, TOKENS, HANDBOOK_QUESTION, api_name="/chat"))
     finally:
         set_retrieval(http, key, "acme", {"enabled": False, "files": []})
         http.delete(f"/v1/files/{handbook}", headers=auth(key))
     assert sources.startswith("**Sources**") and "handbook.md: Returns and warranty" in sources, sources
     assert chat[-1]["role"] == "assistant" and "Sources" not in assistant_text(chat)  # not in the conversation
-    *_, (_, _, none) = outputs(ui.submit("base", 0.0, TOKENS, QUESTION, api_name="/chat"))
+    *_, (_, _, none) = outputs(ui.submit("base", 0.0, TOKENS, HANDBOOK_QUESTION, api_name="/chat"))
     assert none == ""  # retrieval off: no sources
 
 
