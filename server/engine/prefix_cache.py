@@ -7,7 +7,10 @@ Contract:
   first block, this block's token ids), so a block is found only behind the very same prefix and
   salt. The engine's salt is the adapter version plus an isolation salt (``"tenant-a|acme/support@3"``,
   ``"tenant-a|base"``): a LoRA changes k and v, and tenants share entries only where salts match.
-- :meth:`PrefixCache.lookup` returns the longest run of cached full blocks from position 0, always
+- :meth:`PrefixCache.lookup` returns the longest run of cached full blocks from position 0, then
+  the first positions of the cached block after that run sharing the most tokens with the prompt
+  (token-granular reuse of the last block, as in SGLang's radix cache: a shared prefix that ends
+  inside a block, like a tenant's passages before each new question, is reused whole), always
   leaving at least one prompt token uncached (the engine needs the last prompt token's logits);
   :meth:`PrefixHit.to_cache` turns it into a fresh batch-1 ``DynamicCache`` to prefill on from.
 - :meth:`PrefixCache.insert` stores a prefilled prompt's full blocks (copies, never views), within
@@ -53,6 +56,10 @@ class _Block:
     values: torch.Tensor
     parent: bytes | None
     """Digest of the block before this one in the prompt (None: the first block)."""
+    anchor: bytes
+    """The parent's digest, or the salt's root digest for a first block: where lookups find it."""
+    ids: tuple[int, ...]
+    """Its token ids, for reusing the first positions of the block alone."""
     children: int = 0
     """Cached blocks whose parent this is; only blocks with none are evicted."""
 
@@ -73,6 +80,8 @@ class PrefixCache:
         # its cached descendants (lookup and insert touch a chain deepest block first, root last),
         # so the front of the order is a leaf.
         self._blocks: OrderedDict[bytes, _Block] = OrderedDict()
+        self._next: dict[bytes, dict[bytes, None]] = {}
+        """Anchor -> digests of the cached blocks right after it (an ordered set)."""
         self._bytes = 0
         # Counters for metrics (monotonic; clear() keeps them).
         self.lookups = 0
@@ -97,6 +106,7 @@ class PrefixCache:
     def clear(self) -> None:
         """Drop every block (counters are kept)."""
         self._blocks.clear()
+        self._next.clear()
         self._bytes = 0
 
     def _digest(self, parent: bytes | None, salt: str, ids: list[int]) -> bytes:
@@ -126,19 +136,44 @@ class PrefixCache:
         for digest in reversed(chain):
             self._blocks.move_to_end(digest)
 
+    def _root(self, salt: str) -> bytes:
+        """The anchor of a salt's first blocks (no block has this digest: blocks are never empty)."""
+        return self._digest(None, salt, [])
+
+    def _partial(self, anchor: bytes, rest: list[int]) -> tuple[bytes, int] | None:
+        """The cached block after ``anchor`` whose first tokens match most of ``rest``, and how many
+        do. Scans the anchor's next blocks: as many as the byte budget holds, at worst."""
+        best: tuple[bytes, int] | None = None
+        for digest in self._next.get(anchor, {}):
+            ids = self._blocks[digest].ids
+            if not rest or ids[0] != rest[0]:
+                continue
+            common = next((i for i, (a, b) in enumerate(zip(ids, rest)) if a != b), min(len(ids), len(rest)))
+            if best is None or common > best[1]:
+                best = (digest, common)
+        return best
+
     def lookup(self, salt: str, prompt_ids: list[int]) -> PrefixHit | None:
-        """The longest cached run of full blocks from position 0, leaving at least one prompt token
-        to compute; touches the blocks it returns. O(blocks in the prompt). None on no hit."""
+        """The longest cached run of full blocks from position 0 and the best partial block after
+        it, leaving at least one prompt token to compute; touches the blocks it returns.
+        O(blocks in the prompt + blocks cached after the run's end). None on no hit."""
         self.lookups += len(prompt_ids)
-        usable = max(0, (len(prompt_ids) - 1) // self.block_tokens)
-        chain = self._chain(salt, prompt_ids, usable)
-        if not chain:
-            return None
-        self._touch(chain)
+        limit = len(prompt_ids) - 1
+        chain = self._chain(salt, prompt_ids, max(0, limit // self.block_tokens))
         tokens = len(chain) * self.block_tokens
-        self.hit_tokens += tokens
+        partial = self._partial(chain[-1] if chain else self._root(salt), prompt_ids[tokens:limit])
+        if not chain and partial is None:
+            return None
         blocks = [self._blocks[d] for d in chain]
-        return PrefixHit(tokens, tuple(b.keys for b in blocks), tuple(b.values for b in blocks))
+        keys, values = [b.keys for b in blocks], [b.values for b in blocks]
+        if partial is not None:
+            digest, common = partial
+            keys.append(self._blocks[digest].keys[:, :, :common])
+            values.append(self._blocks[digest].values[:, :, :common])
+            tokens += common
+        self._touch([*chain, *([partial[0]] if partial else [])])
+        self.hit_tokens += tokens
+        return PrefixHit(tokens, tuple(keys), tuple(values))
 
     def insert(self, salt: str, prompt_ids: list[int], cache: DynamicCache) -> int:
         """Store every full block of ``prompt_ids`` not cached yet, copied out of ``cache`` (a batch-1
@@ -168,9 +203,12 @@ class PrefixCache:
                     torch.stack([k[0, :, start:stop] for k, _ in layers]),
                     torch.stack([v[0, :, start:stop] for _, v in layers]),
                     parent,
+                    parent if parent is not None else self._root(salt),
+                    tuple(prompt_ids[start:stop]),
                 )
             digest = self._digest(parent, salt, prompt_ids[start:stop])
             self._blocks[digest] = block
+            self._next.setdefault(block.anchor, {})[digest] = None
             self._bytes += block.nbytes
             if parent is not None:
                 self._blocks[parent].children += 1
@@ -193,6 +231,10 @@ class PrefixCache:
         order invariant the first unprotected block is already a leaf, so the scan stops at once."""
         digest, block = next((d, b) for d, b in self._blocks.items() if b.children == 0 and d not in protected)
         del self._blocks[digest]
+        following = self._next[block.anchor]
+        del following[digest]
+        if not following:
+            del self._next[block.anchor]
         self._bytes -= block.nbytes
         if block.parent is not None:
             self._blocks[block.parent].children -= 1

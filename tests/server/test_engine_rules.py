@@ -199,5 +199,5 @@ def test_prefix_cache_reuses_blocks_and_greedy_output_is_unchanged(tiny_model_di
     assert [text for text, _ in outputs[0]] == [text for text, _ in outputs[64 << 20]]
     cached = [tokens for _, tokens in outputs[64 << 20]]
     assert cached[0] == 0 and cached[1] >= len(prompts[0]) - 16  # turn 2 reuses turn 1's blocks
-    assert cached[2] == (len(prompts[0]) - 1) // 16 * 16  # a repeat reuses every full block but the last token
+    assert cached[2] == len(prompts[0]) - 1  # a repeat reuses every position but the last token's
     assert all(tokens == 0 for _, tokens in outputs[0])

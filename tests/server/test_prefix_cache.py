@@ -1,5 +1,6 @@
 """The prefix cache against a real (tiny, random, fp32) Llama: a prompt continued from cached blocks
-gives the logits and greedy tokens of a full prefill; salts and differing blocks isolate entries;
+gives the logits and greedy tokens of a full prefill, also from the first positions of a block
+alone; salts and differing blocks isolate entries;
 the byte budget holds with least recently used leaves evicted and no holes in a chain; stored
 blocks are copies, counted to the byte."""
 
@@ -88,13 +89,17 @@ def test_continuing_from_cached_blocks_matches_a_full_prefill(model: LlamaForCau
     torch.testing.assert_close(logits, expected, atol=1e-5, rtol=0)
     assert greedy(model, logits, resumed, 100, 10) == greedy(model, expected, full, 100, 10)
 
-    # A prompt of whole blocks keeps its last block to compute: the last token's logits are needed.
+    # Always one token left to compute (its logits are needed): a prompt of whole blocks reuses its
+    # last block but for that token, from the block's first positions alone.
     whole = cache.lookup(SALT, ids[:96])
-    assert whole is not None and whole.tokens == 80
-    assert cache.lookup(SALT, ids[:16]) is None  # one block: nothing may be served
+    assert whole is not None and whole.tokens == 95
+    logits = forward(model, ids[95:96], whole.to_cache(), start=95)
+    torch.testing.assert_close(logits, forward(model, ids[:96], DynamicCache()), atol=1e-5, rtol=0)
+    one = cache.lookup(SALT, ids[:16])
+    assert one is not None and one.tokens == 15
     hit17 = cache.lookup(SALT, ids[:17])
     assert hit17 is not None and hit17.tokens == 16
-    assert (cache.lookups, cache.hit_tokens) == (100 + 100 + 96 + 16 + 17, 96 + 80 + 16)
+    assert (cache.lookups, cache.hit_tokens) == (100 + 100 + 96 + 16 + 17, 96 + 95 + 15 + 16)
 
 
 def test_salts_and_differing_blocks_are_isolated(model: LlamaForCausalLM) -> None:
@@ -105,12 +110,15 @@ def test_salts_and_differing_blocks_are_isolated(model: LlamaForCausalLM) -> Non
     assert cache.lookup("tenant-b|base", ids) is None
     assert cache.lookup("tenant-a|acme/support@3", ids) is None
     first = list(ids)
-    first[5] = (first[5] + 1) % 256
+    first[0] = (first[0] + 1) % 256
     assert cache.lookup(SALT, first) is None
+    first[0], first[5] = ids[0], (first[5] + 1) % 256
+    shared = cache.lookup(SALT, first)  # the first block's first five positions
+    assert shared is not None and shared.tokens == 5
     third = list(ids)
-    third[2 * BLOCK + 7] = (third[2 * BLOCK + 7] + 1) % 256  # block 3 differs
+    third[2 * BLOCK + 7] = (third[2 * BLOCK + 7] + 1) % 256  # block 3 differs from its 8th token
     hit = cache.lookup(SALT, third)
-    assert hit is not None and hit.tokens == 2 * BLOCK
+    assert hit is not None and hit.tokens == 2 * BLOCK + 7
 
     # The shared two blocks serve the diverging prompt exactly as a full prefill would.
     logits = forward(model, third[hit.tokens :], hit.to_cache(), start=hit.tokens)
@@ -157,6 +165,7 @@ def test_budget_evicts_least_recently_used_leaves(model: LlamaForCausalLM) -> No
     hit = cache.lookup(SALT, long)
     assert hit is not None and hit.tokens == 3 * BLOCK
     assert cache.lookup(SALT, a) is None and cache.lookup(SALT, b) is None
+    assert sorted(d for after in cache._next.values() for d in after) == sorted(cache._blocks)  # nothing stale
 
 
 def test_a_lookup_makes_its_blocks_recently_used(model: LlamaForCausalLM) -> None:
