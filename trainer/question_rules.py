@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from trainer.question_words import (
     BUSINESS_WORDS,
     CUSTOMER_ACTIONS,
-    DAYS,
     DURATION,
     MONEY,
     OBJECT_END,
@@ -36,17 +35,9 @@ from trainer.question_words import (
     TIME,
     TRANSITIVE,
     WITHIN,
+    day_names,
 )
 from trainer.sentences import Clause, article, base_form, singular
-
-
-def day_names(text: str) -> list[str]:
-    """Weekdays named in ``text``; ``Tuesday to Saturday`` names the days between too."""
-    found = [d for d in DAYS if re.search(rf"\b{d}s?\b", text)]
-    for first, last in re.findall(rf"\b({'|'.join(DAYS)})s? (?:to|until|till|-|through) ({'|'.join(DAYS)})", text):
-        i, j = DAYS.index(first), DAYS.index(last)
-        found += [DAYS[k % 7] for k in range(i, j + 1 if j >= i else j + 8)]
-    return list(dict.fromkeys(found))
 
 
 class Phrases:

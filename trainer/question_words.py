@@ -1,8 +1,8 @@
 """The words and patterns question rules match on: business and person nouns, money, times,
 phone numbers, e-mail addresses, streets, towns, founding, durations, and the verbs a customer uses.
 
-Data only (:mod:`trainer.question_rules` holds the rules); every pattern is the project's own,
-never built from input.
+Data, and :func:`day_names`, which reads weekdays and ranges of them (:mod:`trainer.question_rules`
+holds the rules); every pattern is the project's own, never built from input.
 """
 
 from __future__ import annotations
@@ -45,3 +45,12 @@ TRANSITIVE = set(
     "contain offer sell provide serve stock need require cover use hold earn get give receive bake make teach "
     "repair deliver answer".split()
 )
+
+
+def day_names(text: str) -> list[str]:
+    """Weekdays named in ``text``; ``Tuesday to Saturday`` names the days between too."""
+    found = [d for d in DAYS if re.search(rf"\b{d}s?\b", text)]
+    for first, last in re.findall(rf"\b({'|'.join(DAYS)})s? (?:to|until|till|-|through) ({'|'.join(DAYS)})", text):
+        i, j = DAYS.index(first), DAYS.index(last)
+        found += [DAYS[k % 7] for k in range(i, j + 1 if j >= i else j + 8)]
+    return list(dict.fromkeys(found))
