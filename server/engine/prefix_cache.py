@@ -12,7 +12,8 @@ Contract:
   (token-granular reuse of the last block, as in SGLang's radix cache: a shared prefix that ends
   inside a block, like a tenant's passages before each new question, is reused whole), always
   leaving at least one prompt token uncached (the engine needs the last prompt token's logits);
-  :meth:`PrefixHit.to_cache` turns it into a fresh batch-1 ``DynamicCache`` to prefill on from.
+  :meth:`PrefixHit.to_cache` turns it into a fresh batch-1 ``DynamicCache`` to prefill on from,
+  whose layers copy the blocks once, together with the first new positions.
 - :meth:`PrefixCache.insert` stores a prefilled prompt's full blocks (copies, never views), within
   a byte budget, evicting least recently used leaf blocks (see :meth:`PrefixCache._evict_one`).
 - Owned by the engine's single worker thread, the only caller: no locks, no threads of its own.
@@ -30,6 +31,8 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import CacheLayerMixin
 
+from server.engine.prefix_layer import Pieces, prefix_cache
+
 
 @dataclass(frozen=True, eq=False)
 class PrefixHit:
@@ -39,15 +42,15 @@ class PrefixHit:
     keys: tuple[torch.Tensor, ...] = field(repr=False)
     """One ``[layers, kv_heads, block_tokens, head_dim]`` tensor per block, in prompt order."""
     values: tuple[torch.Tensor, ...] = field(repr=False)
+    pieces: tuple[tuple[Pieces, Pieces], ...] = field(repr=False)
+    """Per layer, its ``[1, kv_heads, n, head_dim]`` views of the blocks (keys, values)."""
 
     def to_cache(self) -> DynamicCache:
         """A fresh batch-1 cache holding positions ``[0, tokens)``; prefill on from ``tokens``.
 
-        Independent of the prefix cache: evicting the blocks later does not touch it."""
-        with torch.no_grad():
-            keys = torch.cat(self.keys, dim=2)  # [layers, kv_heads, tokens, head_dim]
-            values = torch.cat(self.values, dim=2)
-            return DynamicCache(ddp_cache_data=[(k.unsqueeze(0), v.unsqueeze(0)) for k, v in zip(keys, values)])
+        Its layers read the blocks and copy them, with the new positions, on their first update
+        (:mod:`server.engine.prefix_layer`): evicting the blocks later does not touch it."""
+        return prefix_cache(self.pieces)
 
 
 @dataclass
@@ -62,6 +65,12 @@ class _Block:
     """Its token ids, for reusing the first positions of the block alone."""
     children: int = 0
     """Cached blocks whose parent this is; only blocks with none are evicted."""
+    layers: list[tuple[torch.Tensor, torch.Tensor]] = field(init=False, repr=False)
+    """Per layer, ``[1, kv_heads, block_tokens, head_dim]`` views of keys and values (made once,
+    so a lookup lists them without a tensor operation)."""
+
+    def __post_init__(self) -> None:
+        self.layers = [(k.unsqueeze(0), v.unsqueeze(0)) for k, v in zip(self.keys, self.values, strict=True)]
 
     @property
     def nbytes(self) -> int:
@@ -166,14 +175,21 @@ class PrefixCache:
             return None
         blocks = [self._blocks[d] for d in chain]
         keys, values = [b.keys for b in blocks], [b.values for b in blocks]
+        per_block = [b.layers for b in blocks]
         if partial is not None:
             digest, common = partial
-            keys.append(self._blocks[digest].keys[:, :, :common])
-            values.append(self._blocks[digest].values[:, :, :common])
+            last = self._blocks[digest]
+            keys.append(last.keys[:, :, :common])
+            values.append(last.values[:, :, :common])
+            per_block.append([(k[:, :, :common], v[:, :, :common]) for k, v in last.layers])
             tokens += common
         self._touch([*chain, *([partial[0]] if partial else [])])
         self.hit_tokens += tokens
-        return PrefixHit(tokens, tuple(keys), tuple(values))
+        pieces = tuple(
+            ([block[layer][0] for block in per_block], [block[layer][1] for block in per_block])
+            for layer in range(len(per_block[0]))
+        )
+        return PrefixHit(tokens, tuple(keys), tuple(values), pieces)
 
     def insert(self, salt: str, prompt_ids: list[int], cache: DynamicCache) -> int:
         """Store every full block of ``prompt_ids`` not cached yet, copied out of ``cache`` (a batch-1

@@ -81,8 +81,11 @@ def test_continuing_from_cached_blocks_matches_a_full_prefill(model: LlamaForCau
     assert hit is not None and hit.tokens == 96
     resumed = hit.to_cache()
     assert resumed.get_seq_length() == 96
+    stored = [t.clone() for t in stored_tensors(cache)]
     logits = forward(model, ids[96:], resumed, start=96)
     assert resumed.get_seq_length() == 100  # the forward appended to the hit's positions
+    assert all(torch.equal(a, b) for a, b in zip(stored, stored_tensors(cache), strict=True))  # blocks only read
+    assert all(layer.keys.shape[-2] == 100 for layer in resumed.layers)
 
     full = DynamicCache()
     expected = forward(model, ids, full)
