@@ -15,7 +15,7 @@ Contract:
   that join the running batch; a row leaves when it hits EOS, a stop string, the end of its
   grammar or ``max_tokens``, or at the first step after :meth:`RequestHandle.cancel`.
 - Rows with different adapters (or none), sampling rules and grammars share every forward pass
-  (:mod:`server.engine.logits_processing`).
+  (:mod:`server.engine.logits_processing`); attention is :mod:`server.engine.gqa_attention`.
 - Nothing here imports starlette; an exception in a step fails the affected rows, never the thread.
 """
 
@@ -35,6 +35,7 @@ from transformers import DynamicCache
 from adapters.base_model import LoadedBase
 from server.engine.adapter_cache import AdapterCache, CacheEvents
 from server.engine.fair_queue import FairQueue
+from server.engine.gqa_attention import use as use_gqa_attention
 from server.engine.kv_batch import KVBatch
 from server.engine.logits_processing import GrammarMasks
 from server.engine.lora_batch import inject
@@ -75,6 +76,7 @@ class Engine:
         # LoRA math in fp32 on the CPU (no fast bf16 matmul there), in bf16 on accelerators.
         self._lora_dtype = torch.float32 if base.device.type == "cpu" else torch.bfloat16
         self._lora = inject(base.model, base.linear_shapes)
+        use_gqa_attention(base.model)
         self.adapters = AdapterCache(
             lambda path: load_lora(path, self._lora_dtype, base.device),
             adapter_cache_bytes,
@@ -242,13 +244,14 @@ class Engine:
             self._start_decoding(row, logits)
 
     def _start_decoding(self, first: Row, logits: torch.Tensor) -> None:
-        """After a prefill: store the prompt's blocks, fork the request's rows, sample their first
-        tokens, and put the rows that go on into the running batch."""
+        """After a prefill: fork the request's rows, sample their first tokens (sent at once: the
+        time to first token), store the prompt's blocks, and put the rows that go on into the
+        running batch."""
         cache, prompt = first.cache, first.request.prompt_ids
         assert cache is not None
         first.cache = None
-        self.prefixes.store(first, cache)
         if first.request.params.max_tokens == 0:  # only the prompt was asked for (echo)
+            self.prefixes.store(first, cache)
             self._finish(first, "length")
             return
         rows = fork(first, self.base.tokenizer, self.base.eos_token_ids)
@@ -256,9 +259,9 @@ class Engine:
             self.adapters.acquire(first.request.adapter)  # resident: pinned by the first row
             row.pinned = True
         tokens = choose_tokens(logits.expand(len(rows), -1), rows, self._masks)
-        for row, token in zip(rows, tokens, strict=True):
-            if self._accept(row, token):
-                continue
+        going_on = [row for row, token in zip(rows, tokens, strict=True) if not self._accept(row, token)]
+        self.prefixes.store(first, cache)  # before the batch's next step appends to the cache
+        for row in going_on:
             self._kv.append_row(cache, len(prompt))
             self._rows.append(row)
         self.metrics.running.set(len(self._rows))
