@@ -44,6 +44,8 @@ class PrefixHit:
     values: tuple[torch.Tensor, ...] = field(repr=False)
     pieces: tuple[tuple[Pieces, Pieces], ...] = field(repr=False)
     """Per layer, its ``[1, kv_heads, n, head_dim]`` views of the blocks (keys, values)."""
+    chain: tuple[bytes, ...] = ()
+    """The digests of its full blocks, in prompt order (``pieces`` holds them first, one each)."""
 
     def to_cache(self) -> DynamicCache:
         """A fresh batch-1 cache holding positions ``[0, tokens)``; prefill on from ``tokens``.
@@ -140,6 +142,10 @@ class PrefixCache:
             parent = digest
         return found
 
+    def cached_chain(self, salt: str, prompt_ids: list[int]) -> list[bytes]:
+        """Digests of the prompt's full blocks from position 0, up to the first one not cached."""
+        return self._chain(salt, prompt_ids, len(prompt_ids) // self.block_tokens)
+
     def _touch(self, chain: list[bytes]) -> None:
         """Mark a chain used, deepest block first so ancestors stay more recent than descendants."""
         for digest in reversed(chain):
@@ -189,7 +195,7 @@ class PrefixCache:
             ([block[layer][0] for block in per_block], [block[layer][1] for block in per_block])
             for layer in range(len(per_block[0]))
         )
-        return PrefixHit(tokens, tuple(keys), tuple(values), pieces)
+        return PrefixHit(tokens, tuple(keys), tuple(values), pieces, tuple(chain))
 
     def insert(self, salt: str, prompt_ids: list[int], cache: DynamicCache) -> int:
         """Store every full block of ``prompt_ids`` not cached yet, copied out of ``cache`` (a batch-1
