@@ -7,6 +7,7 @@ import gc
 import os
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -23,20 +24,31 @@ def embedded_model_dir() -> Path:
     return prepare_embedded_model(data / "models")
 
 
-@pytest.fixture(scope="session")
-def tiny_model_dir(embedded_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A randomly initialised 2-layer Llama saved as safetensors, with the real tokenizer."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+def tiny_llama_config(**overrides: Any) -> Any:
+    """A 2-layer Llama config with grouped-query attention (4 heads, 2 key/value heads) and a
+    256-token vocabulary, for random models small enough to run anywhere; ``overrides`` win."""
+    from transformers import LlamaConfig
 
-    tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
+    shape: dict[str, Any] = dict(
+        vocab_size=256,
         hidden_size=64,
         intermediate_size=128,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=512,
+    )
+    return LlamaConfig(**(shape | overrides))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(embedded_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised 2-layer Llama saved as safetensors, with the real tokenizer."""
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir)
+    config = tiny_llama_config(
+        vocab_size=len(tokenizer),
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,

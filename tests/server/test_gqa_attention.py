@@ -9,23 +9,15 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
+from transformers import DynamicCache, LlamaForCausalLM
 
 from server.engine import gqa_attention
+from tests.conftest import tiny_llama_config
 
 
 @pytest.fixture(scope="module")
 def models() -> tuple[LlamaForCausalLM, LlamaForCausalLM]:
-    config = LlamaConfig(
-        hidden_size=96,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=6,
-        num_key_value_heads=2,
-        vocab_size=256,
-        max_position_embeddings=512,
-        attn_implementation="sdpa",
-    )
+    config = tiny_llama_config(num_attention_heads=6, hidden_size=96, attn_implementation="sdpa")
     torch.manual_seed(0)
     reference = LlamaForCausalLM(config).to(torch.bfloat16).eval()
     ours = copy.deepcopy(reference)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
+from transformers import DynamicCache, LlamaForCausalLM
 
 from server.engine.prefix_cache import PrefixCache
+from tests.conftest import tiny_llama_config
 
 BLOCK = 16
 SALT = "tenant-a|base"
@@ -18,15 +19,7 @@ SALT = "tenant-a|base"
 
 @pytest.fixture(scope="module")
 def model() -> LlamaForCausalLM:
-    config = LlamaConfig(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=256,
-        max_position_embeddings=512,
-    )
+    config = tiny_llama_config()
     torch.manual_seed(0)
     return LlamaForCausalLM(config).to(torch.float32).eval()
 
