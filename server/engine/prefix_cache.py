@@ -39,11 +39,9 @@ class PrefixHit:
     """Cached blocks covering a prompt's first ``tokens`` tokens."""
 
     tokens: int
-    keys: tuple[torch.Tensor, ...] = field(repr=False)
-    """One ``[layers, kv_heads, block_tokens, head_dim]`` tensor per block, in prompt order."""
-    values: tuple[torch.Tensor, ...] = field(repr=False)
     pieces: tuple[tuple[Pieces, Pieces], ...] = field(repr=False)
-    """Per layer, its ``[1, kv_heads, n, head_dim]`` views of the blocks (keys, values)."""
+    """Per layer, its ``[1, kv_heads, n, head_dim]`` views of the blocks (keys, values), one a
+    block in prompt order (the last a partial block's first positions, if any)."""
     chain: tuple[bytes, ...] = ()
     """The digests of its full blocks, in prompt order (``pieces`` holds them first, one each)."""
 
@@ -179,15 +177,10 @@ class PrefixCache:
         partial = self._partial(chain[-1] if chain else self._root(salt), prompt_ids[tokens:limit])
         if not chain and partial is None:
             return None
-        blocks = [self._blocks[d] for d in chain]
-        keys, values = [b.keys for b in blocks], [b.values for b in blocks]
-        per_block = [b.layers for b in blocks]
+        per_block = [self._blocks[d].layers for d in chain]
         if partial is not None:
             digest, common = partial
-            last = self._blocks[digest]
-            keys.append(last.keys[:, :, :common])
-            values.append(last.values[:, :, :common])
-            per_block.append([(k[:, :, :common], v[:, :, :common]) for k, v in last.layers])
+            per_block.append([(k[:, :, :common], v[:, :, :common]) for k, v in self._blocks[digest].layers])
             tokens += common
         self._touch([*chain, *([partial[0]] if partial else [])])
         self.hit_tokens += tokens
@@ -195,7 +188,7 @@ class PrefixCache:
             ([block[layer][0] for block in per_block], [block[layer][1] for block in per_block])
             for layer in range(len(per_block[0]))
         )
-        return PrefixHit(tokens, tuple(keys), tuple(values), pieces, tuple(chain))
+        return PrefixHit(tokens, pieces, tuple(chain))
 
     def insert(self, salt: str, prompt_ids: list[int], cache: DynamicCache) -> int:
         """Store every full block of ``prompt_ids`` not cached yet, copied out of ``cache`` (a batch-1

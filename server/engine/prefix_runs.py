@@ -56,9 +56,6 @@ class PrefixRuns:
     def __len__(self) -> int:
         return len(self._runs)
 
-    def clear(self) -> None:
-        self._runs.clear()
-
     def _best(self, chain: tuple[bytes, ...] | list[bytes]) -> tuple[_Run, int] | None:
         """The kept run covering the most leading blocks of ``chain``, and how many it covers."""
         best: tuple[_Run, int] | None = None

@@ -201,8 +201,9 @@ def test_blocks_are_copies_counted_to_the_byte(model: LlamaForCausalLM) -> None:
     assert len({t.untyped_storage().data_ptr() for t in tensors}) == len(tensors)
     hit = cache.lookup(SALT, ids)
     assert hit is not None and hit.tokens == 64
-    torch.testing.assert_close(hit.keys[2][1], source.layers[1].keys[0, :, 2 * BLOCK : 3 * BLOCK], atol=0, rtol=0)
-    torch.testing.assert_close(hit.values[3][0], source.layers[0].values[0, :, 3 * BLOCK : 4 * BLOCK], atol=0, rtol=0)
+    layer1_keys, layer0_values = hit.pieces[1][0], hit.pieces[0][1]  # per layer, per block
+    torch.testing.assert_close(layer1_keys[2], source.layers[1].keys[:, :, 2 * BLOCK : 3 * BLOCK], atol=0, rtol=0)
+    torch.testing.assert_close(layer0_values[3], source.layers[0].values[:, :, 3 * BLOCK : 4 * BLOCK], atol=0, rtol=0)
 
     # The hit's cache is its own too: a forward on it leaves the stored blocks as they were.
     before = [t.clone() for t in tensors]
