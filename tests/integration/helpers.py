@@ -1,6 +1,7 @@
 """Helpers the integration, UI and fault suites share: the one-fact training document, job
 hyperparameters, new tenants over HTTP, waits on a job's state with a deadline, and the bicycle
-handbook uploaded as a tenant's document with its retrieval setting.
+handbook uploaded as a tenant's document with its retrieval setting, and the check that the
+``openai`` client raised the error naming a parameter.
 
 The session server and the HTTP helpers themselves live in :mod:`tests.integration.conftest`.
 """
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
 import pytest
 
 from tests.integration.conftest import Server, auth
@@ -86,3 +88,13 @@ def new_tenant(srv: Server, name: str) -> str:
     response = httpx.post(f"{srv.api_url}/tenants", json={"id": name}, headers=auth(srv.admin_key), timeout=60)
     assert response.status_code == 201, response.text
     return response.json()["api_key"]
+
+
+def refused(call: Any, param: str, code: str | None = None, status: int = 400) -> openai.APIStatusError:
+    """``call()`` raises the client's error for ``status`` naming ``param`` (and ``code``)."""
+    with pytest.raises(openai.APIStatusError) as caught:
+        call()
+    error = caught.value
+    assert error.status_code == status and error.param == param, error.body
+    assert code is None or error.code == code, error.body
+    return error
