@@ -8,11 +8,12 @@ retrieval on for it and trains an adapter with default settings through the fine
 ``--max-tokens``): the base and the adapter, each with the tenant's retrieval off and on.
 Answers are asked a few at a time (the engine batches them); time to first token is measured
 apart, one streamed request at a time, on every question of a handbook (or the first
-``--ttft-questions``), with retrieval off and on, twice: before the column's answers, so every
-prompt is new to the server (a customer's new question: the target is judged on it; the first
-retrieval request of a column fills the prefix cache with the passages, and counts), and after
-them (``_repeated``: the same prompts again, whole prompts in the prefix cache but their last
-partial block, so the time depends on the prompt's length modulo the cache's block size more
+``--ttft-questions``), with retrieval off and on back to back (paired, the order alternating, so
+both sides of a ratio see the same load on a shared machine), twice: before the model's answers,
+so every prompt is new to the server (a customer's new question: the target is judged on it; the
+first retrieval request of a model fills the prefix cache with the passages, and counts), and
+after them (``_repeated``: the same prompts again, whole prompts in the prefix cache but their
+last partial block, so the time depends on the prompt's length modulo the cache's block size more
 than on retrieval).
 
     .venv/bin/python bench/grounding_bench.py                       # train, then ask
@@ -22,7 +23,8 @@ than on retrieval).
 Prints per handbook and overall: recall of each of the four (unanswerable questions apart, as
 ``abstained``: the share answered with "do not know"; ``abstained_answerable``: the share of the
 answerable ones answered so, a miss but not a wrong fact), TTFT p50 with and without retrieval and
-their ratio (new and repeated questions), training seconds, and the misses of retrieval + adapter.
+their ratio (new and repeated questions; overall: the p50s of every question of every handbook
+pooled), training seconds, and the misses of retrieval + adapter.
 """
 
 from __future__ import annotations
@@ -138,21 +140,33 @@ def answers(tenant: Tenant, model: str, questions: tuple[Question, ...], max_tok
         return list(pool.map(lambda q: ask(tenant.http, tenant.key, model, q.text, max_tokens)["text"], questions))
 
 
+def timed_pairs(tenant: Tenant, model: str, questions: tuple[Question, ...], top_k: int) -> dict[bool, list[dict]]:
+    """One streamed request per question with retrieval off and one with it on, back to back (the
+    order alternating from question to question), so both sides of a ratio see the same machine."""
+    timed: dict[bool, list[dict]] = {False: [], True: []}
+    for i, question in enumerate(questions):
+        for on in (False, True) if i % 2 == 0 else (True, False):
+            tenant.retrieval(on, top_k)
+            timed[on].append(ask(tenant.http, tenant.key, model, question.text, 1))
+    return timed
+
+
 def evaluate(tenant: Tenant, args: argparse.Namespace) -> dict:
     """The four columns' answers and the TTFTs of one handbook."""
     assert tenant.model is not None
     book, replies, ttft, prompt_tokens = tenant.book, {}, {}, {}
-    for on in (False, True):
-        tenant.retrieval(on, args.top_k)
-        for model, name in ((tenant.model, "adapter"), ("base", "base")):
+    timed = book.questions[: args.ttft_questions or None]
+    for model, name in ((tenant.model, "adapter"), ("base", "base")):
+        new = timed_pairs(tenant, model, timed, args.top_k)  # prompts not seen yet
+        for on in (False, True):
+            tenant.retrieval(on, args.top_k)
+            replies[f"retrieval_{name}" if on else name] = answers(tenant, model, book.questions, args.max_tokens)
+        again = timed_pairs(tenant, model, timed, args.top_k)  # whole prompts cached
+        for on in (False, True):
             column = f"retrieval_{name}" if on else name
-            timed = book.questions[: args.ttft_questions or None]
-            new = [ask(tenant.http, tenant.key, model, q.text, 1) for q in timed]  # prompts not seen yet
-            replies[column] = answers(tenant, model, book.questions, args.max_tokens)
-            again = [ask(tenant.http, tenant.key, model, q.text, 1) for q in timed]  # whole prompts cached
-            ttft[column] = statistics.median(t["ttft"] for t in new)
-            ttft[f"{column}_repeated"] = statistics.median(t["ttft"] for t in again)
-            prompt_tokens[column] = statistics.median(t["prompt_tokens"] for t in new)
+            ttft[column] = [t["ttft"] for t in new[on]]
+            ttft[f"{column}_repeated"] = [t["ttft"] for t in again[on]]
+            prompt_tokens[column] = statistics.median(t["prompt_tokens"] for t in new[on])
     answerable = [i for i, q in enumerate(book.questions) if q.style != UNANSWERABLE]
     unanswerable = [i for i, q in enumerate(book.questions) if q.style == UNANSWERABLE]
     scored = {c: [correct(replies[c][i], book.questions[i]) for i in range(len(book.questions))] for c in COLUMNS}
@@ -165,9 +179,10 @@ def evaluate(tenant: Tenant, args: argparse.Namespace) -> dict:
             result[f"abstained_{column}"] = sum(scored[column][i] for i in unanswerable) / len(unanswerable)
     for name in ("base", "adapter"):
         for when in ("", "_repeated"):
-            result[f"ttft_p50_{name}{when}_s"] = round(ttft[f"{name}{when}"], 3)
-            result[f"ttft_p50_retrieval_{name}{when}_s"] = round(ttft[f"retrieval_{name}{when}"], 3)
-            result[f"ttft_ratio_{name}{when}"] = round(ttft[f"retrieval_{name}{when}"] / ttft[f"{name}{when}"], 2)
+            off, on = statistics.median(ttft[f"{name}{when}"]), statistics.median(ttft[f"retrieval_{name}{when}"])
+            result[f"ttft_p50_{name}{when}_s"] = round(off, 3)
+            result[f"ttft_p50_retrieval_{name}{when}_s"] = round(on, 3)
+            result[f"ttft_ratio_{name}{when}"] = round(on / off, 2)
     result["prompt_tokens_p50"] = prompt_tokens
     result["misses_retrieval_adapter"] = [
         {
@@ -179,6 +194,7 @@ def evaluate(tenant: Tenant, args: argparse.Namespace) -> dict:
         if not scored["retrieval_adapter"][i]
     ]
     result["_scored"] = {c: [scored[c][i] for i in answerable] for c in COLUMNS}
+    result["_ttft"] = ttft
     result["_styles"] = [book.questions[i].style for i in answerable]
     return result
 
@@ -200,7 +216,9 @@ def overall(per_book: dict[str, dict]) -> dict:
             for style in sorted(set(styles))
         }
     for name in ("base", "adapter", "base_repeated", "adapter_repeated"):
-        result[f"ttft_ratio_{name}_p50"] = statistics.median(r[f"ttft_ratio_{name}"] for r in per_book.values())
+        off = statistics.median(t for r in per_book.values() for t in r["_ttft"][name])
+        on = statistics.median(t for r in per_book.values() for t in r["_ttft"][f"retrieval_{name}"])
+        result[f"ttft_ratio_{name}_p50"] = round(on / off, 2)  # every question of every handbook pooled
     result["questions"] = len(styles)
     return result
 
@@ -238,7 +256,7 @@ def main() -> None:
             stop_server(process)
     summary = {"overall": overall(per_book)}
     for slug, result in per_book.items():
-        result.pop("_scored"), result.pop("_styles")
+        result.pop("_scored"), result.pop("_styles"), result.pop("_ttft")
         if slug in trained:
             metrics = trained[slug].get("metrics") or {}
             result["train_seconds"] = metrics.get("train_seconds")

@@ -59,6 +59,21 @@ def test_removing_a_file_removes_its_passages_and_re_adding_replaces_them(index:
     index.remove_file("nobody", "file-x")  # no index yet: nothing to do
 
 
+def test_kept_indexes_serve_every_write_and_stay_bounded(
+    index: PassageIndex, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("server.knowledge.passage_index.MAX_OPEN_INDEXES", 2)
+    assert index.search("acme", "warranty", ["file-bikes"], 4)  # acme's index is now kept
+    index.add_file("acme", "file-new", "new.md", [{"heading": "", "text": "Tandems rent too.", "start": 0, "end": 17}])
+    assert [h.file_id for h in index.search("acme", "tandems", ["file-new"], 4)] == ["file-new"]
+    for tenant in ("t1", "t2", "t3"):  # more tenants than kept: the oldest are closed, none lost
+        index.add_file(tenant, "file-x", "x.md", BIKES)
+    assert len(index._open) == 2
+    assert index.search("acme", "tandems", ["file-new"], 4) and index.search("t1", "warranty", ["file-x"], 4)
+    again = PassageIndex(tmp_path / "knowledge")  # what a restarted server opens
+    assert [h.file_id for h in again.search("acme", "tandems", ["file-new"], 4)] == ["file-new"]
+
+
 @pytest.mark.parametrize(
     "query",
     ["file_id:file-secret", "warranty OR file_id:*", '"unterminated', "text:[a TO z]", "((((", "*", "a" * 10_000],
