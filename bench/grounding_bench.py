@@ -22,9 +22,11 @@ than on retrieval).
 
 Prints per handbook and overall: recall of each of the four (unanswerable questions apart, as
 ``abstained``: the share answered with "do not know"; ``abstained_answerable``: the share of the
-answerable ones answered so, a miss but not a wrong fact), TTFT p50 with and without retrieval and
-their ratio (new and repeated questions; overall: the p50s of every question of every handbook
-pooled), training seconds, and the misses of retrieval + adapter.
+answerable ones answered so, a miss but not a wrong fact), how often the reply's first citation
+(and its citations together) hold the answer (the search's quality, the same for every model),
+TTFT p50 with and without retrieval and their ratio (new and repeated questions; overall: the
+p50s of every question of every handbook pooled), training seconds, and the misses of
+retrieval + adapter.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ from adapters.embedded import prepare_embedded_model  # noqa: E402
 from adapters.machine import machine_info  # noqa: E402
 from bench.grounding_eval_set import UNANSWERABLE, Handbook, Question, correct, handbooks  # noqa: E402
 from bench.serve_bench import start_server, stop_server  # noqa: E402
+from trainer.documents import read_document  # noqa: E402
+from trainer.passages import document_passages  # noqa: E402
 
 COLUMNS = ("base", "adapter", "retrieval_base", "retrieval_adapter")
 ABSTAINING = next(q for b in handbooks() for q in b.questions if q.style == UNANSWERABLE)
@@ -56,7 +60,7 @@ ABSTAINING = next(q for b in handbooks() for q in b.questions if q.style == UNAN
 
 
 def ask(http: httpx.Client, key: str, model: str, question: str, max_tokens: int) -> dict:
-    """One streamed greedy answer: its text, time to first token, prompt tokens."""
+    """One streamed greedy answer: its text, time to first token, prompt tokens, citations."""
     body = {
         "model": model,
         "messages": [{"role": "user", "content": question}],
@@ -67,6 +71,7 @@ def ask(http: httpx.Client, key: str, model: str, question: str, max_tokens: int
     }
     started = time.perf_counter()
     first, text, prompt_tokens = None, "", 0
+    cited: list[dict] = []
     with http.stream("POST", "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}) as reply:
         reply.raise_for_status()
         for line in reply.iter_lines():
@@ -75,11 +80,12 @@ def ask(http: httpx.Client, key: str, model: str, question: str, max_tokens: int
             chunk = json.loads(line[6:])
             if chunk.get("usage"):
                 prompt_tokens = chunk["usage"]["prompt_tokens"]
+            cited = chunk.get("citations") or cited
             for choice in chunk.get("choices", []):
                 if choice["delta"].get("content"):
                     first = first or time.perf_counter() - started
                     text += choice["delta"]["content"]
-    return {"text": text, "ttft": first, "prompt_tokens": prompt_tokens}
+    return {"text": text, "ttft": first, "prompt_tokens": prompt_tokens, "citations": cited}
 
 
 class Tenant:
@@ -135,9 +141,20 @@ def abstains(reply: str) -> bool:
     return correct(reply, ABSTAINING)
 
 
-def answers(tenant: Tenant, model: str, questions: tuple[Question, ...], max_tokens: int) -> list[str]:
+def answers(tenant: Tenant, model: str, questions: tuple[Question, ...], max_tokens: int) -> list[dict]:
     with ThreadPoolExecutor(8) as pool:
-        return list(pool.map(lambda q: ask(tenant.http, tenant.key, model, q.text, max_tokens)["text"], questions))
+        return list(pool.map(lambda q: ask(tenant.http, tenant.key, model, q.text, max_tokens), questions))
+
+
+def cited_hits(book: Handbook, asked: list[dict]) -> tuple[list[bool], list[bool]]:
+    """Per question: whether its first citation's passage holds the answer (every expected fact),
+    and whether its cited passages together do (the ``top_k`` hits; the search is the same
+    for every model)."""
+    text = {(p["start"], p["end"]): p["text"] for p in document_passages(read_document(book.path, book.path.name))}
+    cited = [[text.get((c["start"], c["end"]), "") for c in a["citations"]] for a in asked]  # best first
+    first = [correct(c[0] if c else "", q) for c, q in zip(cited, book.questions, strict=True)]
+    every = [correct(" ".join(c), q) for c, q in zip(cited, book.questions, strict=True)]
+    return first, every
 
 
 def timed_pairs(tenant: Tenant, model: str, questions: tuple[Question, ...], top_k: int) -> dict[bool, list[dict]]:
@@ -154,23 +171,27 @@ def timed_pairs(tenant: Tenant, model: str, questions: tuple[Question, ...], top
 def evaluate(tenant: Tenant, args: argparse.Namespace) -> dict:
     """The four columns' answers and the TTFTs of one handbook."""
     assert tenant.model is not None
-    book, replies, ttft, prompt_tokens = tenant.book, {}, {}, {}
+    book, asked, ttft, prompt_tokens = tenant.book, {}, {}, {}
     timed = book.questions[: args.ttft_questions or None]
     for model, name in ((tenant.model, "adapter"), ("base", "base")):
         new = timed_pairs(tenant, model, timed, args.top_k)  # prompts not seen yet
         for on in (False, True):
             tenant.retrieval(on, args.top_k)
-            replies[f"retrieval_{name}" if on else name] = answers(tenant, model, book.questions, args.max_tokens)
+            asked[f"retrieval_{name}" if on else name] = answers(tenant, model, book.questions, args.max_tokens)
         again = timed_pairs(tenant, model, timed, args.top_k)  # whole prompts cached
         for on in (False, True):
             column = f"retrieval_{name}" if on else name
             ttft[column] = [t["ttft"] for t in new[on]]
             ttft[f"{column}_repeated"] = [t["ttft"] for t in again[on]]
             prompt_tokens[column] = statistics.median(t["prompt_tokens"] for t in new[on])
+    replies = {column: [a["text"] for a in asked[column]] for column in COLUMNS}
+    first, every = cited_hits(book, asked["retrieval_base"])
     answerable = [i for i, q in enumerate(book.questions) if q.style != UNANSWERABLE]
     unanswerable = [i for i, q in enumerate(book.questions) if q.style == UNANSWERABLE]
     scored = {c: [correct(replies[c][i], book.questions[i]) for i in range(len(book.questions))] for c in COLUMNS}
     result: dict = {"questions": len(answerable), "seen_by_generator": book.seen_by_generator}
+    result["citation_first_holds_answer"] = round(sum(first[i] for i in answerable) / len(answerable), 3)
+    result["citations_hold_answer"] = round(sum(every[i] for i in answerable) / len(answerable), 3)
     for column in COLUMNS:
         result[f"recall_{column}"] = round(sum(scored[column][i] for i in answerable) / len(answerable), 3)
         refused = sum(abstains(replies[column][i]) for i in answerable)
@@ -194,6 +215,7 @@ def evaluate(tenant: Tenant, args: argparse.Namespace) -> dict:
         if not scored["retrieval_adapter"][i]
     ]
     result["_scored"] = {c: [scored[c][i] for i in answerable] for c in COLUMNS}
+    result["_cited"] = {"first": [first[i] for i in answerable], "every": [every[i] for i in answerable]}
     result["_ttft"] = ttft
     result["_styles"] = [book.questions[i].style for i in answerable]
     return result
@@ -219,6 +241,9 @@ def overall(per_book: dict[str, dict]) -> dict:
         off = statistics.median(t for r in per_book.values() for t in r["_ttft"][name])
         on = statistics.median(t for r in per_book.values() for t in r["_ttft"][f"retrieval_{name}"])
         result[f"ttft_ratio_{name}_p50"] = round(on / off, 2)  # every question of every handbook pooled
+    for name, key in (("first", "citation_first_holds_answer"), ("every", "citations_hold_answer")):
+        cited = [h for r in per_book.values() for h in r["_cited"][name]]
+        result[key] = round(sum(cited) / len(cited), 3)
     result["questions"] = len(styles)
     return result
 
@@ -256,7 +281,8 @@ def main() -> None:
             stop_server(process)
     summary = {"overall": overall(per_book)}
     for slug, result in per_book.items():
-        result.pop("_scored"), result.pop("_styles"), result.pop("_ttft")
+        for private in ("_scored", "_styles", "_ttft", "_cited"):
+            result.pop(private)
         if slug in trained:
             metrics = trained[slug].get("metrics") or {}
             result["train_seconds"] = metrics.get("train_seconds")
