@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import torch
 
 from adapters.execution_plan import ExecutionPlan, PlanRequest
+from adapters.own_thread import runs_in_own_thread
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -210,6 +211,7 @@ def load_nf4_model(model_dir: Path, device: torch.device, *, quantize: bool = Tr
     return model
 
 
+@runs_in_own_thread
 def load_base(
     model_dir: Path,
     device: str | None = None,
@@ -227,6 +229,10 @@ def load_base(
     ``threads`` torch threads). ``quantize=False`` loads plain 16-bit weights instead (the trainer's
     16-bit LoRA comparison), in the plan's compute dtype; its spec then records empty quantization
     settings, so its hash differs from the NF4 one.
+
+    It runs in a thread of its own (:mod:`adapters.own_thread`): the OpenMP pool that loading and
+    the plan probe make ends with it, instead of staying in the caller's thread, where it would
+    slow down the engine's thread.
     """
     from adapters.nf4_forms import apply_plan
     from adapters.plan_choice import choose_plan, unquantized_plan
