@@ -12,7 +12,7 @@ under :data:`NAME` and sets a model to it.
 
 Why: with a mask transformers copies every layer's keys and values ``num_key_value_groups`` times
 before attention; for SmolLM2 (9 query heads, 3 key/value heads) a grounded question's prefill
-over ~740 cached positions spends ~4 ms of its ~80 ms on those copies on the 2-core CPU
+over ~740 cached positions spent ~4 ms of its time to first token on those copies on the 2-core CPU
 (bench/grounding_bench.py's time to first token).
 """
 
