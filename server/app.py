@@ -21,7 +21,8 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from adapters.base_model import ServedBase
-from adapters.embedded import prepare_embedded_model
+from adapters.embedded import EmbeddedModelMissing, prepare_embedded_model
+from adapters.embedding_model import prepare_embedding_model
 from server import leftovers
 from server.cpu_share import CPUShare
 from server.drain import Drain, DrainingServer
@@ -80,6 +81,7 @@ def load_model(services: Services) -> None:
             services.base = base = local.base
             services.engine = local.engine
             services.admitter = local.admitter
+        _prepare_embeddings(services)
         log.info(
             "model %s ready on %s in %.1fs (spec %s); execution plan %s: %s",
             base.spec.name,
@@ -93,6 +95,20 @@ def load_model(services: Services) -> None:
         log.exception("loading the base model failed")
         # /ready answers strangers: a stable message; the details are in the log above
         services.load_error = "The base model could not be loaded; the server log says why."
+
+
+def _prepare_embeddings(services: Services) -> None:
+    """Extract the shipped embedding model when it is the one configured, and load it for retrieval."""
+    settings = services.settings
+    if settings.retrieval_embeddings and not settings.embedding_model:
+        try:
+            prepare_embedding_model(settings.models_dir)
+        except EmbeddedModelMissing as exc:
+            log.warning("retrieval ranks passages by words only: %s", exc)
+            return
+    embedder = services.knowledge.embedder
+    if embedder is not None and embedder.warm():
+        log.info("retrieval ranks passages by words and meaning (%s)", embedder.model_dir)
 
 
 def _cluster_launcher(settings: Settings) -> WorkerLauncher | None:

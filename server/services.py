@@ -25,6 +25,9 @@ from server.engine.grammar import GrammarCompiler
 from server.engine.step_loop import Engine
 from server.jobs.job_store import JobStore
 from server.jobs.training_files import FileStore
+from server.knowledge.dense_index import DenseIndex
+from server.knowledge.embedder_threads import EmbedderThreads
+from server.knowledge.knowledge_base import KnowledgeBase
 from server.knowledge.passage_index import PassageIndex
 from server.metrics import Metrics
 from server.rollouts.feedback import FeedbackStore
@@ -50,8 +53,8 @@ class Services:
     served: ServedLog
     """Every chat completion served (which version answered, latencies; texts where stored)."""
     feedback: FeedbackStore
-    knowledge: PassageIndex
-    """Each tenant's passages for retrieval (kept in step with its files)."""
+    knowledge: KnowledgeBase
+    """Each tenant's passages and their vectors for retrieval (kept in step with its files)."""
     base: ServedBase | None = None
     engine: Engine | None = None
     admitter: GenerationSource | None = None
@@ -86,7 +89,13 @@ class Services:
             jobs=JobStore(settings.db_path),
             served=ServedLog(settings.db_path, settings.served_retention_days),
             feedback=FeedbackStore(settings.db_path),
-            knowledge=PassageIndex(settings.knowledge_dir),
+            knowledge=KnowledgeBase(
+                PassageIndex(settings.knowledge_dir),
+                DenseIndex(settings.knowledge_vectors_dir),
+                EmbedderThreads(settings.embedding_model_dir),
+                max_vectors=settings.retrieval_embed_max_passages,
+                embed_timeout_s=settings.retrieval_embed_timeout_s,
+            ),
             **fields,
         )
         knowledge = services.knowledge

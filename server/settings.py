@@ -33,6 +33,20 @@ class Settings(BaseSettings):
     model: str | None = Field(
         None, description="A Hugging Face causal-LM directory; unset: the embedded SmolLM2-135M-Instruct."
     )
+    embedding_model: str | None = Field(
+        None,
+        description="A sentence-embedding model directory (BERT, safetensors) that ranks passages by meaning "
+        "for retrieval; unset: the shipped all-MiniLM-L6-v2, extracted under <data>/models.",
+    )
+    retrieval_embeddings: bool = Field(
+        True, description="Rank retrieved passages by meaning (embeddings) as well as by words (BM25)."
+    )
+    retrieval_embed_max_passages: int = Field(
+        2000, ge=0, description="Most passages of one uploaded file that get embeddings; larger files: BM25 only."
+    )
+    retrieval_embed_timeout_s: float = Field(
+        120.0, gt=0, description="Time embedding one uploaded file's passages may take; past it: BM25 only."
+    )
     host: str = Field("127.0.0.1", description="Interface to bind.")
     port: int = Field(8000, description="TCP port to bind.")
     device: str | None = Field(None, description="torch device; unset: cuda when present, else cpu.")
@@ -237,6 +251,19 @@ class Settings(BaseSettings):
     @property
     def knowledge_dir(self) -> Path:
         return self.data / "knowledge"
+
+    @property
+    def knowledge_vectors_dir(self) -> Path:
+        return self.data / "knowledge-vectors"
+
+    @property
+    def embedding_model_dir(self) -> Path | None:
+        """Where retrieval's embedding model is (None: embeddings are off)."""
+        if not self.retrieval_embeddings:
+            return None
+        from adapters.embedding_model import embedding_model_dir
+
+        return Path(self.embedding_model) if self.embedding_model else embedding_model_dir(self.models_dir)
 
     @property
     def jobs_dir(self) -> Path:

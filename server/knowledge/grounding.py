@@ -8,6 +8,7 @@ Contract:
   (:func:`adapters.grounding_context.choose_passages`): every passage of the named files in
   document order when they all fit ``budget_tokens`` (whole mode), else the search's best hits
   that fit, in document order. Passage costs are remembered per tokenizer and passage text.
+  :func:`whole_mode` tells which of the two it is before any search.
 - :func:`ground` rewrites the latest user message with those passages in
   :func:`adapters.grounding_template.grounded_question` (the template training uses too). No
   user message or no passage: nothing changes.
@@ -21,9 +22,10 @@ Contract:
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
-from adapters.grounding_context import choose_passages, passage_cost
+from adapters.grounding_context import choose_passages, fits_whole, passage_cost
 from adapters.grounding_template import grounded_question
 from server.api.chat_request import ChatMessage
 from server.knowledge.passage_index import Passage
@@ -52,10 +54,19 @@ def _cost(tokenizer: Any, heading: str, text: str) -> int:
     return passage_cost(tokenizer, heading, text)
 
 
+def _priced(tokenizer: Any) -> Callable[[Passage], int]:
+    return lambda p: _cost(tokenizer, p.heading, p.text)
+
+
 def prompt_passages(
     every: list[Passage] | None, hits: list[Passage], tokenizer: Any, budget_tokens: int
 ) -> list[Passage]:
-    return choose_passages(every, hits, lambda p: _cost(tokenizer, p.heading, p.text), budget_tokens, _key)
+    return choose_passages(every, hits, _priced(tokenizer), budget_tokens, _key)
+
+
+def whole_mode(every: list[Passage] | None, tokenizer: Any, budget_tokens: int) -> bool:
+    """Whether every passage of the named files goes into the prompt (then the search only cites)."""
+    return fits_whole(every, _priced(tokenizer), budget_tokens)
 
 
 def ground(messages: list[ChatMessage], passages: list[Passage]) -> list[ChatMessage]:

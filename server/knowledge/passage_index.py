@@ -10,7 +10,8 @@ Contract:
   :class:`Passage`. The query is reduced to at most :data:`MAX_QUERY_TERMS` lower-cased words
   before tantivy sees it, so no query syntax (fields, operators, ranges) ever comes from a user.
 - :meth:`file_passages` is every passage of the given files in document order (the files in the
-  order given, each by its character offset), or None when there are more than ``limit``.
+  order given, each by its character offset), or None when there are more than ``limit``;
+  :meth:`has_file` whether a file has any.
 - Tenants never share an index; a tenant id is validated before it names a directory. Writes
   to one tenant's index are serialized; reads see the last committed state.
 - Opened indexes are kept (at most :data:`MAX_OPEN_INDEXES`, least recently used closed first):
@@ -169,6 +170,10 @@ class PassageIndex:
         query_ = tantivy.Query.boolean_query([(tantivy.Occur.Must, text_query), (tantivy.Occur.Must, only)])
         searcher = index.searcher()
         return [_passage(searcher.doc(address), score) for score, address in searcher.search(query_, top_k).hits]
+
+    def has_file(self, tenant: str, file_id: str) -> bool:
+        """Whether any passage of ``file_id`` is indexed."""
+        return self.file_passages(tenant, [file_id], 0) is None
 
     def file_passages(self, tenant: str, files: Sequence[str], limit: int) -> list[Passage] | None:
         if not files:

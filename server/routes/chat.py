@@ -32,7 +32,7 @@ from server.engine.requests import Finished, TextDelta, TokenLogprob
 from server.errors import bad_request
 from server.prompt import ToolsInPrompt, refuse_what_cannot_fit, render_prompt
 from server.routes.completion_flow import Preflight, collect, engine_error, preflight, settle, usage
-from server.routes.retrieval import retrieve
+from server.routes.retrieval import Citing, cite, retrieve
 from server.tenancy.rate_limits import ReleaseAfter
 from server.tool_calls import template_supports_tools, tools_prompt
 
@@ -86,14 +86,13 @@ async def chat_completions(request: Request) -> Response | ReleaseAfter:
         grammar = await run_in_threadpool(_grammar, flight, body, mode)
         await run_in_threadpool(refuse_what_cannot_fit, tokenizer, [m.text() for m in messages], flight.context_limit)
         system_prompt = flight.settings.system_prompt if flight.settings else None
-        prompt_messages, cited = await run_in_threadpool(retrieve, flight, messages)
+        prompt_messages, citing = await run_in_threadpool(retrieve, flight, messages)
         prompt_ids = await run_in_threadpool(render_prompt, tokenizer, prompt_messages, system_prompt, tools)
         flight.admission.afford(len(prompt_ids))
         max_tokens = flight.max_tokens(body, len(prompt_ids))
         params = sampling_params(body, max_tokens, len(tokenizer), body.logprobs_count)
         generation = flight.start(prompt_ids, params, body.n, grammar)
     reply = ChatReply(int(time.time()), flight.served_model, services.grammars.token_bytes, mode, body.logprobs)
-    reply.citations = cited
     answer: list[str] = []  # choice 0's text, for the served log
 
     def finish() -> None:
@@ -103,10 +102,11 @@ async def chat_completions(request: Request) -> Response | ReleaseAfter:
 
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        events = _stream(generation, reply, body.n, include_usage, answer)
+        events = _stream(generation, reply, body.n, include_usage, answer, citing)
         return ReleaseAfter(EventSourceResponse(events, ping=15), finish)
     try:
         results = await collect(request, generation, body.n)
+        reply.citations = await cite(citing)
         answer.append(results[0].text)
         ends = [r.finished for r in results if r.finished is not None]
         choices = [reply.choice(i, r.text, r.logprobs, end) for i, (r, end) in enumerate(zip(results, ends))]
@@ -116,10 +116,16 @@ async def chat_completions(request: Request) -> Response | ReleaseAfter:
 
 
 async def _stream(
-    generation: Generation, reply: ChatReply, n: int, include_usage: bool, answer: list[str]
+    generation: Generation,
+    reply: ChatReply,
+    n: int,
+    include_usage: bool,
+    answer: list[str],
+    citing: Citing | None,
 ) -> AsyncIterator[dict[str, str]]:
     """SSE events: a role chunk per choice, content chunks as text comes (a tool reply at its
-    end), a finish chunk per choice, the usage chunk if asked, ``[DONE]``."""
+    end), a finish chunk per choice (with the citations, computed at the first), the usage chunk
+    if asked, ``[DONE]``."""
     held: dict[int, list[str]] = {i: [] for i in range(n)}
     held_logprobs: dict[int, list[TokenLogprob]] = {i: [] for i in range(n)}
     for index in range(n):
@@ -137,6 +143,8 @@ async def _stream(
         if event.reason == "error":
             yield _data(engine_error(event).body())
             return
+        if citing is not None and reply.citations is None:
+            reply.citations = await cite(citing)
         yield _data(_finish_chunk(reply, event, "".join(held[event.index]), held_logprobs[event.index]))
     if include_usage:
         yield _data(reply.usage_chunk(usage([generation])))

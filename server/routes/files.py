@@ -7,7 +7,9 @@ Contract:
   for a chunked body), spools it to ``<data>/tmp``, runs ``trainer.check`` on it and keeps it
   only when the checker accepts it; a refused file is a 400 ``invalid_file`` with the checker's
   message (413 for ``file_too_large``) and leaves nothing behind. An accepted document's passages
-  go into the tenant's knowledge index (:mod:`server.knowledge`); deleting the file deletes them.
+  go into the tenant's knowledge index (:mod:`server.knowledge`), embedded for retrieval by
+  meaning before the response (within the operator's passage cap and time limit; past them the
+  file is searched by its words only); deleting the file deletes them.
 - ``GET /v1/files`` (``purpose``, ``after``, ``limit``, ``order``), ``GET /v1/files/{id}``,
   ``GET /v1/files/{id}/content`` (the bytes as uploaded) and ``DELETE /v1/files/{id}`` see the
   caller's tenant only; another tenant's file answers the same
@@ -31,7 +33,7 @@ from starlette.routing import Route
 from server.errors import APIError, bad_request, not_found
 from server.jobs.file_check import FileChecker
 from server.jobs.training_files import StoredFile
-from server.knowledge.passage_index import PassageIndex
+from server.knowledge.knowledge_base import KnowledgeBase
 from server.routes.paging import list_object, page_query
 from server.services import services_of
 from server.tenancy import quotas
@@ -104,7 +106,7 @@ async def upload_file(request: Request) -> JSONResponse:
     return JSONResponse(file_object(stored))
 
 
-def _index(knowledge: PassageIndex, stored: StoredFile, passages: Path) -> None:
+def _index(knowledge: KnowledgeBase, stored: StoredFile, passages: Path) -> None:
     """Index the file's passages for retrieval (a file that yields none, e.g. chat JSONL, adds none)."""
     try:
         found = json.loads(passages.read_text()) if passages.is_file() else []

@@ -113,7 +113,10 @@ def start_server(model_dir: Path, data: Path, admin_key: str, *flags: str, **set
     measurement (10-50 s on a busy CPU, per server), the same plan on every machine and run, and fp32
     logits, where a greedy answer does not depend on how its prompt was split into prefills (bf16
     rounding can flip a near tie between a cold prefill and one continuing from the prefix cache)."""
-    settings = {"COMPUTE_DTYPE": "float32", "CPU_WEIGHTS": "dense", **settings}
+    from adapters.embedding_model import prepare_embedding_model
+
+    embedding = prepare_embedding_model(model_dir.parent)  # beside the base: extracted once, not per server
+    settings = {"COMPUTE_DTYPE": "float32", "CPU_WEIGHTS": "dense", "EMBEDDING_MODEL": str(embedding), **settings}
     log_path = data.parent / f"{data.name}-server.log"
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SWAPLORA_")}

@@ -1,7 +1,8 @@
 """Retrieval from a tenant's documents against the live server: an uploaded handbook is indexed,
 the tenant turns retrieval on, and chat answers with the passages it used as ``citations`` (the
-reply, and the finish chunk of a stream); the setting is validated, another tenant's files are
-out of reach, and deleting the file takes its passages out of every answer."""
+reply, and the finish chunk of a stream), found by words and meaning; the setting is validated,
+another tenant's files are out of reach, and deleting the file takes its passages (and their
+vectors) out of every answer."""
 
 from __future__ import annotations
 
@@ -58,6 +59,27 @@ def test_chat_cites_the_passages_it_was_given(
         assert chat(http, key)["citations"] == []
     finally:
         set_retrieval(http, key, "acme", {"enabled": False, "files": []})
+
+
+def test_citations_find_by_meaning_what_words_miss(
+    http: httpx.Client, server: Server, tenant_keys: dict[str, str]
+) -> None:
+    """The upload embedded the handbook's passages (the shipped MiniLM, in the server process); a
+    question that shares no word with its answer (BM25 alone ranks "Bike hire" first) is cited
+    with the FAQ that answers it; deleting the file deletes its vectors."""
+    key = tenant_keys["acme"]
+    handbook = upload_document(http, key)
+    vectors = server.data / "knowledge-vectors" / "acme" / f"{handbook}.safetensors"
+    assert vectors.is_file()
+    assert set_retrieval(http, key, "acme", {"enabled": True, "files": [handbook], "top_k": 2}).status_code == 200
+    try:
+        question = [{"role": "user", "content": "Are pre-owned bikes available?"}]
+        cited = chat(http, key, messages=question)["citations"]
+        assert cited[0]["heading"] == "Do you sell second-hand bicycles?", cited  # words alone: second
+    finally:
+        set_retrieval(http, key, "acme", {"enabled": False, "files": []})
+        assert http.delete(f"/v1/files/{handbook}", headers=auth(key)).status_code == 200
+    assert not vectors.exists()
 
 
 def chat_without(http: httpx.Client, key: str) -> dict[str, Any]:
