@@ -2,9 +2,10 @@
 
 Start-up never blocks on the model: the base loads on a background thread (converting the
 embedded model first if needed) while ``/health`` already answers; chat answers 503
-``model_loading`` until ``/ready`` says ready. SIGTERM drains first (:mod:`server.drain`); the
-lifespan's shutdown then stops the job runner and the engine, which ends every request still open
-with an error event.
+``model_loading`` until ``/ready`` says ready. Retrieval's embedding model is extracted before
+the first request (so every upload is embedded) and loaded beside the base. SIGTERM drains
+first (:mod:`server.drain`); the lifespan's shutdown then stops the job runner and the engine,
+which ends every request still open with an error event.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def load_model(services: Services) -> None:
             services.base = base = local.base
             services.engine = local.engine
             services.admitter = local.admitter
-        _prepare_embeddings(services)
+        _warm_embedder(services)
         log.info(
             "model %s ready on %s in %.1fs (spec %s); execution plan %s: %s",
             base.spec.name,
@@ -97,15 +98,17 @@ def load_model(services: Services) -> None:
         services.load_error = "The base model could not be loaded; the server log says why."
 
 
-def _prepare_embeddings(services: Services) -> None:
-    """Extract the shipped embedding model when it is the one configured, and load it for retrieval."""
-    settings = services.settings
+def _prepare_embeddings(settings: Settings) -> None:
+    """Extract the shipped embedding model when it is the one configured (under a second, once per
+    data directory): before the first request, so no upload is ever embedded without it."""
     if settings.retrieval_embeddings and not settings.embedding_model:
         try:
             prepare_embedding_model(settings.models_dir)
         except EmbeddedModelMissing as exc:
             log.warning("retrieval ranks passages by words only: %s", exc)
-            return
+
+
+def _warm_embedder(services: Services) -> None:
     embedder = services.knowledge.embedder
     if embedder is not None and embedder.warm():
         log.info("retrieval ranks passages by words and meaning (%s)", embedder.model_dir)
@@ -127,6 +130,7 @@ def create_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await asyncio.to_thread(leftovers.sweep, settings.data, services.store, services.files)
+        await asyncio.to_thread(_prepare_embeddings, settings)
         loader = threading.Thread(target=load_model, args=(services,), name="swaplora-loader", daemon=True)
         loader.start()
         services.runner = JobRunner(
@@ -149,6 +153,8 @@ def create_app(settings: Settings) -> Starlette:
         await services.runner.stop()
         if services.engine is not None:
             services.engine.stop()
+        if services.knowledge.embedder is not None:
+            services.knowledge.embedder.close()
         if settings.cluster:
             from server.cluster.launch import stop_engines
 

@@ -3,7 +3,8 @@
 :func:`sweep` empties ``<data>/tmp`` (upload spools: an upload in flight when the process died),
 removes the adapter store's half-written versions and half-deleted directories
 (:meth:`adapters.store.AdapterStore.sweep`) and the training files that never got their database
-row (:meth:`server.jobs.training_files.FileStore.sweep`). It runs before the server accepts requests, so nothing
+row (:meth:`server.jobs.training_files.FileStore.sweep`) and half-written passage vectors
+(``<data>/knowledge-vectors/<tenant>/.tmp-*``). It runs before the server accepts requests, so nothing
 it removes belongs to a live upload of this server; the store's own lock keeps it off a publish
 that another process (``swaplora train``) has in flight.
 """
@@ -31,7 +32,15 @@ def sweep(data: Path, store: AdapterStore, files: FileStore) -> dict[str, int]:
             else:
                 entry.unlink(missing_ok=True)
             spools += 1
-    counts = {"upload_spools": spools, "store_leftovers": len(store.sweep()), "orphan_files": len(files.sweep())}
+    vectors = list((data / "knowledge-vectors").glob("*/.tmp-*"))
+    for entry in vectors:
+        entry.unlink(missing_ok=True)
+    counts = {
+        "upload_spools": spools,
+        "store_leftovers": len(store.sweep()),
+        "orphan_files": len(files.sweep()),
+        "vector_spools": len(vectors),
+    }
     if any(counts.values()):
         log.warning("removed what an earlier crash left behind: %s", counts)
     return counts

@@ -7,7 +7,9 @@ Contract:
   once): retrieval then ranks by words only. :meth:`warm` loads it ahead of the first request. Recent
   queries are remembered (:data:`QUERIES_KEPT`); a query is embedded in about 10-20 ms.
 - :meth:`EmbedderThreads.passages` is one row per text, or None when there is no model or the
-  texts took longer than ``timeout_s`` (the file is then searched by its words only).
+  texts took longer than ``timeout_s`` (counted from the call: waiting behind another upload
+  counts) or torch failed (logged): the file is then searched by its words only. A query whose
+  embedding fails is None too: that request is ranked by words.
 - Each kind of work has one thread that runs torch with one OpenMP thread: retrieval never takes
   more than a core from the serving engine, a long upload never delays a chat request's query,
   and no idle multi-thread OpenMP pool is left beside the engine's thread (README, "Thread
@@ -85,7 +87,11 @@ class EmbedderThreads:
             if kept is not None:
                 self._kept.move_to_end(text)
                 return kept
-        rows = self._run(self._queries, lambda model: model.embed([text]))
+        try:
+            rows = self._run(self._queries, lambda model: model.embed([text]))
+        except RuntimeError:  # the request goes on, ranked by words
+            log.exception("embedding a query failed")
+            return None
         if rows is None:
             return None
         with self._kept_lock:
@@ -100,6 +106,9 @@ class EmbedderThreads:
             return self._run(self._passages, functools.partial(_embed, texts=texts, deadline=deadline))
         except TimeoutError as exc:
             log.warning("embedding %d passages took longer than %.0f s (%s)", len(texts), timeout_s, exc)
+            return None
+        except RuntimeError:
+            log.exception("embedding %d passages failed", len(texts))
             return None
 
     def close(self) -> None:

@@ -5,7 +5,8 @@ Contract:
 - :meth:`KnowledgeBase.add_file` indexes one file's passages for BM25 (:mod:`.passage_index`) and,
   when an embedding model is there and the file has at most ``max_vectors`` passages, embeds them
   (within ``embed_timeout_s``) into the file's vectors (:mod:`.dense_index`). A file without
-  vectors is still searched by its words. :meth:`remove_file` / :meth:`remove_tenant` delete both.
+  vectors (over the cap, too slow, no model, a write that failed: logged) is still searched by
+  its words; nothing of that fails the upload. :meth:`remove_file` / :meth:`remove_tenant` delete both.
 - :meth:`search` is hybrid: the best :data:`POOL` passages by BM25 and the best by cosine
   similarity to the query's embedding, fused by reciprocal rank (each list adds
   ``1 / (RRF_K + rank)``; the dense list counts :data:`DENSE_WEIGHT` times as much, measured with
@@ -17,6 +18,7 @@ Contract:
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -29,6 +31,7 @@ from server.knowledge.dense_index import DenseIndex
 from server.knowledge.embedder_threads import EmbedderThreads
 from server.knowledge.passage_index import Passage, PassageIndex
 
+log = logging.getLogger(__name__)
 POOL = 16
 """Candidates each ranking gives the fusion."""
 RRF_K = 60
@@ -91,7 +94,10 @@ class KnowledgeBase:
         texts = [passage_text(str(p.get("heading", "")), str(p["text"])) for p in found]
         vectors = self.embedder.passages(texts, self.embed_timeout_s)
         if vectors is not None:
-            self.dense.write(tenant, file_id, [int(p["start"]) for p in found], vectors)
+            try:
+                self.dense.write(tenant, file_id, [int(p["start"]) for p in found], vectors)
+            except OSError:  # a full disk: the file is kept, searched by its words
+                log.exception("the vectors of %s/%s could not be written", tenant, file_id)
             if not self.passages.has_file(tenant, file_id):  # deleted while it was being embedded
                 self.dense.remove_file(tenant, file_id)
         self._forget(tenant, file_id)
