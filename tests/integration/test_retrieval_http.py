@@ -13,6 +13,7 @@ import httpx
 import openai
 import pytest
 
+from tests.conftest import ROOT
 from tests.integration.conftest import Server, auth
 from tests.integration.helpers import HANDBOOK, HANDBOOK_QUESTION, set_retrieval, upload_document
 
@@ -80,6 +81,34 @@ def test_citations_find_by_meaning_what_words_miss(
         set_retrieval(http, key, "acme", {"enabled": False, "files": []})
         assert http.delete(f"/v1/files/{handbook}", headers=auth(key)).status_code == 200
     assert not vectors.exists()
+
+
+def test_files_larger_than_the_budget_are_searched_and_the_hits_that_fit_go_in(
+    http: httpx.Client, tenant_keys: dict[str, str], acme: openai.OpenAI
+) -> None:
+    """Search mode: four handbooks (about 2,800 tokens of passages) do not fit the passage budget
+    (1,024 tokens), so the prompt carries the fused search's best hits that fit, and the citations
+    (ready before generation here) are those hits, numbered as in the prompt, in the reply and
+    in a stream's finish chunk."""
+    key = tenant_keys["acme"]
+    books = [HANDBOOK, *sorted((ROOT / "bench" / "grounding_eval").glob("*.md"))]
+    files = [upload_document(http, key, path) for path in books if path.name != "README.md"]
+    assert len(files) == 4
+    assert set_retrieval(http, key, "acme", {"enabled": True, "files": files, "top_k": 4}).status_code == 200
+    try:
+        question = [{"role": "user", "content": "Are pre-owned bikes available?"}]
+        reply = chat(http, key, messages=question)
+        cited = reply["citations"]
+        assert cited[0]["heading"] == "Do you sell second-hand bicycles?" and cited[0]["file_id"] == files[0], cited
+        assert 1 <= len(cited) <= 4 and sorted(c["index"] for c in cited) == list(range(1, len(cited) + 1))
+        assert 100 < reply["usage"]["prompt_tokens"] < 1024 + 200  # the budget, not the 2,800 tokens
+        stream = acme.chat.completions.create(model="base", messages=question, max_tokens=4, stream=True)
+        finishes = [c for c in stream if c.choices and c.choices[0].finish_reason]
+        assert (finishes[-1].model_extra or {})["citations"] == cited
+    finally:
+        set_retrieval(http, key, "acme", {"enabled": False, "files": []})
+        for file_id in files:
+            http.delete(f"/v1/files/{file_id}", headers=auth(key))
 
 
 def chat_without(http: httpx.Client, key: str) -> dict[str, Any]:
