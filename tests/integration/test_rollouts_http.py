@@ -60,15 +60,17 @@ def test_a_split_spreads_conversations_by_weight_and_keeps_each_on_its_version(
     response = patch(http, key, {"1": 90, "2": 10})
     assert response.status_code == 200, response.text
     assert response.json()["traffic"] == {"1": 90, "2": 10} and response.json()["current_version"] == 2
-    conversations = [f"visitor-{i}" for i in range(1000)]
-    # A thousand cheap requests (a one-token text completion: the split is the same for every
+    conversations = [f"visitor-{i}" for i in range(400)]
+    # Four hundred cheap requests (a one-token text completion: the split is the same for every
     # endpoint), then a chat turn of a hundred of the same conversations, which must stay put.
+    # A conversation's version is a hash of its id: the counts are the same on every run; the
+    # bounds are 3.3 standard deviations of a fair 90/10 draw (+-20 of the expected 360 and 40).
     with ThreadPoolExecutor(8) as pool:
         first = list(pool.map(lambda user: poke(acme, "acme/canary", user), conversations))
         again = list(pool.map(lambda user: ask(acme, "acme/canary", user, "Hello again").model, conversations[:100]))
     shares = Counter(first)
     assert set(shares) == {"acme/canary@1", "acme/canary@2"}
-    assert 870 <= shares["acme/canary@1"] <= 930 and 70 <= shares["acme/canary@2"] <= 130, shares
+    assert 340 <= shares["acme/canary@1"] <= 380 and 20 <= shares["acme/canary@2"] <= 60, shares
     assert again == first[:100]  # every conversation stayed on its version
     assert ask(acme, "acme/canary@2", "visitor-0").model == "acme/canary@2"  # pinned: unaffected
     stats = http.get(f"{ADAPTER}/stats", headers=auth(key)).json()

@@ -32,7 +32,7 @@ def loss_and_gradients(model_dir: Path, name: str) -> tuple[float, torch.Tensor]
     torch.manual_seed(0)  # the same LoRA initialisation for every plan
     prepared = prepare_model(model_dir, HP, device="cpu", plan=ExecutionPlan.from_name(name))
     assert prepared.plan.name == name
-    row = pack([encode(prepared.tokenizer, MESSAGES)] * 3, 256, seed=0)[0]
+    row = pack([encode(prepared.tokenizer, MESSAGES)] * 2, 128, seed=0)[0]  # two samples in one row: 114 tokens
     prepared.model.train()
     loss = row_loss(prepared, row)
     loss.backward()
