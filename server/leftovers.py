@@ -4,7 +4,7 @@
 removes the adapter store's half-written versions and half-deleted directories
 (:meth:`adapters.store.AdapterStore.sweep`) and the training files that never got their database
 row (:meth:`server.jobs.training_files.FileStore.sweep`) and half-written passage vectors
-(``<data>/knowledge-vectors/<tenant>/.tmp-*``). It runs before the server accepts requests, so nothing
+(``<data>/knowledge-vectors/<tenant>/.tmp*``). It runs before the server accepts requests, so nothing
 it removes belongs to a live upload of this server; the store's own lock keeps it off a publish
 that another process (``swaplora train``) has in flight.
 """
@@ -32,7 +32,7 @@ def sweep(data: Path, store: AdapterStore, files: FileStore) -> dict[str, int]:
             else:
                 entry.unlink(missing_ok=True)
             spools += 1
-    vectors = list((data / "knowledge-vectors").glob("*/.tmp-*"))
+    vectors = list((data / "knowledge-vectors").glob("*/.tmp*"))  # ours (.tmp-*) and safetensors' own
     for entry in vectors:
         entry.unlink(missing_ok=True)
     counts = {

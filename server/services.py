@@ -92,7 +92,7 @@ class Services:
             knowledge=KnowledgeBase(
                 PassageIndex(settings.knowledge_dir),
                 DenseIndex(settings.knowledge_vectors_dir),
-                EmbedderThreads(settings.embedding_model_dir),
+                EmbedderThreads(settings.embedding_model_dir) if settings.embedding_model_dir else None,
                 max_vectors=settings.retrieval_embed_max_passages,
                 embed_timeout_s=settings.retrieval_embed_timeout_s,
             ),

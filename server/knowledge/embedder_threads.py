@@ -65,14 +65,17 @@ class EmbedderThreads:
                 return None
             try:
                 self._model = TextEmbedder.load(self.model_dir)
-            except (OSError, ValueError, RuntimeError):
+            except Exception:  # any failure of the optional model leaves retrieval by words, never a 500
                 log.exception("the embedding model in %s failed to load: retrieval ranks by words only", self.model_dir)
                 self._failed = True
             return self._model
 
     def warm(self) -> bool:
         """Load the model now (in the query thread); whether there is one."""
-        return self._run(self._queries, lambda model: True) is not None
+        try:
+            return self._run(self._queries, lambda model: True) is not None
+        except RuntimeError:  # closed already
+            return False
 
     def _run(self, pool: ThreadPoolExecutor, work: Callable[[TextEmbedder], T]) -> T | None:
         def task() -> T | None:
@@ -89,7 +92,7 @@ class EmbedderThreads:
                 return kept
         try:
             rows = self._run(self._queries, lambda model: model.embed([text]))
-        except RuntimeError:  # the request goes on, ranked by words
+        except Exception:  # the request goes on, ranked by words
             log.exception("embedding a query failed")
             return None
         if rows is None:
@@ -107,7 +110,7 @@ class EmbedderThreads:
         except TimeoutError as exc:
             log.warning("embedding %d passages took longer than %.0f s (%s)", len(texts), timeout_s, exc)
             return None
-        except RuntimeError:
+        except Exception:
             log.exception("embedding %d passages failed", len(texts))
             return None
 

@@ -6,13 +6,17 @@ Contract:
   when an embedding model is there and the file has at most ``max_vectors`` passages, embeds them
   (within ``embed_timeout_s``) into the file's vectors (:mod:`.dense_index`). A file without
   vectors (over the cap, too slow, no model, a write that failed: logged) is still searched by
-  its words; nothing of that fails the upload. :meth:`remove_file` / :meth:`remove_tenant` delete both.
+  its words; nothing of that fails the upload. At most :data:`EMBEDDING_UPLOADS` uploads embed
+  (or wait to) at once, since each holds a server thread; more are searched by their words only.
+  :meth:`remove_file` / :meth:`remove_tenant` delete both.
 - :meth:`search` is hybrid: the best :data:`POOL` passages by BM25 and the best by cosine
   similarity to the query's embedding, fused by reciprocal rank (each list adds
   ``1 / (RRF_K + rank)``; the dense list counts :data:`DENSE_WEIGHT` times as much, measured with
   ``bench/retrieval_bench.py``), best ``top_k`` first. Without vectors (or a model) it is BM25.
 - A file's vectors and passages are kept in memory once read (at most :data:`ROWS_KEPT` rows over
-  all tenants, least recently used first out); writing or deleting a file drops what was kept.
+  all tenants, least recently used first out); writing or deleting a file drops what was kept,
+  and a read that a write overtook is not kept. Vectors of another width (another embedding
+  model) are skipped.
 - :meth:`file_passages` is :meth:`.passage_index.PassageIndex.file_passages`.
 """
 
@@ -26,6 +30,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 
 from server.knowledge.dense_index import DenseIndex
 from server.knowledge.embedder_threads import EmbedderThreads
@@ -39,6 +44,8 @@ DENSE_WEIGHT = 6.0
 ROWS_KEPT = 100_000
 """Passage vectors kept in memory (384 fp32 numbers each: about 150 MB at most)."""
 FILES_KEPT = 4096
+EMBEDDING_UPLOADS = 4
+"""Uploads embedding (or waiting to) at once; more are searched by their words only."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,9 @@ class KnowledgeBase:
         self._kept: OrderedDict[tuple[str, str], _Rows | None] = OrderedDict()
         self._kept_rows = 0
         self._lock = threading.Lock()
+        self._writes = 0
+        """Bumped by every forget: a read that a write overtook is not kept."""
+        self._embedding = threading.BoundedSemaphore(EMBEDDING_UPLOADS)
 
     def add_file(self, tenant: str, file_id: str, filename: str, passages: Iterable[dict[str, Any]]) -> int:
         found = list(passages)
@@ -91,12 +101,20 @@ class KnowledgeBase:
         count = self.passages.add_file(tenant, file_id, filename, found)
         if self.embedder is None or not 0 < count <= self.max_vectors:
             return count
-        texts = [passage_text(str(p.get("heading", "")), str(p["text"])) for p in found]
-        vectors = self.embedder.passages(texts, self.embed_timeout_s)
+        if not self._embedding.acquire(blocking=False):  # each waiting upload holds a server thread
+            log.warning(
+                "%d uploads wait for embeddings already: %s/%s by words only", EMBEDDING_UPLOADS, tenant, file_id
+            )
+            return count
+        try:
+            texts = [passage_text(str(p.get("heading", "")), str(p["text"])) for p in found]
+            vectors = self.embedder.passages(texts, self.embed_timeout_s)
+        finally:
+            self._embedding.release()
         if vectors is not None:
             try:
                 self.dense.write(tenant, file_id, [int(p["start"]) for p in found], vectors)
-            except OSError:  # a full disk: the file is kept, searched by its words
+            except (OSError, SafetensorError):  # a full disk: the file is kept, searched by its words
                 log.exception("the vectors of %s/%s could not be written", tenant, file_id)
             if not self.passages.has_file(tenant, file_id):  # deleted while it was being embedded
                 self.dense.remove_file(tenant, file_id)
@@ -112,6 +130,7 @@ class KnowledgeBase:
         self.passages.remove_tenant(tenant)
         self.dense.remove_tenant(tenant)
         with self._lock:
+            self._writes += 1
             for key in [k for k in self._kept if k[0] == tenant]:
                 self._drop(key)
 
@@ -133,6 +152,9 @@ class KnowledgeBase:
         vector = self.embedder.query(query)
         if vector is None:
             return []
+        kept = [rows for rows in kept if rows.vectors.shape[1] == vector.shape[0]]  # another model's: skipped
+        if not kept:
+            return []
         scores = torch.cat([rows.vectors @ vector for rows in kept])
         every = [p for rows in kept for p in rows.passages]
         top = torch.topk(scores, min(count, len(every)))
@@ -144,9 +166,10 @@ class KnowledgeBase:
             if key in self._kept:
                 self._kept.move_to_end(key)
                 return self._kept[key]
+            writes = self._writes
         rows = self._read(tenant, file_id)
         with self._lock:
-            if key not in self._kept:
+            if key not in self._kept and writes == self._writes:
                 self._kept[key] = rows
                 self._kept_rows += len(rows.passages) if rows else 0
             while self._kept_rows > ROWS_KEPT or len(self._kept) > FILES_KEPT:
@@ -165,6 +188,7 @@ class KnowledgeBase:
 
     def _forget(self, tenant: str, file_id: str) -> None:
         with self._lock:
+            self._writes += 1
             self._drop((tenant, file_id))
 
     def _drop(self, key: tuple[str, str]) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from server.knowledge.dense_index import DenseIndex
 from server.knowledge.embedder_threads import EmbedderThreads
@@ -89,6 +90,17 @@ def test_a_slow_embedding_or_an_unreadable_vectors_file_leaves_words(tmp_path: P
     kb.add_file("acme", "file-shop", "shop.md", SHOP)
     vectors_file(tmp_path / "torn", "acme", "file-shop").write_bytes(b"not safetensors")
     fresh = knowledge_base(tmp_path / "torn", embedder)  # nothing kept in memory yet
+    assert [p.heading for p in fresh.search("acme", QUESTION, ["file-shop"], 1)] == ["Shop > Hire"]
+
+
+def test_vectors_of_another_model_are_skipped(tmp_path: Path, embedder: EmbedderThreads) -> None:
+    """Vectors written by a model of another width (the operator changed SWAPLORA_EMBEDDING_MODEL)
+    are not multiplied with this model's queries: that file is searched by its words."""
+    kb = knowledge_base(tmp_path, embedder)
+    kb.add_file("acme", "file-shop", "shop.md", SHOP)
+    kb.dense.write("acme", "file-shop", [p["start"] for p in SHOP], torch.ones(3, 8))
+    fresh = knowledge_base(tmp_path, embedder)
+    assert fresh.dense_search("acme", QUESTION, ["file-shop"], 4) == []
     assert [p.heading for p in fresh.search("acme", QUESTION, ["file-shop"], 1)] == ["Shop > Hire"]
 
 
