@@ -31,7 +31,7 @@ from adapters.embedding_model import prepare_embedding_model  # noqa: E402
 from bench.grounding_eval_set import UNANSWERABLE, Handbook, correct, handbooks  # noqa: E402
 from server.knowledge.dense_index import DenseIndex  # noqa: E402
 from server.knowledge.embedder_threads import EmbedderThreads  # noqa: E402
-from server.knowledge.knowledge_base import DENSE_WEIGHT, KnowledgeBase, fuse  # noqa: E402
+from server.knowledge.knowledge_base import DENSE_WEIGHT, KnowledgeBase  # noqa: E402
 from server.knowledge.passage_index import Passage, PassageIndex  # noqa: E402
 from trainer.documents import read_document  # noqa: E402
 from trainer.passages import document_passages  # noqa: E402
@@ -60,11 +60,7 @@ def methods(knowledge: KnowledgeBase, weights: list[float]) -> dict[str, Search]
         return knowledge.dense_search(TENANT, query, files, k)
 
     def both(weight: float) -> Search:
-        def search(query: str, files: list[str], k: int) -> list[Passage]:
-            pool = max(k, 16)
-            return fuse([(1.0, words(query, files, pool)), (weight, meaning(query, files, pool))], k)
-
-        return search
+        return lambda query, files, k: knowledge.search(TENANT, query, files, k, dense_weight=weight)
 
     found: dict[str, Search] = {"words": words, "meaning": meaning}
     found |= {f"both_w{w:g}": both(w) for w in weights}

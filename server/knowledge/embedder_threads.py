@@ -18,7 +18,6 @@ Contract:
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import time
@@ -106,7 +105,7 @@ class EmbedderThreads:
     def passages(self, texts: Sequence[str], timeout_s: float) -> torch.Tensor | None:
         deadline = time.monotonic() + timeout_s
         try:
-            return self._run(self._passages, functools.partial(_embed, texts=texts, deadline=deadline))
+            return self._run(self._passages, lambda model: model.embed(texts, deadline=deadline))
         except TimeoutError as exc:
             log.warning("embedding %d passages took longer than %.0f s (%s)", len(texts), timeout_s, exc)
             return None
@@ -117,7 +116,3 @@ class EmbedderThreads:
     def close(self) -> None:
         self._queries.shutdown(wait=False, cancel_futures=True)
         self._passages.shutdown(wait=False, cancel_futures=True)
-
-
-def _embed(model: TextEmbedder, texts: Sequence[str], deadline: float) -> torch.Tensor:
-    return model.embed(texts, deadline=deadline)

@@ -129,18 +129,18 @@ class KnowledgeBase:
     def remove_tenant(self, tenant: str) -> None:
         self.passages.remove_tenant(tenant)
         self.dense.remove_tenant(tenant)
-        with self._lock:
-            self._writes += 1
-            for key in [k for k in self._kept if k[0] == tenant]:
-                self._drop(key)
+        self._forget(tenant, None)
 
     def file_passages(self, tenant: str, files: Sequence[str], limit: int) -> list[Passage] | None:
         return self.passages.file_passages(tenant, files, limit)
 
-    def search(self, tenant: str, query: str, files: Sequence[str], top_k: int) -> list[Passage]:
+    def search(
+        self, tenant: str, query: str, files: Sequence[str], top_k: int, dense_weight: float = DENSE_WEIGHT
+    ) -> list[Passage]:
+        """The fused ranking (``dense_weight``: what the meaning list weighs; the bench varies it)."""
         pool = max(top_k, POOL)
         lexical = self.passages.search(tenant, query, files, pool)
-        return fuse([(1.0, lexical), (DENSE_WEIGHT, self.dense_search(tenant, query, files, pool))], top_k)
+        return fuse([(1.0, lexical), (dense_weight, self.dense_search(tenant, query, files, pool))], top_k)
 
     def dense_search(self, tenant: str, query: str, files: Sequence[str], count: int) -> list[Passage]:
         """The ``count`` passages of ``files`` closest in meaning to ``query`` (score: cosine)."""
@@ -186,10 +186,12 @@ class KnowledgeBase:
             return None  # re-indexed meanwhile: the next write brings matching vectors
         return _Rows(passages, vectors)
 
-    def _forget(self, tenant: str, file_id: str) -> None:
+    def _forget(self, tenant: str, file_id: str | None) -> None:
+        """Drop what is kept of one file (None: of every file of the tenant)."""
         with self._lock:
             self._writes += 1
-            self._drop((tenant, file_id))
+            for key in [k for k in self._kept if k[0] == tenant and file_id in (None, k[1])]:
+                self._drop(key)
 
     def _drop(self, key: tuple[str, str]) -> None:
         rows = self._kept.pop(key, None)
