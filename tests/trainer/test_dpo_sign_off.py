@@ -1,5 +1,8 @@
-"""REAL-MODEL DPO TEST (about 100 s, in every run): preference training teaches the embedded model a
-tenant's sign-off.
+"""REAL-MODEL DPO TEST (95-120 s of training on a 2-core CPU, so marked ``slow``: ``make test-slow``
+runs it, ``make test`` does not): preference training teaches the embedded model a tenant's sign-off.
+Two epochs instead of three are not enough (measured: the sign-off then closes 4 of 8 answers, or
+repeats), so the run is kept whole and out of the 20-minute suite; ``tests/trainer/test_dpo.py``
+checks the DPO job's mechanics in every run.
 
 Issue 15's measure: on examples/preferences/sign-off.jsonl (40 questions; each answer with
 "— The Lumen Lane team" preferred over the same answer without), first a supervised adapter
@@ -66,6 +69,7 @@ def job(model_dir: Path, tmp_path: Path, training: Path, **fields: Any) -> dict[
     return events[-1]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(3600)
 def test_dpo_teaches_the_sign_off_the_supervised_adapter_never_wrote(embedded_model_dir: Path, tmp_path: Path) -> None:
     started = time.monotonic()

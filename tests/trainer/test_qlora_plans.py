@@ -22,6 +22,8 @@ MESSAGES = [
     {"role": "user", "content": "When are you open?"},
     {"role": "assistant", "content": "Monday to Friday from 9 to 17, and on Saturdays from 10 to 14."},
 ]
+REFERENCE = "nf4-fp32"
+"""bitsandbytes' own packed-NF4 path in fp32: what every other plan's gradients are held to."""
 GRADIENT_RTOL = {"float32": 0.02, "bfloat16": 0.1}
 """Largest ``|g - g_ref| / |g_ref|`` of the LoRA gradients against bitsandbytes' packed NF4 path in
 fp32. fp32 plans differ only where bitsandbytes' backward rounds the dequantized weights to bf16
@@ -57,9 +59,9 @@ def test_a_dense_base_is_frozen_and_only_the_lora_trains(tiny_model_dir: Path, n
 @pytest.mark.parametrize("model", ["tiny", "embedded"])
 def test_gradients_through_the_frozen_base_match_bitsandbytes(model: str, request: pytest.FixtureRequest) -> None:
     model_dir = request.getfixturevalue(f"{model}_model_dir")
-    ref_loss, reference = loss_and_gradients(model_dir, "nf4-fp32")
+    ref_loss, reference = loss_and_gradients(model_dir, REFERENCE)
     assert reference.norm() > 0
-    for name in ALL_PLANS:
+    for name in (plan for plan in ALL_PLANS if plan != REFERENCE):  # the reference itself: a model load saved
         loss, gradients = loss_and_gradients(model_dir, name)
         dtype = ExecutionPlan.from_name(name).compute_dtype
         relative = float((gradients - reference).norm() / reference.norm())
