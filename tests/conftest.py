@@ -1,6 +1,15 @@
 """Shared fixtures: the embedded model (converted once per data directory), retrieval's embedding
 model (extracted beside it) and a tiny random Llama (2 layers, hidden 64) with the real
-tokenizer, for tests that only need shapes."""
+tokenizer, for tests that only need shapes.
+
+``make test`` runs the suite in two pytest-xdist workers (``-n 2 --dist loadgroup``): on two cores
+about a third of the time is spent waiting (servers starting, subprocesses, polling), which the
+other worker fills. Two processes that each ask OpenMP for every core wait for each other at every
+parallel region (server/cpu_share.py), so each worker's torch, and each server a worker starts,
+gets :data:`THREADS` (the cores divided among the workers). Each test module runs whole on one
+worker (its module fixtures, often a server, are built once); tests/cluster runs on one worker as
+a whole (its Ray cluster is package-scoped). ``-n 0`` runs everything in one process, as before.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +23,24 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+"""pytest-xdist workers running the suite (1 without xdist)."""
+THREADS = max(1, len(os.sched_getaffinity(0)) // WORKERS)
+"""Torch threads for each worker and for each server it starts."""
+WHOLE_PACKAGES = {"cluster"}
+"""Test packages whose tests share package-scoped fixtures: one xdist group each."""
+if WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))  # subprocesses: benches, trainers
+    torch.set_num_threads(THREADS)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Group each test by its module (by its package for :data:`WHOLE_PACKAGES`) for
+    ``--dist loadgroup``; without xdist the mark does nothing."""
+    for item in items:
+        parts = Path(item.path).relative_to(ROOT / "tests").parts
+        group = parts[0] if parts[0] in WHOLE_PACKAGES else "/".join(parts)
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.conftest import ROOT, make_lora
+from tests.conftest import ROOT, THREADS, WORKERS, make_lora
 
 MAX_RANK = 16
 """``SWAPLORA_MAX_RANK`` of the test server: the good adapters have rank 8, the too-big one 32."""
@@ -76,11 +76,15 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _wait_ready(server: Server) -> dict[str, Any]:
+def _wait_ready(server: Server, log_start: int) -> dict[str, Any] | None:
+    """``/ready``'s body once it answers 200; None when the port was taken before the server bound
+    it (another test process picked the same free port: start again on another)."""
     deadline = time.monotonic() + READY_TIMEOUT_S
     last = "no answer yet"
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
+            if "address already in use" in server.log_path.read_bytes()[log_start:].decode(errors="replace"):
+                return None
             pytest.fail(f"swaplora serve exited with {server.process.returncode}; log:\n{server.log()}")
         try:
             response = httpx.get(f"{server.url}/ready", timeout=5)
@@ -117,7 +121,21 @@ def start_server(model_dir: Path, data: Path, admin_key: str, *flags: str, **set
 
     embedding = prepare_embedding_model(model_dir.parent)  # beside the base: extracted once, not per server
     settings = {"COMPUTE_DTYPE": "float32", "CPU_WEIGHTS": "dense", "EMBEDDING_MODEL": str(embedding), **settings}
+    if WORKERS > 1:  # the cores are shared with the other xdist workers (tests/conftest.py)
+        settings.setdefault("TORCH_THREADS", str(THREADS))
     log_path = data.parent / f"{data.name}-server.log"
+    for _ in range(3):
+        srv = _start(model_dir, data, admin_key, log_path, flags, settings)
+        if srv is not None:
+            return srv
+    log = log_path.read_text(errors="replace")[-4000:]
+    pytest.fail(f"swaplora serve found its port taken three times; log:\n{log}")
+
+
+def _start(
+    model_dir: Path, data: Path, admin_key: str, log_path: Path, flags: tuple[str, ...], settings: dict[str, str]
+) -> Server | None:
+    """One start on a free port (see :func:`start_server`); None when that port was taken meanwhile."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SWAPLORA_")}
     env.update(
@@ -143,13 +161,17 @@ def start_server(model_dir: Path, data: Path, admin_key: str, *flags: str, **set
         *flags,
     ]
     with open(log_path, "ab") as log_file:
+        log_start = log_file.tell()
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
     srv = Server(url=f"http://127.0.0.1:{port}", data=data, admin_key=admin_key, log_path=log_path, process=process)
     try:
-        srv.ready = _wait_ready(srv)
+        ready = _wait_ready(srv, log_start)
     except BaseException:
         stop_server(process)
         raise
+    if ready is None:
+        return None
+    srv.ready = ready
     return srv
 
 
