@@ -129,7 +129,7 @@ lint: setup
 
 # pytest exits 5 when it collects no tests; make treats that as a failure, as it should.
 test: setup model browser lint
-	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup -m '$(PYTEST_MARKERS)' $(PYTEST_ARGS)
+	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadscope -m '$(PYTEST_MARKERS)' $(PYTEST_ARGS)
 
 test-slow: setup model
 	$(PY) -m pytest -q -p no:cacheprovider -m slow $(PYTEST_ARGS)

@@ -2,7 +2,7 @@
 model (extracted beside it) and a tiny random Llama (2 layers, hidden 64) with the real
 tokenizer, for tests that only need shapes.
 
-``make test`` runs the suite in two pytest-xdist workers (``-n 2 --dist loadgroup``): on two cores
+``make test`` runs the suite in two pytest-xdist workers (``-n 2 --dist loadscope``): on two cores
 about a third of the time is spent waiting (servers starting, subprocesses, polling), which the
 other worker fills. Two processes that each ask OpenMP for every core wait for each other at every
 parallel region (server/cpu_share.py), so each worker's torch, and each server a worker starts,
@@ -28,19 +28,28 @@ WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 THREADS = max(1, len(os.sched_getaffinity(0)) // WORKERS)
 """Torch threads for each worker and for each server it starts."""
 WHOLE_PACKAGES = {"cluster"}
-"""Test packages whose tests share package-scoped fixtures: one xdist group each."""
+"""Test packages whose tests share package-scoped fixtures: one xdist unit each."""
 if WORKERS > 1:
     os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))  # subprocesses: benches, trainers
     torch.set_num_threads(THREADS)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Group each test by its module (by its package for :data:`WHOLE_PACKAGES`) for
-    ``--dist loadgroup``; without xdist the mark does nothing."""
-    for item in items:
-        parts = Path(item.path).relative_to(ROOT / "tests").parts
-        group = parts[0] if parts[0] in WHOLE_PACKAGES else "/".join(parts)
-        item.add_marker(pytest.mark.xdist_group(group))
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """With ``--dist loadscope``: each test module is one unit of work, and each package of
+    :data:`WHOLE_PACKAGES` one unit. (xdist's own ``loadgroup`` marks do nothing under pytest 9.2,
+    which no longer lets a plugin rename a test's node id.)"""
+    if config.getoption("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByModule(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            parts = path.split("/")
+            return "/".join(parts[:2]) if len(parts) > 2 and parts[1] in WHOLE_PACKAGES else path
+
+    return ByModule(config, log)
 
 
 @pytest.fixture(scope="session")
