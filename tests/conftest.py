@@ -22,10 +22,12 @@ from typing import Any
 import pytest
 import torch
 
+from adapters.machine import usable_cores
+
 ROOT = Path(__file__).resolve().parents[1]
 WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 """pytest-xdist workers running the suite (1 without xdist)."""
-THREADS = max(1, len(os.sched_getaffinity(0)) // WORKERS)
+THREADS = max(1, usable_cores() // WORKERS)
 """Torch threads for each worker and for each server it starts."""
 WHOLE_PACKAGES = {"cluster"}
 """Test packages whose tests share package-scoped fixtures: one xdist unit each."""
