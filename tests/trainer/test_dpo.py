@@ -20,7 +20,7 @@ from trainer.documents import load_pairs
 from trainer.dpo import answer_lengths, dpo_loss, evaluate_pairs, objective, sequence_logps, with_reference
 from trainer.job import JobError, JobSpec, run_job
 from trainer.preference_rows import encode_pair, pair_rows
-from trainer.qlora import prepare_model
+from trainer.qlora import prepare_model, train
 from trainer.tokenize import IGNORE_INDEX
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -96,23 +96,14 @@ def test_at_the_start_the_policy_is_its_reference(tiny: Any) -> None:
 
 def test_dpo_steps_raise_the_preferred_answers_over_the_reference(tiny_model_dir: Path) -> None:
     """The in-every-run check that DPO learns in the right direction (the slow sign-off test in
-    test_dpo_sign_off.py measures how well): a few steps on four pairs lift every preferred answer
-    above its rejected one relative to the reference, and the loss falls below log 2."""
-    torch.manual_seed(0)
-    prepared = prepare_model(
-        tiny_model_dir, parse({"lora_rank": 4}), device="cpu", plan=ExecutionPlan.from_name("dense-fp32")
-    )
+    test_dpo_sign_off.py measures how well): the training loop of a DPO job, on four pairs, lifts
+    every preferred answer above its rejected one relative to the reference, and the loss falls
+    below log 2."""
+    hp = parse({"lora_rank": 4, "n_epochs": 8, "learning_rate": 1e-2})
+    prepared = prepare_model(tiny_model_dir, hp, device="cpu", plan=ExecutionPlan.from_name("dense-fp32"))
     pairs = load_pairs(PAIRS, PAIRS.name)[:4]
     rows = with_reference(prepared, pair_rows(prepared.tokenizer, pairs, SYSTEM, 256, 2048, seed=0))
-    dpo = objective(0.1)
-    trainable = [p for p in prepared.model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=1e-2)
-    prepared.model.train()
-    for _ in range(8):
-        for row in rows:
-            optimizer.zero_grad()
-            dpo.loss(prepared, row).backward()
-            optimizer.step()
+    train(prepared, list(rows), hp, seed=0, objective=objective(0.1))
     after = evaluate_pairs(prepared, rows, beta=0.1)
     assert after.pairs == 4 and after.accuracy == 1.0 and after.margin > 0
     assert after.loss < math.log(2)
