@@ -32,6 +32,7 @@ from server.errors import install_error_handlers
 from server.jobs import retention
 from server.jobs.runner import JobRunner
 from server.jobs.worker_handle import WorkerLauncher
+from server.knowledge import vector_backfill
 from server.local_engine import start_local_engine
 from server.routes import adapters as adapter_routes
 from server.routes import (
@@ -150,8 +151,12 @@ def create_app(settings: Settings) -> Starlette:
         sweeping = asyncio.create_task(
             retention.keep_sweeping(services.jobs, services.files, settings), name="swaplora-retention"
         )
+        backfilling = asyncio.create_task(
+            vector_backfill.keep_backfilling(services.knowledge, services.files), name="swaplora-vector-backfill"
+        )
         yield
         sweeping.cancel()
+        backfilling.cancel()
         await asyncio.to_thread(services.served.stop)
         await services.runner.stop()
         if services.engine is not None:

@@ -70,7 +70,10 @@ class Services:
 
     def usage(self, tenant: str) -> quotas.Usage:
         """What ``tenant`` stores now (see :mod:`server.tenancy.quotas`)."""
-        return quotas.measure(self.store, self.files, self.jobs, self.comparisons, self.settings.jobs_dir, tenant)
+        derived = (self.settings.knowledge_dir, self.settings.knowledge_vectors_dir)
+        return quotas.measure(
+            self.store, self.files, self.jobs, self.comparisons, self.settings.jobs_dir, tenant, derived
+        )
 
     def require_room(self, tenant: str, adding: quotas.Adding) -> None:
         """413/429 ``quota_exceeded`` when ``adding`` would pass one of ``tenant``'s quotas."""

@@ -7,7 +7,8 @@ Contract:
   (fp16; written to a temporary file and renamed, so a reader never sees half of one);
   :meth:`remove_file` and :meth:`remove_tenant` delete them. :meth:`read` is ``(starts, vectors)``
   in fp32, or None when the file has none (a file over the operator's passage cap, or uploaded
-  while no embedding model was prepared) or its vectors cannot be read (logged).
+  while no embedding model was prepared) or its vectors cannot be read (logged). :meth:`width` is
+  the stored vectors' width from the file's header alone (None: none stored, or unreadable).
 - Tenant and file ids are validated before they name a path; only safetensors is ever loaded.
 - The BM25 index (:mod:`server.knowledge.passage_index`) stays the store of the passages
   themselves; :mod:`server.knowledge.knowledge_base` joins the two by ``(file_id, start)``.
@@ -22,7 +23,7 @@ import uuid
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from adapters.ids import validate_tenant_id
@@ -68,6 +69,17 @@ class DenseIndex:
             log.error("the vectors of %s/%s do not match its passages: searched by words only", tenant, file_id)
             return None
         return [int(s) for s in starts.tolist()], vectors.to(torch.float32)
+
+    def width(self, tenant: str, file_id: str) -> int | None:
+        path = self._path(tenant, file_id)
+        if not path.is_file():
+            return None
+        try:
+            with safe_open(str(path), framework="pt") as stored:
+                shape = stored.get_slice("vectors").get_shape()
+        except (OSError, KeyError, SafetensorError):
+            return None
+        return int(shape[1]) if len(shape) == 2 else None
 
     def remove_file(self, tenant: str, file_id: str) -> None:
         self._path(tenant, file_id).unlink(missing_ok=True)

@@ -4,7 +4,8 @@ Contract:
 
 - :meth:`EmbedderThreads.query` is a query's unit vector, or None when ``model_dir`` is None or
   holds no model yet (looked for again on the next call) or the model failed to load (logged
-  once): retrieval then ranks by words only. :meth:`warm` loads it ahead of the first request. Recent
+  once): retrieval then ranks by words only. :meth:`warm` loads it ahead of the first request;
+  :meth:`width` is its vectors' width. Recent
   queries are remembered (:data:`QUERIES_KEPT`); a query is embedded in about 10-20 ms.
 - :meth:`EmbedderThreads.passages` is one row per text, or None when there is no model or the
   texts took longer than ``timeout_s`` (counted from the call: waiting behind another upload
@@ -68,6 +69,11 @@ class EmbedderThreads:
                 log.exception("the embedding model in %s failed to load: retrieval ranks by words only", self.model_dir)
                 self._failed = True
             return self._model
+
+    def width(self) -> int | None:
+        """The model's vector width (loading it in the calling thread if need be); None: no model."""
+        model = self._embedder()
+        return None if model is None else model.dim
 
     def warm(self) -> bool:
         """Load the model now (in the query thread); whether there is one."""

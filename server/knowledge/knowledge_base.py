@@ -8,7 +8,8 @@ Contract:
   vectors (over the cap, too slow, no model, a write that failed: logged) is still searched by
   its words; nothing of that fails the upload. At most :data:`EMBEDDING_UPLOADS` uploads embed
   (or wait to) at once, since each holds a server thread; more are searched by their words only.
-  :meth:`remove_file` / :meth:`remove_tenant` delete both.
+  :meth:`backfill_file` embeds such a file later (:mod:`.vector_backfill` calls it), and a file
+  whose vectors another model made. :meth:`remove_file` / :meth:`remove_tenant` delete both.
 - :meth:`search` is hybrid: the best :data:`POOL` passages by BM25 and the best by cosine
   similarity to the query's embedding, fused by reciprocal rank (each list adds
   ``1 / (RRF_K + rank)``; the dense list counts :data:`DENSE_WEIGHT` times as much, measured with
@@ -46,6 +47,8 @@ ROWS_KEPT = 100_000
 FILES_KEPT = 4096
 EMBEDDING_UPLOADS = 4
 """Uploads embedding (or waiting to) at once; more are searched by their words only."""
+BACKFILL_CHUNK = 32
+"""Passages a backfill embeds per turn of the passage thread (about a second on one core)."""
 
 
 @dataclass(frozen=True)
@@ -111,15 +114,45 @@ class KnowledgeBase:
             vectors = self.embedder.passages(texts, self.embed_timeout_s)
         finally:
             self._embedding.release()
+        self._keep_vectors(tenant, file_id, [int(p["start"]) for p in found], vectors)
+        return count
+
+    def backfill_file(self, tenant: str, file_id: str, chunk: int = BACKFILL_CHUNK) -> bool:
+        """Embed a file that has passages but no vectors of this model (uploaded while embedding was
+        busy, too slow, failing or not prepared; or embedded by another model), ``chunk`` passages per
+        turn of the passage thread, so an upload waits behind one chunk at most; whether it now has
+        them. Files over ``max_vectors`` passages stay searched by their words."""
+        if self.embedder is None:
+            return False
+        width = self.embedder.width()
+        if width is None or self.dense.width(tenant, file_id) == width:
+            return False
+        found = self.passages.file_passages(tenant, [file_id], self.max_vectors)
+        if not found:
+            return False
+        parts = []
+        for first in range(0, len(found), chunk):
+            texts = [passage_text(p.heading, p.text) for p in found[first : first + chunk]]
+            rows = self.embedder.passages(texts, self.embed_timeout_s)
+            if rows is None:
+                return False
+            parts.append(rows)
+        return self._keep_vectors(tenant, file_id, [p.start for p in found], torch.cat(parts))
+
+    def _keep_vectors(self, tenant: str, file_id: str, starts: list[int], vectors: torch.Tensor | None) -> bool:
+        """Write a file's vectors (None: none were made); whether they were kept."""
+        kept = False
         if vectors is not None:
             try:
-                self.dense.write(tenant, file_id, [int(p["start"]) for p in found], vectors)
+                self.dense.write(tenant, file_id, starts, vectors)
+                kept = True
             except (OSError, SafetensorError):  # a full disk: the file is kept, searched by its words
                 log.exception("the vectors of %s/%s could not be written", tenant, file_id)
             if not self.passages.has_file(tenant, file_id):  # deleted while it was being embedded
                 self.dense.remove_file(tenant, file_id)
+                kept = False
         self._forget(tenant, file_id)
-        return count
+        return kept
 
     def remove_file(self, tenant: str, file_id: str) -> None:
         self.passages.remove_file(tenant, file_id)

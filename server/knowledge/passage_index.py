@@ -4,7 +4,8 @@ Contract:
 
 - :meth:`PassageIndex.add_file` indexes one file's passages (``[{"heading", "text", "start",
   "end"}]``, as ``trainer.check --passages`` writes them), replacing any earlier entry of that
-  file; :meth:`remove_file` deletes them; :meth:`remove_tenant` deletes the tenant's index.
+  file; :meth:`remove_file` deletes them (and the tenant's index with its last file's passages);
+  :meth:`remove_tenant` deletes the tenant's index.
 - :meth:`search` ranks the tenant's passages of the given files by BM25 over their text and
   heading (English stemming) for the words of ``query`` and returns at most ``top_k``
   :class:`Passage`. The query is reduced to at most :data:`MAX_QUERY_TERMS` lower-cased words
@@ -151,12 +152,18 @@ class PassageIndex:
             writer = index.writer(heap_size=_WRITER_HEAP, num_threads=1)
             writer.delete_documents_by_term("file_id", file_id)
             self._commit(index, writer)
+            if index.searcher().num_docs == 0:  # the last file: nothing of the tenant is left on disk
+                self._drop(tenant)
 
     def remove_tenant(self, tenant: str) -> None:
         with self._lock(tenant):
-            with self._guard:
-                self._open.pop(tenant, None)
-            shutil.rmtree(self._dir(tenant), ignore_errors=True)
+            self._drop(tenant)
+
+    def _drop(self, tenant: str) -> None:
+        """Close and delete ``tenant``'s index (its write lock held)."""
+        with self._guard:
+            self._open.pop(tenant, None)
+        shutil.rmtree(self._dir(tenant), ignore_errors=True)
 
     def search(self, tenant: str, query: str, files: Sequence[str], top_k: int) -> list[Passage]:
         words = query_words(query)

@@ -4,7 +4,8 @@ Contract:
 
 - The quotas are fields of :class:`server.tenancy.tenant_settings.TenantLimits` (so they are the
   operator's ceilings that a tenant may only lower): ``storage_bytes`` (adapters, every version,
-  plus training files plus job work directories and logs), ``adapters`` (adapter names),
+  plus training files plus job work directories and logs plus what retrieval derived from the
+  files: their passage index and vectors), ``adapters`` (adapter names),
   ``adapter_versions`` (versions of all its adapters together), ``files`` (training files) and
   ``comparisons`` (recorded votes). None is unlimited.
 - :func:`measure` is a tenant's :class:`Usage` now (``GET /v1/tenants/{id}`` shows it); the
@@ -12,11 +13,14 @@ Contract:
 - :func:`require_room` raises before anything is stored: 413 ``quota_exceeded`` when the bytes
   would pass ``storage_bytes``, 429 ``quota_exceeded`` when a count would pass its quota; the
   message says what is used, what the quota is and what to delete. Checked when the work is
-  about to be committed; two uploads racing each other may pass a quota by one each.
+  about to be committed; two uploads racing each other may pass a quota by one each. An upload is
+  checked with its own bytes; what retrieval derives from it (a few times less than the text:
+  an index entry and 768 bytes of vector per passage) counts from then on.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
@@ -69,15 +73,23 @@ class VoteCount(Protocol):
 
 
 def measure(
-    store: AdapterStore, files: FileUsage, jobs: JobIds, comparisons: VoteCount, jobs_dir: Path, tenant: str
+    store: AdapterStore,
+    files: FileUsage,
+    jobs: JobIds,
+    comparisons: VoteCount,
+    jobs_dir: Path,
+    tenant: str,
+    derived_roots: Sequence[Path] = (),
 ) -> Usage:
     """``tenant``'s usage: adapters and versions from the store, files and votes from the database,
-    job work directories (under ``jobs_dir``) from the disk."""
+    job work directories (under ``jobs_dir``) and what was derived from its files
+    (``<root>/<tenant>`` of each of ``derived_roots``: the knowledge index and vectors) from the disk."""
     adapter_count, versions, adapter_bytes = _adapters(store, tenant)
     file_count, file_bytes = files.usage(tenant)
     job_bytes = sum(_tree_bytes(jobs_dir / job_id) for job_id in jobs.ids_of(tenant))
+    derived_bytes = sum(_tree_bytes(root / tenant) for root in derived_roots)
     return Usage(
-        storage_bytes=adapter_bytes + file_bytes + job_bytes,
+        storage_bytes=adapter_bytes + file_bytes + job_bytes + derived_bytes,
         adapters=adapter_count,
         adapter_versions=versions,
         files=file_count,

@@ -1,7 +1,8 @@
 """The knowledge base on real tantivy indexes and the shipped MiniLM in a temporary directory:
 meaning finds what words miss, fusion keeps what both agree on, files without vectors still
-search by words, vectors follow their file (replaced, deleted, per tenant), and a slow or
-unreadable embedding costs only the ranking by meaning."""
+search by words, vectors follow their file (replaced, deleted, per tenant), a slow or
+unreadable embedding costs only the ranking by meaning, and the backfill gives such files their
+vectors later."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from server.jobs.training_files import FileStore
 from server.knowledge.dense_index import DenseIndex
 from server.knowledge.embedder_threads import EmbedderThreads
 from server.knowledge.knowledge_base import KnowledgeBase, fuse
 from server.knowledge.passage_index import Passage, PassageIndex
+from server.knowledge.vector_backfill import backfill
 
 SHOP = [
     {"heading": "Shop > Hire", "text": "Bikes are available for hire at 15 euros a day.", "start": 0, "end": 47},
@@ -111,3 +114,53 @@ def test_fusion_adds_the_weighted_reciprocal_ranks() -> None:
     fused = fuse([(1.0, [a, b, c]), (6.0, [c, b])], 3)
     assert [p.heading for p in fused] == ["c", "b", "a"] and fused[0].score == pytest.approx(1 / 63 + 6 / 61)
     assert fuse([(1.0, [a]), (1.0, [])], 0) == []
+
+
+def test_the_backfill_embeds_a_file_that_was_left_by_words(tmp_path: Path, embedder: EmbedderThreads) -> None:
+    """Embedded a chunk at a time, each passage gets its own vector (the order survives the chunks)."""
+    busy = KnowledgeBase(PassageIndex(tmp_path / "words"), DenseIndex(tmp_path / "vectors"), embedder, 100, 1e-9)
+    busy.add_file("acme", "file-shop", "shop.md", SHOP)  # timed out: searched by words
+    assert not vectors_file(tmp_path, "acme", "file-shop").exists()
+    kb = knowledge_base(tmp_path, embedder)
+    assert kb.backfill_file("acme", "file-shop", chunk=2)
+    assert kb.dense_search("acme", QUESTION, ["file-shop"], 1)[0].heading == "FAQ > Used"
+    for passage in SHOP:
+        assert kb.dense_search("acme", passage["text"], ["file-shop"], 1)[0].start == passage["start"]
+    assert not kb.backfill_file("acme", "file-shop")  # has them now
+    assert not kb.backfill_file("acme", "file-none")  # no passages: nothing to embed
+
+
+def test_the_backfill_replaces_another_models_vectors_and_respects_the_cap(
+    tmp_path: Path, embedder: EmbedderThreads
+) -> None:
+    kb = knowledge_base(tmp_path, embedder)
+    kb.add_file("acme", "file-shop", "shop.md", SHOP)
+    kb.dense.write("acme", "file-shop", [p["start"] for p in SHOP], torch.ones(3, 8))
+    assert kb.dense.width("acme", "file-shop") == 8
+    assert kb.backfill_file("acme", "file-shop")
+    assert kb.dense.width("acme", "file-shop") == embedder.width()
+    capped = knowledge_base(tmp_path / "cap", embedder, max_vectors=2)
+    capped.add_file("acme", "file-shop", "shop.md", SHOP)
+    assert not capped.backfill_file("acme", "file-shop")
+    assert not vectors_file(tmp_path / "cap", "acme", "file-shop").exists()
+
+
+def test_the_backfill_walks_every_tenants_files(tmp_path: Path, embedder: EmbedderThreads) -> None:
+    files = FileStore(tmp_path / "db.sqlite", tmp_path / "files")
+    without_model = knowledge_base(tmp_path, EmbedderThreads(tmp_path / "no-model-here"))
+    assert backfill(without_model, files) == 0
+    uploaded = []
+    for tenant in ("acme", "globex"):
+        source = tmp_path / f"{tenant}.md"
+        source.write_text("# Shop")
+        stored = files.add(tenant, "shop.md", "fine-tune", source, {"format": "markdown"})
+        without_model.add_file(tenant, stored.id, "shop.md", SHOP)
+        uploaded.append(stored)
+    chat = tmp_path / "chat.jsonl"
+    chat.write_text("{}")
+    files.add("acme", "chat.jsonl", "fine-tune", chat, {"format": "chat_jsonl"})  # no passages: never embedded
+    assert backfill(without_model, files) == 0
+    kb = knowledge_base(tmp_path, embedder)
+    assert backfill(kb, files) == 2
+    assert all(vectors_file(tmp_path, f.tenant, f.id).is_file() for f in uploaded)
+    assert backfill(kb, files) == 0

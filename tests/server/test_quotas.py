@@ -71,13 +71,23 @@ def test_usage_counts_what_the_tenant_stores(env: SimpleNamespace) -> None:
     publish(env.services.store, "acme", "sales")
     publish(env.services.store, "globex", "private")  # another tenant's: not counted
     adapter_bytes = quotas.tree_bytes(env.settings.adapters_dir / "acme")
+    index_bytes = quotas.tree_bytes(env.settings.knowledge_dir / "acme")
+    index_bytes += quotas.tree_bytes(env.settings.knowledge_vectors_dir / "acme")
+    assert index_bytes > 0  # the file's passages, indexed for retrieval, are the tenant's bytes too
     assert usage(env) == {
-        "storage_bytes": len(DOC) + adapter_bytes,
+        "storage_bytes": len(DOC) + adapter_bytes + index_bytes,
         "adapters": 2,
         "adapter_versions": 3,
         "files": 1,
         "comparisons": 0,
     }
+
+
+def test_deleting_a_file_frees_its_bytes_and_its_index(env: SimpleNamespace) -> None:
+    uploaded = upload(env).json()["id"]
+    assert usage(env)["storage_bytes"] > len(DOC)
+    assert env.client.delete(f"/v1/files/{uploaded}", headers=env.acme).status_code == 200
+    assert usage(env)["storage_bytes"] == 0
 
 
 def test_a_file_past_the_count_quota_is_429_and_deleting_frees_room(env: SimpleNamespace) -> None:
