@@ -19,6 +19,11 @@ than on retrieval).
     .venv/bin/python bench/grounding_bench.py                       # train, then ask
     .venv/bin/python bench/grounding_bench.py --data DIR            # reuse adapters trained in DIR
     .venv/bin/python bench/grounding_bench.py --plain               # adapters trained without RAFT
+    .venv/bin/python bench/grounding_bench.py --together            # one tenant, every handbook in one file
+
+``--together`` joins the handbooks into one document (too long for the prompt: **search mode**,
+where the search decides which passages the model reads) and asks every question of that one
+tenant and adapter; the others give each handbook its own tenant (each fits: whole mode).
 
 Prints per handbook and overall: recall of each of the four (unanswerable questions apart, as
 ``abstained``: the share answered with "do not know"; ``abstained_answerable``: the share of the
@@ -221,6 +226,14 @@ def evaluate(tenant: Tenant, args: argparse.Namespace) -> dict:
     return result
 
 
+def together(books: list[Handbook], folder: Path) -> Handbook:
+    """``books`` joined into one document (each keeps its title and sections) with all their questions."""
+    path = folder / "handbooks.md"
+    path.write_text("\n\n".join(b.path.read_text().strip() for b in books) + "\n")
+    questions = tuple(q for b in books for q in b.questions)
+    return Handbook("handbooks", path, questions, any(b.seen_by_generator for b in books))
+
+
 def overall(per_book: dict[str, dict]) -> dict:
     """Recall over every answerable question, per column and per style; the TTFT ratios' median."""
     result: dict = {}
@@ -259,12 +272,15 @@ def main() -> None:
     parser.add_argument("--ttft-questions", type=int, default=0, help="questions timed per handbook (0: all)")
     parser.add_argument("--threads", type=int, default=0, help="engine threads (0: the server's default)")
     parser.add_argument("--plain", action="store_true", help="train with retrieval off (no RAFT), for comparison")
+    parser.add_argument("--together", action="store_true", help="one tenant, the handbooks joined (search mode)")
     args = parser.parse_args()
     books = [b for b in handbooks() if not args.handbooks or b.slug in args.handbooks.split(",")]
     model_dir = prepare_embedded_model(ROOT / "data" / "models")
     admin_key = secrets.token_hex(16)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
+        if args.together:
+            books = [together(books, Path(tmp))]
         data = args.data or Path(tmp) / "data"
         data.mkdir(parents=True, exist_ok=True)
         process, url = start_server(data, model_dir, admin_key, args.threads)

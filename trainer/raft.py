@@ -12,7 +12,10 @@ turn, then the assistant's answer) so the user turn carries passages in the chat
 - **search mode**: the answer's passage among ``distractors`` others from the same documents, in
   document order (as chat orders its hits); with probability ``without_answer`` it is left out
   and the assistant answers :data:`~adapters.grounding_template.NOT_IN_PASSAGES`: the adapter
-  learns to answer from the passages and to say when they lack the answer.
+  learns to answer from the passages and to say when they lack the answer. Chat's search gives
+  passages *like* the question, so :data:`HARD_SHARE` of the distractors are hard ones: the
+  passages sharing the most words with the question (each word weighted by how rare it is among
+  the passages, as BM25 weighs it), the rest at random.
 
 :func:`abstention_samples` adds questions the documents do not answer, asked with the same
 passages and answered with :data:`~adapters.grounding_template.NOT_IN_PASSAGES` (the only
@@ -27,8 +30,10 @@ order, as :mod:`trainer.passages` cuts a document.
 
 from __future__ import annotations
 
+import math
 import random
 import re
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
@@ -38,6 +43,8 @@ from trainer.samples import Sample
 
 _WORD = re.compile(r"\w+")
 Passage = tuple[str, str]
+HARD_SHARE = 0.5
+"""Of a search-mode sample's distractors, the share that are the passages most like the question."""
 
 
 def _words(text: str) -> set[str]:
@@ -60,6 +67,21 @@ def answer_passage(answer: str, passages: Sequence[Passage]) -> int | None:
     return best
 
 
+class Likeness:
+    """Passages ranked by the words they share with a question, rare words weighing more."""
+
+    def __init__(self, passages: Sequence[Passage]) -> None:
+        self.words = [_words(f"{heading} {text}") for heading, text in passages]
+        seen = Counter(w for words in self.words for w in words)
+        self.weight = {w: math.log(1 + len(passages) / n) for w, n in seen.items()}
+
+    def ranked(self, question: str) -> list[int]:
+        """The passages sharing any word with ``question``, most alike first."""
+        asked = _words(question)
+        score = [sum(self.weight[w] for w in asked & words) for words in self.words]
+        return sorted((i for i in range(len(score)) if score[i] > 0), key=lambda i: (-score[i], i))
+
+
 def is_grounded(sample: Sample) -> bool:
     """Whether ``sample``'s last user turn carries passages."""
     users = [m["content"] for m in sample.messages if m["role"] == "user"]
@@ -79,6 +101,7 @@ def ground_samples(
 ) -> list[Sample]:
     rng = random.Random(seed)
     whole = fits_whole(passages, cost, budget)
+    likeness = None if whole else Likeness(passages)
     grounded: list[Sample] = []
     for sample in samples:
         turns = sample.messages
@@ -89,7 +112,8 @@ def ground_samples(
             grounded.append(sample)
             continue
         question, answer = turns[start]["content"], turns[-1]["content"]
-        chosen = _chosen(rng, whole, len(passages), right, distractors)
+        alike = likeness.ranked(question) if likeness is not None else []
+        chosen = _chosen(rng, whole, len(passages), right, distractors, alike)
         if not whole and rng.random() < without_answer and len(chosen) > 1:
             chosen.remove(right)
             answer = NOT_IN_PASSAGES
@@ -127,10 +151,15 @@ def abstention_samples(
     return samples
 
 
-def _chosen(rng: random.Random, whole: bool, count: int, right: int | None, distractors: int) -> list[int]:
+def _chosen(
+    rng: random.Random, whole: bool, count: int, right: int | None, distractors: int, alike: Sequence[int] = ()
+) -> list[int]:
     """The passages a grounded sample shows: all of them (whole mode), else ``right`` (if any) and
-    ``distractors`` others at random."""
+    ``distractors`` others: the first :data:`HARD_SHARE` of them from ``alike`` (passages like
+    the question, most alike first), the rest at random."""
     if whole:
         return list(range(count))
-    others = [i for i in range(count) if i != right]
-    return [*([] if right is None else [right]), *rng.sample(others, min(distractors, len(others)))]
+    hard = [i for i in alike if i != right][: math.ceil(distractors * HARD_SHARE)]
+    others = [i for i in range(count) if i != right and i not in hard]
+    picked = [*hard, *rng.sample(others, min(distractors - len(hard), len(others)))]
+    return [*([] if right is None else [right]), *picked]

@@ -1,8 +1,8 @@
 """Retrieval-aware samples: about half the questions asked with the passages chat would give
-(every passage of a small document, or the answer's among distractors), sometimes without the
-answer's passage and then answered "do not know"; questions the documents do not answer asked with
-the passages and answered "do not know"; other samples untouched; deterministic; and a grounded
-job's rows hold the passages once per row."""
+(every passage of a small document, or the answer's among distractors, half of them like the
+question), sometimes without the answer's passage and then answered "do not know"; questions the
+documents do not answer asked with the passages and answered "do not know"; other samples
+untouched; deterministic; and a grounded job's rows hold the passages once per row."""
 
 from __future__ import annotations
 
@@ -69,6 +69,17 @@ def test_search_mode_the_answer_among_distractors_in_document_order() -> None:
         assert len(carried) == (3 if 1 in carried else 2)  # the answer's passage and 2 distractors
         missing += 1 not in carried
     assert 30 <= missing <= 70  # about a quarter of 200
+
+
+def test_search_mode_distractors_are_half_like_the_question_half_random() -> None:
+    """As chat's search would, a question about opening hours and the warranty brings the hours'
+    passage (the most alike after the answer's own) every time; the other distractor varies."""
+    question = "When do you open, and how long is the bicycle frame warranty?"
+    samples = [qa(question, WARRANTY) for _ in range(100)]
+    grounded = ground_samples(samples, PASSAGES, words, 20, share=1.0, distractors=2, without_answer=0.25, seed=5)
+    carried = [numbers(sample.messages[1]["content"]) for sample in grounded]
+    assert all(2 in passages for passages in carried)  # Shop > Hours: "open"
+    assert len({p for passages in carried for p in passages} - {1, 2}) == 3  # the random one: any other
 
 
 def test_whole_mode_every_passage_and_about_the_share_grounded() -> None:
