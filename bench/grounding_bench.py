@@ -20,6 +20,7 @@ than on retrieval).
     .venv/bin/python bench/grounding_bench.py --data DIR            # reuse adapters trained in DIR
     .venv/bin/python bench/grounding_bench.py --plain               # adapters trained without RAFT
     .venv/bin/python bench/grounding_bench.py --together            # one tenant, every handbook in one file
+    .venv/bin/python bench/grounding_bench.py --model DIR           # another base (a GPU machine's larger model)
 
 ``--together`` joins the handbooks into one document (too long for the prompt: **search mode**,
 where the search decides which passages the model reads) and asks every question of that one
@@ -267,6 +268,7 @@ def main() -> None:
         "--data", type=Path, help="data directory (default: a new temporary one); adapters in it are reused"
     )
     parser.add_argument("--handbooks", help="comma-separated slugs (default: all)")
+    parser.add_argument("--model", type=Path, help="base model directory (default: the embedded SmolLM2-135M)")
     parser.add_argument("--top-k", type=int, default=4)
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--ttft-questions", type=int, default=0, help="questions timed per handbook (0: all)")
@@ -275,7 +277,7 @@ def main() -> None:
     parser.add_argument("--together", action="store_true", help="one tenant, the handbooks joined (search mode)")
     args = parser.parse_args()
     books = [b for b in handbooks() if not args.handbooks or b.slug in args.handbooks.split(",")]
-    model_dir = prepare_embedded_model(ROOT / "data" / "models")
+    model_dir = args.model or prepare_embedded_model(ROOT / "data" / "models")
     admin_key = secrets.token_hex(16)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -305,6 +307,8 @@ def main() -> None:
             result["job_probe_recall_after"] = metrics.get("probe_recall_after")
         summary[slug] = result
     summary.update(
+        model=str(model_dir),
+        mode="search (the handbooks together)" if args.together else "whole (one handbook per tenant)",
         top_k=args.top_k,
         max_tokens=args.max_tokens,
         adapters="plain (trained with retrieval off)" if args.plain else "RAFT (trained with retrieval on)",

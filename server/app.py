@@ -152,7 +152,8 @@ def create_app(settings: Settings) -> Starlette:
             retention.keep_sweeping(services.jobs, services.files, settings), name="swaplora-retention"
         )
         backfilling = asyncio.create_task(
-            vector_backfill.keep_backfilling(services.knowledge, services.files), name="swaplora-vector-backfill"
+            vector_backfill.keep_backfilling(services.knowledge, services.files, settings.retrieval_backfill_s),
+            name="swaplora-vector-backfill",
         )
         yield
         sweeping.cancel()

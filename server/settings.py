@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     retrieval_embed_timeout_s: float = Field(
         120.0, gt=0, description="Time embedding one uploaded file's passages may take; past it: BM25 only."
     )
+    retrieval_backfill_s: float = Field(
+        600.0,
+        ge=1,
+        description="How often files left without embeddings (busy, slow, no model yet) are embedded, in seconds.",
+    )
     host: str = Field("127.0.0.1", description="Interface to bind.")
     port: int = Field(8000, description="TCP port to bind.")
     device: str | None = Field(None, description="torch device; unset: cuda when present, else cpu.")
