@@ -26,7 +26,7 @@ PAGE = 500
 
 
 def backfill(knowledge: KnowledgeBase, files: FileStore) -> int:
-    if knowledge.embedder is None:
+    if knowledge.embedder is None or knowledge.embedder.width() is None:  # no model (yet): nothing to do
         return 0
     embedded, after = 0, None
     while True:

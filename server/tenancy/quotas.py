@@ -14,8 +14,9 @@ Contract:
   would pass ``storage_bytes``, 429 ``quota_exceeded`` when a count would pass its quota; the
   message says what is used, what the quota is and what to delete. Checked when the work is
   about to be committed; two uploads racing each other may pass a quota by one each. An upload is
-  checked with its own bytes; what retrieval derives from it (a few times less than the text:
-  an index entry and 768 bytes of vector per passage) counts from then on.
+  checked with its own bytes; what retrieval derives from it (an index entry and 768 bytes of
+  vector per passage: about 2 KB a passage, several times a small file's own bytes) counts from
+  then on.
 """
 
 from __future__ import annotations
