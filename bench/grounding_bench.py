@@ -21,6 +21,7 @@ than on retrieval).
     .venv/bin/python bench/grounding_bench.py --plain               # adapters trained without RAFT
     .venv/bin/python bench/grounding_bench.py --together            # one tenant, every handbook in one file
     .venv/bin/python bench/grounding_bench.py --model DIR           # another base (a GPU machine's larger model)
+    .venv/bin/python bench/grounding_bench.py --max-seconds 1500    # train to the end of the planned schedule
 
 ``--together`` joins the handbooks into one document (too long for the prompt: **search mode**,
 where the search decides which passages the model reads) and asks every question of that one
@@ -127,8 +128,10 @@ class Tenant:
         models = self.http.get("/v1/models", headers=self._auth).json()["data"]
         return next((m["id"] for m in models if m["id"] == f"{self.slug}/{self.suffix}"), None)
 
-    def train(self) -> None:
-        body = {"training_file": self.file_id, "model": "base", "suffix": self.suffix}
+    def train(self, max_seconds: float | None = None) -> None:
+        body: dict = {"training_file": self.file_id, "model": "base", "suffix": self.suffix}
+        if max_seconds:
+            body["hyperparameters"] = {"max_seconds": max_seconds}
         self.job = self.http.post("/v1/fine_tuning/jobs", json=body, headers=self._auth).json()["id"]
 
     def wait(self) -> dict:
@@ -275,6 +278,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="engine threads (0: the server's default)")
     parser.add_argument("--plain", action="store_true", help="train with retrieval off (no RAFT), for comparison")
     parser.add_argument("--together", action="store_true", help="one tenant, the handbooks joined (search mode)")
+    parser.add_argument(
+        "--max-seconds", type=float, help="each job's training budget (default: auto, 480 s on a CPU, 4 h on a GPU)"
+    )
     args = parser.parse_args()
     books = [b for b in handbooks() if not args.handbooks or b.slug in args.handbooks.split(",")]
     model_dir = args.model or prepare_embedded_model(ROOT / "data" / "models")
@@ -292,7 +298,7 @@ def main() -> None:
                 tenants = [Tenant(http, admin, book, raft=not args.plain) for book in books]
                 for tenant in tenants:
                     if tenant.model is None:
-                        tenant.train()
+                        tenant.train(args.max_seconds)
                 trained = {t.book.slug: t.wait() for t in tenants if t.job}
                 per_book = {t.book.slug: evaluate(t, args) for t in tenants}
         finally:
@@ -308,6 +314,7 @@ def main() -> None:
         summary[slug] = result
     summary.update(
         model=str(model_dir),
+        max_seconds=args.max_seconds or "auto",
         mode="search (the handbooks together)" if args.together else "whole (one handbook per tenant)",
         top_k=args.top_k,
         max_tokens=args.max_tokens,
