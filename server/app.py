@@ -118,6 +118,15 @@ def _warm_embedder(services: Services) -> None:
         log.info("retrieval ranks passages by words and meaning (%s)", embedder.model_dir)
 
 
+async def _backfill_after_loading(services: Services) -> None:
+    """Embed files left without vectors once the base model has loaded (or failed to): loading the
+    embedding model beside it would slow the start-up both hold the GIL for."""
+    while services.base is None and services.load_error is None:
+        await asyncio.sleep(1.0)
+    settings = services.settings
+    await vector_backfill.keep_backfilling(services.knowledge, services.files, settings.retrieval_backfill_s)
+
+
 def _cluster_launcher(settings: Settings) -> WorkerLauncher | None:
     """Fine-tuning workers as Ray tasks in a cluster; None: child processes of this server."""
     if not settings.cluster:
@@ -151,10 +160,7 @@ def create_app(settings: Settings) -> Starlette:
         sweeping = asyncio.create_task(
             retention.keep_sweeping(services.jobs, services.files, settings), name="swaplora-retention"
         )
-        backfilling = asyncio.create_task(
-            vector_backfill.keep_backfilling(services.knowledge, services.files, settings.retrieval_backfill_s),
-            name="swaplora-vector-backfill",
-        )
+        backfilling = asyncio.create_task(_backfill_after_loading(services), name="swaplora-vector-backfill")
         yield
         sweeping.cancel()
         backfilling.cancel()

@@ -7,9 +7,9 @@ has passages but no vectors of the current embedding model: an upload that arriv
 longer than ``SWAPLORA_RETRIEVAL_EMBED_TIMEOUT_S``, one uploaded before an embedding model was
 prepared, one whose vectors another model made. Until then such a file is searched by its words.
 It returns how many files got vectors; a file that fails is logged and tried again next time.
-:func:`keep_backfilling` runs it at start-up and every ``SWAPLORA_RETRIEVAL_BACKFILL_S`` seconds
-(default :data:`EVERY_S`) while the app runs (the passage embedder's one thread at one core, a
-chunk at a time, so uploads go first).
+:func:`keep_backfilling` runs it at once and every ``SWAPLORA_RETRIEVAL_BACKFILL_S`` seconds
+(default :data:`EVERY_S`) while the app runs; the app starts it when the base model has loaded.
+It embeds on the passage embedder's one thread at one core, a chunk at a time, so uploads go first.
 """
 
 from __future__ import annotations
