@@ -155,11 +155,16 @@ def answers(tenant: Tenant, model: str, questions: tuple[Question, ...], max_tok
         return list(pool.map(lambda q: ask(tenant.http, tenant.key, model, q.text, max_tokens), questions))
 
 
+def passages_by_span(book: Handbook) -> dict[tuple[int, int], dict]:
+    """The handbook's passages as the server cut them, by the ``(start, end)`` a citation names."""
+    return {(p["start"], p["end"]): p for p in document_passages(read_document(book.path, book.path.name))}
+
+
 def cited_hits(book: Handbook, asked: list[dict]) -> tuple[list[bool], list[bool]]:
     """Per question: whether its first citation's passage holds the answer (every expected fact),
     and whether its cited passages together do (the ``top_k`` hits; the search is the same
     for every model)."""
-    text = {(p["start"], p["end"]): p["text"] for p in document_passages(read_document(book.path, book.path.name))}
+    text = {span: p["text"] for span, p in passages_by_span(book).items()}
     cited = [[text.get((c["start"], c["end"]), "") for c in a["citations"]] for a in asked]  # best first
     first = [correct(c[0] if c else "", q) for c, q in zip(cited, book.questions, strict=True)]
     every = [correct(" ".join(c), q) for c, q in zip(cited, book.questions, strict=True)]

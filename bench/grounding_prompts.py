@@ -33,11 +33,9 @@ sys.path.insert(0, str(ROOT))
 
 from adapters.embedded import prepare_embedded_model  # noqa: E402
 from adapters.grounding_template import grounded_question  # noqa: E402
-from bench.grounding_bench import Tenant, ask  # noqa: E402
+from bench.grounding_bench import Tenant, ask, passages_by_span  # noqa: E402
 from bench.grounding_eval_set import UNANSWERABLE, Question, correct, handbooks  # noqa: E402
 from bench.serve_bench import start_server, stop_server  # noqa: E402
-from trainer.documents import read_document  # noqa: E402
-from trainer.passages import document_passages  # noqa: E402
 
 
 def prompt(variant: str, question: Question, every: list[dict], hits: list[dict]) -> str:
@@ -57,8 +55,8 @@ def prompt(variant: str, question: Question, every: list[dict], hits: list[dict]
 def score(http: httpx.Client, tenant: Tenant, variants: list[str]) -> dict[str, list[int]]:
     """``{"adapter/whole": [right, asked], ...}`` for one handbook's tenant."""
     book = tenant.book
-    every = document_passages(read_document(book.path, book.path.name))
-    by_span = {(p["start"], p["end"]): p for p in every}
+    by_span = passages_by_span(book)
+    every = list(by_span.values())  # in document order
     asked = [q for q in book.questions if q.style != UNANSWERABLE]
     tenant.retrieval(True)
     with ThreadPoolExecutor(8) as pool:
